@@ -1,0 +1,4 @@
+//! Moor: a GitOps delivery engine whose renderers, validators, notifiers and sources are
+//! sandboxed WebAssembly components. See ARCHITECTURE.md for the map.
+
+pub mod plugins;

@@ -1,0 +1,28 @@
+//! The host's only `bindgen!` site: Rust types and calls for every world of the contract.
+//!
+//! One synthetic world (`moor:host/all`) imports `log` and exports every kind's interface,
+//! so the shared types are generated once; each plugin is then driven through the
+//! interface of its own kind (`GuestIndices::new` + `load`), never through this world.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    inline: "
+        package moor:host;
+        world all {
+            import moor:plugin/log@0.1.0;
+            export moor:plugin/render@0.1.0;
+            export moor:plugin/validate@0.1.0;
+            export moor:plugin/notify@0.1.0;
+            export moor:plugin/fetch@0.1.0;
+        }
+    ",
+    world: "moor:host/all",
+    additional_derives: [serde::Serialize],
+});
+
+pub use exports::moor::plugin::{fetch, notify, render, validate};
+pub use moor::plugin::log;
+pub use moor::plugin::types;
+
+/// Version of the contract in `wit/` that this host speaks.
+pub const CONTRACT_VERSION: &str = "0.1.0";

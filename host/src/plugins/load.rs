@@ -1,0 +1,208 @@
+//! Loading a plugin: pin check, component check, compile (cached), world and version
+//! check, pre-instantiation and self-description.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::bindings::{self, CONTRACT_VERSION};
+use super::{KindIndices, Limits, LoadError, Plugin, PluginInfo, PluginKind, Runtime};
+
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone)]
+pub enum PluginSource {
+    /// Compiled into the `moor` binary.
+    Builtin(&'static [u8]),
+    /// A file, pinned by its sha256 (hex).
+    File { path: PathBuf, sha256: String },
+    /// A file that is not pinned: only `moor plugin inspect` loads plugins this way.
+    Inspect(PathBuf),
+}
+
+/// Where a loaded plugin came from, for messages.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Builtin,
+    File(PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Builtin => f.write_str("the built-in component"),
+            Origin::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// The interface each kind exports.
+const INTERFACES: &[(&str, PluginKind)] = &[
+    ("render", PluginKind::Renderer),
+    ("validate", PluginKind::Validator),
+    ("notify", PluginKind::Notifier),
+    ("fetch", PluginKind::Source),
+];
+
+pub(super) fn load(runtime: &Runtime, name: &str, source: PluginSource, limits: Limits) -> Result<Plugin, LoadError> {
+    let (bytes, origin): (std::borrow::Cow<'static, [u8]>, Origin) = match &source {
+        PluginSource::Builtin(bytes) => ((*bytes).into(), Origin::Builtin),
+        PluginSource::File { path, .. } | PluginSource::Inspect(path) => {
+            let bytes = std::fs::read(path).map_err(|source| LoadError::Read { name: name.into(), file: path.clone(), source })?;
+            (bytes.into(), Origin::File(path.clone()))
+        }
+    };
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    if let PluginSource::File { path, sha256: expected } = &source {
+        if !expected.eq_ignore_ascii_case(&sha256) {
+            return Err(LoadError::HashMismatch { name: name.into(), file: path.clone(), expected: expected.clone(), actual: sha256 });
+        }
+    }
+
+    if !wasmtime::wasmparser::Parser::is_component(&bytes) {
+        let what = if wasmtime::wasmparser::Parser::is_core_wasm(&bytes) {
+            "a core WebAssembly module, not a component"
+        } else {
+            "not WebAssembly at all"
+        };
+        return Err(LoadError::NotComponent { name: name.into(), origin, what });
+    }
+
+    let (component, cached) = runtime.cache.get(&runtime.engine, &sha256, &bytes).map_err(|e| LoadError::Compile {
+        name: name.into(),
+        origin: origin.clone(),
+        message: format!("{e:#}"),
+    })?;
+    tracing::debug!(plugin = name, cached, "component ready");
+
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(&runtime.engine).map(|(n, _)| n.to_owned()).collect();
+    let (kind, version) = find_kind(&exports).ok_or_else(|| LoadError::WrongWorld {
+        name: name.into(),
+        origin: origin.clone(),
+        exports: if exports.is_empty() { "nothing".into() } else { exports.join(", ") },
+        expected: INTERFACES.iter().map(|(i, _)| format!("moor:plugin/{i}@{CONTRACT_VERSION}")).collect::<Vec<_>>().join(", "),
+    })?;
+    if let Some(advice) = version_problem(&version) {
+        return Err(LoadError::Version { name: name.into(), origin, found: version, advice });
+    }
+    let capabilities = capabilities(ty.imports(&runtime.engine).map(|(n, _)| n));
+
+    let pre = runtime.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
+        name: name.into(),
+        origin: origin.clone(),
+        message: format!("{e:#}"),
+    })?;
+    let link_error = |e: wasmtime::Error| LoadError::Link { name: name.into(), origin: origin.clone(), message: format!("{e:#}") };
+    let indices = match kind {
+        PluginKind::Renderer => KindIndices::Render(bindings::render::GuestIndices::new(&pre).map_err(link_error)?),
+        PluginKind::Validator => KindIndices::Validate(bindings::validate::GuestIndices::new(&pre).map_err(link_error)?),
+        PluginKind::Notifier => KindIndices::Notify(bindings::notify::GuestIndices::new(&pre).map_err(link_error)?),
+        PluginKind::Source => KindIndices::Fetch(bindings::fetch::GuestIndices::new(&pre).map_err(link_error)?),
+    };
+
+    let mut plugin = Plugin {
+        name: Arc::from(name),
+        info: PluginInfo {
+            name: name.into(),
+            version: String::new(),
+            kind,
+            description: String::new(),
+            contract: version,
+            config_schema: serde_json::json!({}),
+            capabilities,
+            sha256,
+        },
+        origin,
+        limits,
+        engine: runtime.engine.clone(),
+        pre,
+        indices,
+        schema: jsonschema::validator_for(&serde_json::json!({})).expect("empty schema is valid"),
+    };
+
+    let described = plugin.describe().map_err(|source| LoadError::Info { name: name.into(), source })?;
+    if described.kind != kind {
+        return Err(LoadError::WrongKind { name: name.into(), origin: plugin.origin, found: described.kind, expected: kind });
+    }
+    let schema: serde_json::Value = serde_json::from_str(&described.config_schema)
+        .map_err(|e| LoadError::Schema { name: name.into(), message: e.to_string() })?;
+    plugin.schema = jsonschema::validator_for(&schema).map_err(|e| LoadError::Schema { name: name.into(), message: e.to_string() })?;
+    plugin.info.version = described.version;
+    plugin.info.description = described.description;
+    plugin.info.config_schema = schema;
+    if described.name != name {
+        plugin.info.name = described.name;
+    }
+    Ok(plugin)
+}
+
+/// The kind and contract version of the first `moor:plugin/<interface>@<version>` export.
+fn find_kind(exports: &[String]) -> Option<(PluginKind, String)> {
+    exports.iter().find_map(|export| {
+        let rest = export.strip_prefix("moor:plugin/")?;
+        let (iface, version) = rest.split_once('@')?;
+        let kind = INTERFACES.iter().find(|(i, _)| *i == iface)?.1;
+        Some((kind, version.to_owned()))
+    })
+}
+
+/// `None` when a component built for `found` can be loaded by this host: the same major
+/// version (the same minor while the major is 0), at most this host's own.
+fn version_problem(found: &str) -> Option<&'static str> {
+    let parse = |v: &str| -> Option<(u64, u64, u64)> {
+        let mut parts = v.split(['.', '-', '+']).map(|p| p.parse::<u64>().ok());
+        Some((parts.next()??, parts.next()??, parts.next()??))
+    };
+    let (Some(found), Some(ours)) = (parse(found), parse(CONTRACT_VERSION)) else {
+        return Some("its contract version cannot be read");
+    };
+    let line = |(major, minor, _): (u64, u64, u64)| if major == 0 { (0, minor) } else { (major, 0) };
+    match line(found).cmp(&line(ours)) {
+        std::cmp::Ordering::Equal if found <= ours => None,
+        std::cmp::Ordering::Equal | std::cmp::Ordering::Greater => Some("it needs a newer moor"),
+        std::cmp::Ordering::Less => Some("rebuild the plugin with the current SDK"),
+    }
+}
+
+/// What a component's imports let it do, in words. Everything is denied or empty unless
+/// a pipeline grants it; this is what `moor plugin inspect` and the status page show.
+pub(crate) fn capabilities<'a>(imports: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut caps = std::collections::BTreeSet::new();
+    for import in imports {
+        let package = import.split('/').next().unwrap_or(import);
+        let cap = match package {
+            "moor:plugin" => "log",
+            "wasi:filesystem" => "filesystem: the source snapshot, read-only (renderers first in a chain)",
+            "wasi:sockets" => "sockets: imported, every address denied",
+            "wasi:http" => "http: only hosts allowed for the step",
+            "wasi:random" => "random",
+            "wasi:clocks" => "clocks",
+            "wasi:cli" if import.contains("/environment") => "environment: empty",
+            "wasi:cli" => "stdio: stdout and stderr to the log, capped",
+            "wasi:io" => continue,
+            _ => {
+                caps.insert(format!("{import}: not provided by this host"));
+                continue;
+            }
+        };
+        caps.insert(cap.to_owned());
+    }
+    caps.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_versions_load_within_their_line_only() {
+        assert_eq!(version_problem("0.1.0"), None);
+        assert!(version_problem("0.2.0").unwrap().contains("newer moor"));
+        assert!(version_problem("1.0.0").unwrap().contains("newer moor"));
+        assert!(version_problem("0.0.9").unwrap().contains("rebuild"));
+        assert!(version_problem("x").is_some());
+    }
+}

@@ -1,0 +1,468 @@
+//! The wasmtime host for plugins: one engine, a disk cache of compiled components, one
+//! pre-instantiated component per plugin and a fresh, limited store for every call.
+//!
+//! Architecture invariants kept here:
+//! - a plugin gets `log`, an empty WASI context (no env, no args, no sockets, no stdin)
+//!   and, for a renderer reading a tree, the snapshot as a read-only preopen; nothing else;
+//! - every call is a fresh instance with a time limit (epoch interruption), a memory cap
+//!   (a resource limiter) and a cap on the size of what it returns;
+//! - a limit hit is an error naming the plugin and the limit, and leaves the runtime usable.
+
+mod bindings;
+mod cache;
+mod load;
+mod output;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, InstancePre, Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub use bindings::CONTRACT_VERSION;
+pub use bindings::types::{
+    Diagnostic, Document, Event, EventReason, File, ObjectRef, PluginKind, Severity,
+};
+pub use load::{Origin, PluginSource};
+use output::CappedOutput;
+
+mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
+}
+
+/// Paths of the test-only plugins under `tests/plugins/`, built with the host.
+pub mod test_artifacts {
+    include!(concat!(env!("OUT_DIR"), "/test_plugins.rs"));
+
+    /// The path of the test plugin in `tests/plugins/<name>`.
+    pub fn path(name: &str) -> &'static str {
+        TEST_PLUGINS.iter().find(|(n, _)| *n == name).map(|(_, p)| *p).expect("no such test plugin")
+    }
+}
+
+/// Names of the plugins compiled into this binary.
+pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+    builtin::BUILTIN.iter().map(|(name, _)| *name)
+}
+
+/// The component bytes of a built-in plugin.
+pub fn builtin_bytes(name: &str) -> Option<&'static [u8]> {
+    builtin::BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PluginKind::Source => "source",
+            PluginKind::Renderer => "renderer",
+            PluginKind::Validator => "validator",
+            PluginKind::Notifier => "notifier",
+        })
+    }
+}
+
+/// Where the first renderer of a chain finds the snapshot inside the sandbox.
+pub const SNAPSHOT_MOUNT: &str = "/snapshot";
+
+/// Epoch ticks happen this often; time limits are rounded up to it.
+const TICK: Duration = Duration::from_millis(5);
+
+/// Largest memory any plugin may be granted; the pooling allocator reserves this much
+/// address space per slot.
+pub const MAX_MEMORY: usize = 1 << 30;
+
+/// Per-plugin limits, set in TOML.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub memory: usize,
+    /// Largest total size of what one call may return.
+    pub output: usize,
+    /// Largest amount of stdout, stderr and log text kept per call.
+    pub log: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { timeout: Duration::from_secs(10), memory: 256 << 20, output: 64 << 20, log: 64 << 10 }
+    }
+}
+
+/// Why loading a plugin failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("plugin `{name}`: cannot read {}: {source}", file.display())]
+    Read { name: String, file: PathBuf, source: std::io::Error },
+    #[error("plugin `{name}`: {} has sha256 {actual}, but the config pins {expected}; refusing to load it", file.display())]
+    HashMismatch { name: String, file: PathBuf, expected: String, actual: String },
+    #[error("plugin `{name}`: {origin} is {what}; expected a WebAssembly component implementing one of the moor:plugin@{CONTRACT_VERSION} worlds (build it with `cargo build --target wasm32-wasip2`)")]
+    NotComponent { name: String, origin: Origin, what: &'static str },
+    #[error("plugin `{name}`: {origin} implements no Moor plugin world (it exports {exports}); expected a component exporting one of {expected}")]
+    WrongWorld { name: String, origin: Origin, exports: String, expected: String },
+    #[error("plugin `{name}`: {origin} targets moor:plugin@{found}, but this moor supports moor:plugin@{CONTRACT_VERSION}; {advice}")]
+    Version { name: String, origin: Origin, found: String, advice: &'static str },
+    #[error("plugin `{name}`: {origin} is a {found}, but it is used as a {expected}")]
+    WrongKind { name: String, origin: Origin, found: PluginKind, expected: PluginKind },
+    #[error("plugin `{name}`: {origin} needs something this host does not grant: {message}")]
+    Link { name: String, origin: Origin, message: String },
+    #[error("plugin `{name}`: {origin} failed to compile: {message}")]
+    Compile { name: String, origin: Origin, message: String },
+    #[error("plugin `{name}`: describing itself failed: {source}")]
+    Info { name: String, source: CallError },
+    #[error("plugin `{name}`: its config schema is not a valid JSON Schema: {message}")]
+    Schema { name: String, message: String },
+}
+
+/// Why a plugin call failed (as opposed to the plugin reporting diagnostics).
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("plugin `{plugin}` ran past its time limit of {}", humantime::format_duration(*limit))]
+    Timeout { plugin: String, limit: Duration },
+    #[error("plugin `{plugin}` hit its memory limit of {} MiB", limit >> 20)]
+    Memory { plugin: String, limit: usize },
+    #[error("plugin `{plugin}` returned {size} bytes, over its output limit of {limit} bytes")]
+    Output { plugin: String, size: usize, limit: usize },
+    #[error("plugin `{plugin}` crashed: {message}")]
+    Trap { plugin: String, message: String },
+    #[error("plugin `{plugin}` could not start: {message}")]
+    Instantiate { plugin: String, message: String },
+    #[error("plugin `{plugin}` cannot open the snapshot {}: {message}", dir.display())]
+    Snapshot { plugin: String, dir: PathBuf, message: String },
+}
+
+/// The one wasmtime engine, its cache and linker, and the epoch ticker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: cache::CompileCache,
+    ticker: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("cache", &self.cache).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Runtime {
+    /// Builds the engine; compiled components are cached under `cache_dir`.
+    pub fn new(cache_dir: &Path) -> anyhow::Result<Runtime> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(256)
+            .total_core_instances(2048)
+            .total_memories(256)
+            .total_tables(1024)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_memory_size(MAX_MEMORY);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::log::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new().name("moor-epoch".into()).spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })?
+        };
+        let cache = cache::CompileCache::new(cache_dir, &engine);
+        Ok(Runtime { engine, linker, cache, ticker: Some(ticker), stop })
+    }
+
+    /// Loads a plugin: checks its pin, compiles it (or reads it from the cache), checks
+    /// its world and contract version, pre-instantiates it and asks it to describe itself.
+    pub fn load(&self, name: &str, source: PluginSource, limits: Limits) -> Result<Plugin, LoadError> {
+        load::load(self, name, source, limits)
+    }
+}
+
+/// Store data of one call.
+pub(crate) struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    plugin: Arc<str>,
+    /// Bytes of `log` messages still allowed in this call, and bytes dropped past that.
+    log_budget: usize,
+    log_dropped: usize,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl bindings::log::Host for CallState {
+    fn log(&mut self, level: bindings::log::Level, message: String) {
+        use bindings::log::Level;
+        if message.len() > self.log_budget {
+            self.log_dropped += message.len();
+            return;
+        }
+        self.log_budget -= message.len();
+        let plugin = &*self.plugin;
+        match level {
+            Level::Trace => tracing::trace!(plugin, "{message}"),
+            Level::Debug => tracing::debug!(plugin, "{message}"),
+            Level::Info => tracing::info!(plugin, "{message}"),
+            Level::Warn => tracing::warn!(plugin, "{message}"),
+            Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+/// Refuses memory growth past the plugin's cap and remembers that it did.
+struct MemoryLimiter {
+    limit: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            wasmtime::bail!("memory limit of {} MiB reached", self.limit >> 20);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Which interface a plugin is driven through.
+#[derive(Clone)]
+enum KindIndices {
+    Render(bindings::render::GuestIndices),
+    Validate(bindings::validate::GuestIndices),
+    Notify(bindings::notify::GuestIndices),
+    Fetch(bindings::fetch::GuestIndices),
+}
+
+/// What a plugin says about itself, plus what the host found out.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub kind: PluginKind,
+    pub description: String,
+    pub contract: String,
+    pub config_schema: serde_json::Value,
+    /// What the component imports beyond `log`, in words; see `load::capabilities`.
+    pub capabilities: Vec<String>,
+    pub sha256: String,
+}
+
+/// A loaded plugin, ready to be called any number of times.
+pub struct Plugin {
+    name: Arc<str>,
+    pub info: PluginInfo,
+    pub origin: Origin,
+    pub limits: Limits,
+    engine: Engine,
+    pre: InstancePre<CallState>,
+    indices: KindIndices,
+    schema: jsonschema::Validator,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("name", &self.name).field("info", &self.info).finish_non_exhaustive()
+    }
+}
+
+/// What a renderer is given.
+#[derive(Debug)]
+pub enum RenderInput<'a> {
+    /// The snapshot directory on the host and the pipeline's path inside it.
+    Tree { snapshot: &'a Path, path: &'a str },
+    /// The previous stage's objects.
+    Objects(Vec<Document>),
+}
+
+impl Plugin {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        self.info.kind
+    }
+
+    /// Checks a step's `with` table against the plugin's schema; returns every violation
+    /// as `pointer: message`.
+    pub fn check_config(&self, config: &serde_json::Value) -> Result<(), Vec<String>> {
+        let errors: Vec<String> = self
+            .schema
+            .iter_errors(config)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
+            })
+            .collect();
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+
+    /// Calls a renderer. `Ok(Err(_))` carries the plugin's own diagnostics.
+    pub fn render(&self, config: &serde_json::Value, input: RenderInput<'_>) -> Result<Result<Vec<Document>, Vec<Diagnostic>>, CallError> {
+        let KindIndices::Render(indices) = &self.indices else { unreachable!("checked at load") };
+        let (snapshot, wit_input) = match input {
+            RenderInput::Tree { snapshot, path } => (
+                Some(snapshot),
+                bindings::render::Input::Tree(bindings::render::Tree { root: SNAPSHOT_MOUNT.into(), path: path.into() }),
+            ),
+            RenderInput::Objects(docs) => (None, bindings::render::Input::Objects(docs)),
+        };
+        let config = config.to_string();
+        let result = self.call(snapshot, |store, instance| {
+            let guest = indices.load(&mut *store, instance)?;
+            guest.call_render(store, &config, &wit_input)
+        })?;
+        if let Ok(docs) = &result {
+            self.check_output(docs.iter().map(|d| d.json.len() + d.file.len()).sum())?;
+        }
+        Ok(result)
+    }
+
+    /// Calls a validator. `Ok(Err(_))` is the validator saying it failed.
+    pub fn validate(&self, config: &serde_json::Value, objects: &[Document]) -> Result<Result<Vec<Diagnostic>, String>, CallError> {
+        let KindIndices::Validate(indices) = &self.indices else { unreachable!("checked at load") };
+        let config = config.to_string();
+        let result = self.call(None, |store, instance| {
+            let guest = indices.load(&mut *store, instance)?;
+            guest.call_validate(store, &config, objects)
+        })?;
+        if let Ok(diags) = &result {
+            self.check_output(diags.iter().map(|d| d.message.len()).sum())?;
+        }
+        Ok(result)
+    }
+
+    /// Calls a notifier.
+    pub fn notify(&self, config: &serde_json::Value, events: &[Event]) -> Result<Result<(), String>, CallError> {
+        let KindIndices::Notify(indices) = &self.indices else { unreachable!("checked at load") };
+        let config = config.to_string();
+        self.call(None, |store, instance| {
+            let guest = indices.load(&mut *store, instance)?;
+            guest.call_notify(store, &config, events)
+        })
+    }
+
+    /// Calls a source plugin. `Ok(Ok(None))` means `known` is still current.
+    pub fn fetch(&self, config: &serde_json::Value, known: Option<&str>) -> Result<Result<Option<bindings::fetch::Snapshot>, String>, CallError> {
+        let KindIndices::Fetch(indices) = &self.indices else { unreachable!("checked at load") };
+        let config = config.to_string();
+        let known = known.map(str::to_owned);
+        let result = self.call(None, |store, instance| {
+            let guest = indices.load(&mut *store, instance)?;
+            guest.call_fetch(store, &config, known.as_deref())
+        })?;
+        if let Ok(Some(snapshot)) = &result {
+            self.check_output(snapshot.files.iter().map(|f| f.contents.len() + f.path.len()).sum())?;
+        }
+        Ok(result)
+    }
+
+    /// Asks the plugin to describe itself.
+    fn describe(&self) -> Result<bindings::types::PluginInfo, CallError> {
+        self.call(None, |store, instance| match &self.indices {
+            KindIndices::Render(i) => i.load(&mut *store, instance)?.call_info(store),
+            KindIndices::Validate(i) => i.load(&mut *store, instance)?.call_info(store),
+            KindIndices::Notify(i) => i.load(&mut *store, instance)?.call_info(store),
+            KindIndices::Fetch(i) => i.load(&mut *store, instance)?.call_info(store),
+        })
+    }
+
+    fn check_output(&self, size: usize) -> Result<(), CallError> {
+        if size > self.limits.output {
+            return Err(CallError::Output { plugin: self.name.to_string(), size, limit: self.limits.output });
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a fresh instance in a fresh store with this plugin's limits.
+    fn call<R>(
+        &self,
+        snapshot: Option<&Path>,
+        f: impl FnOnce(&mut Store<CallState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let started = Instant::now();
+        let stdio = CappedOutput::new(self.limits.log);
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdio.clone()).stderr(stdio.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        if let Some(dir) = snapshot {
+            wasi.preopened_dir(dir, SNAPSHOT_MOUNT, wasmtime_wasi::FsPerms::ReadOnly).map_err(|e| CallError::Snapshot {
+                plugin: self.name.to_string(),
+                dir: dir.to_owned(),
+                message: e.to_string(),
+            })?;
+        }
+        let state = CallState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { limit: self.limits.memory, hit: false },
+            plugin: self.name.clone(),
+            log_budget: self.limits.log,
+            log_dropped: 0,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.limits.timeout.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64);
+        store.epoch_deadline_trap();
+
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| (true, e))
+            .and_then(|instance| f(&mut store, &instance).map_err(|e| (false, e)));
+
+        let (text, dropped) = stdio.take();
+        for line in text.lines() {
+            tracing::info!(plugin = &*self.name, "{line}");
+        }
+        let dropped = dropped + store.data().log_dropped;
+        if dropped > 0 {
+            tracing::warn!(plugin = &*self.name, "dropped {dropped} bytes of output and log over the {} byte cap", self.limits.log);
+        }
+        tracing::debug!(plugin = &*self.name, elapsed = ?started.elapsed(), "plugin call");
+
+        result.map_err(|(instantiating, e)| self.classify(&store, instantiating, e))
+    }
+
+    fn classify(&self, store: &Store<CallState>, instantiating: bool, error: wasmtime::Error) -> CallError {
+        let plugin = self.name.to_string();
+        if store.data().limiter.hit {
+            return CallError::Memory { plugin, limit: self.limits.memory };
+        }
+        if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
+            return CallError::Timeout { plugin, limit: self.limits.timeout };
+        }
+        let message = format!("{error:#}");
+        if instantiating { CallError::Instantiate { plugin, message } } else { CallError::Trap { plugin, message } }
+    }
+}

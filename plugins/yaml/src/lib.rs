@@ -1,0 +1,338 @@
+//! `yaml` renderer: reads Kubernetes manifests (`.yaml`, `.yml`, `.json`, multi-document)
+//! from the pipeline's directory of the snapshot and keeps each object's file and line.
+//!
+//! Config (`with`):
+//! - `ignore`: glob patterns, relative to the pipeline directory, of files to skip (KA-8);
+//! - `namespace_per_directory`: each first-level directory is a namespace; objects in it
+//!   get that namespace, and an object that names another one is an error (KA-2);
+//! - `recursive`: descend into subdirectories (default true).
+//!
+//! Documents that are not Kubernetes objects (no `apiVersion` or `kind`, such as a Helm
+//! values file or a kustomization) are skipped. `kind: List` is expanded into its items.
+
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use moor_plugin_sdk::{Diagnostic, Info, Input, Object, Outcome, Renderer, export_renderer, log};
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub ignore: Vec<String>,
+    pub namespace_per_directory: bool,
+    pub recursive: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { ignore: Vec::new(), namespace_per_directory: false, recursive: true }
+    }
+}
+
+pub struct Yaml;
+
+impl Renderer for Yaml {
+    type Config = Config;
+
+    fn info() -> Info {
+        Info::new("yaml", env!("CARGO_PKG_VERSION"))
+            .description("reads Kubernetes manifests from YAML and JSON files")
+            .schema(serde_json::json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "ignore": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "glob patterns of files to skip, relative to the pipeline directory"
+                    },
+                    "namespace_per_directory": {
+                        "type": "boolean",
+                        "description": "each first-level directory is a namespace"
+                    },
+                    "recursive": {"type": "boolean", "description": "read subdirectories (default true)"}
+                }
+            }))
+    }
+
+    fn render(config: Config, input: Input) -> Outcome<Vec<Object>> {
+        match input {
+            Input::Tree { root, path } => render_tree(&config, &root, &path),
+            Input::Objects(_) => Err(vec![Diagnostic::error(
+                "the yaml renderer reads the source tree: put it first in the render chain",
+            )]),
+        }
+    }
+}
+
+export_renderer!(Yaml);
+
+/// Renders every manifest under `root/path`; origins are relative to `root`.
+pub fn render_tree(config: &Config, root: &Path, path: &str) -> Outcome<Vec<Object>> {
+    let ignore = ignore_set(&config.ignore)?;
+    let dir = root.join(path);
+    let mut files = Vec::new();
+    collect(&dir, config.recursive, &mut files).map_err(|e| {
+        vec![Diagnostic::error(format!("cannot read directory: {e}")).at(path, 0)]
+    })?;
+    files.sort();
+
+    let mut objects = Vec::new();
+    let mut diagnostics = Vec::new();
+    for file in files {
+        let in_dir = file.strip_prefix(&dir).unwrap_or(&file);
+        let origin = file.strip_prefix(root).unwrap_or(&file).to_string_lossy().into_owned();
+        if ignore.is_match(in_dir) {
+            log::debug(&format!("{origin}: ignored"));
+            continue;
+        }
+        let namespace = if config.namespace_per_directory {
+            match in_dir.components().count() {
+                1 => None,
+                _ => in_dir.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()),
+            }
+        } else {
+            None
+        };
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) => {
+                diagnostics.push(Diagnostic::error(format!("cannot read file: {e}")).at(&origin, 0));
+                continue;
+            }
+        };
+        match parse_file(&origin, &text) {
+            Ok(parsed) => {
+                for mut object in parsed {
+                    if let Some(ns) = &namespace {
+                        if let Err(d) = place_in_namespace(&mut object, ns) {
+                            diagnostics.push(d);
+                            continue;
+                        }
+                    }
+                    objects.push(object);
+                }
+            }
+            Err(mut d) => diagnostics.append(&mut d),
+        }
+    }
+    if diagnostics.is_empty() { Ok(objects) } else { Err(diagnostics) }
+}
+
+fn ignore_set(patterns: &[String]) -> Outcome<GlobSet> {
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        let glob = Glob::new(pattern)
+            .map_err(|e| vec![Diagnostic::error(format!("ignore pattern `{pattern}`: {e}"))])?;
+        builder.add(glob);
+    }
+    builder.build().map_err(|e| vec![Diagnostic::error(format!("ignore patterns: {e}"))])
+}
+
+fn collect(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        let path = entry.path();
+        if kind.is_dir() {
+            if recursive {
+                collect(&path, recursive, out)?;
+            }
+        } else if kind.is_file() && is_manifest_name(&path) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn is_manifest_name(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+}
+
+/// Parses one file into objects, each with its origin line.
+pub fn parse_file(origin: &str, text: &str) -> Outcome<Vec<Object>> {
+    let mut objects = Vec::new();
+    let mut diagnostics = Vec::new();
+    if origin.ends_with(".json") {
+        match serde_json::from_str::<Value>(text) {
+            Ok(value) => push_object(value, origin, 1, &mut objects),
+            Err(e) => diagnostics.push(Diagnostic::error(format!("invalid JSON: {e}")).at(origin, e.line() as u32)),
+        }
+    } else {
+        for doc in split_documents(text) {
+            match serde_yaml_ng::from_str::<Value>(doc.text) {
+                Ok(value) => push_object(value, origin, doc.first_content_line, &mut objects),
+                Err(e) => {
+                    let line = e.location().map(|l| doc.start_line + l.line() as u32 - 1).unwrap_or(doc.start_line);
+                    diagnostics.push(Diagnostic::error(format!("invalid YAML: {e}")).at(origin, line));
+                }
+            }
+        }
+    }
+    if diagnostics.is_empty() { Ok(objects) } else { Err(diagnostics) }
+}
+
+fn push_object(value: Value, origin: &str, line: u32, out: &mut Vec<Object>) {
+    let is_object = |v: &Value| {
+        v.get("apiVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+            && v.get("kind").and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+    };
+    if !is_object(&value) {
+        if !value.is_null() {
+            log::debug(&format!("{origin}:{line}: not a Kubernetes object, skipped"));
+        }
+        return;
+    }
+    let kind = value["kind"].as_str().unwrap_or_default();
+    let api_version = value["apiVersion"].as_str().unwrap_or_default();
+    if api_version.starts_with("kustomize.config.k8s.io/") {
+        log::debug(&format!("{origin}:{line}: kustomize file, skipped"));
+        return;
+    }
+    if kind == "List" && api_version == "v1" {
+        if let Some(Value::Array(items)) = value.get("items") {
+            for item in items.iter().filter(|i| is_object(i)) {
+                out.push(Object::new(item.clone(), origin, line));
+            }
+        }
+        return;
+    }
+    out.push(Object::new(value, origin, line));
+}
+
+/// One YAML document of a multi-document file.
+#[derive(Debug, PartialEq)]
+pub struct Doc<'a> {
+    pub text: &'a str,
+    /// 1-based line of the document's first line.
+    pub start_line: u32,
+    /// 1-based line of its first line that is neither blank nor a comment.
+    pub first_content_line: u32,
+}
+
+/// Splits on `---` and `...` marker lines, as Kubernetes' own YAML reader does.
+pub fn split_documents<'a>(text: &'a str) -> Vec<Doc<'a>> {
+    let mut docs = Vec::new();
+    let mut start = 0usize;
+    let mut start_line = 1u32;
+    let mut offset = 0usize;
+    let mut first_content: Option<u32> = None;
+    let push = |docs: &mut Vec<Doc<'a>>, s: usize, e: usize, line: u32, content: Option<u32>| {
+        if let Some(first_content_line) = content {
+            docs.push(Doc { text: &text[s..e], start_line: line, first_content_line });
+        }
+    };
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let number = index as u32 + 1;
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let is_marker = bare == "---"
+            || bare.starts_with("--- ")
+            || bare.starts_with("---\t")
+            || bare == "...";
+        if is_marker {
+            push(&mut docs, start, offset, start_line, first_content);
+            start = offset + line.len();
+            start_line = number + 1;
+            first_content = None;
+            // `--- value` carries content on the marker line itself.
+            if let Some(rest) = bare.strip_prefix("---").map(str::trim) {
+                if !rest.is_empty() && !rest.starts_with('#') {
+                    start = offset + 3;
+                    start_line = number;
+                    first_content = Some(number);
+                }
+            }
+        } else if first_content.is_none() {
+            let t = bare.trim_start();
+            if !t.is_empty() && !t.starts_with('#') {
+                first_content = Some(number);
+            }
+        }
+        offset += line.len();
+    }
+    push(&mut docs, start, text.len(), start_line, first_content);
+    docs
+}
+
+/// Kinds that are never namespaced, for namespace-per-directory mode.
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "StorageClass",
+    "PriorityClass",
+    "IngressClass",
+    "RuntimeClass",
+    "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding",
+    "CSIDriver",
+    "CSINode",
+    "VolumeAttachment",
+    "FlowSchema",
+    "PriorityLevelConfiguration",
+    "CertificateSigningRequest",
+];
+
+fn place_in_namespace(object: &mut Object, namespace: &str) -> Result<(), Diagnostic> {
+    if CLUSTER_SCOPED.contains(&object.kind()) {
+        return Ok(());
+    }
+    match object.namespace() {
+        None => {
+            object.value["metadata"]["namespace"] = Value::String(namespace.to_owned());
+            Ok(())
+        }
+        Some(ns) if ns == namespace => Ok(()),
+        Some(ns) => Err(Diagnostic::error(format!(
+            "object declares namespace `{ns}` but lives in directory `{namespace}/`, which is namespace `{namespace}`"
+        ))
+        .on(object)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_documents_and_keeps_their_lines() {
+        let text = "# header\n---\na: 1\n---\n\n# c\nb: 2\n...\n---\n";
+        let docs = split_documents(text);
+        assert_eq!(docs.len(), 2);
+        assert_eq!((docs[0].start_line, docs[0].first_content_line), (3, 3));
+        assert_eq!((docs[1].start_line, docs[1].first_content_line), (5, 7));
+        assert_eq!(docs[1].text, "\n# c\nb: 2\n");
+    }
+
+    #[test]
+    fn block_scalars_with_dashes_are_not_markers() {
+        let text = "a: |\n  ---\n  x\n";
+        assert_eq!(split_documents(text).len(), 1);
+    }
+
+    #[test]
+    fn alias_bombs_hit_the_repetition_limit() {
+        let mut text = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"].iter().zip(["b", "c", "d", "e", "f", "g", "h", "i"]) {
+            let refs = vec![format!("*{prev}"); 9].join(",");
+            text.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        }
+        text = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata:\n  {}", text.replace('\n', "\n  "));
+        let err = parse_file("bomb.yaml", &text).unwrap_err();
+        assert!(err[0].message.contains("repetition limit exceeded"), "{:?}", err[0].message);
+    }
+}
