@@ -1,0 +1,197 @@
+//! The shape of a config file, as deserialized. Names and references keep their spans so
+//! that validation errors can point at them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{ByteSize, Seconds};
+
+/// `.s()`: the string inside a spanned string.
+pub trait SpannedStr {
+    fn s(&self) -> &str;
+}
+
+impl SpannedStr for Spanned<String> {
+    fn s(&self) -> &str {
+        self.get_ref()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct File {
+    #[serde(default)]
+    pub source: Vec<SourceSpec>,
+    #[serde(default)]
+    pub plugin: Vec<PluginSpec>,
+    #[serde(default)]
+    pub pipeline: Vec<PipelineSpec>,
+}
+
+/// Where manifests come from: exactly one of `path` or `git`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub name: Spanned<String>,
+    /// A local directory, relative to the config file.
+    pub path: Option<Spanned<PathBuf>>,
+    pub git: Option<Spanned<GitSpec>>,
+    /// How often to look for a new revision (controller mode).
+    pub poll_interval: Option<Seconds>,
+    #[serde(default)]
+    pub limits: TreeLimits,
+}
+
+impl SourceSpec {
+    pub(super) fn check(&self) -> Result<(), (std::ops::Range<usize>, String)> {
+        match (&self.path, &self.git) {
+            (Some(_), Some(git)) => Err((git.span(), "give either `path` or `git`, not both".into())),
+            (None, None) => Err((self.name.span(), "a source needs `path` or `git`".into())),
+            (None, Some(git)) => git.get_ref().check().map_err(|m| (git.span(), m)),
+            (Some(_), None) => Ok(()),
+        }
+    }
+}
+
+/// A git repository and what to take from it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitSpec {
+    /// `https://`, `ssh://`, `git@host:path` or `file://` URL.
+    pub url: String,
+    /// A branch, a tag or a full commit id. Defaults to the remote's HEAD.
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+    /// Fetch only this many commits of history (shallow). 0 fetches everything.
+    #[serde(default = "default_depth")]
+    pub depth: u32,
+    #[serde(default)]
+    pub credentials: Option<GitCredentials>,
+}
+
+fn default_depth() -> u32 {
+    1
+}
+
+impl GitSpec {
+    fn check(&self) -> Result<(), String> {
+        if self.url.trim().is_empty() {
+            return Err("`url` cannot be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// Credentials for a git source, read from files or environment variables on the host.
+/// Plugins never see them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitCredentials {
+    pub username: Option<String>,
+    pub username_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    /// A private key for ssh URLs.
+    pub ssh_key_file: Option<PathBuf>,
+}
+
+/// Caps that keep a hostile tree from exhausting the host.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TreeLimits {
+    pub max_files: usize,
+    pub max_file_size: ByteSize,
+    pub max_total_size: ByteSize,
+}
+
+impl Default for TreeLimits {
+    fn default() -> Self {
+        TreeLimits { max_files: 20_000, max_file_size: ByteSize(16 << 20), max_total_size: ByteSize(512 << 20) }
+    }
+}
+
+/// A plugin file (pinned) or a built-in plugin whose limits are changed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    pub name: Spanned<String>,
+    pub path: Option<PathBuf>,
+    pub sha256: Option<Spanned<String>>,
+    pub timeout: Option<Seconds>,
+    pub memory: Option<ByteSize>,
+    pub max_output: Option<ByteSize>,
+}
+
+/// One step of a chain: which plugin, with which config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    #[serde(rename = "use")]
+    pub uses: Spanned<String>,
+    #[serde(default, rename = "with")]
+    pub config: Option<Spanned<BTreeMap<String, serde_json::Value>>>,
+}
+
+impl Step {
+    /// The `with` table as JSON (an empty object when absent).
+    pub fn config_json(&self) -> serde_json::Value {
+        match &self.config {
+            Some(table) => serde_json::to_value(table.get_ref()).unwrap_or_default(),
+            None => serde_json::Value::Object(Default::default()),
+        }
+    }
+}
+
+/// What to do with objects a removed pipeline managed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeletionPolicy {
+    #[default]
+    Delete,
+    Orphan,
+}
+
+/// A pipeline: a source directory, rendered, validated, applied.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    pub name: Spanned<String>,
+    pub source: Spanned<String>,
+    /// Directory inside the source.
+    #[serde(default = "empty_path")]
+    pub path: Spanned<String>,
+    /// Defaults to `[{ use = "yaml" }]`.
+    #[serde(default = "default_render")]
+    pub render: Vec<Step>,
+    #[serde(default)]
+    pub validate: Vec<Step>,
+    #[serde(default)]
+    pub notify: Vec<Step>,
+    pub interval: Option<Seconds>,
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<String>>,
+    #[serde(default = "yes")]
+    pub prune: bool,
+    pub target_namespace: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub suspend: bool,
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+fn empty_path() -> Spanned<String> {
+    Spanned::new(0..0, String::new())
+}
+
+fn default_render() -> Vec<Step> {
+    vec![Step { uses: Spanned::new(0..0, "yaml".into()), config: None }]
+}
+
+fn yes() -> bool {
+    true
+}

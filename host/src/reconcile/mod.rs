@@ -1,0 +1,265 @@
+//! The delivery pipeline, one stage per function, in the order of the picture in
+//! ARCHITECTURE.md: source → snapshot → render chain → objects → validate chain → plan.
+//!
+//! This module holds the offline half (everything before the cluster). Each stage fails
+//! with its own [`StageError`] variant naming the stage and the plugin, and a failure in
+//! one pipeline never stops another.
+
+mod findings;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+pub use findings::Finding;
+use serde::Serialize;
+
+use crate::config::{Config, ConfigError, PipelineSpec, SpannedStr, Step};
+use crate::object::Object;
+use crate::plugins::{self, CallError, Document, Limits, Plugin, PluginKind, PluginSource, RenderInput, Runtime};
+use crate::source::{Snapshot, SourceError, Sources};
+
+/// Why a pipeline stopped, by stage.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("config: {0}")]
+    Config(#[from] ConfigError),
+    #[error("source: {0}")]
+    Source(#[from] SourceError),
+    #[error("plugins: {0}")]
+    Load(String),
+    #[error("render: {0}")]
+    RenderCall(CallError),
+    #[error("render: plugin `{plugin}` failed with {} error(s)", findings.len())]
+    Render { plugin: String, findings: Vec<Finding> },
+    #[error("render: plugin `{plugin}` produced an object that is not valid: {message}")]
+    Object { plugin: String, message: String },
+    #[error("validate: {0}")]
+    ValidateCall(CallError),
+    #[error("validate: plugin `{plugin}` failed: {message}")]
+    Validator { plugin: String, message: String },
+    #[error("validate: {} error(s) block the apply", findings.iter().filter(|f| f.is_error()).count())]
+    Blocked { findings: Vec<Finding> },
+}
+
+impl StageError {
+    /// The stage that failed, for status and metrics.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            StageError::Config(_) | StageError::Load(_) => "prepare",
+            StageError::Source(_) => "source",
+            StageError::RenderCall(_) | StageError::Render { .. } | StageError::Object { .. } => "render",
+            StageError::ValidateCall(_) | StageError::Validator { .. } | StageError::Blocked { .. } => "validate",
+        }
+    }
+
+    /// Findings that explain the failure, if any.
+    pub fn findings(&self) -> &[Finding] {
+        match self {
+            StageError::Render { findings, .. } | StageError::Blocked { findings } => findings,
+            _ => &[],
+        }
+    }
+}
+
+/// What the offline stages produced for one pipeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rendered {
+    pub pipeline: String,
+    pub revision: String,
+    pub objects: Vec<Object>,
+    /// Warnings and infos from validators (errors end up in [`StageError::Blocked`]).
+    pub findings: Vec<Finding>,
+}
+
+/// The host: plugin runtime, sources and the cache they share.
+pub struct Moor {
+    runtime: Runtime,
+    sources: Sources,
+}
+
+impl std::fmt::Debug for Moor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Moor").finish_non_exhaustive()
+    }
+}
+
+/// The plugins of one config, loaded; a plugin that failed to load fails only the
+/// pipelines that use it.
+pub struct Prepared<'c> {
+    pub config: &'c Config,
+    plugins: HashMap<String, Result<Plugin, String>>,
+}
+
+impl<'c> Prepared<'c> {
+    /// The loaded plugins, by name (those that loaded).
+    pub fn plugins(&self) -> impl Iterator<Item = &Plugin> {
+        self.plugins.values().filter_map(|p| p.as_ref().ok())
+    }
+}
+
+impl Moor {
+    pub fn new(cache_dir: &Path) -> anyhow::Result<Moor> {
+        Ok(Moor { runtime: Runtime::new(cache_dir)?, sources: Sources::new(cache_dir) })
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Loads every plugin the config's pipelines use.
+    pub fn prepare<'c>(&self, config: &'c Config) -> Prepared<'c> {
+        let mut plugins = HashMap::new();
+        let used = config.pipelines.iter().flat_map(|p| p.render.iter().chain(&p.validate).chain(&p.notify));
+        for step in used {
+            let name = step.uses.s();
+            if plugins.contains_key(name) {
+                continue;
+            }
+            plugins.insert(name.to_owned(), self.load_plugin(config, name).map_err(|e| e.to_string()));
+        }
+        Prepared { config, plugins }
+    }
+
+    fn load_plugin(&self, config: &Config, name: &str) -> Result<Plugin, plugins::LoadError> {
+        let spec = config.plugin(name);
+        let defaults = Limits::default();
+        let limits = Limits {
+            timeout: spec.and_then(|s| s.timeout).map(|t| t.0).unwrap_or(defaults.timeout),
+            memory: spec.and_then(|s| s.memory).map(|m| m.0.min(plugins::MAX_MEMORY)).unwrap_or(defaults.memory),
+            output: spec.and_then(|s| s.max_output).map(|m| m.0).unwrap_or(defaults.output),
+            log: defaults.log,
+        };
+        let source = match (spec.and_then(|s| s.path.as_ref()), plugins::builtin_bytes(name)) {
+            (Some(path), _) => PluginSource::File {
+                path: config.resolve(path),
+                sha256: spec.and_then(|s| s.sha256.as_ref()).map(|s| s.s().to_owned()).unwrap_or_default(),
+            },
+            (None, Some(bytes)) => PluginSource::Builtin(bytes),
+            (None, None) => unreachable!("config validation rejects unknown plugins"),
+        };
+        self.runtime.load(name, source, limits)
+    }
+
+    /// Runs the offline stages of `pipeline`: fetch, render, validate.
+    pub fn render_pipeline(&self, prepared: &Prepared<'_>, pipeline: &PipelineSpec) -> Result<Rendered, StageError> {
+        let config = prepared.config;
+        let renderers = resolve_chain(prepared, pipeline, "render", &pipeline.render, PluginKind::Renderer)?;
+        let validators = resolve_chain(prepared, pipeline, "validate", &pipeline.validate, PluginKind::Validator)?;
+
+        let snapshot = self.fetch(config, pipeline)?;
+        let objects = render(&snapshot, pipeline.path.s(), &renderers)?;
+        let findings = validate(&objects, &validators)?;
+        Ok(Rendered { pipeline: pipeline.name.s().to_owned(), revision: snapshot.revision, objects, findings })
+    }
+
+    /// Stage 1: the source's snapshot.
+    pub fn fetch(&self, config: &Config, pipeline: &PipelineSpec) -> Result<Snapshot, StageError> {
+        let spec = config.source(pipeline.source.s()).expect("checked at load");
+        Ok(self.sources.snapshot(config, spec)?)
+    }
+}
+
+/// The plugins of one chain with their checked configs.
+fn resolve_chain<'p>(
+    prepared: &'p Prepared<'_>,
+    pipeline: &PipelineSpec,
+    chain: &str,
+    steps: &[Step],
+    kind: PluginKind,
+) -> Result<Vec<(&'p Plugin, serde_json::Value)>, StageError> {
+    let config = prepared.config;
+    let index = config.pipelines.iter().position(|p| p.name.s() == pipeline.name.s()).unwrap_or(0);
+    steps
+        .iter()
+        .enumerate()
+        .map(|(j, step)| {
+            let key = format!("pipeline[{index}].{chain}[{j}]");
+            let name = step.uses.s();
+            let plugin = match prepared.plugins.get(name) {
+                Some(Ok(plugin)) => plugin,
+                Some(Err(message)) => return Err(StageError::Load(message.clone())),
+                None => return Err(StageError::Load(format!("plugin `{name}` was not loaded"))),
+            };
+            if plugin.kind() != kind {
+                return Err(config.error_at(step.uses.span(), format!("{key}.use"), format!("plugin `{name}` is a {}; `{chain}` takes {kind}s", plugin.kind())).into());
+            }
+            let with = step.config_json();
+            if let Err(errors) = plugin.check_config(&with) {
+                let span = step.config.as_ref().map(|c| c.span()).unwrap_or(step.uses.span());
+                return Err(config.error_at(span, format!("{key}.with"), format!("rejected by plugin `{name}`'s schema: {}", errors.join("; "))).into());
+            }
+            Ok((plugin, with))
+        })
+        .collect()
+}
+
+/// Stage 2: the render chain. The first renderer reads the snapshot; each later one gets
+/// the previous stage's objects.
+fn render(snapshot: &Snapshot, path: &str, renderers: &[(&Plugin, serde_json::Value)]) -> Result<Vec<Object>, StageError> {
+    let mut docs: Option<Vec<Document>> = None;
+    let mut last = "";
+    for (plugin, with) in renderers {
+        let input = match docs.take() {
+            None => RenderInput::Tree { snapshot: &snapshot.root, path },
+            Some(docs) => RenderInput::Objects(docs),
+        };
+        match plugin.render(with, input).map_err(StageError::RenderCall)? {
+            Ok(out) => docs = Some(out),
+            Err(diagnostics) => {
+                let findings = diagnostics.into_iter().map(|d| Finding::from_diagnostic(d, plugin.name())).collect();
+                return Err(StageError::Render { plugin: plugin.name().to_owned(), findings });
+            }
+        }
+        last = plugin.name();
+    }
+    normalize(docs.unwrap_or_default(), last)
+}
+
+/// Stage 3: every object is a JSON object with `apiVersion`, `kind` and `metadata.name`,
+/// and appears once.
+fn normalize(docs: Vec<Document>, plugin: &str) -> Result<Vec<Object>, StageError> {
+    let mut seen: BTreeMap<(String, String, String, String), String> = BTreeMap::new();
+    let mut objects = Vec::with_capacity(docs.len());
+    for doc in docs {
+        let at = Object { value: serde_json::Value::Null, file: doc.file.clone(), line: doc.line }.origin();
+        let value: serde_json::Value = serde_json::from_str(&doc.json)
+            .map_err(|e| StageError::Object { plugin: plugin.into(), message: format!("{at}: not JSON: {e}") })?;
+        let object = Object { value, file: doc.file, line: doc.line };
+        if !object.value.is_object() || object.api_version().is_empty() || object.kind().is_empty() || object.name().is_empty() {
+            return Err(StageError::Object {
+                plugin: plugin.into(),
+                message: format!("{at}: an object needs `apiVersion`, `kind` and `metadata.name`"),
+            });
+        }
+        if let Some(first) = seen.insert(object.key(), object.origin()) {
+            return Err(StageError::Object {
+                plugin: plugin.into(),
+                message: format!("{} is defined twice, at {first} and at {}", object.display_name(), object.origin()),
+            });
+        }
+        objects.push(object);
+    }
+    Ok(objects)
+}
+
+/// Stage 4: the validate chain. Every validator sees every object; any error blocks.
+fn validate(objects: &[Object], validators: &[(&Plugin, serde_json::Value)]) -> Result<Vec<Finding>, StageError> {
+    if validators.is_empty() {
+        return Ok(Vec::new());
+    }
+    let docs: Vec<Document> = objects
+        .iter()
+        .map(|o| Document { json: o.value.to_string(), file: o.file.clone(), line: o.line })
+        .collect();
+    let mut findings = Vec::new();
+    for (plugin, with) in validators {
+        match plugin.validate(with, &docs).map_err(StageError::ValidateCall)? {
+            Ok(diagnostics) => findings.extend(diagnostics.into_iter().map(|d| Finding::from_diagnostic(d, plugin.name()))),
+            Err(message) => return Err(StageError::Validator { plugin: plugin.name().to_owned(), message }),
+        }
+    }
+    if findings.iter().any(Finding::is_error) {
+        return Err(StageError::Blocked { findings });
+    }
+    Ok(findings)
+}

@@ -1,0 +1,66 @@
+//! Sources: turn a `[[source]]` into a snapshot, a read-only, content-addressed directory.
+//!
+//! The snapshot store lives under the cache directory:
+//! ```text
+//! snapshots/<revision>/...   one finished tree per revision (commit id or tree digest)
+//! snapshots/.tmp-*/          trees being written; renamed into place when complete
+//! git/<url digest>.git/      bare mirrors of git sources (see `git`)
+//! ```
+//! Every file that enters a snapshot goes through [`tree::TreeBuilder`], which refuses
+//! paths that leave the tree, symlinks that point out of it, and trees over their caps.
+
+pub mod git;
+pub mod tree;
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, SourceSpec, SpannedStr};
+
+/// A finished, immutable source tree.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The directory holding the tree.
+    pub root: PathBuf,
+    /// The commit id, or `sha256:<digest>` of a local tree.
+    pub revision: String,
+    /// Whether the tree was already in the store (nothing was written).
+    pub reused: bool,
+}
+
+/// Why a source could not produce a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source `{source_name}`: {message}")]
+    Tree { source_name: String, message: String },
+    #[error("source `{source_name}`: cannot read {}: {error}", path.display())]
+    Io { source_name: String, path: PathBuf, error: std::io::Error },
+    #[error("source `{source_name}`: git: {message}")]
+    Git { source_name: String, message: String },
+}
+
+/// Produces snapshots for the sources of one config.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    cache: PathBuf,
+}
+
+impl Sources {
+    pub fn new(cache: &Path) -> Self {
+        Sources { cache: cache.to_owned() }
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.cache.join("snapshots")
+    }
+
+    /// Fetches (git) or reads (path) a source into the snapshot store.
+    pub fn snapshot(&self, config: &Config, spec: &SourceSpec) -> Result<Snapshot, SourceError> {
+        let name = spec.name.s();
+        if let Some(path) = &spec.path {
+            let dir = config.resolve(path.get_ref());
+            return tree::snapshot_dir(name, &dir, &self.store(), spec.limits);
+        }
+        let git = spec.git.as_ref().expect("checked at load: path or git").get_ref();
+        git::snapshot(name, git, &config.base, &self.cache, spec.limits).map(|(snapshot, _)| snapshot)
+    }
+}
