@@ -40,7 +40,7 @@ impl TreeBuilder {
         let bad = path.is_empty()
             || path.contains('\0')
             || p.is_absolute()
-            || p.components().any(|c| !matches!(c, Component::Normal(_)));
+            || path.split('/').any(|segment| matches!(segment, "" | "." | ".."));
         if bad {
             return Err(self.error(format!("refusing path `{path}`: paths must be relative and stay inside the tree")));
         }

@@ -169,13 +169,34 @@ pub fn parse_file(origin: &str, text: &str) -> Outcome<Vec<Object>> {
             match serde_yaml_ng::from_str::<Value>(doc.text) {
                 Ok(value) => push_object(value, origin, doc.first_content_line, &mut objects),
                 Err(e) => {
-                    let line = e.location().map(|l| doc.start_line + l.line() as u32 - 1).unwrap_or(doc.start_line);
-                    diagnostics.push(Diagnostic::error(format!("invalid YAML: {e}")).at(origin, line));
+                    let offset = doc.start_line - 1;
+                    let line = e.location().map(|l| offset + l.line() as u32).unwrap_or(doc.start_line);
+                    let message = shift_lines(&e.to_string(), offset);
+                    diagnostics.push(Diagnostic::error(format!("invalid YAML: {message}")).at(origin, line));
                 }
             }
         }
     }
     if diagnostics.is_empty() { Ok(objects) } else { Err(diagnostics) }
+}
+
+/// Rewrites every `line N` in a parser message, which counts from the start of the
+/// document, to count from the start of the file.
+fn shift_lines(message: &str, offset: u32) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find("line ") {
+        let (head, tail) = rest.split_at(i + 5);
+        out.push_str(head);
+        let digits = tail.chars().take_while(char::is_ascii_digit).count();
+        match tail[..digits].parse::<u32>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&tail[..digits]),
+        }
+        rest = &tail[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn push_object(value: Value, origin: &str, line: u32, out: &mut Vec<Object>) {
@@ -316,6 +337,11 @@ mod tests {
         assert_eq!((docs[0].start_line, docs[0].first_content_line), (3, 3));
         assert_eq!((docs[1].start_line, docs[1].first_content_line), (5, 7));
         assert_eq!(docs[1].text, "\n# c\nb: 2\n");
+    }
+
+    #[test]
+    fn parser_lines_are_shifted_to_file_lines() {
+        assert_eq!(shift_lines("x at line 2 column 1, while parsing at line 1 column 3", 4), "x at line 6 column 1, while parsing at line 5 column 3");
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl Renderer for Probe {
             }
             "trap" => panic!("probe was asked to trap"),
             "chatter" => {
-                for i in 0..100_000 {
+                for i in 0..20_000 {
                     println!("chatter line {i}");
                     eprintln!("chatter line {i}");
                 }

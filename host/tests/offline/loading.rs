@@ -1,0 +1,109 @@
+//! Loading plugins: pins, non-components, foreign worlds, contract versions, the cache.
+
+use moor::plugins::{Limits, LoadError, PluginKind, PluginSource, Runtime};
+
+use crate::support::*;
+
+fn load_file(path: &std::path::Path, sha256: &str) -> Result<moor::plugins::Plugin, LoadError> {
+    runtime().load("p", PluginSource::File { path: path.to_owned(), sha256: sha256.to_owned() }, Limits::default())
+}
+
+#[test]
+fn a_wrong_sha256_pin_refuses_to_load() {
+    let path = probe_path();
+    let err = load_file(&path, &"0".repeat(64)).unwrap_err();
+    assert!(matches!(err, LoadError::HashMismatch { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(&path.display().to_string()) && text.contains("refusing to load"), "{text}");
+    assert!(load_file(&path, &sha256_of(&path)).is_ok());
+}
+
+#[test]
+fn a_core_module_is_not_a_component() {
+    let dir = tree(&[]);
+    let file = dir.path().join("core.wasm");
+    std::fs::write(&file, b"\0asm\x01\0\0\0").unwrap();
+    let err = load_file(&file, &sha256_of(&file)).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("core.wasm") && text.contains("core WebAssembly module, not a component"), "{text}");
+}
+
+#[test]
+fn a_file_that_is_not_wasm_is_refused() {
+    let dir = tree(&[("plugin.wasm", "#!/bin/sh\necho hi\n")]);
+    let file = dir.path().join("plugin.wasm");
+    let err = load_file(&file, &sha256_of(&file)).unwrap_err();
+    assert!(err.to_string().contains("not WebAssembly at all"), "{err}");
+}
+
+#[test]
+fn a_component_of_another_world_is_refused() {
+    let dir = tree(&[]);
+    let file = dir.path().join("empty.wasm");
+    // The smallest valid component: it exports nothing.
+    std::fs::write(&file, b"\0asm\x0d\0\x01\0").unwrap();
+    let err = load_file(&file, &sha256_of(&file)).unwrap_err();
+    assert!(matches!(err, LoadError::WrongWorld { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("empty.wasm") && text.contains("moor:plugin/render@0.1.0"), "{text}");
+}
+
+/// Rewrites the contract version the component claims, keeping the binary valid.
+fn with_contract(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut out = bytes.to_vec();
+    let mut i = 0;
+    while let Some(at) = out[i..].windows(from.len()).position(|w| w == from.as_bytes()) {
+        out[i + at..i + at + to.len()].copy_from_slice(to.as_bytes());
+        i += at + to.len();
+    }
+    out
+}
+
+#[test]
+fn a_plugin_for_a_newer_contract_is_refused_with_both_versions() {
+    let dir = tree(&[]);
+    let file = dir.path().join("future.wasm");
+    let bytes = std::fs::read(probe_path()).unwrap();
+    std::fs::write(&file, with_contract(&bytes, "moor:plugin/render@0.1.0", "moor:plugin/render@0.9.0")).unwrap();
+    let err = load_file(&file, &sha256_of(&file)).unwrap_err();
+    assert!(matches!(err, LoadError::Version { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("future.wasm") && text.contains("moor:plugin@0.9.0") && text.contains("needs a newer moor"), "{text}");
+}
+
+#[test]
+fn builtin_plugins_describe_themselves() {
+    let yaml = builtin("yaml");
+    assert_eq!(yaml.info.name, "yaml");
+    assert_eq!(yaml.kind(), PluginKind::Renderer);
+    assert_eq!(yaml.info.contract, "0.1.0");
+    assert!(yaml.check_config(&serde_json::json!({"ignore": ["*.tmpl.yaml"]})).is_ok());
+    let errors = yaml.check_config(&serde_json::json!({"ignore": "x", "bogus": 1})).unwrap_err();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(builtin("policy").kind(), PluginKind::Validator);
+    assert_eq!(builtin("hello-renderer").info.name, "hello-renderer");
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk_across_restarts() {
+    let cache = tempfile::tempdir().unwrap();
+    let source = || PluginSource::Inspect(probe_path());
+    let first = Runtime::new(cache.path()).unwrap();
+    first.load("probe", source(), Limits::default()).unwrap();
+    drop(first);
+    let compiled: Vec<_> = walkdir::WalkDir::new(cache.path().join("compiled"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .map(|e| e.into_path())
+        .collect();
+    assert_eq!(compiled.len(), 1, "{compiled:?}");
+    let name = compiled[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(name, format!("{}.cwasm", sha256_of(&probe_path())));
+    let written = std::fs::metadata(&compiled[0]).unwrap().modified().unwrap();
+
+    let second = Runtime::new(cache.path()).unwrap();
+    second.load("probe", source(), Limits::default()).unwrap();
+    assert_eq!(std::fs::metadata(&compiled[0]).unwrap().modified().unwrap(), written, "recompiled instead of reusing");
+}

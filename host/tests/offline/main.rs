@@ -1,0 +1,10 @@
+//! Tests that need no cluster: the plugin sandbox, plugin loading, config errors, sources
+//! and the standard plugins, all through the library as `moor` uses it.
+
+mod config_errors;
+mod fixtures;
+mod git;
+mod hostile;
+mod loading;
+mod sandbox;
+mod support;

@@ -1,0 +1,130 @@
+//! The sandbox holds: time, memory and output limits, no ambient authority, clear traps.
+
+use std::time::{Duration, Instant};
+
+use moor::plugins::{CallError, RenderInput};
+use moor::reconcile::{Moor, StageError};
+use serde_json::json;
+
+use crate::support::*;
+
+fn act(action: &str) -> serde_json::Value {
+    json!({ "action": action })
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_at_its_deadline() {
+    let plugin = probe(quick());
+    let started = Instant::now();
+    let err = plugin.render(&act("loop"), RenderInput::Objects(vec![])).unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(matches!(err, CallError::Timeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("probe") && err.to_string().contains("500ms"), "{err}");
+    assert!(elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(3), "{elapsed:?}");
+    // The same plugin is usable again: every call is a fresh instance.
+    assert!(plugin.render(&act("noop"), RenderInput::Objects(vec![])).unwrap().is_ok());
+}
+
+#[test]
+fn an_infinite_loop_fails_only_its_own_pipeline() {
+    let dir = tree(&[("app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")]);
+    let probe = probe_path();
+    let text = format!(
+        r#"
+[[source]]
+name = "local"
+path = "."
+
+[[plugin]]
+name = "probe"
+path = "{}"
+sha256 = "{}"
+timeout = "300ms"
+
+[[pipeline]]
+name = "stuck"
+source = "local"
+render = [{{ use = "probe", with = {{ action = "loop" }} }}]
+
+[[pipeline]]
+name = "fine"
+source = "local"
+path = "app"
+"#,
+        probe.display(),
+        sha256_of(&probe)
+    );
+    let config = config(dir.path(), &text).unwrap();
+    let moor = Moor::new(cache_dir()).unwrap();
+    let prepared = moor.prepare(&config);
+    let stuck = moor.render_pipeline(&prepared, config.pipeline("stuck").unwrap()).unwrap_err();
+    assert!(matches!(stuck, StageError::RenderCall(CallError::Timeout { .. })), "{stuck:?}");
+    let fine = moor.render_pipeline(&prepared, config.pipeline("fine").unwrap()).unwrap();
+    assert_eq!(fine.objects.len(), 1);
+}
+
+#[test]
+fn a_memory_hog_hits_the_cap() {
+    let plugin = probe(quick());
+    let err = plugin.render(&act("hog"), RenderInput::Objects(vec![])).unwrap_err();
+    assert!(matches!(err, CallError::Memory { limit, .. } if limit == 64 << 20), "{err:?}");
+    assert_eq!(err.to_string(), "plugin `probe` hit its memory limit of 64 MiB");
+}
+
+#[test]
+fn a_plugin_sees_no_files_outside_its_snapshot_no_env_and_no_network() {
+    // SAFETY of the assertion: a variable the host surely has.
+    assert!(std::env::var("PATH").is_ok());
+    let outside = tree(&[("passwd", "root:x:0:0")]);
+    let snapshot = tree(&[("ok.yaml", "a: 1\n")]);
+    std::os::unix::fs::symlink(outside.path().join("passwd"), snapshot.path().join("escape")).unwrap();
+
+    let plugin = probe(quick());
+    let docs = plugin
+        .render(&act("snoop"), RenderInput::Tree { snapshot: snapshot.path(), path: "" })
+        .unwrap()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&docs[0].json).unwrap();
+    let data = &report["data"];
+    assert_eq!(data["env"], "", "env leaked: {data}");
+    assert_eq!(data["args"], "", "args leaked: {data}");
+    let reads: Vec<serde_json::Value> = serde_json::from_str(data["reads"].as_str().unwrap()).unwrap();
+    for read in &reads {
+        assert!(read["file"].as_str().unwrap().starts_with("Err"), "read succeeded: {read}");
+    }
+    // `/` is not readable; only the snapshot mount exists.
+    assert!(reads.iter().all(|r| r["dir"].as_str().unwrap().starts_with("Err")), "{reads:?}");
+    assert!(data["write"].as_str().unwrap().starts_with("Err"), "{data}");
+    assert!(data["connect"].as_str().unwrap().starts_with("Err"), "{data}");
+    assert!(!snapshot.path().join("planted").exists());
+}
+
+#[test]
+fn a_hundred_megabytes_of_output_is_refused() {
+    let plugin = probe(moor::plugins::Limits { memory: 512 << 20, timeout: Duration::from_secs(20), ..quick() });
+    let err = plugin.render(&act("flood"), RenderInput::Objects(vec![])).unwrap_err();
+    match err {
+        CallError::Output { size, limit, .. } => {
+            assert!(size > 100 << 20, "{size}");
+            assert_eq!(limit, 64 << 20);
+        }
+        other => panic!("expected an output error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_trap_is_a_clear_error_naming_the_plugin() {
+    let plugin = probe(quick());
+    let err = plugin.render(&act("trap"), RenderInput::Objects(vec![])).unwrap_err();
+    assert!(matches!(err, CallError::Trap { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.starts_with("plugin `probe` crashed:"), "{text}");
+}
+
+#[test]
+fn chatty_plugins_are_capped_and_still_succeed() {
+    // Megabytes of stdout and stderr: kept up to the cap, the rest dropped, no failure.
+    let plugin = probe(moor::plugins::Limits { timeout: Duration::from_secs(30), ..quick() });
+    let result = plugin.render(&act("chatter"), RenderInput::Objects(vec![])).unwrap();
+    assert!(result.is_ok());
+}
