@@ -29,14 +29,17 @@ fn main() {
     let builtin = build_all(&root.join("plugins"), &target_dir, &["sdk"]);
     let tests = build_all(&root.join("tests/plugins"), &target_dir, &[]);
 
-    let mut src = String::from("/// Built-in plugins: (name, component bytes).\npub static BUILTIN: &[(&str, &[u8])] = &[\n");
+    let mut src =
+        String::from("/// Built-in plugins: (name, component bytes).\npub static BUILTIN: &[(&str, &[u8])] = &[\n");
     for (name, path) in &builtin {
         src.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", path.display().to_string()));
     }
     src.push_str("];\n");
     std::fs::write(out.join("builtin.rs"), src).unwrap();
 
-    let mut src = String::from("/// Test-only plugins: (name, path of the component).\npub static TEST_PLUGINS: &[(&str, &str)] = &[\n");
+    let mut src = String::from(
+        "/// Test-only plugins: (name, path of the component).\npub static TEST_PLUGINS: &[(&str, &str)] = &[\n",
+    );
     for (name, path) in &tests {
         src.push_str(&format!("    ({name:?}, {:?}),\n", path.display().to_string()));
     }

@@ -90,11 +90,8 @@ const CLUSTER_NOTE: &str = "none: planned against an empty cluster";
 pub fn plan(cache: &Path, file: &Path, output: Output) -> anyhow::Result<ExitCode> {
     let (moor, config) = load(cache, file)?;
     let prepared = moor.prepare(&config);
-    let results: Vec<(&str, Result<Rendered, StageError>)> = config
-        .pipelines_in_order()
-        .into_iter()
-        .map(|p| (p.name.s(), moor.render_pipeline(&prepared, p)))
-        .collect();
+    let results: Vec<(&str, Result<Rendered, StageError>)> =
+        config.pipelines_in_order().into_iter().map(|p| (p.name.s(), moor.render_pipeline(&prepared, p))).collect();
 
     let pipelines: Vec<PipelinePlan<'_>> = results
         .iter()
@@ -139,8 +136,12 @@ pub fn plan(cache: &Path, file: &Path, output: Output) -> anyhow::Result<ExitCod
             for p in &report.pipelines {
                 writeln!(out)?;
                 match (&p.error, p.revision) {
-                    (Some(error), _) => writeln!(out, "pipeline {}: FAILED at {}: {error}", p.pipeline, p.stage.unwrap_or("?"))?,
-                    (None, Some(rev)) => writeln!(out, "pipeline {} @ {}: {} object(s)", p.pipeline, short(rev), p.changes.len())?,
+                    (Some(error), _) => {
+                        writeln!(out, "pipeline {}: FAILED at {}: {error}", p.pipeline, p.stage.unwrap_or("?"))?
+                    }
+                    (None, Some(rev)) => {
+                        writeln!(out, "pipeline {} @ {}: {} object(s)", p.pipeline, short(rev), p.changes.len())?
+                    }
                     (None, None) => {}
                 }
                 for (kind, n) in &p.kinds {

@@ -111,7 +111,13 @@ impl Config {
         let index: HashMap<&str, usize> = self.pipelines.iter().enumerate().map(|(i, p)| (p.name.s(), i)).collect();
         let mut done = vec![false; self.pipelines.len()];
         let mut order = Vec::new();
-        fn visit<'a>(i: usize, cfg: &'a Config, index: &HashMap<&str, usize>, done: &mut [bool], order: &mut Vec<&'a PipelineSpec>) {
+        fn visit<'a>(
+            i: usize,
+            cfg: &'a Config,
+            index: &HashMap<&str, usize>,
+            done: &mut [bool],
+            order: &mut Vec<&'a PipelineSpec>,
+        ) {
             if done[i] {
                 return;
             }
@@ -144,13 +150,31 @@ impl Config {
             let key = format!("plugin[{i}]");
             match (&plugin.path, builtin.contains(&plugin.name.s())) {
                 (Some(_), true) => {
-                    return Err((plugin.name.span(), format!("{key}.name"), format!("`{}` is the name of a built-in plugin; give this one another name", plugin.name.s())));
+                    return Err((
+                        plugin.name.span(),
+                        format!("{key}.name"),
+                        format!("`{}` is the name of a built-in plugin; give this one another name", plugin.name.s()),
+                    ));
                 }
                 (None, false) => {
-                    return Err((plugin.name.span(), format!("{key}.name"), format!("no built-in plugin is named `{}` (built in: {}); give a `path` and `sha256` for a plugin file", plugin.name.s(), builtin.join(", "))));
+                    return Err((
+                        plugin.name.span(),
+                        format!("{key}.name"),
+                        format!(
+                            "no built-in plugin is named `{}` (built in: {}); give a `path` and `sha256` for a plugin file",
+                            plugin.name.s(),
+                            builtin.join(", ")
+                        ),
+                    ));
                 }
                 (Some(_), false) => match &plugin.sha256 {
-                    None => return Err((plugin.name.span(), key, "a plugin file needs a `sha256` pin (see `moor plugin inspect FILE`)".into())),
+                    None => {
+                        return Err((
+                            plugin.name.span(),
+                            key,
+                            "a plugin file needs a `sha256` pin (see `moor plugin inspect FILE`)".into(),
+                        ));
+                    }
                     Some(sha) if sha.s().len() != 64 || !sha.s().chars().all(|c| c.is_ascii_hexdigit()) => {
                         return Err((sha.span(), format!("{key}.sha256"), "expected 64 hexadecimal digits".into()));
                     }
@@ -167,24 +191,42 @@ impl Config {
         for (i, pipeline) in self.pipelines.iter().enumerate() {
             let key = format!("pipeline[{i}]");
             if self.source(pipeline.source.s()).is_none() {
-                return Err((pipeline.source.span(), format!("{key}.source"), format!("no source is named `{}`", pipeline.source.s())));
+                return Err((
+                    pipeline.source.span(),
+                    format!("{key}.source"),
+                    format!("no source is named `{}`", pipeline.source.s()),
+                ));
             }
             if let Err(message) = relative_path(pipeline.path.s()) {
                 return Err((pipeline.path.span(), format!("{key}.path"), message));
             }
-            for (chain, steps) in [("render", &pipeline.render), ("validate", &pipeline.validate), ("notify", &pipeline.notify)] {
+            for (chain, steps) in
+                [("render", &pipeline.render), ("validate", &pipeline.validate), ("notify", &pipeline.notify)]
+            {
                 for (j, step) in steps.iter().enumerate() {
                     if !known_plugin(step.uses.s()) {
-                        return Err((step.uses.span(), format!("{key}.{chain}[{j}].use"), format!("no plugin is named `{}`", step.uses.s())));
+                        return Err((
+                            step.uses.span(),
+                            format!("{key}.{chain}[{j}].use"),
+                            format!("no plugin is named `{}`", step.uses.s()),
+                        ));
                     }
                 }
             }
             for (j, dep) in pipeline.depends_on.iter().enumerate() {
                 if self.pipeline(dep.s()).is_none() {
-                    return Err((dep.span(), format!("{key}.depends_on[{j}]"), format!("no pipeline is named `{}`", dep.s())));
+                    return Err((
+                        dep.span(),
+                        format!("{key}.depends_on[{j}]"),
+                        format!("no pipeline is named `{}`", dep.s()),
+                    ));
                 }
                 if dep.s() == pipeline.name.s() {
-                    return Err((dep.span(), format!("{key}.depends_on[{j}]"), "a pipeline cannot depend on itself".into()));
+                    return Err((
+                        dep.span(),
+                        format!("{key}.depends_on[{j}]"),
+                        "a pipeline cannot depend on itself".into(),
+                    ));
                 }
             }
         }
@@ -201,7 +243,13 @@ impl Config {
         let index: BTreeMap<&str, usize> = self.pipelines.iter().enumerate().map(|(i, p)| (p.name.s(), i)).collect();
         let mut marks = vec![Mark::New; self.pipelines.len()];
         let mut stack: Vec<usize> = Vec::new();
-        fn visit(i: usize, cfg: &Config, index: &BTreeMap<&str, usize>, marks: &mut [Mark], stack: &mut Vec<usize>) -> Result<(), (Range<usize>, String, String)> {
+        fn visit(
+            i: usize,
+            cfg: &Config,
+            index: &BTreeMap<&str, usize>,
+            marks: &mut [Mark],
+            stack: &mut Vec<usize>,
+        ) -> Result<(), (Range<usize>, String, String)> {
             marks[i] = Mark::Active;
             stack.push(i);
             for (j, dep) in cfg.pipelines[i].depends_on.iter().enumerate() {
@@ -211,7 +259,11 @@ impl Config {
                         let from = stack.iter().position(|&s| s == d).unwrap_or(0);
                         let mut names: Vec<&str> = stack[from..].iter().map(|&s| cfg.pipelines[s].name.s()).collect();
                         names.push(cfg.pipelines[d].name.s());
-                        return Err((dep.span(), format!("pipeline[{i}].depends_on[{j}]"), format!("dependency cycle: {}", names.join(" -> "))));
+                        return Err((
+                            dep.span(),
+                            format!("pipeline[{i}].depends_on[{j}]"),
+                            format!("dependency cycle: {}", names.join(" -> ")),
+                        ));
                     }
                     Mark::New => visit(d, cfg, index, marks, stack)?,
                     Mark::Done => {}
@@ -230,14 +282,21 @@ impl Config {
     }
 }
 
-fn unique<'a>(what: &str, names: impl Iterator<Item = &'a toml::Spanned<String>>) -> Result<(), (Range<usize>, String, String)> {
+fn unique<'a>(
+    what: &str,
+    names: impl Iterator<Item = &'a toml::Spanned<String>>,
+) -> Result<(), (Range<usize>, String, String)> {
     let mut seen = std::collections::HashSet::new();
     for (i, name) in names.enumerate() {
         if name.s().is_empty() {
             return Err((name.span(), format!("{what}[{i}].name"), "names cannot be empty".into()));
         }
         if !seen.insert(name.s()) {
-            return Err((name.span(), format!("{what}[{i}].name"), format!("a {what} named `{}` is already defined", name.s())));
+            return Err((
+                name.span(),
+                format!("{what}[{i}].name"),
+                format!("a {what} named `{}` is already defined", name.s()),
+            ));
         }
     }
     Ok(())

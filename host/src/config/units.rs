@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 /// A duration written as `"30s"`, `"5m"`, `"1h 30m"` (humantime syntax).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -13,9 +13,9 @@ pub struct Seconds(pub Duration);
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map(Seconds)
-            .map_err(|e| de::Error::custom(format!("invalid duration `{text}`: {e} (write it like \"30s\", \"5m\" or \"1h\")")))
+        humantime::parse_duration(&text).map(Seconds).map_err(|e| {
+            de::Error::custom(format!("invalid duration `{text}`: {e} (write it like \"30s\", \"5m\" or \"1h\")"))
+        })
     }
 }
 

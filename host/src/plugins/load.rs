@@ -50,15 +50,24 @@ pub(super) fn load(runtime: &Runtime, name: &str, source: PluginSource, limits: 
     let (bytes, origin): (std::borrow::Cow<'static, [u8]>, Origin) = match &source {
         PluginSource::Builtin(bytes) => ((*bytes).into(), Origin::Builtin),
         PluginSource::File { path, .. } | PluginSource::Inspect(path) => {
-            let bytes = std::fs::read(path).map_err(|source| LoadError::Read { name: name.into(), file: path.clone(), source })?;
+            let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+                name: name.into(),
+                file: path.clone(),
+                source,
+            })?;
             (bytes.into(), Origin::File(path.clone()))
         }
     };
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    if let PluginSource::File { path, sha256: expected } = &source {
-        if !expected.eq_ignore_ascii_case(&sha256) {
-            return Err(LoadError::HashMismatch { name: name.into(), file: path.clone(), expected: expected.clone(), actual: sha256 });
-        }
+    if let PluginSource::File { path, sha256: expected } = &source
+        && !expected.eq_ignore_ascii_case(&sha256)
+    {
+        return Err(LoadError::HashMismatch {
+            name: name.into(),
+            file: path.clone(),
+            expected: expected.clone(),
+            actual: sha256,
+        });
     }
 
     if !wasmtime::wasmparser::Parser::is_component(&bytes) {
@@ -83,7 +92,11 @@ pub(super) fn load(runtime: &Runtime, name: &str, source: PluginSource, limits: 
         name: name.into(),
         origin: origin.clone(),
         exports: if exports.is_empty() { "nothing".into() } else { exports.join(", ") },
-        expected: INTERFACES.iter().map(|(i, _)| format!("moor:plugin/{i}@{CONTRACT_VERSION}")).collect::<Vec<_>>().join(", "),
+        expected: INTERFACES
+            .iter()
+            .map(|(i, _)| format!("moor:plugin/{i}@{CONTRACT_VERSION}"))
+            .collect::<Vec<_>>()
+            .join(", "),
     })?;
     if let Some(advice) = version_problem(&version) {
         return Err(LoadError::Version { name: name.into(), origin, found: version, advice });
@@ -95,10 +108,13 @@ pub(super) fn load(runtime: &Runtime, name: &str, source: PluginSource, limits: 
         origin: origin.clone(),
         message: format!("{e:#}"),
     })?;
-    let link_error = |e: wasmtime::Error| LoadError::Link { name: name.into(), origin: origin.clone(), message: format!("{e:#}") };
+    let link_error =
+        |e: wasmtime::Error| LoadError::Link { name: name.into(), origin: origin.clone(), message: format!("{e:#}") };
     let indices = match kind {
         PluginKind::Renderer => KindIndices::Render(bindings::render::GuestIndices::new(&pre).map_err(link_error)?),
-        PluginKind::Validator => KindIndices::Validate(bindings::validate::GuestIndices::new(&pre).map_err(link_error)?),
+        PluginKind::Validator => {
+            KindIndices::Validate(bindings::validate::GuestIndices::new(&pre).map_err(link_error)?)
+        }
         PluginKind::Notifier => KindIndices::Notify(bindings::notify::GuestIndices::new(&pre).map_err(link_error)?),
         PluginKind::Source => KindIndices::Fetch(bindings::fetch::GuestIndices::new(&pre).map_err(link_error)?),
     };
@@ -125,11 +141,17 @@ pub(super) fn load(runtime: &Runtime, name: &str, source: PluginSource, limits: 
 
     let described = plugin.describe().map_err(|source| LoadError::Info { name: name.into(), source })?;
     if described.kind != kind {
-        return Err(LoadError::WrongKind { name: name.into(), origin: plugin.origin, found: described.kind, expected: kind });
+        return Err(LoadError::WrongKind {
+            name: name.into(),
+            origin: plugin.origin,
+            found: described.kind,
+            expected: kind,
+        });
     }
     let schema: serde_json::Value = serde_json::from_str(&described.config_schema)
         .map_err(|e| LoadError::Schema { name: name.into(), message: e.to_string() })?;
-    plugin.schema = jsonschema::validator_for(&schema).map_err(|e| LoadError::Schema { name: name.into(), message: e.to_string() })?;
+    plugin.schema = jsonschema::validator_for(&schema)
+        .map_err(|e| LoadError::Schema { name: name.into(), message: e.to_string() })?;
     plugin.info.version = described.version;
     plugin.info.description = described.description;
     plugin.info.config_schema = schema;

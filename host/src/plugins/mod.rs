@@ -23,9 +23,7 @@ use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use bindings::CONTRACT_VERSION;
-pub use bindings::types::{
-    Diagnostic, Document, Event, EventReason, File, ObjectRef, PluginKind, Severity,
-};
+pub use bindings::types::{Diagnostic, Document, Event, EventReason, File, ObjectRef, PluginKind, Severity};
 pub use load::{Origin, PluginSource};
 use output::CappedOutput;
 
@@ -98,11 +96,17 @@ pub enum LoadError {
     Read { name: String, file: PathBuf, source: std::io::Error },
     #[error("plugin `{name}`: {} has sha256 {actual}, but the config pins {expected}; refusing to load it", file.display())]
     HashMismatch { name: String, file: PathBuf, expected: String, actual: String },
-    #[error("plugin `{name}`: {origin} is {what}; expected a WebAssembly component implementing one of the moor:plugin@{CONTRACT_VERSION} worlds (build it with `cargo build --target wasm32-wasip2`)")]
+    #[error(
+        "plugin `{name}`: {origin} is {what}; expected a WebAssembly component implementing one of the moor:plugin@{CONTRACT_VERSION} worlds (build it with `cargo build --target wasm32-wasip2`)"
+    )]
     NotComponent { name: String, origin: Origin, what: &'static str },
-    #[error("plugin `{name}`: {origin} implements no Moor plugin world (it exports {exports}); expected a component exporting one of {expected}")]
+    #[error(
+        "plugin `{name}`: {origin} implements no Moor plugin world (it exports {exports}); expected a component exporting one of {expected}"
+    )]
     WrongWorld { name: String, origin: Origin, exports: String, expected: String },
-    #[error("plugin `{name}`: {origin} targets moor:plugin@{found}, but this moor supports moor:plugin@{CONTRACT_VERSION}; {advice}")]
+    #[error(
+        "plugin `{name}`: {origin} targets moor:plugin@{found}, but this moor supports moor:plugin@{CONTRACT_VERSION}; {advice}"
+    )]
     Version { name: String, origin: Origin, found: String, advice: &'static str },
     #[error("plugin `{name}`: {origin} is a {found}, but it is used as a {expected}")]
     WrongKind { name: String, origin: Origin, found: PluginKind, expected: PluginKind },
@@ -329,12 +333,19 @@ impl Plugin {
     }
 
     /// Calls a renderer. `Ok(Err(_))` carries the plugin's own diagnostics.
-    pub fn render(&self, config: &serde_json::Value, input: RenderInput<'_>) -> Result<Result<Vec<Document>, Vec<Diagnostic>>, CallError> {
+    pub fn render(
+        &self,
+        config: &serde_json::Value,
+        input: RenderInput<'_>,
+    ) -> Result<Result<Vec<Document>, Vec<Diagnostic>>, CallError> {
         let KindIndices::Render(indices) = &self.indices else { unreachable!("checked at load") };
         let (snapshot, wit_input) = match input {
             RenderInput::Tree { snapshot, path } => (
                 Some(snapshot),
-                bindings::render::Input::Tree(bindings::render::Tree { root: SNAPSHOT_MOUNT.into(), path: path.into() }),
+                bindings::render::Input::Tree(bindings::render::Tree {
+                    root: SNAPSHOT_MOUNT.into(),
+                    path: path.into(),
+                }),
             ),
             RenderInput::Objects(docs) => (None, bindings::render::Input::Objects(docs)),
         };
@@ -350,7 +361,11 @@ impl Plugin {
     }
 
     /// Calls a validator. `Ok(Err(_))` is the validator saying it failed.
-    pub fn validate(&self, config: &serde_json::Value, objects: &[Document]) -> Result<Result<Vec<Diagnostic>, String>, CallError> {
+    pub fn validate(
+        &self,
+        config: &serde_json::Value,
+        objects: &[Document],
+    ) -> Result<Result<Vec<Diagnostic>, String>, CallError> {
         let KindIndices::Validate(indices) = &self.indices else { unreachable!("checked at load") };
         let config = config.to_string();
         let result = self.call(None, |store, instance| {
@@ -374,7 +389,11 @@ impl Plugin {
     }
 
     /// Calls a source plugin. `Ok(Ok(None))` means `known` is still current.
-    pub fn fetch(&self, config: &serde_json::Value, known: Option<&str>) -> Result<Result<Option<bindings::fetch::Snapshot>, String>, CallError> {
+    pub fn fetch(
+        &self,
+        config: &serde_json::Value,
+        known: Option<&str>,
+    ) -> Result<Result<Option<bindings::fetch::Snapshot>, String>, CallError> {
         let KindIndices::Fetch(indices) = &self.indices else { unreachable!("checked at load") };
         let config = config.to_string();
         let known = known.map(str::to_owned);
@@ -416,10 +435,8 @@ impl Plugin {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(stdio.clone()).stderr(stdio.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         if let Some(dir) = snapshot {
-            wasi.preopened_dir(dir, SNAPSHOT_MOUNT, wasmtime_wasi::FsPerms::ReadOnly).map_err(|e| CallError::Snapshot {
-                plugin: self.name.to_string(),
-                dir: dir.to_owned(),
-                message: e.to_string(),
+            wasi.preopened_dir(dir, SNAPSHOT_MOUNT, wasmtime_wasi::FsPerms::ReadOnly).map_err(|e| {
+                CallError::Snapshot { plugin: self.name.to_string(), dir: dir.to_owned(), message: e.to_string() }
             })?;
         }
         let state = CallState {
@@ -447,7 +464,11 @@ impl Plugin {
         }
         let dropped = dropped + store.data().log_dropped;
         if dropped > 0 {
-            tracing::warn!(plugin = &*self.name, "dropped {dropped} bytes of output and log over the {} byte cap", self.limits.log);
+            tracing::warn!(
+                plugin = &*self.name,
+                "dropped {dropped} bytes of output and log over the {} byte cap",
+                self.limits.log
+            );
         }
         tracing::debug!(plugin = &*self.name, elapsed = ?started.elapsed(), "plugin call");
 

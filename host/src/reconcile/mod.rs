@@ -181,12 +181,24 @@ fn resolve_chain<'p>(
                 None => return Err(StageError::Load(format!("plugin `{name}` was not loaded"))),
             };
             if plugin.kind() != kind {
-                return Err(config.error_at(step.uses.span(), format!("{key}.use"), format!("plugin `{name}` is a {}; `{chain}` takes {kind}s", plugin.kind())).into());
+                return Err(config
+                    .error_at(
+                        step.uses.span(),
+                        format!("{key}.use"),
+                        format!("plugin `{name}` is a {}; `{chain}` takes {kind}s", plugin.kind()),
+                    )
+                    .into());
             }
             let with = step.config_json();
             if let Err(errors) = plugin.check_config(&with) {
                 let span = step.config.as_ref().map(|c| c.span()).unwrap_or(step.uses.span());
-                return Err(config.error_at(span, format!("{key}.with"), format!("rejected by plugin `{name}`'s schema: {}", errors.join("; "))).into());
+                return Err(config
+                    .error_at(
+                        span,
+                        format!("{key}.with"),
+                        format!("rejected by plugin `{name}`'s schema: {}", errors.join("; ")),
+                    )
+                    .into());
             }
             Ok((plugin, with))
         })
@@ -195,7 +207,11 @@ fn resolve_chain<'p>(
 
 /// Stage 2: the render chain. The first renderer reads the snapshot; each later one gets
 /// the previous stage's objects.
-fn render(snapshot: &Snapshot, path: &str, renderers: &[(&Plugin, serde_json::Value)]) -> Result<Vec<Object>, StageError> {
+fn render(
+    snapshot: &Snapshot,
+    path: &str,
+    renderers: &[(&Plugin, serde_json::Value)],
+) -> Result<Vec<Object>, StageError> {
     let mut docs: Option<Vec<Document>> = None;
     let mut last = "";
     for (plugin, with) in renderers {
@@ -225,7 +241,11 @@ fn normalize(docs: Vec<Document>, plugin: &str) -> Result<Vec<Object>, StageErro
         let value: serde_json::Value = serde_json::from_str(&doc.json)
             .map_err(|e| StageError::Object { plugin: plugin.into(), message: format!("{at}: not JSON: {e}") })?;
         let object = Object { value, file: doc.file, line: doc.line };
-        if !object.value.is_object() || object.api_version().is_empty() || object.kind().is_empty() || object.name().is_empty() {
+        if !object.value.is_object()
+            || object.api_version().is_empty()
+            || object.kind().is_empty()
+            || object.name().is_empty()
+        {
             return Err(StageError::Object {
                 plugin: plugin.into(),
                 message: format!("{at}: an object needs `apiVersion`, `kind` and `metadata.name`"),
@@ -247,14 +267,14 @@ fn validate(objects: &[Object], validators: &[(&Plugin, serde_json::Value)]) -> 
     if validators.is_empty() {
         return Ok(Vec::new());
     }
-    let docs: Vec<Document> = objects
-        .iter()
-        .map(|o| Document { json: o.value.to_string(), file: o.file.clone(), line: o.line })
-        .collect();
+    let docs: Vec<Document> =
+        objects.iter().map(|o| Document { json: o.value.to_string(), file: o.file.clone(), line: o.line }).collect();
     let mut findings = Vec::new();
     for (plugin, with) in validators {
         match plugin.validate(with, &docs).map_err(StageError::ValidateCall)? {
-            Ok(diagnostics) => findings.extend(diagnostics.into_iter().map(|d| Finding::from_diagnostic(d, plugin.name()))),
+            Ok(diagnostics) => {
+                findings.extend(diagnostics.into_iter().map(|d| Finding::from_diagnostic(d, plugin.name())))
+            }
             Err(message) => return Err(StageError::Validator { plugin: plugin.name().to_owned(), message }),
         }
     }

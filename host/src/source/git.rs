@@ -28,7 +28,13 @@ pub struct FetchReport {
 }
 
 /// Resolves `spec` to a commit, fetching what is missing, and snapshots it.
-pub fn snapshot(source: &str, spec: &GitSpec, base: &Path, cache: &Path, limits: TreeLimits) -> Result<(Snapshot, FetchReport), SourceError> {
+pub fn snapshot(
+    source: &str,
+    spec: &GitSpec,
+    base: &Path,
+    cache: &Path,
+    limits: TreeLimits,
+) -> Result<(Snapshot, FetchReport), SourceError> {
     let err = |message: String| SourceError::Git { source_name: source.into(), message };
     let url = normalize_url(&spec.url, base);
     let mirror = cache.join("git").join(format!("{}.git", &hex::encode(Sha256::digest(url.as_bytes()))[..20]));
@@ -43,10 +49,11 @@ pub fn snapshot(source: &str, spec: &GitSpec, base: &Path, cache: &Path, limits:
     };
 
     let pinned = spec.reference.as_deref().filter(|r| is_full_commit_id(r));
-    let commit_id = match pinned.and_then(|id| gix::ObjectId::from_hex(id.as_bytes()).ok()).filter(|id| repo.has_object(id)) {
-        Some(id) => id,
-        None => fetch(&repo, &url, spec, &mut report).map_err(|m| err(redact(&m)))?,
-    };
+    let commit_id =
+        match pinned.and_then(|id| gix::ObjectId::from_hex(id.as_bytes()).ok()).filter(|id| repo.has_object(id)) {
+            Some(id) => id,
+            None => fetch(&repo, &url, spec, &mut report).map_err(|m| err(redact(&m)))?,
+        };
 
     let commit = repo
         .find_object(commit_id)
@@ -58,7 +65,8 @@ pub fn snapshot(source: &str, spec: &GitSpec, base: &Path, cache: &Path, limits:
         return Ok((Snapshot { root: store.join(&revision), revision, reused: true }, report));
     }
     let tree = commit.tree().map_err(|e| err(format!("cannot read the tree of {revision}: {e}")))?;
-    let entries = tree.traverse().breadthfirst.files().map_err(|e| err(format!("cannot walk the tree of {revision}: {e}")))?;
+    let entries =
+        tree.traverse().breadthfirst.files().map_err(|e| err(format!("cannot walk the tree of {revision}: {e}")))?;
     let mut builder = TreeBuilder::new(source, &store, limits)?;
     for entry in entries {
         let path = entry.filepath.to_string();
@@ -86,7 +94,10 @@ fn fetch(repo: &gix::Repository, url: &str, spec: &GitSpec, report: &mut FetchRe
     let mut repo = repo.clone();
     if let Some(key) = spec.credentials.as_ref().and_then(|c| c.ssh_key_file.as_ref()) {
         let mut config = repo.config_snapshot_mut();
-        let command = format!("ssh -i '{}' -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new", key.display());
+        let command = format!(
+            "ssh -i '{}' -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+            key.display()
+        );
         config.set_value(&gix::config::tree::Core::SSH_COMMAND, command.as_str()).map_err(|e| e.to_string())?;
         config.commit().map_err(|e| e.to_string())?;
     }
@@ -100,10 +111,9 @@ fn fetch(repo: &gix::Repository, url: &str, spec: &GitSpec, report: &mut FetchRe
     let connection = remote.connect(Direction::Fetch).map_err(|e| format!("cannot connect: {e}"))?;
     let account = credentials(spec.credentials.as_ref())?;
     let connection = connection.with_credentials(move |action| match (&action, &account) {
-        (gix::credentials::helper::Action::Get(ctx), Some(account)) => Ok(Some(gix::credentials::protocol::Outcome {
-            identity: account.clone(),
-            next: ctx.clone().into(),
-        })),
+        (gix::credentials::helper::Action::Get(ctx), Some(account)) => {
+            Ok(Some(gix::credentials::protocol::Outcome { identity: account.clone(), next: ctx.clone().into() }))
+        }
         _ => Ok(None),
     });
     report.contacted = true;
@@ -133,7 +143,9 @@ fn fetch(repo: &gix::Repository, url: &str, spec: &GitSpec, report: &mut FetchRe
 
 fn credentials(spec: Option<&GitCredentials>) -> Result<Option<gix::sec::identity::Account>, String> {
     let Some(c) = spec else { return Ok(None) };
-    let env = |name: &String| std::env::var(name).map_err(|_| format!("credentials: environment variable `{name}` is not set"));
+    let env = |name: &String| {
+        std::env::var(name).map_err(|_| format!("credentials: environment variable `{name}` is not set"))
+    };
     let username = match (&c.username, &c.username_env) {
         (Some(u), _) => Some(u.clone()),
         (None, Some(var)) => Some(env(var)?),
@@ -209,7 +221,10 @@ mod tests {
 
     #[test]
     fn passwords_in_urls_are_redacted() {
-        assert_eq!(redact("cannot reach https://bob:hunter2@example.com/x.git"), "cannot reach https://bob:***@example.com/x.git");
+        assert_eq!(
+            redact("cannot reach https://bob:hunter2@example.com/x.git"),
+            "cannot reach https://bob:***@example.com/x.git"
+        );
         assert_eq!(redact("https://example.com/x"), "https://example.com/x");
     }
 }

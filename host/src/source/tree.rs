@@ -22,12 +22,25 @@ pub struct TreeBuilder {
 
 impl TreeBuilder {
     pub fn new(source: &str, store: &Path, limits: TreeLimits) -> Result<Self, SourceError> {
-        std::fs::create_dir_all(store).map_err(|error| SourceError::Io { source_name: source.into(), path: store.into(), error })?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempdir_in(store)
-            .map_err(|error| SourceError::Io { source_name: source.into(), path: store.into(), error })?;
-        Ok(TreeBuilder { source: source.into(), store: store.into(), tmp, limits, files: 0, bytes: 0, digest: Sha256::new() })
+        std::fs::create_dir_all(store).map_err(|error| SourceError::Io {
+            source_name: source.into(),
+            path: store.into(),
+            error,
+        })?;
+        let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(store).map_err(|error| SourceError::Io {
+            source_name: source.into(),
+            path: store.into(),
+            error,
+        })?;
+        Ok(TreeBuilder {
+            source: source.into(),
+            store: store.into(),
+            tmp,
+            limits,
+            files: 0,
+            bytes: 0,
+            digest: Sha256::new(),
+        })
     }
 
     fn error(&self, message: String) -> SourceError {
@@ -85,10 +98,14 @@ impl TreeBuilder {
             return Err(self.error(format!("more than {} files (the `max_files` limit)", self.limits.max_files)));
         }
         if size > self.limits.max_file_size.0 {
-            return Err(self.error(format!("`{path}` is {size} bytes, over the {} byte `max_file_size` limit", self.limits.max_file_size.0)));
+            return Err(self.error(format!(
+                "`{path}` is {size} bytes, over the {} byte `max_file_size` limit",
+                self.limits.max_file_size.0
+            )));
         }
         if self.bytes > self.limits.max_total_size.0 {
-            return Err(self.error(format!("the tree is over the {} byte `max_total_size` limit", self.limits.max_total_size.0)));
+            return Err(self
+                .error(format!("the tree is over the {} byte `max_total_size` limit", self.limits.max_total_size.0)));
         }
         Ok(())
     }
@@ -137,10 +154,14 @@ fn stays_inside(from: &Path, target: &Path) -> bool {
 
 /// Snapshots a local directory. Its revision is the digest of the tree.
 pub fn snapshot_dir(source: &str, dir: &Path, store: &Path, limits: TreeLimits) -> Result<Snapshot, SourceError> {
-    let io = |path: &Path, error: std::io::Error| SourceError::Io { source_name: source.into(), path: path.into(), error };
+    let io =
+        |path: &Path, error: std::io::Error| SourceError::Io { source_name: source.into(), path: path.into(), error };
     let meta = std::fs::metadata(dir).map_err(|e| io(dir, e))?;
     if !meta.is_dir() {
-        return Err(SourceError::Tree { source_name: source.into(), message: format!("{} is not a directory", dir.display()) });
+        return Err(SourceError::Tree {
+            source_name: source.into(),
+            message: format!("{} is not a directory", dir.display()),
+        });
     }
     let mut builder = TreeBuilder::new(source, store, limits)?;
     let walk = walkdir::WalkDir::new(dir).follow_links(false).sort_by_file_name().min_depth(1);
@@ -154,7 +175,10 @@ pub fn snapshot_dir(source: &str, dir: &Path, store: &Path, limits: TreeLimits) 
             continue;
         }
         let Some(rel_str) = rel.to_str() else {
-            return Err(SourceError::Tree { source_name: source.into(), message: format!("{} is not a UTF-8 path", rel.display()) });
+            return Err(SourceError::Tree {
+                source_name: source.into(),
+                message: format!("{} is not a UTF-8 path", rel.display()),
+            });
         };
         let kind = entry.file_type();
         if kind.is_dir() {
@@ -168,14 +192,23 @@ pub fn snapshot_dir(source: &str, dir: &Path, store: &Path, limits: TreeLimits) 
                 // Fail before reading a huge file into memory.
                 return Err(SourceError::Tree {
                     source_name: source.into(),
-                    message: format!("`{rel_str}` is {size} bytes, over the {} byte `max_file_size` limit", limits.max_file_size.0),
+                    message: format!(
+                        "`{rel_str}` is {size} bytes, over the {} byte `max_file_size` limit",
+                        limits.max_file_size.0
+                    ),
                 });
             }
             let contents = std::fs::read(entry.path()).map_err(|e| io(entry.path(), e))?;
-            let executable = std::os::unix::fs::PermissionsExt::mode(&entry.metadata().map_err(|e| io(entry.path(), e.into()))?.permissions()) & 0o111 != 0;
+            let executable = std::os::unix::fs::PermissionsExt::mode(
+                &entry.metadata().map_err(|e| io(entry.path(), e.into()))?.permissions(),
+            ) & 0o111
+                != 0;
             builder.add_file(rel_str, executable, &contents)?;
         } else {
-            return Err(SourceError::Tree { source_name: source.into(), message: format!("`{rel_str}` is not a regular file, directory or symlink") });
+            return Err(SourceError::Tree {
+                source_name: source.into(),
+                message: format!("`{rel_str}` is not a regular file, directory or symlink"),
+            });
         }
     }
     let revision = builder.digest();

@@ -8,14 +8,24 @@ fn error(text: &str) -> String {
     let dir = tree(&[]);
     let err = config(dir.path(), text).unwrap_err();
     // Print it the way the CLI does, without the temporary directory.
-    format!("{}:{}:{}: {}{}", "moor.toml", err.line, err.column, if err.key.is_empty() { String::new() } else { format!("{}: ", err.key) }, err.message)
+    format!(
+        "{}:{}:{}: {}{}",
+        "moor.toml",
+        err.line,
+        err.column,
+        if err.key.is_empty() { String::new() } else { format!("{}: ", err.key) },
+        err.message
+    )
 }
 
 #[test]
 fn an_unknown_key_is_located() {
     let text = format!("{OK_SOURCE}\n[[pipeline]]\nname = \"web\"\nsource = \"s\"\nintervall = \"5m\"\n");
     let e = error(&text);
-    assert!(e.starts_with("moor.toml:8:1: pipeline[0].intervall: unknown field `intervall`, expected one of `name`"), "{e}");
+    assert!(
+        e.starts_with("moor.toml:8:1: pipeline[0].intervall: unknown field `intervall`, expected one of `name`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -38,7 +48,8 @@ fn a_dependency_cycle_is_located_and_named() {
 fn a_missing_reference_is_located() {
     let text = format!("{OK_SOURCE}\n[[pipeline]]\nname = \"web\"\nsource = \"nope\"\n");
     assert_eq!(error(&text), "moor.toml:7:10: pipeline[0].source: no source is named `nope`");
-    let text = format!("{OK_SOURCE}\n[[pipeline]]\nname = \"web\"\nsource = \"s\"\nrender = [{{ use = \"kustomize\" }}]\n");
+    let text =
+        format!("{OK_SOURCE}\n[[pipeline]]\nname = \"web\"\nsource = \"s\"\nrender = [{{ use = \"kustomize\" }}]\n");
     assert_eq!(error(&text), "moor.toml:8:19: pipeline[0].render[0].use: no plugin is named `kustomize`");
     let text = format!("{OK_SOURCE}\n[[pipeline]]\nname = \"web\"\nsource = \"s\"\ndepends_on = [\"db\"]\n");
     assert_eq!(error(&text), "moor.toml:8:15: pipeline[0].depends_on[0]: no pipeline is named `db`");
@@ -47,13 +58,18 @@ fn a_missing_reference_is_located() {
 #[test]
 fn a_plugin_file_without_a_pin_is_refused() {
     let text = format!("{OK_SOURCE}\n[[plugin]]\nname = \"k\"\npath = \"k.wasm\"\n");
-    assert_eq!(error(&text), "moor.toml:6:8: plugin[0]: a plugin file needs a `sha256` pin (see `moor plugin inspect FILE`)");
+    assert_eq!(
+        error(&text),
+        "moor.toml:6:8: plugin[0]: a plugin file needs a `sha256` pin (see `moor plugin inspect FILE`)"
+    );
 }
 
 #[test]
 fn a_step_config_rejected_by_the_plugin_schema_is_located() {
     let dir = tree(&[]);
-    let text = format!("{OK_SOURCE}\n[[pipeline]]\nname = \"web\"\nsource = \"s\"\nvalidate = [{{ use = \"policy\", with = {{ require_labels = \"team\" }} }}]\n");
+    let text = format!(
+        "{OK_SOURCE}\n[[pipeline]]\nname = \"web\"\nsource = \"s\"\nvalidate = [{{ use = \"policy\", with = {{ require_labels = \"team\" }} }}]\n"
+    );
     let cfg = config(dir.path(), &text).unwrap();
     let moor = moor::reconcile::Moor::new(cache_dir()).unwrap();
     let prepared = moor.prepare(&cfg);

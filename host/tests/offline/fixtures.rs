@@ -17,7 +17,9 @@ fn data_dir() -> PathBuf {
 /// Renders and validates one case and prints the outcome, one line per object or finding.
 fn run_case(case: &Path) -> String {
     let steps = std::fs::read_to_string(case.join("case.toml")).unwrap();
-    let text = format!("[[source]]\nname = \"tree\"\npath = \"tree\"\n\n[[pipeline]]\nname = \"case\"\nsource = \"tree\"\n{steps}");
+    let text = format!(
+        "[[source]]\nname = \"tree\"\npath = \"tree\"\n\n[[pipeline]]\nname = \"case\"\nsource = \"tree\"\n{steps}"
+    );
     let cfg = config(case, &text).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
     let moor = Moor::new(cache_dir()).unwrap();
     let prepared = moor.prepare(&cfg);
@@ -43,7 +45,8 @@ fn run_case(case: &Path) -> String {
 
 #[test]
 fn pipeline_fixtures_match_their_expectations() {
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(data_dir()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut cases: Vec<PathBuf> =
+        std::fs::read_dir(data_dir()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
     cases.sort();
     assert!(cases.len() >= 10, "fixtures missing");
     let bless = std::env::var_os("MOOR_BLESS").is_some();

@@ -1,8 +1,8 @@
 //! Hostile trees get a clear error, and nothing outside the snapshot is read.
 
 use moor::config::{ByteSize, TreeLimits};
-use moor::source::tree::{TreeBuilder, snapshot_dir};
 use moor::source::SourceError;
+use moor::source::tree::{TreeBuilder, snapshot_dir};
 
 use crate::support::*;
 
@@ -63,12 +63,17 @@ fn more_files_than_the_count_cap_are_refused() {
 
 #[test]
 fn a_yaml_alias_bomb_fails_its_pipeline_only() {
-    let mut bomb = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    let mut bomb = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
     let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
     for w in names.windows(2) {
         bomb.push_str(&format!("  {}: &{} [{}]\n", w[1], w[1], vec![format!("*{}", w[0]); 9].join(",")));
     }
-    let dir = tree(&[("bomb/laughs.yaml", &bomb), ("fine/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fine}\n")]);
+    let dir = tree(&[
+        ("bomb/laughs.yaml", &bomb),
+        ("fine/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fine}\n"),
+    ]);
     let text = "[[source]]\nname = \"s\"\npath = \".\"\n\n[[pipeline]]\nname = \"bomb\"\nsource = \"s\"\npath = \"bomb\"\n\n[[pipeline]]\nname = \"fine\"\nsource = \"s\"\npath = \"fine\"\n";
     let cfg = config(dir.path(), text).unwrap();
     let moor = moor::reconcile::Moor::new(cache_dir()).unwrap();

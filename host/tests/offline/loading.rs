@@ -69,7 +69,10 @@ fn a_plugin_for_a_newer_contract_is_refused_with_both_versions() {
     let err = load_file(&file, &sha256_of(&file)).unwrap_err();
     assert!(matches!(err, LoadError::Version { .. }), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("future.wasm") && text.contains("moor:plugin@0.9.0") && text.contains("needs a newer moor"), "{text}");
+    assert!(
+        text.contains("future.wasm") && text.contains("moor:plugin@0.9.0") && text.contains("needs a newer moor"),
+        "{text}"
+    );
 }
 
 #[test]

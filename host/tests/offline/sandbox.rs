@@ -80,10 +80,8 @@ fn a_plugin_sees_no_files_outside_its_snapshot_no_env_and_no_network() {
     std::os::unix::fs::symlink(outside.path().join("passwd"), snapshot.path().join("escape")).unwrap();
 
     let plugin = probe(quick());
-    let docs = plugin
-        .render(&act("snoop"), RenderInput::Tree { snapshot: snapshot.path(), path: "" })
-        .unwrap()
-        .unwrap();
+    let docs =
+        plugin.render(&act("snoop"), RenderInput::Tree { snapshot: snapshot.path(), path: "" }).unwrap().unwrap();
     let report: serde_json::Value = serde_json::from_str(&docs[0].json).unwrap();
     let data = &report["data"];
     assert_eq!(data["env"], "", "env leaked: {data}");

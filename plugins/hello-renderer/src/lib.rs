@@ -1,7 +1,7 @@
 //! The smallest useful Moor plugin: a renderer that labels every object it is given.
 use moor_plugin_sdk::{Info, Input, Object, Outcome, Renderer, export_renderer};
 
-struct Hello;
+pub struct Hello;
 
 impl Renderer for Hello {
     type Config = serde_json::Value;

@@ -72,15 +72,14 @@ pub fn check(config: &Config, object: &Object) -> Vec<Diagnostic> {
     if let Some(spec) = pod_spec(object) {
         for container in containers(spec) {
             let name = container.get("name").and_then(Value::as_str).unwrap_or("?");
-            if let Some(image) = container.get("image").and_then(Value::as_str) {
-                if !config.allowed_registries.is_empty()
-                    && !config.allowed_registries.iter().any(|r| image_allowed(image, r))
-                {
-                    messages.push(format!(
-                        "container `{name}` uses image `{image}` from a registry that is not allowed ({})",
-                        config.allowed_registries.join(", ")
-                    ));
-                }
+            if let Some(image) = container.get("image").and_then(Value::as_str)
+                && !config.allowed_registries.is_empty()
+                && !config.allowed_registries.iter().any(|r| image_allowed(image, r))
+            {
+                messages.push(format!(
+                    "container `{name}` uses image `{image}` from a registry that is not allowed ({})",
+                    config.allowed_registries.join(", ")
+                ));
             }
             let privileged = container.pointer("/securityContext/privileged").and_then(Value::as_bool);
             if !config.allow_privileged && privileged == Some(true) {

@@ -50,9 +50,7 @@ pub mod bindings {
     });
 }
 
-pub use bindings::moor::plugin::types::{
-    Diagnostic, Event, EventReason, File, ObjectRef, PluginKind, Severity,
-};
+pub use bindings::moor::plugin::types::{Diagnostic, Event, EventReason, File, ObjectRef, PluginKind, Severity};
 
 /// The result of a plugin call: a value, or diagnostics saying why not.
 pub type Outcome<T> = Result<T, Vec<Diagnostic>>;
@@ -267,8 +265,7 @@ mod renderer_glue {
         fn render(
             config: String,
             input: render::Input,
-        ) -> Result<Vec<crate::bindings::moor::plugin::types::Document>, Vec<crate::Diagnostic>>
-        {
+        ) -> Result<Vec<crate::bindings::moor::plugin::types::Document>, Vec<crate::Diagnostic>> {
             let config = crate::parse_config(&config).map_err(|e| vec![crate::Diagnostic::error(e)])?;
             let input = match input {
                 render::Input::Tree(tree) => Input::Tree { root: tree.root.into(), path: tree.path },
@@ -295,9 +292,8 @@ mod validator_glue {
             objects: Vec<crate::bindings::moor::plugin::types::Document>,
         ) -> Result<Vec<crate::Diagnostic>, String> {
             let config = crate::parse_config(&config)?;
-            let objects = crate::from_documents(objects).map_err(|d| {
-                d.into_iter().map(|d| d.message).collect::<Vec<_>>().join("; ")
-            })?;
+            let objects = crate::from_documents(objects)
+                .map_err(|d| d.into_iter().map(|d| d.message).collect::<Vec<_>>().join("; "))?;
             T::validate(config, objects)
         }
     }

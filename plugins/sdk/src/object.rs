@@ -85,7 +85,9 @@ impl Object {
     pub fn from_document(doc: Document) -> Outcome<Object> {
         match serde_json::from_str(&doc.json) {
             Ok(value) => Ok(Object { value, file: doc.file, line: doc.line }),
-            Err(e) => Err(vec![Diagnostic::error(format!("host sent an object that is not JSON: {e}")).at(doc.file, doc.line)]),
+            Err(e) => Err(vec![
+                Diagnostic::error(format!("host sent an object that is not JSON: {e}")).at(doc.file, doc.line),
+            ]),
         }
     }
 }

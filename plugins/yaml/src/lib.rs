@@ -74,9 +74,8 @@ pub fn render_tree(config: &Config, root: &Path, path: &str) -> Outcome<Vec<Obje
     let ignore = ignore_set(&config.ignore)?;
     let dir = root.join(path);
     let mut files = Vec::new();
-    collect(&dir, config.recursive, &mut files).map_err(|e| {
-        vec![Diagnostic::error(format!("cannot read directory: {e}")).at(path, 0)]
-    })?;
+    collect(&dir, config.recursive, &mut files)
+        .map_err(|e| vec![Diagnostic::error(format!("cannot read directory: {e}")).at(path, 0)])?;
     files.sort();
 
     let mut objects = Vec::new();
@@ -106,11 +105,9 @@ pub fn render_tree(config: &Config, root: &Path, path: &str) -> Outcome<Vec<Obje
         match parse_file(&origin, &text) {
             Ok(parsed) => {
                 for mut object in parsed {
-                    if let Some(ns) = &namespace {
-                        if let Err(d) = place_in_namespace(&mut object, ns) {
-                            diagnostics.push(d);
-                            continue;
-                        }
+                    if let Some(conflict) = namespace.as_deref().and_then(|ns| place_in_namespace(&mut object, ns)) {
+                        diagnostics.push(conflict);
+                        continue;
                     }
                     objects.push(object);
                 }
@@ -124,8 +121,8 @@ pub fn render_tree(config: &Config, root: &Path, path: &str) -> Outcome<Vec<Obje
 fn ignore_set(patterns: &[String]) -> Outcome<GlobSet> {
     let mut builder = GlobSetBuilder::new();
     for pattern in patterns {
-        let glob = Glob::new(pattern)
-            .map_err(|e| vec![Diagnostic::error(format!("ignore pattern `{pattern}`: {e}"))])?;
+        let glob =
+            Glob::new(pattern).map_err(|e| vec![Diagnostic::error(format!("ignore pattern `{pattern}`: {e}"))])?;
         builder.add(glob);
     }
     builder.build().map_err(|e| vec![Diagnostic::error(format!("ignore patterns: {e}"))])
@@ -252,22 +249,20 @@ pub fn split_documents<'a>(text: &'a str) -> Vec<Doc<'a>> {
     for (index, line) in text.split_inclusive('\n').enumerate() {
         let number = index as u32 + 1;
         let bare = line.trim_end_matches(['\n', '\r']);
-        let is_marker = bare == "---"
-            || bare.starts_with("--- ")
-            || bare.starts_with("---\t")
-            || bare == "...";
+        let is_marker = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t") || bare == "...";
         if is_marker {
             push(&mut docs, start, offset, start_line, first_content);
             start = offset + line.len();
             start_line = number + 1;
             first_content = None;
             // `--- value` carries content on the marker line itself.
-            if let Some(rest) = bare.strip_prefix("---").map(str::trim) {
-                if !rest.is_empty() && !rest.starts_with('#') {
-                    start = offset + 3;
-                    start_line = number;
-                    first_content = Some(number);
-                }
+            if let Some(rest) = bare.strip_prefix("---").map(str::trim)
+                && !rest.is_empty()
+                && !rest.starts_with('#')
+            {
+                start = offset + 3;
+                start_line = number;
+                first_content = Some(number);
             }
         } else if first_content.is_none() {
             let t = bare.trim_start();
@@ -308,17 +303,18 @@ const CLUSTER_SCOPED: &[&str] = &[
     "CertificateSigningRequest",
 ];
 
-fn place_in_namespace(object: &mut Object, namespace: &str) -> Result<(), Diagnostic> {
+/// Gives a namespaced object the directory's namespace; returns the conflict, if any.
+fn place_in_namespace(object: &mut Object, namespace: &str) -> Option<Diagnostic> {
     if CLUSTER_SCOPED.contains(&object.kind()) {
-        return Ok(());
+        return None;
     }
     match object.namespace() {
         None => {
             object.value["metadata"]["namespace"] = Value::String(namespace.to_owned());
-            Ok(())
+            None
         }
-        Some(ns) if ns == namespace => Ok(()),
-        Some(ns) => Err(Diagnostic::error(format!(
+        Some(ns) if ns == namespace => None,
+        Some(ns) => Some(Diagnostic::error(format!(
             "object declares namespace `{ns}` but lives in directory `{namespace}/`, which is namespace `{namespace}`"
         ))
         .on(object)),
@@ -341,7 +337,10 @@ mod tests {
 
     #[test]
     fn parser_lines_are_shifted_to_file_lines() {
-        assert_eq!(shift_lines("x at line 2 column 1, while parsing at line 1 column 3", 4), "x at line 6 column 1, while parsing at line 5 column 3");
+        assert_eq!(
+            shift_lines("x at line 2 column 1, while parsing at line 1 column 3", 4),
+            "x at line 6 column 1, while parsing at line 5 column 3"
+        );
     }
 
     #[test]
@@ -352,12 +351,16 @@ mod tests {
 
     #[test]
     fn alias_bombs_hit_the_repetition_limit() {
-        let mut text = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
-        for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"].iter().zip(["b", "c", "d", "e", "f", "g", "h", "i"]) {
+        let mut text =
+            String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        for (prev, name) in
+            ["a", "b", "c", "d", "e", "f", "g", "h"].iter().zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+        {
             let refs = vec![format!("*{prev}"); 9].join(",");
             text.push_str(&format!("{name}: &{name} [{refs}]\n"));
         }
-        text = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata:\n  {}", text.replace('\n', "\n  "));
+        text =
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata:\n  {}", text.replace('\n', "\n  "));
         let err = parse_file("bomb.yaml", &text).unwrap_err();
         assert!(err[0].message.contains("repetition limit exceeded"), "{:?}", err[0].message);
     }

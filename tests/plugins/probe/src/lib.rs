@@ -7,11 +7,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 #[derive(Deserialize)]
-struct Config {
-    action: String,
+pub struct Config {
+    pub action: String,
 }
 
-struct Probe;
+pub struct Probe;
 
 impl Renderer for Probe {
     type Config = Config;

@@ -1,0 +1,3 @@
+//! Tests against the real control plane of tests/cluster (see moor_e2e's docs).
+
+mod control_plane;
