@@ -188,6 +188,17 @@ impl Config {
             }
         }
         let known_plugin = |name: &str| builtin.contains(&name) || self.plugin(name).is_some();
+        for (i, source) in self.sources.iter().enumerate() {
+            if let Some(step) = &source.plugin
+                && !known_plugin(step.uses.s())
+            {
+                return Err((
+                    step.uses.span(),
+                    format!("source[{i}].plugin.use"),
+                    format!("no plugin is named `{}`", step.uses.s()),
+                ));
+            }
+        }
         for (i, pipeline) in self.pipelines.iter().enumerate() {
             let key = format!("pipeline[{i}]");
             if self.source(pipeline.source.s()).is_none() {

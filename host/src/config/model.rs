@@ -31,7 +31,7 @@ pub(super) struct File {
     pub pipeline: Vec<PipelineSpec>,
 }
 
-/// Where manifests come from: exactly one of `path` or `git`.
+/// Where manifests come from: exactly one of `path`, `git` or `plugin`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
@@ -39,6 +39,8 @@ pub struct SourceSpec {
     /// A local directory, relative to the config file.
     pub path: Option<Spanned<PathBuf>>,
     pub git: Option<Spanned<GitSpec>>,
+    /// A source plugin and its config: `plugin = { use = "...", with = { ... } }`.
+    pub plugin: Option<Step>,
     /// How often to look for a new revision (controller mode).
     pub poll_interval: Option<Seconds>,
     #[serde(default)]
@@ -47,11 +49,14 @@ pub struct SourceSpec {
 
 impl SourceSpec {
     pub(super) fn check(&self) -> Result<(), (std::ops::Range<usize>, String)> {
-        match (&self.path, &self.git) {
-            (Some(_), Some(git)) => Err((git.span(), "give either `path` or `git`, not both".into())),
-            (None, None) => Err((self.name.span(), "a source needs `path` or `git`".into())),
-            (None, Some(git)) => git.get_ref().check().map_err(|m| (git.span(), m)),
-            (Some(_), None) => Ok(()),
+        let given =
+            usize::from(self.path.is_some()) + usize::from(self.git.is_some()) + usize::from(self.plugin.is_some());
+        if given != 1 {
+            return Err((self.name.span(), "a source needs exactly one of `path`, `git` or `plugin`".into()));
+        }
+        match &self.git {
+            Some(git) => git.get_ref().check().map_err(|m| (git.span(), m)),
+            None => Ok(()),
         }
     }
 }

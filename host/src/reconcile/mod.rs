@@ -25,6 +25,8 @@ pub enum StageError {
     Config(#[from] ConfigError),
     #[error("source: {0}")]
     Source(#[from] SourceError),
+    #[error("source: {0}")]
+    SourceCall(CallError),
     #[error("plugins: {0}")]
     Load(String),
     #[error("render: {0}")]
@@ -46,7 +48,7 @@ impl StageError {
     pub fn stage(&self) -> &'static str {
         match self {
             StageError::Config(_) | StageError::Load(_) => "prepare",
-            StageError::Source(_) => "source",
+            StageError::Source(_) | StageError::SourceCall(_) => "source",
             StageError::RenderCall(_) | StageError::Render { .. } | StageError::Object { .. } => "render",
             StageError::ValidateCall(_) | StageError::Validator { .. } | StageError::Blocked { .. } => "validate",
         }
@@ -109,7 +111,11 @@ impl Moor {
     /// Loads every plugin the config's pipelines use.
     pub fn prepare<'c>(&self, config: &'c Config) -> Prepared<'c> {
         let mut plugins = HashMap::new();
-        let used = config.pipelines.iter().flat_map(|p| p.render.iter().chain(&p.validate).chain(&p.notify));
+        let used = config
+            .pipelines
+            .iter()
+            .flat_map(|p| p.render.iter().chain(&p.validate).chain(&p.notify))
+            .chain(config.sources.iter().filter_map(|s| s.plugin.as_ref()));
         for step in used {
             let name = step.uses.s();
             if plugins.contains_key(name) {
@@ -142,20 +148,41 @@ impl Moor {
 
     /// Runs the offline stages of `pipeline`: fetch, render, validate.
     pub fn render_pipeline(&self, prepared: &Prepared<'_>, pipeline: &PipelineSpec) -> Result<Rendered, StageError> {
-        let config = prepared.config;
         let renderers = resolve_chain(prepared, pipeline, "render", &pipeline.render, PluginKind::Renderer)?;
         let validators = resolve_chain(prepared, pipeline, "validate", &pipeline.validate, PluginKind::Validator)?;
 
-        let snapshot = self.fetch(config, pipeline)?;
+        let snapshot = self.fetch(prepared, pipeline)?;
         let objects = render(&snapshot, pipeline.path.s(), &renderers)?;
         let findings = validate(&objects, &validators)?;
         Ok(Rendered { pipeline: pipeline.name.s().to_owned(), revision: snapshot.revision, objects, findings })
     }
 
     /// Stage 1: the source's snapshot.
-    pub fn fetch(&self, config: &Config, pipeline: &PipelineSpec) -> Result<Snapshot, StageError> {
-        let spec = config.source(pipeline.source.s()).expect("checked at load");
-        Ok(self.sources.snapshot(config, spec)?)
+    pub fn fetch(&self, prepared: &Prepared<'_>, pipeline: &PipelineSpec) -> Result<Snapshot, StageError> {
+        let config = prepared.config;
+        let (index, spec) = config
+            .sources
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.name.s() == pipeline.source.s())
+            .expect("checked at load");
+        let Some(step) = &spec.plugin else {
+            return Ok(self.sources.snapshot(config, spec)?);
+        };
+        let (plugin, with) =
+            resolve_step(prepared, &format!("source[{index}].plugin"), "source", step, PluginKind::Source)?;
+        let failed = |message: String| SourceError::Plugin {
+            source_name: spec.name.s().into(),
+            plugin: plugin.name().into(),
+            message,
+        };
+        match plugin.fetch(&with, None).map_err(StageError::SourceCall)? {
+            Ok(Some(snapshot)) => {
+                Ok(self.sources.from_plugin(spec, plugin.name(), &snapshot.revision, &snapshot.files)?)
+            }
+            Ok(None) => Err(failed("returned no snapshot when none was known".into()).into()),
+            Err(message) => Err(failed(message).into()),
+        }
     }
 }
 
@@ -167,42 +194,41 @@ fn resolve_chain<'p>(
     steps: &[Step],
     kind: PluginKind,
 ) -> Result<Vec<(&'p Plugin, serde_json::Value)>, StageError> {
-    let config = prepared.config;
-    let index = config.pipelines.iter().position(|p| p.name.s() == pipeline.name.s()).unwrap_or(0);
+    let index = prepared.config.pipelines.iter().position(|p| p.name.s() == pipeline.name.s()).unwrap_or(0);
     steps
         .iter()
         .enumerate()
-        .map(|(j, step)| {
-            let key = format!("pipeline[{index}].{chain}[{j}]");
-            let name = step.uses.s();
-            let plugin = match prepared.plugins.get(name) {
-                Some(Ok(plugin)) => plugin,
-                Some(Err(message)) => return Err(StageError::Load(message.clone())),
-                None => return Err(StageError::Load(format!("plugin `{name}` was not loaded"))),
-            };
-            if plugin.kind() != kind {
-                return Err(config
-                    .error_at(
-                        step.uses.span(),
-                        format!("{key}.use"),
-                        format!("plugin `{name}` is a {}; `{chain}` takes {kind}s", plugin.kind()),
-                    )
-                    .into());
-            }
-            let with = step.config_json();
-            if let Err(errors) = plugin.check_config(&with) {
-                let span = step.config.as_ref().map(|c| c.span()).unwrap_or(step.uses.span());
-                return Err(config
-                    .error_at(
-                        span,
-                        format!("{key}.with"),
-                        format!("rejected by plugin `{name}`'s schema: {}", errors.join("; ")),
-                    )
-                    .into());
-            }
-            Ok((plugin, with))
-        })
+        .map(|(j, step)| resolve_step(prepared, &format!("pipeline[{index}].{chain}[{j}]"), chain, step, kind))
         .collect()
+}
+
+/// The loaded plugin of one step, checked to be of `kind`, and its config, checked against
+/// the plugin's schema. Errors point at the step (`key`) in the config file.
+fn resolve_step<'p>(
+    prepared: &'p Prepared<'_>,
+    key: &str,
+    chain: &str,
+    step: &Step,
+    kind: PluginKind,
+) -> Result<(&'p Plugin, serde_json::Value), StageError> {
+    let config = prepared.config;
+    let name = step.uses.s();
+    let plugin = match prepared.plugins.get(name) {
+        Some(Ok(plugin)) => plugin,
+        Some(Err(message)) => return Err(StageError::Load(message.clone())),
+        None => return Err(StageError::Load(format!("plugin `{name}` was not loaded"))),
+    };
+    if plugin.kind() != kind {
+        let message = format!("plugin `{name}` is a {}; `{chain}` takes {kind}s", plugin.kind());
+        return Err(config.error_at(step.uses.span(), format!("{key}.use"), message).into());
+    }
+    let with = step.config_json();
+    if let Err(errors) = plugin.check_config(&with) {
+        let span = step.config.as_ref().map(|c| c.span()).unwrap_or(step.uses.span());
+        let message = format!("rejected by plugin `{name}`'s schema: {}", errors.join("; "));
+        return Err(config.error_at(span, format!("{key}.with"), message).into());
+    }
+    Ok((plugin, with))
 }
 
 /// Stage 2: the render chain. The first renderer reads the snapshot; each later one gets

@@ -36,6 +36,8 @@ pub enum SourceError {
     Io { source_name: String, path: PathBuf, error: std::io::Error },
     #[error("source `{source_name}`: git: {message}")]
     Git { source_name: String, message: String },
+    #[error("source `{source_name}`: plugin `{plugin}`: {message}")]
+    Plugin { source_name: String, plugin: String, message: String },
 }
 
 /// Produces snapshots for the sources of one config.
@@ -53,14 +55,43 @@ impl Sources {
         self.cache.join("snapshots")
     }
 
-    /// Fetches (git) or reads (path) a source into the snapshot store.
+    /// Fetches (git) or reads (path) a source into the snapshot store. Plugin sources go
+    /// through [`Sources::from_plugin`].
     pub fn snapshot(&self, config: &Config, spec: &SourceSpec) -> Result<Snapshot, SourceError> {
         let name = spec.name.s();
         if let Some(path) = &spec.path {
             let dir = config.resolve(path.get_ref());
             return tree::snapshot_dir(name, &dir, &self.store(), spec.limits);
         }
-        let git = spec.git.as_ref().expect("checked at load: path or git").get_ref();
+        let git = spec.git.as_ref().expect("checked at load: path, git or plugin").get_ref();
         git::snapshot(name, git, &config.base, &self.cache, spec.limits).map(|(snapshot, _)| snapshot)
+    }
+
+    /// Writes the files a source plugin returned into a snapshot, checking every path. The
+    /// snapshot is stored under the digest of its content; its revision is the plugin's.
+    pub fn from_plugin(
+        &self,
+        spec: &SourceSpec,
+        plugin: &str,
+        revision: &str,
+        files: &[crate::plugins::File],
+    ) -> Result<Snapshot, SourceError> {
+        let name = spec.name.s();
+        let valid = !revision.is_empty()
+            && revision.len() <= 128
+            && revision.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
+        if !valid {
+            return Err(SourceError::Plugin {
+                source_name: name.into(),
+                plugin: plugin.into(),
+                message: format!("revision `{revision}` is not 1 to 128 letters, digits, `.`, `_`, `:` or `-`"),
+            });
+        }
+        let mut builder = tree::TreeBuilder::new(name, &self.store(), spec.limits)?;
+        for file in files {
+            builder.add_file(&file.path, file.mode & 0o111 != 0, &file.contents)?;
+        }
+        let key = builder.digest();
+        builder.finish_keyed(&key, revision)
     }
 }

@@ -117,7 +117,12 @@ impl TreeBuilder {
 
     /// Moves the tree into the store under `revision`, unless it is there already.
     pub fn finish(self, revision: &str) -> Result<Snapshot, SourceError> {
-        let root = self.store.join(revision.replace(':', "-"));
+        self.finish_keyed(revision, revision)
+    }
+
+    /// Moves the tree into the store under `key` and names it `revision`.
+    pub fn finish_keyed(self, key: &str, revision: &str) -> Result<Snapshot, SourceError> {
+        let root = self.store.join(key.replace(':', "-"));
         if root.exists() {
             return Ok(Snapshot { root, revision: revision.into(), reused: true });
         }

@@ -85,3 +85,36 @@ fn a_yaml_alias_bomb_fails_its_pipeline_only() {
     assert_eq!(findings[0].file.as_deref(), Some("bomb/laughs.yaml"));
     assert_eq!(moor.render_pipeline(&prepared, cfg.pipeline("fine").unwrap()).unwrap().objects.len(), 1);
 }
+
+fn plugin_source_config(files: &str) -> String {
+    let plugin = moor::plugins::test_artifacts::path("files-source");
+    format!(
+        "[[plugin]]\nname = \"files\"\npath = \"{plugin}\"\nsha256 = \"{}\"\n\n[[source]]\nname = \"gen\"\nplugin = {{ use = \"files\", with = {{ revision = \"r1\", files = [{files}] }} }}\n\n[[pipeline]]\nname = \"p\"\nsource = \"gen\"\n",
+        sha256_of(std::path::Path::new(plugin))
+    )
+}
+
+fn render_plugin_source(files: &str) -> Result<moor::reconcile::Rendered, moor::reconcile::StageError> {
+    let dir = tree(&[]);
+    let cfg = config(dir.path(), &plugin_source_config(files)).unwrap();
+    let moor = moor::reconcile::Moor::new(cache_dir()).unwrap();
+    let prepared = moor.prepare(&cfg);
+    moor.render_pipeline(&prepared, cfg.pipeline("p").unwrap())
+}
+
+#[test]
+fn a_source_plugin_tree_is_snapshotted_and_rendered() {
+    let rendered = render_plugin_source(
+        r#"{ path = "app/cm.yaml", contents = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-plugin}\n" }"#,
+    )
+    .unwrap();
+    assert_eq!(rendered.revision, "r1");
+    assert_eq!(rendered.objects[0].origin(), "app/cm.yaml:1");
+}
+
+#[test]
+fn a_source_plugin_cannot_write_outside_its_snapshot() {
+    let err = render_plugin_source(r#"{ path = "../../escape.yaml", contents = "x" }"#).unwrap_err();
+    assert_eq!(err.stage(), "source");
+    assert!(err.to_string().contains("refusing path `../../escape.yaml`"), "{err}");
+}

@@ -128,9 +128,28 @@ impl Diagnostic {
     }
 }
 
-/// Logging to the host; lines are attributed to the plugin.
+/// Logging to the host; lines are attributed to the plugin. Outside a component (native
+/// unit tests, benchmarks) warnings and errors go to stderr and the rest is dropped.
 pub mod log {
+    #[cfg(target_arch = "wasm32")]
     use crate::bindings::moor::plugin::log::{Level, log};
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[derive(Debug)]
+    enum Level {
+        Debug,
+        Info,
+        Warn,
+        Error,
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn log(level: Level, message: &str) {
+        if matches!(level, Level::Warn | Level::Error) {
+            eprintln!("{level:?}: {message}");
+        }
+    }
+
     pub fn debug(message: &str) {
         log(Level::Debug, message)
     }
