@@ -1,14 +1,22 @@
-//! `moor plugin inspect`.
+//! `moor plugin inspect` and `moor plugin test`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::Output;
-use crate::plugins::{self, Limits, PluginSource, Runtime};
+use anyhow::Context;
+use serde::Serialize;
 
-pub fn inspect(cache: &Path, what: &str, output: Output) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(cache)?;
+use super::Output;
+use crate::object::Object;
+use crate::plugins::{
+    self, Diagnostic, Document, Event, EventReason, Limits, Plugin, PluginKind, PluginSource, RenderInput, Runtime,
+    Severity,
+};
+use crate::reconcile::Finding;
+
+/// Loads a plugin named on the command line: a file, or a built-in plugin's name.
+fn load(runtime: &Runtime, what: &str) -> anyhow::Result<Plugin> {
     let path = PathBuf::from(what);
     let (name, source) = match plugins::builtin_bytes(what) {
         Some(bytes) if !path.exists() => (what.to_owned(), PluginSource::Builtin(bytes)),
@@ -17,7 +25,12 @@ pub fn inspect(cache: &Path, what: &str, output: Output) -> anyhow::Result<ExitC
             (stem, PluginSource::Inspect(path))
         }
     };
-    let plugin = runtime.load(&name, source, Limits::default())?;
+    Ok(runtime.load(&name, source, Limits::default())?)
+}
+
+pub fn inspect(cache: &Path, what: &str, output: Output) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new(cache)?;
+    let plugin = load(&runtime, what)?;
     let info = &plugin.info;
     let mut out = std::io::stdout().lock();
     match output {
@@ -39,4 +52,124 @@ pub fn inspect(cache: &Path, what: &str, output: Output) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize, Default)]
+struct TestReport {
+    objects: Vec<serde_json::Value>,
+    files: Vec<String>,
+    revision: Option<String>,
+    findings: Vec<Finding>,
+    error: Option<String>,
+}
+
+/// Runs a plugin once on `input` and prints what it returns; fails on any error.
+pub fn test(
+    cache: &Path,
+    what: &str,
+    input: Option<&Path>,
+    with: &str,
+    after_yaml: bool,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new(cache)?;
+    let plugin = load(&runtime, what)?;
+    let config: serde_json::Value = serde_json::from_str(with).context("--with is not JSON")?;
+    if let Err(errors) = plugin.check_config(&config) {
+        anyhow::bail!("--with is rejected by the plugin's schema: {}", errors.join("; "));
+    }
+    let needs_input = || input.context("this plugin needs --input DIR, a directory of manifests");
+    let findings = |diags: Vec<Diagnostic>| {
+        diags.into_iter().map(|d| Finding::from_diagnostic(d, &plugin.info.name)).collect::<Vec<_>>()
+    };
+    let mut report = TestReport::default();
+    match plugin.kind() {
+        PluginKind::Renderer => {
+            let dir = needs_input()?;
+            let input = if after_yaml {
+                RenderInput::Objects(yaml_documents(&runtime, dir)?)
+            } else {
+                RenderInput::Tree { snapshot: dir, path: "" }
+            };
+            match plugin.render(&config, input)? {
+                Ok(docs) => report.objects = docs.iter().map(|d| redacted(&d.json)).collect::<anyhow::Result<_>>()?,
+                Err(diags) => report.findings = findings(diags),
+            }
+        }
+        PluginKind::Validator => {
+            let docs = yaml_documents(&runtime, needs_input()?)?;
+            match plugin.validate(&config, &docs)? {
+                Ok(diags) => report.findings = findings(diags),
+                Err(message) => report.error = Some(message),
+            }
+        }
+        PluginKind::Source => match plugin.fetch(&config, None)? {
+            Ok(Some(snapshot)) => {
+                report.revision = Some(snapshot.revision);
+                report.files =
+                    snapshot.files.iter().map(|f| format!("{} ({} bytes)", f.path, f.contents.len())).collect();
+            }
+            Ok(None) => report.error = Some("returned no snapshot".into()),
+            Err(message) => report.error = Some(message),
+        },
+        PluginKind::Notifier => {
+            let event = Event {
+                pipeline: "test".into(),
+                reason: EventReason::RunSucceeded,
+                severity: Severity::Info,
+                revision: "0000000".into(),
+                message: "moor plugin test: a sample event".into(),
+                objects: Vec::new(),
+                timestamp: "1970-01-01T00:00:00Z".into(),
+            };
+            if let Err(message) = plugin.notify(&config, &[event])? {
+                report.error = Some(message);
+            }
+        }
+    }
+    let failed = report.error.is_some() || report.findings.iter().any(Finding::is_error);
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+        Output::Text => {
+            for object in &report.objects {
+                write!(out, "---\n{}", serde_yaml_ng::to_string(object)?)?;
+            }
+            if let Some(revision) = &report.revision {
+                writeln!(out, "revision: {revision}")?;
+            }
+            for file in &report.files {
+                writeln!(out, "file: {file}")?;
+            }
+            for finding in &report.findings {
+                writeln!(out, "{finding}")?;
+            }
+            if let Some(error) = &report.error {
+                writeln!(out, "error: {error}")?;
+            }
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The manifests of `dir`, read by the built-in `yaml` renderer.
+fn yaml_documents(runtime: &Runtime, dir: &Path) -> anyhow::Result<Vec<Document>> {
+    let yaml = runtime.load(
+        "yaml",
+        PluginSource::Builtin(plugins::builtin_bytes("yaml").expect("yaml is built in")),
+        Limits::default(),
+    )?;
+    match yaml.render(&serde_json::json!({}), RenderInput::Tree { snapshot: dir, path: "" })? {
+        Ok(docs) => Ok(docs),
+        Err(diags) => {
+            let text: Vec<String> =
+                diags.into_iter().map(|d| Finding::from_diagnostic(d, "yaml").to_string()).collect();
+            anyhow::bail!("reading {} failed:\n{}", dir.display(), text.join("\n"))
+        }
+    }
+}
+
+fn redacted(json: &str) -> anyhow::Result<serde_json::Value> {
+    let value = serde_json::from_str(json)?;
+    Ok(Object { value, file: String::new(), line: 0 }.redacted())
 }

@@ -1,6 +1,7 @@
 //! The `moor` command line: argument parsing and output; the work is done by the library.
 
 mod inspect;
+mod new;
 mod render;
 
 use std::path::PathBuf;
@@ -48,6 +49,44 @@ pub enum PluginCommand {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Start a new plugin crate from a template.
+    New {
+        /// Name of the plugin and of its crate directory.
+        name: String,
+        #[arg(long, value_enum)]
+        kind: Kind,
+        /// Where to create the crate.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// A local `plugins/sdk` of a moor checkout, instead of the SDK from git.
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
+    /// Run a plugin once on a tree of manifests, as a pipeline would, and print the result.
+    Test {
+        /// A component file, or the name of a built-in plugin.
+        plugin: String,
+        /// A directory of manifests (renderers and validators).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// The step's `with` table, as JSON.
+        #[arg(long, default_value = "{}")]
+        with: String,
+        /// For a renderer that transforms objects: render the input with `yaml` first.
+        #[arg(long)]
+        after_yaml: bool,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+/// A plugin kind, on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    Renderer,
+    Validator,
+    Notifier,
+    Source,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -78,5 +117,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build { config, pipeline } => render::build(&cache, &config, pipeline.as_deref()),
         Command::Plan { config, output } => render::plan(&cache, &config, output),
         Command::Plugin(PluginCommand::Inspect { file, output }) => inspect::inspect(&cache, &file, output),
+        Command::Plugin(PluginCommand::New { name, kind, dir, sdk_path }) => {
+            new::new(&name, kind, &dir, sdk_path.as_deref())
+        }
+        Command::Plugin(PluginCommand::Test { plugin, input, with, after_yaml, output }) => {
+            inspect::test(&cache, &plugin, input.as_deref(), &with, after_yaml, output)
+        }
     }
 }

@@ -273,6 +273,7 @@ enum KindIndices {
 pub struct PluginInfo {
     pub name: String,
     pub version: String,
+    #[serde(serialize_with = "serialize_display")]
     pub kind: PluginKind,
     pub description: String,
     pub contract: String,
@@ -280,6 +281,10 @@ pub struct PluginInfo {
     /// What the component imports beyond `log`, in words; see `load::capabilities`.
     pub capabilities: Vec<String>,
     pub sha256: String,
+}
+
+fn serialize_display<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }
 
 /// A loaded plugin, ready to be called any number of times.

@@ -6,5 +6,6 @@ mod fixtures;
 mod git;
 mod hostile;
 mod loading;
+mod plugin_authoring;
 mod sandbox;
 mod support;
