@@ -43,6 +43,7 @@ pub struct Config {
     /// Directory relative paths in the file are resolved against.
     pub base: PathBuf,
     text: String,
+    pub settings: Settings,
     pub sources: Vec<SourceSpec>,
     pub plugins: Vec<PluginSpec>,
     pub pipelines: Vec<PipelineSpec>,
@@ -79,6 +80,7 @@ impl Config {
             file: file.to_owned(),
             base,
             text: text.clone(),
+            settings: raw.moor,
             sources: raw.source,
             plugins: raw.plugin,
             pipelines: raw.pipeline,
@@ -201,6 +203,30 @@ impl Config {
         }
         for (i, pipeline) in self.pipelines.iter().enumerate() {
             let key = format!("pipeline[{i}]");
+            let name = pipeline.name.s();
+            let label_safe = name.len() <= 63
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+            if !label_safe {
+                return Err((pipeline.name.span(), format!("{key}.name"), "pipeline names are label values: up to 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit".into()));
+            }
+            if let Some(sa) = &pipeline.service_account
+                && sa.split_once('/').is_none_or(|(ns, n)| ns.is_empty() || n.is_empty())
+            {
+                return Err((
+                    pipeline.name.span(),
+                    format!("{key}.service_account"),
+                    format!("`{sa}` is not `namespace/name`"),
+                ));
+            }
+            if !(0.0..=1.0).contains(&pipeline.prune_guard.max_fraction) {
+                return Err((
+                    pipeline.name.span(),
+                    format!("{key}.prune_guard.max_fraction"),
+                    "a fraction between 0 and 1".into(),
+                ));
+            }
             if self.source(pipeline.source.s()).is_none() {
                 return Err((
                     pipeline.source.span(),

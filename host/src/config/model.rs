@@ -24,11 +24,30 @@ impl SpannedStr for Spanned<String> {
 #[serde(deny_unknown_fields)]
 pub(super) struct File {
     #[serde(default)]
+    pub moor: Settings,
+    #[serde(default)]
     pub source: Vec<SourceSpec>,
     #[serde(default)]
     pub plugin: Vec<PluginSpec>,
     #[serde(default)]
     pub pipeline: Vec<PipelineSpec>,
+}
+
+/// Settings of the whole instance (`[moor]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Namespace of the controller, where pipeline inventories are stored.
+    pub namespace: String,
+    /// Name of this instance. Inventories carry it, so two configs applied to one cluster
+    /// never prune each other's pipelines.
+    pub instance: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { namespace: "moor-system".into(), instance: "default".into() }
+    }
 }
 
 /// Where manifests come from: exactly one of `path`, `git` or `plugin`.
@@ -151,7 +170,7 @@ impl Step {
 }
 
 /// What to do with objects a removed pipeline managed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeletionPolicy {
     #[default]
@@ -187,6 +206,59 @@ pub struct PipelineSpec {
     pub suspend: bool,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Take fields other managers own on conflict (server-side apply `force`).
+    #[serde(default = "yes")]
+    pub force: bool,
+    /// Labels and annotations added to every object.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Prune guards.
+    #[serde(default)]
+    pub prune_guard: PruneGuard,
+    /// Wait for the objects to be healthy, and for how long.
+    #[serde(default = "yes")]
+    pub wait: bool,
+    #[serde(default = "default_health_timeout")]
+    pub health_timeout: Seconds,
+    /// Kinds never applied nor pruned: `Kind` or `group/Kind`.
+    #[serde(default)]
+    pub ignore_kinds: Vec<String>,
+    /// When set, the pipeline may only touch these namespaces (and cluster-scoped objects
+    /// that are its own or nobody's).
+    pub namespaces: Option<Vec<String>>,
+    /// Apply as this service account (`namespace/name`), by impersonation.
+    pub service_account: Option<String>,
+    /// kube-applier's convention: a namespace is managed only when labelled
+    /// `moor.dev/enabled=on` (or `dry-run`); a resource labelled `moor.dev/enabled=off` is left alone.
+    #[serde(default)]
+    pub namespace_opt_in: bool,
+    /// JSON pointers (`/data/password`) of fields redacted in diffs, for every object.
+    #[serde(default)]
+    pub redact: Vec<String>,
+}
+
+/// When pruning is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PruneGuard {
+    /// Allow a render with no objects to prune everything.
+    pub allow_empty: bool,
+    /// Refuse to prune more than this fraction of the inventory at once.
+    pub max_fraction: f64,
+    pub allow_crds: bool,
+    pub allow_namespaces: bool,
+}
+
+impl Default for PruneGuard {
+    fn default() -> Self {
+        PruneGuard { allow_empty: false, max_fraction: 0.5, allow_crds: false, allow_namespaces: false }
+    }
+}
+
+fn default_health_timeout() -> Seconds {
+    Seconds(std::time::Duration::from_secs(300))
 }
 
 fn empty_path() -> Spanned<String> {

@@ -20,9 +20,9 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize],
 });
 
-pub use exports::moor::plugin::{fetch, notify, render, validate};
-pub use moor::plugin::log;
-pub use moor::plugin::types;
+pub use self::exports::moor::plugin::{fetch, notify, render, validate};
+pub use self::moor::plugin::log;
+pub use self::moor::plugin::types;
 
 /// Version of the contract in `wit/` that this host speaks.
 pub const CONTRACT_VERSION: &str = "0.1.0";

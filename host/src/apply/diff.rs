@@ -1,0 +1,155 @@
+//! `moor diff`: live against desired, as the server would make it, with secrets redacted.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{
+    ApplyError, Progress, Report, Target, api_for, apply_error, compare, inventory, live_key, patch_params, prepare,
+};
+use crate::config::{PipelineSpec, Settings, SpannedStr};
+use crate::object::{Object, REDACTED};
+
+/// What applying would do to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Create,
+    Update,
+    Delete,
+    Unchanged,
+}
+
+/// One object's diff.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectDiff {
+    pub object: String,
+    pub origin: String,
+    pub change: Change,
+    /// Unified diff of the YAML, live (`-`) against desired (`+`); empty when unchanged.
+    pub diff: String,
+}
+
+/// Diffs a rendered pipeline against the cluster.
+pub async fn diff(
+    target: &Target,
+    settings: &Settings,
+    pipeline: &PipelineSpec,
+    objects: Vec<Object>,
+    progress: Progress<'_>,
+) -> Result<Vec<ObjectDiff>, ApplyError> {
+    let client = target.client_for(pipeline).await?;
+    let mut ignored = Report::default();
+    let desired = prepare(target, &client, pipeline, objects, &mut ignored).await?;
+    let mut out = Vec::new();
+    for d in &desired {
+        progress(&format!("diffing {}", d.r));
+        let name = d.r.to_string();
+        let origin = d.object.origin();
+        let Some(resolved) = &d.resolved else {
+            out.push(ObjectDiff {
+                object: name,
+                origin,
+                change: Change::Create,
+                diff: unified(&Value::Null, &d.object.value, pipeline),
+            });
+            continue;
+        };
+        let api = api_for(&client, &resolved.resource, &d.r.namespace);
+        let live = api.get_opt(&d.r.name).await.map_err(|e| apply_error(d, &e))?;
+        let after = api
+            .patch(&d.r.name, &patch_params(pipeline, d).dry_run(), &kube::api::Patch::Apply(&d.object.value))
+            .await
+            .map_err(|e| apply_error(d, &e))?;
+        let after = compare::for_display(serde_json::to_value(after).unwrap_or_default());
+        let (change, before) = match live {
+            None => (Change::Create, Value::Null),
+            Some(live) => {
+                let before = compare::for_display(serde_json::to_value(live).unwrap_or_default());
+                (if before == after { Change::Unchanged } else { Change::Update }, before)
+            }
+        };
+        let diff = if change == Change::Unchanged { String::new() } else { unified(&before, &after, pipeline) };
+        out.push(ObjectDiff { object: name, origin, change, diff });
+    }
+    if pipeline.prune {
+        let store = inventory::Store::new(target.client.clone(), &settings.namespace, &settings.instance);
+        let old = store.load(pipeline.name.s()).await.map_err(ApplyError::Inventory)?;
+        let keep: std::collections::HashSet<String> = desired.iter().map(|d| live_key(&d.r)).collect();
+        for r in old.refs().filter(|r| !keep.contains(&live_key(r))) {
+            out.push(ObjectDiff {
+                object: r.to_string(),
+                origin: String::new(),
+                change: Change::Delete,
+                diff: String::new(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Unified YAML diff of two objects after redaction.
+fn unified(before: &Value, after: &Value, pipeline: &PipelineSpec) -> String {
+    let (before, after) = redact_pair(before, after, &pipeline.redact);
+    let yaml = |v: &Value| if v.is_null() { String::new() } else { serde_yaml_ng::to_string(v).unwrap_or_default() };
+    let (a, b) = (yaml(&before), yaml(&after));
+    similar::TextDiff::from_lines(&a, &b).unified_diff().context_radius(3).header("live", "desired").to_string()
+}
+
+/// Replaces secret values on both sides, keeping whether each one changed.
+pub fn redact_pair(before: &Value, after: &Value, pointers: &[String]) -> (Value, Value) {
+    let (mut before, mut after) = (before.clone(), after.clone());
+    let is_secret = |v: &Value| {
+        v.get("kind").and_then(Value::as_str) == Some("Secret")
+            && v.get("apiVersion").and_then(Value::as_str) == Some("v1")
+    };
+    let mut paths: Vec<String> = pointers.to_vec();
+    if is_secret(&before) || is_secret(&after) {
+        for field in ["data", "stringData"] {
+            let keys: std::collections::BTreeSet<String> = [&before, &after]
+                .iter()
+                .filter_map(|v| v.get(field).and_then(Value::as_object))
+                .flat_map(|m| m.keys().cloned())
+                .collect();
+            paths.extend(keys.into_iter().map(|k| format!("/{field}/{}", k.replace('~', "~0").replace('/', "~1"))));
+        }
+    }
+    for pointer in paths {
+        let old = before.pointer(&pointer).cloned();
+        let new = after.pointer(&pointer).cloned();
+        let changed = old != new;
+        if let Some(v) = before.pointer_mut(&pointer) {
+            *v = Value::String(REDACTED.into());
+        }
+        if let Some(v) = after.pointer_mut(&pointer) {
+            *v =
+                Value::String(if changed && old.is_some() { format!("{REDACTED} (changed)") } else { REDACTED.into() });
+        }
+    }
+    (before, after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secret_values_never_reach_the_diff() {
+        let live = json!({"apiVersion": "v1", "kind": "Secret", "data": {"a": "c2VjcmV0", "b": "c2FtZQ=="}});
+        let desired = json!({"apiVersion": "v1", "kind": "Secret", "data": {"a": "bmV3", "b": "c2FtZQ=="}, "stringData": {"c": "plain"}});
+        let (b, a) = redact_pair(&live, &desired, &[]);
+        let text = format!("{b}{a}");
+        for secret in ["c2VjcmV0", "c2FtZQ==", "bmV3", "plain"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert_eq!(a["data"]["a"], "<redacted> (changed)");
+        assert_eq!(a["data"]["b"], "<redacted>");
+    }
+
+    #[test]
+    fn fields_the_pipeline_marks_secret_are_redacted() {
+        let live = json!({"kind": "ConfigMap", "data": {"password": "hunter2"}});
+        let (b, a) = redact_pair(&live, &live, &["/data/password".into()]);
+        assert_eq!((b["data"]["password"].as_str(), a["data"]["password"].as_str()), (Some(REDACTED), Some(REDACTED)));
+    }
+}
