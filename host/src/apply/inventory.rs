@@ -151,7 +151,7 @@ impl Store {
             Ok(Some(cm)) => {
                 decode_configmap(&cm).map_err(|e| format!("inventory {}/{name} is unreadable: {e}", self.namespace))
             }
-            Err(e) => Err(format!("cannot read inventory {}/{name}: {e}", self.namespace)),
+            Err(e) => Err(format!("cannot read inventory {}/{name}: {}", self.namespace, super::kube_error(&e))),
         }
     }
 
@@ -169,11 +169,29 @@ impl Store {
             },
             "binaryData": {KEY: ByteString(bytes)},
         });
-        self.api
-            .patch(&name, &PatchParams::apply("moor").force(), &Patch::Apply(&cm))
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("cannot write inventory {}/{name}: {e}", self.namespace))
+        let params = PatchParams::apply(super::MANAGER).force();
+        let patch = Patch::Apply(&cm);
+        let write = || self.api.patch(&name, &params, &patch);
+        match write().await {
+            Ok(_) => Ok(()),
+            // The controller's namespace does not exist yet (first run outside the cluster).
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                self.create_namespace().await?;
+                write()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("cannot write inventory {}/{name}: {}", self.namespace, super::kube_error(&e)))
+            }
+            Err(e) => Err(format!("cannot write inventory {}/{name}: {}", self.namespace, super::kube_error(&e))),
+        }
+    }
+
+    async fn create_namespace(&self) -> Result<(), String> {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.api.clone().into_client());
+        let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}});
+        api.patch(&self.namespace, &PatchParams::apply(super::MANAGER), &Patch::Apply(&ns)).await.map(|_| ()).map_err(
+            |e| format!("cannot create namespace {} for inventories: {}", self.namespace, super::kube_error(&e)),
+        )
     }
 
     pub async fn delete(&self, pipeline: &str) -> Result<(), String> {
@@ -181,7 +199,7 @@ impl Store {
         match self.api.delete(&name, &Default::default()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(format!("cannot delete inventory {}/{name}: {e}", self.namespace)),
+            Err(e) => Err(format!("cannot delete inventory {}/{name}: {}", self.namespace, super::kube_error(&e))),
         }
     }
 
@@ -191,7 +209,7 @@ impl Store {
         let list = match self.api.list(&params).await {
             Ok(list) => list,
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
-            Err(e) => return Err(format!("cannot list inventories in {}: {e}", self.namespace)),
+            Err(e) => return Err(format!("cannot list inventories in {}: {}", self.namespace, super::kube_error(&e))),
         };
         Ok(list.items.iter().filter_map(|cm| cm.metadata.labels.as_ref()?.get(PIPELINE_LABEL).cloned()).collect())
     }

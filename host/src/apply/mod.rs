@@ -56,7 +56,7 @@ pub enum ApplyError {
     UnknownKind { object: String, origin: String, api_version: String, kind: String },
     #[error("{object} ({origin}): {reason}")]
     Refused { object: String, origin: String, reason: String },
-    #[error("inventory: {0}")]
+    #[error("{0}")]
     Inventory(String),
     #[error("{object} ({origin}): {message}")]
     Apply { object: String, origin: String, message: String },
@@ -280,7 +280,8 @@ fn refused(object: &Object, reason: String) -> ApplyError {
     ApplyError::Refused { object: object.display_name(), origin: object.origin(), reason }
 }
 
-fn kube_error(e: &kube::Error) -> String {
+/// The server's message for an API error; the error itself otherwise.
+pub(crate) fn kube_error(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => s.message.clone(),
         other => other.to_string(),
@@ -495,7 +496,11 @@ async fn observe(
                 item.metadata.namespace.clone().unwrap_or_default(),
                 item.metadata.name.clone().unwrap_or_default()
             );
-            live.insert(key, serde_json::to_value(&item).unwrap_or_default());
+            let mut value = serde_json::to_value(&item).unwrap_or_default();
+            // Items of a list come without their type.
+            value["apiVersion"] = Value::String(resource.api_version.clone());
+            value["kind"] = Value::String(resource.kind.clone());
+            live.insert(key, value);
         }
     }
     Ok(live)

@@ -1,5 +1,6 @@
 //! The `moor` command line: argument parsing and output; the work is done by the library.
 
+mod cluster;
 mod inspect;
 mod new;
 mod render;
@@ -34,6 +35,27 @@ pub enum Command {
         config: PathBuf,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+    },
+    /// Reconcile every pipeline once, in `depends_on` order: apply, prune, wait for health.
+    Apply {
+        config: PathBuf,
+        /// Only this pipeline (removed pipelines are then left alone).
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Server-side dry-run only: report what would change.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Show how the cluster differs from what the pipelines render (secrets redacted).
+    Diff {
+        config: PathBuf,
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Color the diff: auto (on a terminal), always, never.
+        #[arg(long, value_enum, default_value_t = Color::Auto)]
+        color: Color,
     },
     /// Work with plugin components.
     #[command(subcommand)]
@@ -90,6 +112,13 @@ pub enum Kind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Text,
     Json,
@@ -116,6 +145,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build { config, pipeline } => render::build(&cache, &config, pipeline.as_deref()),
         Command::Plan { config, output } => render::plan(&cache, &config, output),
+        Command::Apply { config, pipeline, dry_run, output } => {
+            cluster::apply(&cache, &config, pipeline.as_deref(), dry_run, output)
+        }
+        Command::Diff { config, pipeline, color } => cluster::diff(&cache, &config, pipeline.as_deref(), color),
         Command::Plugin(PluginCommand::Inspect { file, output }) => inspect::inspect(&cache, &file, output),
         Command::Plugin(PluginCommand::New { name, kind, dir, sdk_path }) => {
             new::new(&name, kind, &dir, sdk_path.as_deref())

@@ -1,6 +1,6 @@
 //! `moor build` and `moor plan`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::Output;
+use crate::apply::{self, Report, RunOptions, Target};
 use crate::config::{Config, SpannedStr};
 use crate::reconcile::{Finding, Moor, Rendered, StageError};
 
@@ -76,14 +77,13 @@ struct Change {
 
 #[derive(Serialize)]
 struct PlanReport<'a> {
-    /// Where the plan compared against.
-    cluster: &'static str,
+    /// What the plan compared against.
+    cluster: String,
     pipelines: Vec<PipelinePlan<'a>>,
 }
 
-/// The plan is offline here: nothing in this build talks to a cluster yet, so every
-/// object is planned as a create against an empty cluster, and the report says so.
-const CLUSTER_NOTE: &str = "none: planned against an empty cluster";
+/// How long `plan` tries to reach a cluster before planning offline.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Renders and validates every pipeline, prints what would be applied, and fails when
 /// any pipeline has an error.
@@ -93,10 +93,48 @@ pub fn plan(cache: &Path, file: &Path, output: Output) -> anyhow::Result<ExitCod
     let results: Vec<(&str, Result<Rendered, StageError>)> =
         config.pipelines_in_order().into_iter().map(|p| (p.name.s(), moor.render_pipeline(&prepared, p))).collect();
 
+    // With a reachable cluster, each rendered pipeline is diffed against it by a server
+    // dry-run; without one, everything is a create against an empty cluster.
+    let rt = super::cluster::runtime()?;
+    let target = rt.block_on(async { tokio::time::timeout(CONNECT_TIMEOUT, Target::connect()).await });
+    let (cluster, target) = match target {
+        Ok(Ok(target)) => ("reachable: planned with server-side dry runs".to_owned(), Some(target)),
+        Ok(Err(e)) => (format!("not reachable ({e}): planned against an empty cluster"), None),
+        Err(_) => ("not reachable (timed out): planned against an empty cluster".to_owned(), None),
+    };
+    let mut live_plans: HashMap<&str, Result<Report, StageError>> = HashMap::new();
+    if let Some(target) = &target {
+        for (name, result) in &results {
+            let (Ok(rendered), Some(pipeline)) = (result, config.pipeline(name)) else { continue };
+            let run = RunOptions { dry_run: true };
+            let objects = rendered.objects.clone();
+            let report = rt.block_on(apply::apply(
+                target,
+                &config.settings,
+                pipeline,
+                &rendered.revision,
+                objects,
+                run,
+                &|_| {},
+            ));
+            live_plans.insert(name, report.map_err(StageError::from));
+        }
+    }
+
     let pipelines: Vec<PipelinePlan<'_>> = results
         .iter()
-        .map(|(name, result)| match result {
-            Ok(r) => PipelinePlan {
+        .map(|(name, result)| match (result, live_plans.remove(name)) {
+            (Ok(_), Some(Err(e))) => PipelinePlan {
+                pipeline: name,
+                ok: false,
+                revision: None,
+                stage: Some(e.stage()),
+                error: Some(e.to_string()),
+                kinds: BTreeMap::new(),
+                changes: Vec::new(),
+                findings: Vec::new(),
+            },
+            (Ok(r), live) => PipelinePlan {
                 pipeline: name,
                 ok: true,
                 revision: Some(&r.revision),
@@ -106,14 +144,17 @@ pub fn plan(cache: &Path, file: &Path, output: Output) -> anyhow::Result<ExitCod
                     *m.entry(o.kind()).or_default() += 1;
                     m
                 }),
-                changes: r
-                    .objects
-                    .iter()
-                    .map(|o| Change { action: "create", object: o.display_name(), origin: o.origin() })
-                    .collect(),
+                changes: match live {
+                    Some(Ok(report)) => changes(&report),
+                    _ => r
+                        .objects
+                        .iter()
+                        .map(|o| Change { action: "create", object: o.display_name(), origin: o.origin() })
+                        .collect(),
+                },
                 findings: r.findings.iter().collect(),
             },
-            Err(e) => PipelinePlan {
+            (Err(e), _) => PipelinePlan {
                 pipeline: name,
                 ok: false,
                 revision: None,
@@ -126,7 +167,7 @@ pub fn plan(cache: &Path, file: &Path, output: Output) -> anyhow::Result<ExitCod
         })
         .collect();
     let failed = pipelines.iter().any(|p| !p.ok);
-    let report = PlanReport { cluster: CLUSTER_NOTE, pipelines };
+    let report = PlanReport { cluster, pipelines };
 
     let mut out = std::io::stdout().lock();
     match output {
@@ -136,9 +177,7 @@ pub fn plan(cache: &Path, file: &Path, output: Output) -> anyhow::Result<ExitCod
             for p in &report.pipelines {
                 writeln!(out)?;
                 match (&p.error, p.revision) {
-                    (Some(error), _) => {
-                        writeln!(out, "pipeline {}: FAILED at {}: {error}", p.pipeline, p.stage.unwrap_or("?"))?
-                    }
+                    (Some(error), _) => writeln!(out, "pipeline {}: FAILED: {error}", p.pipeline)?,
                     (None, Some(rev)) => {
                         writeln!(out, "pipeline {} @ {}: {} object(s)", p.pipeline, short(rev), p.changes.len())?
                     }
@@ -148,7 +187,14 @@ pub fn plan(cache: &Path, file: &Path, output: Output) -> anyhow::Result<ExitCod
                     writeln!(out, "  {kind}: {n}")?;
                 }
                 for c in &p.changes {
-                    writeln!(out, "  + {} ({})", c.object, c.origin)?;
+                    let mark = match c.action {
+                        "create" => "+",
+                        "configure" => "~",
+                        "prune" => "-",
+                        _ => "=",
+                    };
+                    let origin = if c.origin.is_empty() { String::new() } else { format!(" ({})", c.origin) };
+                    writeln!(out, "  {mark} {} {}{origin}", c.action, c.object)?;
                 }
                 for f in &p.findings {
                     writeln!(out, "  {f}")?;
@@ -157,6 +203,17 @@ pub fn plan(cache: &Path, file: &Path, output: Output) -> anyhow::Result<ExitCod
         }
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The changes a dry-run report describes.
+fn changes(report: &Report) -> Vec<Change> {
+    let entry =
+        |action: &'static str| move |object: &String| Change { action, object: object.clone(), origin: String::new() };
+    let mut out: Vec<Change> = report.created.iter().map(entry("create")).collect();
+    out.extend(report.configured.iter().chain(&report.recreated).map(entry("configure")));
+    out.extend(report.unchanged.iter().map(entry("unchanged")));
+    out.extend(report.pruned.iter().map(entry("prune")));
+    out
 }
 
 fn short(revision: &str) -> &str {

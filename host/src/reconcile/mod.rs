@@ -13,6 +13,7 @@ use std::path::Path;
 pub use findings::Finding;
 use serde::Serialize;
 
+use crate::apply::{self, ApplyError, Progress, RunOptions, Target};
 use crate::config::{Config, ConfigError, PipelineSpec, SpannedStr, Step};
 use crate::object::Object;
 use crate::plugins::{self, CallError, Document, Limits, Plugin, PluginKind, PluginSource, RenderInput, Runtime};
@@ -41,6 +42,21 @@ pub enum StageError {
     Validator { plugin: String, message: String },
     #[error("validate: {} error(s) block the apply", findings.iter().filter(|f| f.is_error()).count())]
     Blocked { findings: Vec<Finding> },
+    #[error("{stage}: {error}", stage = apply_stage(.0), error = .0)]
+    Apply(#[from] ApplyError),
+}
+
+/// The stage of the cluster half an apply error belongs to.
+fn apply_stage(e: &ApplyError) -> &'static str {
+    match e {
+        ApplyError::Connect(_) | ApplyError::UnknownKind { .. } | ApplyError::Refused { .. } | ApplyError::Kube(_) => {
+            "plan"
+        }
+        ApplyError::Apply { .. } => "apply",
+        ApplyError::PruneRefused(_) | ApplyError::Prune(_) => "prune",
+        ApplyError::Unhealthy { .. } | ApplyError::HealthTimeout { .. } => "health",
+        ApplyError::Inventory(_) => "record",
+    }
 }
 
 impl StageError {
@@ -51,6 +67,7 @@ impl StageError {
             StageError::Source(_) | StageError::SourceCall(_) => "source",
             StageError::RenderCall(_) | StageError::Render { .. } | StageError::Object { .. } => "render",
             StageError::ValidateCall(_) | StageError::Validator { .. } | StageError::Blocked { .. } => "validate",
+            StageError::Apply(e) => apply_stage(e),
         }
     }
 
@@ -71,6 +88,28 @@ pub struct Rendered {
     pub objects: Vec<Object>,
     /// Warnings and infos from validators (errors end up in [`StageError::Blocked`]).
     pub findings: Vec<Finding>,
+}
+
+/// How one pipeline fared in a run.
+#[derive(Debug, Serialize)]
+pub struct PipelineResult {
+    pub pipeline: String,
+    pub ok: bool,
+    /// The stage that failed.
+    pub stage: Option<&'static str>,
+    /// What went wrong (or, with `ok`, why nothing was done: suspended).
+    pub error: Option<String>,
+    pub report: Option<apply::Report>,
+}
+
+impl PipelineResult {
+    fn failed(name: &str, e: &StageError) -> PipelineResult {
+        let mut error = e.to_string();
+        for finding in e.findings() {
+            error.push_str(&format!("\n  {finding}"));
+        }
+        PipelineResult { pipeline: name.into(), ok: false, stage: Some(e.stage()), error: Some(error), report: None }
+    }
 }
 
 /// The host: plugin runtime, sources and the cache they share.
@@ -144,6 +183,105 @@ impl Moor {
             (None, None) => unreachable!("config validation rejects unknown plugins"),
         };
         self.runtime.load(name, source, limits)
+    }
+
+    /// One delivery of `pipeline`, stage by stage, as in ARCHITECTURE.md's picture.
+    pub async fn reconcile(
+        &self,
+        prepared: &Prepared<'_>,
+        pipeline: &PipelineSpec,
+        target: &Target,
+        run: RunOptions,
+        progress: Progress<'_>,
+    ) -> Result<apply::Report, StageError> {
+        // source → snapshot → render chain → objects → validate chain (plugins: blocking work)
+        let rendered = tokio::task::block_in_place(|| self.render_pipeline(prepared, pipeline))?;
+        // plan → apply → prune → health → record
+        let settings = &prepared.config.settings;
+        Ok(apply::apply(target, settings, pipeline, &rendered.revision, rendered.objects, run, progress).await?)
+    }
+
+    /// Reconciles every pipeline of `config` once (or only `only`), in `depends_on` order;
+    /// a pipeline whose dependency failed is not run. Without `only`, pipelines that have
+    /// an inventory in the cluster but left the config are removed (FA-10).
+    pub async fn apply_config(
+        &self,
+        config: &Config,
+        target: &Target,
+        only: Option<&str>,
+        run: RunOptions,
+        progress: Progress<'_>,
+    ) -> Vec<PipelineResult> {
+        let prepared = self.prepare(config);
+        let mut results = Vec::new();
+        let mut failed = std::collections::HashSet::new();
+        for pipeline in config.pipelines_in_order() {
+            let name = pipeline.name.s();
+            if only.is_some_and(|o| o != name) {
+                continue;
+            }
+            if pipeline.suspend {
+                results.push(PipelineResult {
+                    pipeline: name.into(),
+                    ok: true,
+                    stage: None,
+                    error: Some("suspended".into()),
+                    report: None,
+                });
+                continue;
+            }
+            if let Some(dep) = pipeline.depends_on.iter().find(|d| failed.contains(d.s())) {
+                failed.insert(name);
+                let error = format!("dependency `{}` did not become ready", dep.s());
+                results.push(PipelineResult {
+                    pipeline: name.into(),
+                    ok: false,
+                    stage: Some("dependencies"),
+                    error: Some(error),
+                    report: None,
+                });
+                continue;
+            }
+            progress(&format!("pipeline {name}"));
+            match self.reconcile(&prepared, pipeline, target, run, progress).await {
+                Ok(report) => results.push(PipelineResult {
+                    pipeline: name.into(),
+                    ok: true,
+                    stage: None,
+                    error: None,
+                    report: Some(report),
+                }),
+                Err(e) => {
+                    failed.insert(name);
+                    results.push(PipelineResult::failed(name, &e));
+                }
+            }
+        }
+        if only.is_some() || run.dry_run {
+            return results;
+        }
+        let configured: std::collections::HashSet<&str> = config.pipelines.iter().map(|p| p.name.s()).collect();
+        let in_cluster = match apply::pipelines_in_cluster(target, &config.settings).await {
+            Ok(names) => names,
+            Err(e) => {
+                results.push(PipelineResult::failed("(removed pipelines)", &e.into()));
+                return results;
+            }
+        };
+        for gone in in_cluster.into_iter().filter(|g| !configured.contains(g.as_str())) {
+            let name = format!("{gone} (removed from the config)");
+            match apply::remove_pipeline(target, &config.settings, &gone, progress).await {
+                Ok(report) => results.push(PipelineResult {
+                    pipeline: name,
+                    ok: true,
+                    stage: None,
+                    error: None,
+                    report: Some(report),
+                }),
+                Err(e) => results.push(PipelineResult::failed(&name, &e.into())),
+            }
+        }
+        results
     }
 
     /// Runs the offline stages of `pipeline`: fetch, render, validate.

@@ -1,0 +1,158 @@
+//! `moor apply` and `moor diff`: the commands that talk to a cluster.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::{Color, Output};
+use crate::apply::diff::Change;
+use crate::apply::{self, Report, RunOptions, Target};
+use crate::config::{Config, SpannedStr};
+use crate::reconcile::Moor;
+
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+pub(super) fn load(cache: &Path, file: &Path, only: Option<&str>) -> anyhow::Result<(Moor, Config)> {
+    let builtin: Vec<&str> = crate::plugins::builtin_names().collect();
+    let config = Config::load(file, &builtin)?;
+    if let Some(name) = only {
+        anyhow::ensure!(config.pipeline(name).is_some(), "{}: no pipeline is named `{name}`", file.display());
+    }
+    Ok((Moor::new(cache)?, config))
+}
+
+/// Progress lines on stderr when it is a terminal.
+fn progress_printer() -> impl Fn(&str) + Sync {
+    let tty = std::io::stderr().is_terminal();
+    move |line: &str| {
+        if tty {
+            eprintln!("  {line}");
+        }
+    }
+}
+
+pub fn apply(cache: &Path, file: &Path, only: Option<&str>, dry_run: bool, output: Output) -> anyhow::Result<ExitCode> {
+    let (moor, config) = load(cache, file, only)?;
+    let progress = progress_printer();
+    let results = runtime()?.block_on(async {
+        let target = Target::connect().await?;
+        anyhow::Ok(moor.apply_config(&config, &target, only, RunOptions { dry_run }, &progress).await)
+    })?;
+
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?,
+        Output::Text => {
+            for r in &results {
+                match (&r.report, &r.error) {
+                    (Some(report), _) => writeln!(out, "{}", summary(report))?,
+                    (None, Some(error)) if r.ok => writeln!(out, "pipeline {}: {error}", r.pipeline)?,
+                    (None, Some(error)) => writeln!(out, "pipeline {}: FAILED: {error}", r.pipeline)?,
+                    (None, None) => {}
+                }
+            }
+        }
+    }
+    Ok(if results.iter().all(|r| r.ok) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// One line per pipeline: counts and health.
+pub(super) fn summary(r: &Report) -> String {
+    let short = r.revision.strip_prefix("sha256:").unwrap_or(&r.revision);
+    let verb = if r.dry_run { " (dry run: nothing changed)" } else { "" };
+    let mut line = format!(
+        "pipeline {} @ {}{verb}: {} created, {} configured, {} unchanged, {} pruned, {} skipped",
+        r.pipeline,
+        &short[..short.len().min(12)],
+        r.created.len(),
+        r.configured.len() + r.recreated.len(),
+        r.unchanged.len(),
+        r.pruned.len(),
+        r.skipped.len(),
+    );
+    if !r.orphaned.is_empty() {
+        line.push_str(&format!(", {} orphaned", r.orphaned.len()));
+    }
+    if !r.dry_run && !r.health.is_empty() {
+        line.push_str(if r.healthy { "; healthy" } else { "; NOT healthy" });
+    }
+    for (object, why) in r.skipped.iter().chain(&r.orphaned) {
+        line.push_str(&format!("\n  {object}: {why}"));
+    }
+    line
+}
+
+pub fn diff(cache: &Path, file: &Path, only: Option<&str>, color: Color) -> anyhow::Result<ExitCode> {
+    let (moor, config) = load(cache, file, only)?;
+    let colored = match color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stdout().is_terminal(),
+    };
+    let progress = |_: &str| {};
+    let mut differs = false;
+    let mut failed = false;
+    runtime()?.block_on(async {
+        let target = Target::connect().await?;
+        let prepared = moor.prepare(&config);
+        let mut out = std::io::stdout().lock();
+        for pipeline in config.pipelines_in_order() {
+            if only.is_some_and(|o| o != pipeline.name.s()) {
+                continue;
+            }
+            let rendered = match tokio::task::block_in_place(|| moor.render_pipeline(&prepared, pipeline)) {
+                Ok(r) => r,
+                Err(e) => {
+                    failed = true;
+                    eprintln!("error: pipeline `{}`: {e}", pipeline.name.s());
+                    continue;
+                }
+            };
+            let diffs = match apply::diff::diff(&target, &config.settings, pipeline, rendered.objects, &progress).await
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    failed = true;
+                    eprintln!("error: pipeline `{}`: {e}", pipeline.name.s());
+                    continue;
+                }
+            };
+            for d in diffs.iter().filter(|d| d.change != Change::Unchanged) {
+                differs = true;
+                let what = match d.change {
+                    Change::Create => "create",
+                    Change::Update => "update",
+                    Change::Delete => "delete (prune)",
+                    Change::Unchanged => "unchanged",
+                };
+                writeln!(
+                    out,
+                    "{} {} ({what}){}",
+                    pipeline.name.s(),
+                    d.object,
+                    if d.origin.is_empty() { String::new() } else { format!(" from {}", d.origin) }
+                )?;
+                for line in d.diff.lines() {
+                    let painted = match (colored, line.chars().next()) {
+                        (true, Some('+')) if !line.starts_with("+++") => format!("\x1b[32m{line}\x1b[0m"),
+                        (true, Some('-')) if !line.starts_with("---") => format!("\x1b[31m{line}\x1b[0m"),
+                        (true, Some('@')) => format!("\x1b[36m{line}\x1b[0m"),
+                        _ => line.to_owned(),
+                    };
+                    writeln!(out, "{painted}")?;
+                }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    // Like `diff(1)` and `kubectl diff`: 0 same, 1 different, >1 trouble.
+    Ok(if failed {
+        ExitCode::from(2)
+    } else if differs {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
