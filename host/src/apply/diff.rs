@@ -37,7 +37,7 @@ pub async fn diff(
     objects: Vec<Object>,
     progress: Progress<'_>,
 ) -> Result<Vec<ObjectDiff>, ApplyError> {
-    let client = target.client_for(pipeline).await?;
+    let client = target.client_for(pipeline)?;
     let mut ignored = Report::default();
     let desired = prepare(target, &client, pipeline, objects, &mut ignored).await?;
     let mut out = Vec::new();

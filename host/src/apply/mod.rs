@@ -75,6 +75,8 @@ pub enum ApplyError {
 /// A connection to the cluster, shared by the pipelines of one run.
 pub struct Target {
     pub client: kube::Client,
+    /// The configuration `client` was made from; impersonating clients start from it.
+    config: kube::Config,
     pub resources: Resources,
     /// Namespace of objects that name none.
     pub default_namespace: String,
@@ -95,16 +97,16 @@ impl Target {
 
     pub async fn with_config(config: kube::Config) -> Result<Target, ApplyError> {
         let default_namespace = config.default_namespace.clone();
-        let client = kube::Client::try_from(config).map_err(|e| ApplyError::Connect(e.to_string()))?;
+        let client = kube::Client::try_from(config.clone()).map_err(|e| ApplyError::Connect(e.to_string()))?;
         let resources = Resources::discover(&client).await.map_err(|e| ApplyError::Connect(e.to_string()))?;
-        Ok(Target { client, resources, default_namespace })
+        Ok(Target { client, config, resources, default_namespace })
     }
 
     /// The client a pipeline writes with: impersonating its service account, if it has one.
-    async fn client_for(&self, pipeline: &PipelineSpec) -> Result<kube::Client, ApplyError> {
+    fn client_for(&self, pipeline: &PipelineSpec) -> Result<kube::Client, ApplyError> {
         let Some(sa) = &pipeline.service_account else { return Ok(self.client.clone()) };
         let (ns, name) = sa.split_once('/').expect("checked at load");
-        let mut config = kube::Config::infer().await.map_err(|e| ApplyError::Connect(e.to_string()))?;
+        let mut config = self.config.clone();
         config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:{name}"));
         config.auth_info.impersonate_groups = Some(vec![
             "system:serviceaccounts".into(),
@@ -212,7 +214,7 @@ pub async fn apply(
     let name = pipeline.name.s();
     let dry_run = run.dry_run || pipeline.dry_run;
     let mut report = Report { pipeline: name.into(), revision: revision.into(), dry_run, ..Report::default() };
-    let client = target.client_for(pipeline).await?;
+    let client = target.client_for(pipeline)?;
     let store = inventory::Store::new(target.client.clone(), &settings.namespace, &settings.instance);
 
     let desired = prepare(target, &client, pipeline, objects, &mut report).await?;

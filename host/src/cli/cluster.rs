@@ -102,7 +102,7 @@ pub fn diff(cache: &Path, file: &Path, only: Option<&str>, color: Color) -> anyh
             if only.is_some_and(|o| o != pipeline.name.s()) {
                 continue;
             }
-            let rendered = match tokio::task::block_in_place(|| moor.render_pipeline(&prepared, pipeline)) {
+            let rendered = match crate::reconcile::blocking(|| moor.render_pipeline(&prepared, pipeline)) {
                 Ok(r) => r,
                 Err(e) => {
                     failed = true;

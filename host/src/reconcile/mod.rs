@@ -195,7 +195,7 @@ impl Moor {
         progress: Progress<'_>,
     ) -> Result<apply::Report, StageError> {
         // source → snapshot → render chain → objects → validate chain (plugins: blocking work)
-        let rendered = tokio::task::block_in_place(|| self.render_pipeline(prepared, pipeline))?;
+        let rendered = blocking(|| self.render_pipeline(prepared, pipeline))?;
         // plan → apply → prune → health → record
         let settings = &prepared.config.settings;
         Ok(apply::apply(target, settings, pipeline, &rendered.revision, rendered.objects, run, progress).await?)
@@ -322,6 +322,16 @@ impl Moor {
             Err(message) => Err(failed(message).into()),
         }
     }
+}
+
+/// Runs blocking work (plugin calls) from async code, on a thread of its own: it does
+/// not stall the runtime's workers, and the WASI host, which drives its own small runtime,
+/// never finds itself inside another one.
+pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| match scope.spawn(f).join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 /// The plugins of one chain with their checked configs.

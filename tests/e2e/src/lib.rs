@@ -151,3 +151,93 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A moor project on disk for one test: a config and a tree of manifests, with its own
+/// namespace and its own instance name (so that removing pipelines never touches another
+/// test's).
+#[derive(Debug)]
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    /// The test's namespace (created by [`Project::new`]).
+    pub ns: String,
+    pub instance: String,
+}
+
+impl Project {
+    pub async fn new(client: &kube::Client, prefix: &str) -> anyhow::Result<Project> {
+        let ns = cluster().namespace(client, prefix).await?;
+        Ok(Project { dir: tempfile::tempdir()?, instance: ns.clone(), ns })
+    }
+
+    /// Writes `tree/<path>`; `{ns}` in the contents becomes the test's namespace.
+    pub fn file(&self, path: &str, contents: &str) {
+        let at = self.dir.path().join("tree").join(path);
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::fs::write(at, contents.replace("{ns}", &self.ns)).unwrap();
+    }
+
+    pub fn remove(&self, path: &str) {
+        std::fs::remove_file(self.dir.path().join("tree").join(path)).unwrap();
+    }
+
+    /// Writes `moor.toml`: the instance, a `local` source on `tree/`, and `pipelines`
+    /// (TOML, with `{ns}` replaced).
+    pub fn config(&self, pipelines: &str) -> PathBuf {
+        let text = format!(
+            "[moor]\ninstance = \"{}\"\n\n[[source]]\nname = \"local\"\npath = \"tree\"\n\n{}",
+            self.instance,
+            pipelines.replace("{ns}", &self.ns)
+        );
+        let file = self.dir.path().join("moor.toml");
+        std::fs::write(&file, text).unwrap();
+        std::fs::create_dir_all(self.dir.path().join("tree")).unwrap();
+        file
+    }
+
+    /// `moor apply` through the library: every pipeline once.
+    pub async fn apply(&self) -> anyhow::Result<Vec<moor::reconcile::PipelineResult>> {
+        self.apply_with(moor::apply::RunOptions { dry_run: false }).await
+    }
+
+    pub async fn apply_with(
+        &self,
+        run: moor::apply::RunOptions,
+    ) -> anyhow::Result<Vec<moor::reconcile::PipelineResult>> {
+        let builtin: Vec<&str> = moor::plugins::builtin_names().collect();
+        let config = moor::config::Config::load(&self.dir.path().join("moor.toml"), &builtin)?;
+        let moor = moor::reconcile::Moor::new(&plugin_cache())?;
+        let target = cluster().target().await?;
+        Ok(moor.apply_config(&config, &target, None, run, &|_| {}).await)
+    }
+
+    /// The result of the one pipeline named `name`; panics with its error when it failed.
+    pub async fn apply_ok(&self, name: &str) -> moor::apply::Report {
+        let results = self.apply().await.expect("apply runs");
+        let result = results.into_iter().find(|r| r.pipeline == name).unwrap_or_else(|| panic!("no result for {name}"));
+        assert!(result.ok, "pipeline {name} failed: {}", result.error.unwrap_or_default());
+        result.report.expect("a report")
+    }
+
+    /// The error of pipeline `name`, which must have failed.
+    pub async fn apply_err(&self, name: &str) -> String {
+        let results = self.apply().await.expect("apply runs");
+        let result = results.into_iter().find(|r| r.pipeline == name).unwrap_or_else(|| panic!("no result for {name}"));
+        assert!(!result.ok, "pipeline {name} should have failed: {:?}", result.report);
+        result.error.unwrap_or_default()
+    }
+}
+
+/// Compiled plugins, shared by the tests of a run.
+pub fn plugin_cache() -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path().to_owned()
+}
+
+impl Cluster {
+    /// What `moor` connects to: the admin kubeconfig.
+    pub async fn target(&self) -> anyhow::Result<moor::apply::Target> {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        Ok(moor::apply::Target::with_config(config).await?)
+    }
+}

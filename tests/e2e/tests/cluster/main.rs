@@ -1,3 +1,4 @@
 //! Tests against the real control plane of tests/cluster (see moor_e2e's docs).
 
+mod apply;
 mod control_plane;
