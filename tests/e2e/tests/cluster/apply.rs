@@ -354,3 +354,70 @@ async fn waves_apply_in_order_and_services_wait_for_endpoints() -> anyhow::Resul
     assert!(Api::<Service>::namespaced(client, &p.ns).get_opt("web").await?.is_some());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_kill_in_mid_apply_then_a_rerun_converges_with_no_orphan_and_nothing_wrongly_deleted() -> anyhow::Result<()> {
+    let c = cluster();
+    let client = c.client().await?;
+    let p = Project::new(&client, "kill").await?;
+    let config = p.config(&format!("{ONE_PIPELINE}wait = false\n"));
+    for i in 0..60 {
+        p.file(&format!("old/a{i}.yaml"), &cm(&format!("a{i}")));
+    }
+    p.apply_ok(&p.ns).await;
+
+    // The next revision keeps half of the old objects and adds many new ones.
+    for i in 30..60 {
+        p.remove(&format!("old/a{i}.yaml"));
+    }
+    for i in 0..600 {
+        p.file(&format!("new/b{i}.yaml"), &cm(&format!("b{i}")));
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &p.ns);
+    let selector = kube::api::ListParams::default().labels(&format!("moor.dev/pipeline={}", p.ns));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moor-under-test"))
+        .args(["apply", config.to_str().unwrap()])
+        .env("KUBECONFIG", &c.kubeconfig)
+        .env("MOOR_CACHE", moor_e2e::plugin_cache())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Kill it as soon as new objects appear, well before all of them exist.
+    let created = eventually(60, "the apply to start creating", || async {
+        let n = cms
+            .list(&selector)
+            .await?
+            .items
+            .iter()
+            .filter(|cm| cm.metadata.name.as_deref().is_some_and(|n| n.starts_with('b')))
+            .count();
+        Ok((n > 0).then_some(n))
+    })
+    .await?;
+    child.kill()?; // SIGKILL
+    child.wait()?;
+    let after_kill: Vec<String> =
+        cms.list(&selector).await?.items.into_iter().filter_map(|cm| cm.metadata.name).collect();
+    let new_after_kill = after_kill.iter().filter(|n| n.starts_with('b')).count();
+    assert!(new_after_kill < 600, "the apply finished before the kill ({created} seen); the test proves nothing");
+
+    // Everything the killed run created is named in the inventory: nothing can be orphaned.
+    let target = c.target().await?;
+    let settings = moor::config::Settings { namespace: "moor-system".into(), instance: p.instance.clone() };
+    let store = moor::apply::inventory::Store::new(target.client.clone(), &settings.namespace, &settings.instance);
+    let inventory = store.load(&p.ns).await.map_err(anyhow::Error::msg)?;
+    let named: std::collections::HashSet<String> = inventory.refs().map(|r| r.name.clone()).collect();
+    for name in &after_kill {
+        assert!(named.contains(name), "{name} exists but is not in the inventory");
+    }
+
+    let report = p.apply_ok(&p.ns).await;
+    assert_eq!(report.pruned.len(), 30, "{:?}", report.pruned);
+    let mut names: Vec<String> =
+        cms.list(&selector).await?.items.into_iter().filter_map(|cm| cm.metadata.name).collect();
+    names.sort();
+    let mut expected: Vec<String> = (0..30).map(|i| format!("a{i}")).chain((0..600).map(|i| format!("b{i}"))).collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    Ok(())
+}
