@@ -96,8 +96,13 @@ impl Target {
     }
 
     pub async fn with_config(config: kube::Config) -> Result<Target, ApplyError> {
-        let default_namespace = config.default_namespace.clone();
         let client = kube::Client::try_from(config.clone()).map_err(|e| ApplyError::Connect(e.to_string()))?;
+        Target::from_client(client, config).await
+    }
+
+    /// A target around an existing client (say, one with extra layers) made from `config`.
+    pub async fn from_client(client: kube::Client, config: kube::Config) -> Result<Target, ApplyError> {
+        let default_namespace = config.default_namespace.clone();
         let resources = Resources::discover(&client).await.map_err(|e| ApplyError::Connect(e.to_string()))?;
         Ok(Target { client, config, resources, default_namespace })
     }
