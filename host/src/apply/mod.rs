@@ -549,11 +549,16 @@ async fn decide(
             let api = api_for(client, &resolved.resource, &d.r.namespace);
             let current = match live.get(&live_key(&d.r)) {
                 Some(v) => Some(v.clone()),
-                None => api
-                    .get_opt(&d.r.name)
-                    .await
-                    .map_err(|e| apply_error(&d, &e))?
-                    .map(|o| serde_json::to_value(o).unwrap_or_default()),
+                None => {
+                    let found = api.get_opt(&d.r.name).await.map_err(|e| apply_error(&d, &e))?;
+                    // A namespace-restricted pipeline may take cluster-scoped objects only
+                    // when nobody else manages them (FA-6).
+                    if pipeline.namespaces.is_some() && !resolved.namespaced && found.is_some() {
+                        let reason = "exists and is not managed by this namespace-restricted pipeline".to_owned();
+                        return Err(refused(&d.object, reason));
+                    }
+                    found.map(|o| serde_json::to_value(o).unwrap_or_default())
+                }
             };
             let Some(current) = current else { return Ok((d, Action::Created)) };
             if matches!(d.policy, Policy::IfNotPresent) || d.update == Update::Never {

@@ -25,9 +25,15 @@ fn write_objects(dir: &Path, ns: &str, count: usize, kinds: &[&str]) {
         for j in 0..10 {
             let i = file * 10 + j;
             let object = match kinds[i % kinds.len()] {
-                "ConfigMap" => format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n  namespace: {ns}\n  labels: {{app: bench, index: '{i}'}}\ndata:\n  key: value-{i}\n  other: some more text for object {i}\n"),
-                "Secret" => format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: secret-{i}\n  namespace: {ns}\ntype: Opaque\nstringData:\n  token: token-{i}\n"),
-                _ => format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{i}\n  namespace: {ns}\nspec:\n  ports:\n    - port: 80\n      targetPort: 8080\n"),
+                "ConfigMap" => format!(
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n  namespace: {ns}\n  labels: {{app: bench, index: '{i}'}}\ndata:\n  key: value-{i}\n  other: some more text for object {i}\n"
+                ),
+                "Secret" => format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: secret-{i}\n  namespace: {ns}\ntype: Opaque\nstringData:\n  token: token-{i}\n"
+                ),
+                _ => format!(
+                    "apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{i}\n  namespace: {ns}\nspec:\n  ports:\n    - port: 80\n      targetPort: 8080\n"
+                ),
             };
             text.push_str("---\n");
             text.push_str(&object);

@@ -312,6 +312,21 @@ async fn a_namespace_restricted_pipeline_refuses_other_namespaces() -> anyhow::R
     let err = p.apply_err(&p.ns).await;
     assert!(err.contains("namespace `kube-system` is outside the pipeline's namespaces"), "{err}");
     assert!(err.contains("bad.yaml:1"), "{err}");
+
+    // Cluster-scoped objects: its own or nobody's, never someone else's.
+    p.remove("bad.yaml");
+    let role = |name: &str| {
+        format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {name}}}\nrules: []\n")
+    };
+    p.file("own.yaml", &role(&format!("{}-own", p.ns)));
+    p.apply_ok(&p.ns).await;
+    p.file("taken.yaml", &role("system:basic-user"));
+    let err = p.apply_err(&p.ns).await;
+    assert!(
+        err.contains("ClusterRole/system:basic-user")
+            && err.contains("not managed by this namespace-restricted pipeline"),
+        "{err}"
+    );
     Ok(())
 }
 
