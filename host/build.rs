@@ -22,7 +22,8 @@ fn main() {
         .unwrap_or_else(|| root.join("target"))
         .join("wasm-plugins");
 
-    for dir in ["wit", "plugins", "tests/plugins"] {
+    // The workspace manifest holds the `plugin` profile.
+    for dir in ["wit", "plugins", "tests/plugins", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 

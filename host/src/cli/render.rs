@@ -68,6 +68,21 @@ struct PipelinePlan<'a> {
     findings: Vec<&'a Finding>,
 }
 
+impl<'a> PipelinePlan<'a> {
+    fn failed(pipeline: &'a str, e: &StageError, findings: Vec<&'a Finding>) -> Self {
+        PipelinePlan {
+            pipeline,
+            ok: false,
+            revision: None,
+            stage: Some(e.stage()),
+            error: Some(e.to_string()),
+            kinds: BTreeMap::new(),
+            changes: Vec::new(),
+            findings,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Change {
     action: &'static str,
@@ -124,16 +139,7 @@ pub fn plan(cache: &Path, file: &Path, output: Output) -> anyhow::Result<ExitCod
     let pipelines: Vec<PipelinePlan<'_>> = results
         .iter()
         .map(|(name, result)| match (result, live_plans.remove(name)) {
-            (Ok(_), Some(Err(e))) => PipelinePlan {
-                pipeline: name,
-                ok: false,
-                revision: None,
-                stage: Some(e.stage()),
-                error: Some(e.to_string()),
-                kinds: BTreeMap::new(),
-                changes: Vec::new(),
-                findings: Vec::new(),
-            },
+            (Ok(_), Some(Err(e))) => PipelinePlan::failed(name, &e, Vec::new()),
             (Ok(r), live) => PipelinePlan {
                 pipeline: name,
                 ok: true,
@@ -154,16 +160,7 @@ pub fn plan(cache: &Path, file: &Path, output: Output) -> anyhow::Result<ExitCod
                 },
                 findings: r.findings.iter().collect(),
             },
-            (Err(e), _) => PipelinePlan {
-                pipeline: name,
-                ok: false,
-                revision: None,
-                stage: Some(e.stage()),
-                error: Some(e.to_string()),
-                kinds: BTreeMap::new(),
-                changes: Vec::new(),
-                findings: e.findings().iter().collect(),
-            },
+            (Err(e), _) => PipelinePlan::failed(name, e, e.findings().iter().collect()),
         })
         .collect();
     let failed = pipelines.iter().any(|p| !p.ok);

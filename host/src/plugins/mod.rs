@@ -439,6 +439,9 @@ impl Plugin {
         let stdio = CappedOutput::new(self.limits.log);
         let mut wasi = WasiCtx::builder();
         wasi.stdout(stdio.clone()).stderr(stdio.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        // Calls are synchronous and run off the async workers: do file I/O on this thread
+        // instead of a spawn_blocking round trip per operation (12x faster on big trees).
+        wasi.allow_blocking_current_thread(true);
         if let Some(dir) = snapshot {
             wasi.preopened_dir(dir, SNAPSHOT_MOUNT, wasmtime_wasi::FsPerms::ReadOnly).map_err(|e| {
                 CallError::Snapshot { plugin: self.name.to_string(), dir: dir.to_owned(), message: e.to_string() }
