@@ -45,7 +45,7 @@ pub const PRUNE: &str = "moor.dev/prune";
 pub const ENABLED: &str = "moor.dev/enabled";
 
 /// Requests in flight at once per pipeline.
-const CONCURRENCY: usize = 16;
+const CONCURRENCY: usize = 32;
 
 /// Why the cluster half of a pipeline failed.
 #[derive(Debug, thiserror::Error)]
@@ -224,8 +224,8 @@ pub async fn apply(
 
     let desired = prepare(target, &client, pipeline, objects, &mut report).await?;
     let old = store.load(name).await.map_err(ApplyError::Inventory)?;
-    let live = observe(&client, name, &desired).await?;
-    let planned = decide(&client, pipeline, &desired, &old, &live).await?;
+    let observed = observe(&client, name, &desired).await?;
+    let planned = decide(&client, pipeline, &desired, &old, &observed).await?;
 
     if dry_run {
         for (d, action) in &planned {
@@ -241,7 +241,7 @@ pub async fn apply(
     let applied = apply_staged(&client, pipeline, planned, &mut report, progress).await?;
     let pruned = prune(target, &client, pipeline, &old, &desired, &mut report, progress).await;
     let health = if pipeline.wait {
-        wait_healthy(&client, pipeline, &desired, &applied, &live, &mut report, progress).await
+        wait_healthy(&client, pipeline, &desired, &applied, &observed.live, &mut report, progress).await
     } else {
         Ok(())
     };
@@ -464,11 +464,7 @@ async fn namespace_modes(client: &kube::Client, objects: &[Object]) -> Result<Ha
 /// Stage: what the pipeline's objects look like in the cluster: one LIST per kind, by the
 /// pipeline label, across namespaces (per namespace when the identity may not list
 /// cluster-wide).
-async fn observe(
-    client: &kube::Client,
-    pipeline: &str,
-    desired: &[Desired],
-) -> Result<HashMap<String, Value>, ApplyError> {
+async fn observe(client: &kube::Client, pipeline: &str, desired: &[Desired]) -> Result<Observed, ApplyError> {
     let mut kinds: BTreeMap<String, (ApiResource, bool, HashSet<String>)> = BTreeMap::new();
     for d in desired {
         if let Some(r) = &d.resolved {
@@ -510,7 +506,50 @@ async fn observe(
             live.insert(key, value);
         }
     }
-    Ok(live)
+
+    // Objects the label did not find are new, or exist without our label. Where a kind
+    // has many of them in one namespace, one LIST answers for all instead of a GET each.
+    let mut missing: BTreeMap<(String, String), (ApiResource, usize)> = BTreeMap::new();
+    for d in desired.iter().filter(|d| !live.contains_key(&live_key(&d.r))) {
+        if let Some(r) = &d.resolved {
+            let group = (format!("{}/{}", r.resource.api_version, r.resource.kind), d.r.namespace.clone());
+            missing.entry(group).or_insert_with(|| (r.resource.clone(), 0)).1 += 1;
+        }
+    }
+    let mut listed = HashSet::new();
+    for ((kind, namespace), (resource, count)) in missing {
+        if count < LIST_INSTEAD_OF_GETS {
+            continue;
+        }
+        let api = api_for(client, &resource, &namespace);
+        let items = match api.list(&ListParams::default()).await {
+            Ok(list) => list.items,
+            // Not allowed to list: fall back to one GET per object.
+            Err(e) if status_code(&e) == Some(403) => continue,
+            Err(e) => return Err(ApplyError::Kube(format!("listing {}: {}", resource.plural, kube_error(&e)))),
+        };
+        for item in items {
+            let key = format!("{}/{}/{}/{}", resource.group, resource.kind, namespace, item.metadata.name.clone().unwrap_or_default());
+            let mut value = serde_json::to_value(&item).unwrap_or_default();
+            value["apiVersion"] = Value::String(resource.api_version.clone());
+            value["kind"] = Value::String(resource.kind.clone());
+            live.entry(key).or_insert(value);
+        }
+        listed.insert((kind, namespace));
+    }
+    Ok(Observed { live, listed })
+}
+
+/// From this many new objects of one kind in one namespace, `observe` lists them.
+const LIST_INSTEAD_OF_GETS: usize = 8;
+
+/// What `observe` saw.
+#[derive(Debug, Default)]
+struct Observed {
+    /// Live objects by key: the pipeline's own, and others that were listed.
+    live: HashMap<String, Value>,
+    /// (kind, namespace) groups listed in full: an object absent from `live` is absent.
+    listed: HashSet<(String, String)>,
 }
 
 fn live_key(r: &ObjRef) -> String {
@@ -541,25 +580,29 @@ async fn decide(
     pipeline: &PipelineSpec,
     desired: &[Desired],
     old: &Inventory,
-    live: &HashMap<String, Value>,
+    observed: &Observed,
 ) -> Result<Vec<(Desired, Action)>, ApplyError> {
     let decisions = futures::stream::iter(desired.iter().cloned())
         .map(|d| async move {
             let Some(resolved) = &d.resolved else { return Ok((d, Action::Created)) };
             let api = api_for(client, &resolved.resource, &d.r.namespace);
-            let current = match live.get(&live_key(&d.r)) {
+            let group = (format!("{}/{}", resolved.resource.api_version, resolved.resource.kind), d.r.namespace.clone());
+            let current = match observed.live.get(&live_key(&d.r)) {
                 Some(v) => Some(v.clone()),
-                None => {
-                    let found = api.get_opt(&d.r.name).await.map_err(|e| apply_error(&d, &e))?;
-                    // A namespace-restricted pipeline may take cluster-scoped objects only
-                    // when nobody else manages them (FA-6).
-                    if pipeline.namespaces.is_some() && !resolved.namespaced && found.is_some() {
-                        let reason = "exists and is not managed by this namespace-restricted pipeline".to_owned();
-                        return Err(refused(&d.object, reason));
-                    }
-                    found.map(|o| serde_json::to_value(o).unwrap_or_default())
-                }
+                None if observed.listed.contains(&group) => None,
+                None => api
+                    .get_opt(&d.r.name)
+                    .await
+                    .map_err(|e| apply_error(&d, &e))?
+                    .map(|o| serde_json::to_value(o).unwrap_or_default()),
             };
+            // A namespace-restricted pipeline may take cluster-scoped objects only when
+            // nobody else manages them (FA-6).
+            let ours = |v: &Value| label(v, PIPELINE_LABEL) == Some(pipeline.name.s());
+            if pipeline.namespaces.is_some() && !resolved.namespaced && current.as_ref().is_some_and(|v| !ours(v)) {
+                let reason = "exists and is not managed by this namespace-restricted pipeline".to_owned();
+                return Err(refused(&d.object, reason));
+            }
             let Some(current) = current else { return Ok((d, Action::Created)) };
             if matches!(d.policy, Policy::IfNotPresent) || d.update == Update::Never {
                 return Ok((d, Action::Unchanged));
