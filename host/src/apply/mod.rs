@@ -529,7 +529,13 @@ async fn observe(client: &kube::Client, pipeline: &str, desired: &[Desired]) -> 
             Err(e) => return Err(ApplyError::Kube(format!("listing {}: {}", resource.plural, kube_error(&e)))),
         };
         for item in items {
-            let key = format!("{}/{}/{}/{}", resource.group, resource.kind, namespace, item.metadata.name.clone().unwrap_or_default());
+            let key = format!(
+                "{}/{}/{}/{}",
+                resource.group,
+                resource.kind,
+                namespace,
+                item.metadata.name.clone().unwrap_or_default()
+            );
             let mut value = serde_json::to_value(&item).unwrap_or_default();
             value["apiVersion"] = Value::String(resource.api_version.clone());
             value["kind"] = Value::String(resource.kind.clone());
@@ -586,7 +592,8 @@ async fn decide(
         .map(|d| async move {
             let Some(resolved) = &d.resolved else { return Ok((d, Action::Created)) };
             let api = api_for(client, &resolved.resource, &d.r.namespace);
-            let group = (format!("{}/{}", resolved.resource.api_version, resolved.resource.kind), d.r.namespace.clone());
+            let group =
+                (format!("{}/{}", resolved.resource.api_version, resolved.resource.kind), d.r.namespace.clone());
             let current = match observed.live.get(&live_key(&d.r)) {
                 Some(v) => Some(v.clone()),
                 None if observed.listed.contains(&group) => None,
