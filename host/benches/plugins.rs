@@ -42,6 +42,10 @@ fn main() {
         percentile(&samples, 0.99).as_secs_f64() * 1e6,
     );
 
+    if std::env::var_os("MOOR_BENCH_CALLS_ONLY").is_some() {
+        return;
+    }
+
     // --- 2. yaml renderer throughput
     let tree = tempfile::tempdir().unwrap();
     let mut bytes = 0;
