@@ -222,7 +222,7 @@ pub async fn apply(
     let client = target.client_for(pipeline)?;
     let store = inventory::Store::new(target.client.clone(), &settings.namespace, &settings.instance);
 
-    let desired = prepare(target, &client, pipeline, objects, &mut report).await?;
+    let mut desired = prepare(target, &client, pipeline, objects, &mut report).await?;
     let old = store.load(name).await.map_err(ApplyError::Inventory)?;
     let observed = observe(&client, name, &desired).await?;
     let planned = decide(&client, pipeline, &desired, &old, &observed).await?;
@@ -239,6 +239,13 @@ pub async fn apply(
 
     record_union(&store, name, &old, &desired).await?;
     let applied = apply_staged(&client, pipeline, planned, &mut report, progress).await?;
+    if desired.iter().any(|d| d.resolved.is_none()) {
+        // Kinds this pipeline's CRDs defined exist now; health checks need their resources.
+        let fresh = Resources::discover(&client).await.map_err(|e| ApplyError::Kube(kube_error(&e)))?;
+        for d in desired.iter_mut().filter(|d| d.resolved.is_none()) {
+            d.resolved = fresh.resolve(d.object.api_version(), d.object.kind());
+        }
+    }
     let pruned = prune(target, &client, pipeline, &old, &desired, &mut report, progress).await;
     let health = if pipeline.wait {
         wait_healthy(&client, pipeline, &desired, &applied, &observed.live, &mut report, progress).await
@@ -975,16 +982,23 @@ async fn wait_healthy(
             answered.get(&key).or_else(|| observed.get(&key)).map(|v| (d, v.clone()))
         })
         .collect();
+    let custom = health::Custom::compile(&pipeline.health);
     let mut states: BTreeMap<String, String> = BTreeMap::new();
     loop {
         let mut still = Vec::new();
         for (d, value) in pending {
-            let endpoints = if health::needs_endpoints(&d.r.group, &d.r.kind) {
-                Some(ready_endpoints(client, &d.r).await?)
-            } else {
-                None
+            let state = match custom.iter().find(|c| c.applies_to(&d.r.group, &d.r.kind)) {
+                Some(rule) => rule.check(&value),
+                None => {
+                    let endpoints = if health::needs_endpoints(&d.r.group, &d.r.kind) {
+                        Some(ready_endpoints(client, &d.r).await?)
+                    } else {
+                        None
+                    };
+                    health::check(&d.r.group, &d.r.kind, &value, endpoints)
+                }
             };
-            match health::check(&d.r.group, &d.r.kind, &value, endpoints) {
+            match state {
                 Health::Ready => {
                     states.insert(d.r.to_string(), "ready".into());
                 }

@@ -220,6 +220,17 @@ impl Config {
                     format!("`{sa}` is not `namespace/name`"),
                 ));
             }
+            for (j, check) in pipeline.health.iter().enumerate() {
+                for (field, expr) in [("ready", Some(&check.ready)), ("failed", check.failed.as_ref())] {
+                    if let Some(expr) = expr
+                        && let Err(e) = cel::Program::compile(expr.s())
+                    {
+                        let message =
+                            format!("invalid CEL expression: {}", e.to_string().lines().next().unwrap_or_default());
+                        return Err((expr.span(), format!("{key}.health[{j}].{field}"), message));
+                    }
+                }
+            }
             if !(0.0..=1.0).contains(&pipeline.prune_guard.max_fraction) {
                 return Err((
                     pipeline.name.span(),

@@ -237,6 +237,20 @@ pub struct PipelineSpec {
     /// JSON pointers (`/data/password`) of fields redacted in diffs, for every object.
     #[serde(default)]
     pub redact: Vec<String>,
+    /// Custom health checks, as CEL expressions over `object`.
+    #[serde(default)]
+    pub health: Vec<HealthCheck>,
+}
+
+/// A custom readiness rule for one kind (FX-8), in CEL, with the live object as `object`:
+/// `{ kind = "Widget", ready = "object.status.phase == 'Ready'", failed = "object.status.phase == 'Failed'" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// `Kind` or `group/Kind`.
+    pub kind: String,
+    pub ready: Spanned<String>,
+    pub failed: Option<Spanned<String>>,
 }
 
 /// When pruning is refused.

@@ -87,3 +87,12 @@ fn a_good_config_loads_with_defaults() {
     assert_eq!(p.render.len(), 1);
     assert!(p.prune && !p.dry_run);
 }
+
+#[test]
+fn an_invalid_cel_health_check_is_located() {
+    let text = format!(
+        "{OK_SOURCE}\n[[pipeline]]\nname = \"web\"\nsource = \"s\"\nhealth = [{{ kind = \"Widget\", ready = \"object.status.phase ==\" }}]\n"
+    );
+    let e = error(&text);
+    assert!(e.starts_with("moor.toml:8:38: pipeline[0].health[0].ready: invalid CEL expression"), "{e}");
+}

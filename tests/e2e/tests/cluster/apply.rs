@@ -436,3 +436,57 @@ async fn a_kill_in_mid_apply_then_a_rerun_converges_with_no_orphan_and_nothing_w
     assert_eq!(names, expected);
     Ok(())
 }
+
+#[tokio::test]
+async fn custom_cel_health_checks_wait_for_and_fail_on_what_they_say() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "cel").await?;
+    let group = format!("{}.moor.test", p.ns);
+    p.config(&format!(
+        "{ONE_PIPELINE}health = [{{ kind = \"{group}/Job\", ready = \"object.status.phase == 'Done'\", failed = \"object.status.phase == 'Broken'\" }}]\n"
+    ));
+    p.file("crd.yaml", &format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: jobs.{group}}}\nspec:\n  group: {group}\n  names: {{kind: Job, plural: jobs, singular: job}}\n  scope: Namespaced\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n          type: object\n          x-kubernetes-preserve-unknown-fields: true\n"
+    ));
+    p.file(
+        "job.yaml",
+        &format!(
+            "apiVersion: {group}/v1\nkind: Job\nmetadata: {{name: j1, namespace: '{{ns}}'}}\nspec: {{steps: 3}}\n"
+        ),
+    );
+
+    // Another controller finishes the job a moment after it is created.
+    let resource = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(&group, "v1", "Job"));
+    let jobs: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), &p.ns, &resource);
+    let finish = |phase: &'static str| {
+        let jobs = jobs.clone();
+        let group = group.clone();
+        tokio::spawn(async move {
+            let status = json!({"apiVersion": format!("{group}/v1"), "kind": "Job", "metadata": {"name": "j1"}, "status": {"phase": phase}});
+            for _ in 0..100 {
+                if jobs.patch("j1", &PatchParams::apply("job-controller").force(), &Patch::Apply(&status)).await.is_ok()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let done = finish("Done");
+    let report = p.apply_ok(&p.ns).await;
+    done.await?;
+    assert!(report.health.iter().any(|(o, h)| o.ends_with("/j1") && h == "ready"), "{:?}", report.health);
+
+    // A change in Git, and this time the controller breaks it.
+    p.file(
+        "job.yaml",
+        &format!(
+            "apiVersion: {group}/v1\nkind: Job\nmetadata: {{name: j1, namespace: '{{ns}}'}}\nspec: {{steps: 4}}\n"
+        ),
+    );
+    let broken = finish("Broken");
+    broken.await?;
+    let err = p.apply_err(&p.ns).await;
+    assert!(err.contains("/j1 is unhealthy: `object.status.phase == 'Broken'` holds"), "{err}");
+    Ok(())
+}
