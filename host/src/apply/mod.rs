@@ -238,13 +238,10 @@ pub async fn apply(
     }
 
     record_union(&store, name, &old, &desired).await?;
-    let applied = apply_staged(&client, pipeline, planned, &mut report, progress).await?;
-    if desired.iter().any(|d| d.resolved.is_none()) {
-        // Kinds this pipeline's CRDs defined exist now; health checks need their resources.
-        let fresh = Resources::discover(&client).await.map_err(|e| ApplyError::Kube(kube_error(&e)))?;
-        for d in desired.iter_mut().filter(|d| d.resolved.is_none()) {
-            d.resolved = fresh.resolve(d.object.api_version(), d.object.kind());
-        }
+    let (applied, late) = apply_staged(&client, pipeline, planned, &mut report, progress).await?;
+    // Kinds this pipeline's CRDs defined were resolved on the way; health needs them too.
+    for d in desired.iter_mut().filter(|d| d.resolved.is_none()) {
+        d.resolved = late.get(&live_key(&d.r)).cloned();
     }
     let pruned = prune(target, &client, pipeline, &old, &desired, &mut report, progress).await;
     let health = if pipeline.wait {
@@ -674,16 +671,18 @@ async fn record_union(
 }
 
 /// Stage: stage zero (CRDs, namespaces, cluster roles, classes) applied and waited for,
-/// then the rest by wave and kind order. Returns the live objects the server answered.
+/// then the rest by wave and kind order. Returns the live objects the server answered, and
+/// the kinds resolved after stage zero (defined by the pipeline's own CRDs).
 async fn apply_staged(
     client: &kube::Client,
     pipeline: &PipelineSpec,
     planned: Vec<(Desired, Action)>,
     report: &mut Report,
     progress: Progress<'_>,
-) -> Result<HashMap<String, Value>, ApplyError> {
+) -> Result<(HashMap<String, Value>, HashMap<String, Resolved>), ApplyError> {
     let (zero, mut rest): (Vec<_>, Vec<_>) = planned.into_iter().partition(|(d, _)| d.stage_zero);
     let mut answered = HashMap::new();
+    let mut late = HashMap::new();
 
     apply_group(client, pipeline, zero.clone(), report, &mut answered, progress).await?;
     let zero_changed: Vec<&Desired> = zero.iter().filter(|(_, a)| *a != Action::Unchanged).map(|(d, _)| d).collect();
@@ -694,13 +693,18 @@ async fn apply_staged(
         let fresh = Resources::discover(client).await.map_err(|e| ApplyError::Kube(kube_error(&e)))?;
         for (d, _) in rest.iter_mut().filter(|(d, _)| d.resolved.is_none()) {
             d.resolved = fresh.resolve(d.object.api_version(), d.object.kind());
-            if d.resolved.is_none() {
-                return Err(ApplyError::UnknownKind {
-                    object: d.r.to_string(),
-                    origin: d.object.origin(),
-                    api_version: d.object.api_version().into(),
-                    kind: d.object.kind().into(),
-                });
+            match &d.resolved {
+                Some(resolved) => {
+                    late.insert(live_key(&d.r), resolved.clone());
+                }
+                None => {
+                    return Err(ApplyError::UnknownKind {
+                        object: d.r.to_string(),
+                        origin: d.object.origin(),
+                        api_version: d.object.api_version().into(),
+                        kind: d.object.kind().into(),
+                    });
+                }
             }
         }
     }
@@ -730,7 +734,7 @@ async fn apply_staged(
             wait_healthy(client, pipeline, &objects, &answered, &HashMap::new(), report, progress).await?;
         }
     }
-    Ok(answered)
+    Ok((answered, late))
 }
 
 /// Applies a group of objects concurrently.
