@@ -7,5 +7,6 @@ mod git;
 mod hostile;
 mod loading;
 mod plugin_authoring;
+mod quickstart;
 mod sandbox;
 mod support;

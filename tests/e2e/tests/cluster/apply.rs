@@ -490,3 +490,42 @@ async fn custom_cel_health_checks_wait_for_and_fail_on_what_they_say() -> anyhow
     assert!(err.contains("/j1 is unhealthy: `object.status.phase == 'Broken'` holds"), "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_quickstart_applies_healthy_then_unchanged_then_prunes_a_removed_manifest() -> anyhow::Result<()> {
+    // The example itself, copied, under an instance of its own; its namespace is `quickstart`.
+    let c = cluster();
+    let dir = tempfile::tempdir()?;
+    let example = moor_e2e::repo_root().join("examples/quickstart");
+    std::fs::create_dir_all(dir.path().join("manifests"))?;
+    for entry in std::fs::read_dir(example.join("manifests"))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), dir.path().join("manifests").join(entry.file_name()))?;
+    }
+    let config = std::fs::read_to_string(example.join("moor.toml"))?;
+    std::fs::write(
+        dir.path().join("moor.toml"),
+        format!("[moor]\ninstance = \"quickstart-test-{}\"\n\n{config}", std::process::id()),
+    )?;
+    let apply = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_moor-under-test"))
+            .args(["apply", dir.path().join("moor.toml").to_str().unwrap()])
+            .env("KUBECONFIG", &c.kubeconfig)
+            .env("MOOR_CACHE", moor_e2e::plugin_cache())
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let first = apply();
+    assert!(first.contains("4 created, 0 configured, 0 unchanged, 0 pruned, 0 skipped; healthy"), "{first}");
+    let second = apply();
+    assert!(second.contains("0 created, 0 configured, 4 unchanged, 0 pruned"), "{second}");
+    std::fs::remove_file(dir.path().join("manifests/config.yaml"))?;
+    let third = apply();
+    assert!(third.contains("0 created, 0 configured, 3 unchanged, 1 pruned"), "{third}");
+    let client = c.client().await?;
+    assert!(Api::<ConfigMap>::namespaced(client, "quickstart").get_opt("hello").await?.is_none());
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! The README's first command: `moor plan examples/quickstart/moor.toml` lists the four
+//! quickstart objects.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn the_quickstart_plan_lists_its_four_objects() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart/moor.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_moor"))
+        .args(["plan", config.to_str().unwrap(), "--output", "json"])
+        .env("MOOR_CACHE", crate::support::cache_dir())
+        // Plan offline, whatever cluster the environment points at.
+        .env("KUBECONFIG", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(plan["cluster"].as_str().unwrap().starts_with("not reachable"), "{plan}");
+    let mut objects: Vec<&str> =
+        plan["pipelines"][0]["changes"].as_array().unwrap().iter().map(|c| c["object"].as_str().unwrap()).collect();
+    objects.sort();
+    assert_eq!(
+        objects,
+        [
+            "ConfigMap/quickstart/hello",
+            "Deployment/quickstart/hello",
+            "Namespace/quickstart",
+            "Service/quickstart/hello"
+        ]
+    );
+}
