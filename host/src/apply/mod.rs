@@ -91,7 +91,10 @@ impl std::fmt::Debug for Target {
 impl Target {
     /// Connects with the ambient kubeconfig (or in-cluster config) and runs discovery.
     pub async fn connect() -> Result<Target, ApplyError> {
-        let config = kube::Config::infer().await.map_err(|e| ApplyError::Connect(e.to_string()))?;
+        let config = kube::Config::infer().await.map_err(|_| {
+            let kubeconfig = std::env::var("KUBECONFIG").unwrap_or_else(|_| "~/.kube/config".into());
+            ApplyError::Connect(format!("no usable kubeconfig ({kubeconfig}) and not running in a cluster"))
+        })?;
         Target::with_config(config).await
     }
 
