@@ -1,6 +1,6 @@
 //! Compiles every plugin crate to a wasm32-wasip2 component before the host is built.
 //!
-//! - `plugins/*` (except the SDK) become the built-in plugins, embedded in the `moor`
+//! - `plugins/*` (except the SDK and the object model) become the built-in plugins, embedded in the `moor`
 //!   binary (`$OUT_DIR/builtin.rs`);
 //! - `tests/plugins/*` are test-only components whose paths the tests read from
 //!   `$OUT_DIR/test_plugins.rs`.
@@ -27,7 +27,8 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
-    let builtin = build_all(&root.join("plugins"), &target_dir, &["sdk"]);
+    // `sdk` and `object` are libraries for plugins, not plugins.
+    let builtin = build_all(&root.join("plugins"), &target_dir, &["sdk", "object"]);
     let tests = build_all(&root.join("tests/plugins"), &target_dir, &[]);
 
     let mut src =

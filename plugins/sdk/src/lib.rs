@@ -29,7 +29,7 @@ pub use serde_json as __serde_json;
 pub use wit_bindgen as __wit_bindgen;
 
 mod object;
-pub use object::{Object, ObjectRefExt};
+pub use object::{Object, ObjectExt, ObjectRefExt};
 
 /// Bindings for the types and the `log` import that every world shares.
 #[doc(hidden)]
@@ -235,12 +235,12 @@ pub fn parse_config<C: serde::de::DeserializeOwned>(json: &str) -> Result<C, Str
 
 #[cfg_attr(not(any(feature = "renderer", feature = "validator")), allow(dead_code))]
 fn to_documents(objects: Vec<Object>) -> Vec<bindings::moor::plugin::types::Document> {
-    objects.into_iter().map(Object::into_document).collect()
+    objects.into_iter().map(object::into_document).collect()
 }
 
 #[cfg_attr(not(any(feature = "renderer", feature = "validator")), allow(dead_code))]
 fn from_documents(docs: Vec<bindings::moor::plugin::types::Document>) -> Outcome<Vec<Object>> {
-    docs.into_iter().map(Object::from_document).collect()
+    docs.into_iter().map(object::from_document).collect()
 }
 
 macro_rules! world {
