@@ -40,6 +40,17 @@ fn observed(v: &Value) -> bool {
     int(v, "/status/observedGeneration") >= int(v, "/metadata/generation")
 }
 
+/// A rollout is done when the controller saw the latest spec and `want` are ready and updated.
+fn rollout(live: &Value, want: i64, ready: i64, updated: i64, noun: &str) -> Health {
+    if !observed(live) {
+        Health::Progressing("waiting for the controller to observe the new generation".into())
+    } else if ready < want || updated < want {
+        Health::Progressing(format!("{ready}/{want} {noun} ready, {updated} updated"))
+    } else {
+        Health::Ready
+    }
+}
+
 /// Readiness of `live`. `endpoints` is the number of ready endpoints of a Service (when
 /// the caller looked them up).
 pub fn check(group: &str, kind: &str, live: &Value, endpoints: Option<usize>) -> Health {
@@ -64,26 +75,11 @@ pub fn check(group: &str, kind: &str, live: &Value, endpoints: Option<usize>) ->
         }
         ("apps", "StatefulSet") => {
             let want = live.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
-            let ready = int(live, "/status/readyReplicas");
-            let updated = int(live, "/status/updatedReplicas");
-            if !observed(live) {
-                progressing("waiting for the controller to observe the new generation".into())
-            } else if ready < want || updated < want {
-                progressing(format!("{ready}/{want} replicas ready, {updated} updated"))
-            } else {
-                Health::Ready
-            }
+            rollout(live, want, int(live, "/status/readyReplicas"), int(live, "/status/updatedReplicas"), "replicas")
         }
         ("apps", "DaemonSet") => {
-            let want = int(live, "/status/desiredNumberScheduled");
             let (ready, updated) = (int(live, "/status/numberReady"), int(live, "/status/updatedNumberScheduled"));
-            if !observed(live) {
-                progressing("waiting for the controller to observe the new generation".into())
-            } else if ready < want || updated < want {
-                progressing(format!("{ready}/{want} pods ready, {updated} updated"))
-            } else {
-                Health::Ready
-            }
+            rollout(live, int(live, "/status/desiredNumberScheduled"), ready, updated, "pods")
         }
         ("batch", "Job") => {
             if let Some(c) =

@@ -475,9 +475,8 @@ async fn observe(client: &kube::Client, pipeline: &str, desired: &[Desired]) -> 
     let mut kinds: BTreeMap<String, (ApiResource, bool, HashSet<String>)> = BTreeMap::new();
     for d in desired {
         if let Some(r) = &d.resolved {
-            let entry = kinds
-                .entry(format!("{}/{}", r.resource.api_version, r.resource.kind))
-                .or_insert_with(|| (r.resource.clone(), r.namespaced, HashSet::new()));
+            let entry =
+                kinds.entry(kind_of(&r.resource)).or_insert_with(|| (r.resource.clone(), r.namespaced, HashSet::new()));
             entry.2.insert(d.r.namespace.clone());
         }
     }
@@ -498,20 +497,7 @@ async fn observe(client: &kube::Client, pipeline: &str, desired: &[Desired]) -> 
             }
             Err(e) => return Err(ApplyError::Kube(format!("listing {}: {}", resource.plural, kube_error(&e)))),
         };
-        for item in items {
-            let group = resource.group.clone();
-            let key = format!(
-                "{group}/{}/{}/{}",
-                resource.kind,
-                item.metadata.namespace.clone().unwrap_or_default(),
-                item.metadata.name.clone().unwrap_or_default()
-            );
-            let mut value = serde_json::to_value(&item).unwrap_or_default();
-            // Items of a list come without their type.
-            value["apiVersion"] = Value::String(resource.api_version.clone());
-            value["kind"] = Value::String(resource.kind.clone());
-            live.insert(key, value);
-        }
+        live.extend(items.into_iter().map(|item| listed_item(&resource, item)));
     }
 
     // Objects the label did not find are new, or exist without our label. Where a kind
@@ -519,7 +505,7 @@ async fn observe(client: &kube::Client, pipeline: &str, desired: &[Desired]) -> 
     let mut missing: BTreeMap<(String, String), (ApiResource, usize)> = BTreeMap::new();
     for d in desired.iter().filter(|d| !live.contains_key(&live_key(&d.r))) {
         if let Some(r) = &d.resolved {
-            let group = (format!("{}/{}", r.resource.api_version, r.resource.kind), d.r.namespace.clone());
+            let group = (kind_of(&r.resource), d.r.namespace.clone());
             missing.entry(group).or_insert_with(|| (r.resource.clone(), 0)).1 += 1;
         }
     }
@@ -535,22 +521,33 @@ async fn observe(client: &kube::Client, pipeline: &str, desired: &[Desired]) -> 
             Err(e) if status_code(&e) == Some(403) => continue,
             Err(e) => return Err(ApplyError::Kube(format!("listing {}: {}", resource.plural, kube_error(&e)))),
         };
-        for item in items {
-            let key = format!(
-                "{}/{}/{}/{}",
-                resource.group,
-                resource.kind,
-                namespace,
-                item.metadata.name.clone().unwrap_or_default()
-            );
-            let mut value = serde_json::to_value(&item).unwrap_or_default();
-            value["apiVersion"] = Value::String(resource.api_version.clone());
-            value["kind"] = Value::String(resource.kind.clone());
+        for (key, value) in items.into_iter().map(|item| listed_item(&resource, item)) {
             live.entry(key).or_insert(value);
         }
         listed.insert((kind, namespace));
     }
     Ok(Observed { live, listed })
+}
+
+/// An item of a LIST as a live object under its inventory key (`group/kind/namespace/name`).
+/// Items of a list come without their type, so it is set here.
+fn listed_item(resource: &ApiResource, item: DynamicObject) -> (String, Value) {
+    let key = format!(
+        "{}/{}/{}/{}",
+        resource.group,
+        resource.kind,
+        item.metadata.namespace.as_deref().unwrap_or_default(),
+        item.metadata.name.as_deref().unwrap_or_default()
+    );
+    let mut value = serde_json::to_value(&item).unwrap_or_default();
+    value["apiVersion"] = Value::String(resource.api_version.clone());
+    value["kind"] = Value::String(resource.kind.clone());
+    (key, value)
+}
+
+/// `apiVersion/Kind` of a resource, to group objects by kind.
+fn kind_of(resource: &ApiResource) -> String {
+    format!("{}/{}", resource.api_version, resource.kind)
 }
 
 /// From this many new objects of one kind in one namespace, `observe` lists them.
@@ -599,8 +596,7 @@ async fn decide(
         .map(|d| async move {
             let Some(resolved) = &d.resolved else { return Ok((d, Action::Created)) };
             let api = api_for(client, &resolved.resource, &d.r.namespace);
-            let group =
-                (format!("{}/{}", resolved.resource.api_version, resolved.resource.kind), d.r.namespace.clone());
+            let group = (kind_of(&resolved.resource), d.r.namespace.clone());
             let current = match observed.live.get(&live_key(&d.r)) {
                 Some(v) => Some(v.clone()),
                 None if observed.listed.contains(&group) => None,

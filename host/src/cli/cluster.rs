@@ -7,20 +7,10 @@ use std::process::ExitCode;
 use super::{Color, Output};
 use crate::apply::diff::Change;
 use crate::apply::{self, Report, RunOptions, Target};
-use crate::config::{Config, SpannedStr};
-use crate::reconcile::Moor;
+use crate::config::SpannedStr;
 
 pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
-}
-
-pub(super) fn load(cache: &Path, file: &Path, only: Option<&str>) -> anyhow::Result<(Moor, Config)> {
-    let builtin: Vec<&str> = crate::plugins::builtin_names().collect();
-    let config = Config::load(file, &builtin)?;
-    if let Some(name) = only {
-        anyhow::ensure!(config.pipeline(name).is_some(), "{}: no pipeline is named `{name}`", file.display());
-    }
-    Ok((Moor::new(cache)?, config))
 }
 
 /// Progress lines on stderr when it is a terminal.
@@ -34,7 +24,7 @@ fn progress_printer() -> impl Fn(&str) + Sync {
 }
 
 pub fn apply(cache: &Path, file: &Path, only: Option<&str>, dry_run: bool, output: Output) -> anyhow::Result<ExitCode> {
-    let (moor, config) = load(cache, file, only)?;
+    let (moor, config) = super::load(cache, file, only)?;
     let progress = progress_printer();
     let results = runtime()?.block_on(async {
         let target = Target::connect().await?;
@@ -85,7 +75,7 @@ pub(super) fn summary(r: &Report) -> String {
 }
 
 pub fn diff(cache: &Path, file: &Path, only: Option<&str>, color: Color) -> anyhow::Result<ExitCode> {
-    let (moor, config) = load(cache, file, only)?;
+    let (moor, config) = super::load(cache, file, only)?;
     let colored = match color {
         Color::Always => true,
         Color::Never => false,

@@ -130,6 +130,20 @@ impl Cli {
     }
 }
 
+/// Loads a config (and checks that `only` names one of its pipelines) and the host.
+fn load(
+    cache: &std::path::Path,
+    file: &std::path::Path,
+    only: Option<&str>,
+) -> anyhow::Result<(crate::reconcile::Moor, crate::config::Config)> {
+    let builtin: Vec<&str> = crate::plugins::builtin_names().collect();
+    let config = crate::config::Config::load(file, &builtin)?;
+    if let Some(name) = only {
+        anyhow::ensure!(config.pipeline(name).is_some(), "{}: no pipeline is named `{name}`", file.display());
+    }
+    Ok((crate::reconcile::Moor::new(cache)?, config))
+}
+
 /// `$XDG_CACHE_HOME/moor`, else `~/.cache/moor`.
 pub fn default_cache_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")

@@ -9,21 +9,12 @@ use serde::Serialize;
 
 use super::Output;
 use crate::apply::{self, Report, RunOptions, Target};
-use crate::config::{Config, SpannedStr};
-use crate::reconcile::{Finding, Moor, Rendered, StageError};
-
-fn load(cache: &Path, file: &Path) -> anyhow::Result<(Moor, Config)> {
-    let builtin: Vec<&str> = crate::plugins::builtin_names().collect();
-    let config = Config::load(file, &builtin)?;
-    Ok((Moor::new(cache)?, config))
-}
+use crate::config::SpannedStr;
+use crate::reconcile::{Finding, Rendered, StageError};
 
 /// Prints every object of one or all pipelines as a YAML stream.
 pub fn build(cache: &Path, file: &Path, only: Option<&str>) -> anyhow::Result<ExitCode> {
-    let (moor, config) = load(cache, file)?;
-    if let Some(name) = only {
-        anyhow::ensure!(config.pipeline(name).is_some(), "{}: no pipeline is named `{name}`", file.display());
-    }
+    let (moor, config) = super::load(cache, file, only)?;
     let prepared = moor.prepare(&config);
     let mut out = std::io::stdout().lock();
     let mut failed = false;
@@ -103,7 +94,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Renders and validates every pipeline, prints what would be applied, and fails when
 /// any pipeline has an error.
 pub fn plan(cache: &Path, file: &Path, output: Output) -> anyhow::Result<ExitCode> {
-    let (moor, config) = load(cache, file)?;
+    let (moor, config) = super::load(cache, file, None)?;
     let prepared = moor.prepare(&config);
     let results: Vec<(&str, Result<Rendered, StageError>)> =
         config.pipelines_in_order().into_iter().map(|p| (p.name.s(), moor.render_pipeline(&prepared, p))).collect();

@@ -493,8 +493,11 @@ async fn custom_cel_health_checks_wait_for_and_fail_on_what_they_say() -> anyhow
 
 #[tokio::test]
 async fn the_quickstart_applies_healthy_then_unchanged_then_prunes_a_removed_manifest() -> anyhow::Result<()> {
-    // The example itself, copied, under an instance of its own; its namespace is `quickstart`.
+    // The example itself, copied, under an instance of its own; its namespace is `quickstart`,
+    // so start from a cluster without it (an earlier run against the same cluster left it).
     let c = cluster();
+    let out = c.kubectl().args(["delete", "namespace", "quickstart", "--ignore-not-found", "--wait"]).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let dir = tempfile::tempdir()?;
     let example = moor_e2e::repo_root().join("examples/quickstart");
     std::fs::create_dir_all(dir.path().join("manifests"))?;
