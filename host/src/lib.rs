@@ -7,4 +7,5 @@ pub mod config;
 pub mod object;
 pub mod plugins;
 pub mod reconcile;
+pub mod secrets;
 pub mod source;

@@ -193,15 +193,46 @@ pub struct Report {
     /// Object and its health at the end.
     pub health: Vec<(String, String)>,
     pub healthy: bool,
+    /// Each applied object's origin file and what happened to it (per-file results, KA-7).
+    #[serde(skip)]
+    pub files: Vec<(String, Action)>,
+    /// Objects created, configured, recreated or pruned, for Kubernetes Events.
+    #[serde(skip)]
+    pub changed: Vec<(ObjRef, &'static str)>,
+    /// `(apiVersion, kind)` of every applied object, for the controller's drift watch.
+    #[serde(skip)]
+    pub kinds: std::collections::BTreeSet<(String, String)>,
 }
 
 impl Report {
-    fn record(&mut self, action: Action, name: String) {
+    fn record(&mut self, action: Action, d: &Desired) {
+        let name = d.r.to_string();
         match action {
             Action::Created => self.created.push(name),
             Action::Configured => self.configured.push(name),
             Action::Unchanged => self.unchanged.push(name),
             Action::Recreated => self.recreated.push(name),
+        }
+        self.files.push((d.object.file.clone(), action));
+        if action != Action::Unchanged {
+            self.changed.push((d.r.clone(), action.as_str()));
+        }
+        self.kinds.insert((d.r.api_version(), d.r.kind.clone()));
+    }
+
+    fn record_pruned(&mut self, r: &ObjRef) {
+        self.pruned.push(r.to_string());
+        self.changed.push((r.clone(), "pruned"));
+    }
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Configured => "configured",
+            Action::Unchanged => "unchanged",
+            Action::Recreated => "recreated",
         }
     }
 }
@@ -232,7 +263,7 @@ pub async fn apply(
 
     if dry_run {
         for (d, action) in &planned {
-            report.record(*action, d.r.to_string());
+            report.record(*action, d);
         }
         // What a real run would prune.
         report.pruned = prune_candidates(pipeline, &old, &desired).iter().map(ToString::to_string).collect();
@@ -786,7 +817,7 @@ async fn apply_group(
                 if d.dry_run_only {
                     report.skipped.push((d.r.to_string(), "namespace is labelled dry-run: server dry-run only".into()));
                 } else {
-                    report.record(action, d.r.to_string());
+                    report.record(action, &d);
                 }
                 if let Some(v) = value {
                     answered.insert(live_key(&d.r), v);
@@ -931,7 +962,7 @@ async fn prune_refs(
         }
         let Some(resolved) = target.resources.resolve(&r.api_version(), &r.kind) else {
             // The kind is no longer served: nothing of it can be left.
-            report.pruned.push(r.to_string());
+            report.record_pruned(&r);
             continue;
         };
         let api = api_for(client, &resolved.resource, &r.namespace);
@@ -956,9 +987,9 @@ async fn prune_refs(
         match api.delete(&r.name, &DeleteParams::background()).await {
             Ok(_) => {
                 progress(&format!("{r} pruned"));
-                report.pruned.push(r.to_string());
+                report.record_pruned(&r);
             }
-            Err(e) if status_code(&e) == Some(404) => report.pruned.push(r.to_string()),
+            Err(e) if status_code(&e) == Some(404) => report.record_pruned(&r),
             Err(e) => failures.push((r.clone(), kube_error(&e))),
         }
     }

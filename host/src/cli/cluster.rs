@@ -28,7 +28,7 @@ pub fn apply(cache: &Path, file: &Path, only: Option<&str>, dry_run: bool, outpu
     let progress = progress_printer();
     let results = runtime()?.block_on(async {
         let target = Target::connect().await?;
-        anyhow::Ok(moor.apply_config(&config, &target, only, RunOptions { dry_run }, &progress).await)
+        anyhow::Ok(moor.apply_config(config.clone(), &target, only, RunOptions { dry_run }, &progress).await)
     })?;
 
     let mut out = std::io::stdout().lock();
@@ -86,13 +86,13 @@ pub fn diff(cache: &Path, file: &Path, only: Option<&str>, color: Color) -> anyh
     let mut failed = false;
     runtime()?.block_on(async {
         let target = Target::connect().await?;
-        let prepared = moor.prepare(&config);
+        let prepared = moor.prepare(config.clone());
         let mut out = std::io::stdout().lock();
         for pipeline in config.pipelines_in_order() {
             if only.is_some_and(|o| o != pipeline.name.s()) {
                 continue;
             }
-            let rendered = match crate::reconcile::blocking(|| moor.render_pipeline(&prepared, pipeline)) {
+            let rendered = match moor.render_with_secrets(&prepared, pipeline, Some(&target.client)).await {
                 Ok(r) => r,
                 Err(e) => {
                     failed = true;

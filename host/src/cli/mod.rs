@@ -135,13 +135,13 @@ fn load(
     cache: &std::path::Path,
     file: &std::path::Path,
     only: Option<&str>,
-) -> anyhow::Result<(crate::reconcile::Moor, crate::config::Config)> {
+) -> anyhow::Result<(crate::reconcile::Moor, std::sync::Arc<crate::config::Config>)> {
     let builtin: Vec<&str> = crate::plugins::builtin_names().collect();
     let config = crate::config::Config::load(file, &builtin)?;
     if let Some(name) = only {
         anyhow::ensure!(config.pipeline(name).is_some(), "{}: no pipeline is named `{name}`", file.display());
     }
-    Ok((crate::reconcile::Moor::new(cache)?, config))
+    Ok((crate::reconcile::Moor::new(cache)?, std::sync::Arc::new(config)))
 }
 
 /// `$XDG_CACHE_HOME/moor`, else `~/.cache/moor`.

@@ -15,14 +15,14 @@ use crate::reconcile::{Finding, Rendered, StageError};
 /// Prints every object of one or all pipelines as a YAML stream.
 pub fn build(cache: &Path, file: &Path, only: Option<&str>) -> anyhow::Result<ExitCode> {
     let (moor, config) = super::load(cache, file, only)?;
-    let prepared = moor.prepare(&config);
+    let prepared = moor.prepare(config.clone());
     let mut out = std::io::stdout().lock();
     let mut failed = false;
     for pipeline in config.pipelines_in_order() {
         if only.is_some_and(|n| n != pipeline.name.s()) {
             continue;
         }
-        match moor.render_pipeline(&prepared, pipeline) {
+        match futures::executor::block_on(moor.render_with_secrets(&prepared, pipeline, None)) {
             Ok(rendered) => {
                 for object in &rendered.objects {
                     writeln!(out, "---\n# pipeline: {}, source: {}", rendered.pipeline, object.origin())?;
@@ -95,9 +95,12 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// any pipeline has an error.
 pub fn plan(cache: &Path, file: &Path, output: Output) -> anyhow::Result<ExitCode> {
     let (moor, config) = super::load(cache, file, None)?;
-    let prepared = moor.prepare(&config);
-    let results: Vec<(&str, Result<Rendered, StageError>)> =
-        config.pipelines_in_order().into_iter().map(|p| (p.name.s(), moor.render_pipeline(&prepared, p))).collect();
+    let prepared = moor.prepare(config.clone());
+    let results: Vec<(&str, Result<Rendered, StageError>)> = config
+        .pipelines_in_order()
+        .into_iter()
+        .map(|p| (p.name.s(), futures::executor::block_on(moor.render_with_secrets(&prepared, p, None))))
+        .collect();
 
     // With a reachable cluster, each rendered pipeline is diffed against it by a server
     // dry-run; without one, everything is a create against an empty cluster.

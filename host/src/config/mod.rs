@@ -145,6 +145,13 @@ impl Config {
         unique("plugin", self.plugins.iter().map(|p| &p.name))?;
         unique("pipeline", self.pipelines.iter().map(|p| &p.name))?;
 
+        let whole = 0..0;
+        if self.settings.workers == 0 {
+            return Err((whole.clone(), "moor.workers".into(), "at least 1".into()));
+        }
+        if let Some(token) = &self.settings.api_token {
+            token.check().map_err(|m| (whole.clone(), "moor.api_token".into(), m))?;
+        }
         for (i, source) in self.sources.iter().enumerate() {
             source.check().map_err(|(span, m)| (span, format!("source[{i}]"), m))?;
         }
@@ -231,6 +238,9 @@ impl Config {
                     }
                 }
             }
+            if let Some(secret) = &pipeline.webhook_secret {
+                secret.check().map_err(|m| (pipeline.name.span(), format!("{key}.webhook_secret"), m))?;
+            }
             if !(0.0..=1.0).contains(&pipeline.prune_guard.max_fraction) {
                 return Err((
                     pipeline.name.span(),
@@ -252,6 +262,20 @@ impl Config {
                 [("render", &pipeline.render), ("validate", &pipeline.validate), ("notify", &pipeline.notify)]
             {
                 for (j, step) in steps.iter().enumerate() {
+                    if let Some(host) = step.allow_hosts.first()
+                        && chain != "notify"
+                    {
+                        return Err((
+                            host.span(),
+                            format!("{key}.{chain}[{j}].allow_hosts"),
+                            "only notify steps may reach the network".into(),
+                        ));
+                    }
+                    for (field, secret) in &step.secrets {
+                        secret
+                            .check()
+                            .map_err(|m| (step.uses.span(), format!("{key}.{chain}[{j}].secrets.{field}"), m))?;
+                    }
                     if !known_plugin(step.uses.s()) {
                         return Err((
                             step.uses.span(),

@@ -42,11 +42,51 @@ pub struct Settings {
     /// Name of this instance. Inventories carry it, so two configs applied to one cluster
     /// never prune each other's pipelines.
     pub instance: String,
+    /// Controller mode: how many pipeline runs may go at once.
+    pub workers: usize,
+    /// Controller mode: a link to a revision on the status page, with `{revision}` (and
+    /// `{pipeline}`) replaced: `"https://github.com/org/repo/commit/{revision}"` (KA-5).
+    pub diff_url: Option<String>,
+    /// Controller mode: the bearer token that manual runs, suspend and resume need
+    /// (API and status page). Without one, those are refused.
+    pub api_token: Option<SecretRef>,
+    /// Controller mode: how often the config file is checked for changes.
+    pub reload_interval: Seconds,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { namespace: "moor-system".into(), instance: "default".into() }
+        Settings {
+            namespace: "moor-system".into(),
+            instance: "default".into(),
+            workers: 4,
+            diff_url: None,
+            api_token: None,
+            reload_interval: Seconds(std::time::Duration::from_secs(2)),
+        }
+    }
+}
+
+/// A secret value: a key of a Kubernetes Secret (read by the host at run time), or an
+/// environment variable of the moor process. Plugins only ever see values given to them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// Name of a Secret; `namespace/name` for one outside `[moor] namespace`.
+    pub secret: Option<String>,
+    /// Key in the Secret's data.
+    pub key: Option<String>,
+    /// An environment variable instead of a Secret.
+    pub env: Option<String>,
+}
+
+impl SecretRef {
+    pub(super) fn check(&self) -> Result<(), String> {
+        match (&self.secret, &self.key, &self.env) {
+            (Some(s), Some(k), None) if !s.is_empty() && !k.is_empty() => Ok(()),
+            (None, None, Some(e)) if !e.is_empty() => Ok(()),
+            _ => Err("a secret reference is `{ secret = \"name\", key = \"key\" }` or `{ env = \"VARIABLE\" }`".into()),
+        }
     }
 }
 
@@ -60,8 +100,9 @@ pub struct SourceSpec {
     pub git: Option<Spanned<GitSpec>>,
     /// A source plugin and its config: `plugin = { use = "...", with = { ... } }`.
     pub plugin: Option<Step>,
-    /// How often to look for a new revision (controller mode).
-    pub poll_interval: Option<Seconds>,
+    /// Controller mode: how often to look for a new revision; "0s" turns polling off.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: Seconds,
     #[serde(default)]
     pub limits: TreeLimits,
 }
@@ -120,6 +161,9 @@ pub struct GitCredentials {
     pub password_env: Option<String>,
     /// A private key for ssh URLs.
     pub ssh_key_file: Option<PathBuf>,
+    /// A Kubernetes Secret (`name` or `namespace/name`) holding `username` and `password`
+    /// (HTTP basic) or `identity` (an SSH private key), as Flux's git secrets do (FA-1).
+    pub secret: Option<String>,
 }
 
 /// Caps that keep a hostile tree from exhausting the host.
@@ -157,6 +201,13 @@ pub struct Step {
     pub uses: Spanned<String>,
     #[serde(default, rename = "with")]
     pub config: Option<Spanned<BTreeMap<String, serde_json::Value>>>,
+    /// Secret values added to `with` at call time: `secrets = { token = { secret = "slack", key = "token" } }`.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretRef>,
+    /// Notify steps: the hosts (`host` or `host:port`) the plugin may reach over wasi:http.
+    /// Every other host is denied.
+    #[serde(default)]
+    pub allow_hosts: Vec<Spanned<String>>,
 }
 
 impl Step {
@@ -194,7 +245,18 @@ pub struct PipelineSpec {
     pub validate: Vec<Step>,
     #[serde(default)]
     pub notify: Vec<Step>,
-    pub interval: Option<Seconds>,
+    /// Controller mode: a full run this often, even without a new revision.
+    #[serde(default = "default_interval")]
+    pub interval: Seconds,
+    /// Controller mode: after a failure, retries back off exponentially up to this.
+    #[serde(default = "default_retry_interval")]
+    pub retry_interval: Seconds,
+    /// Controller mode: a run taking longer than this is stopped.
+    #[serde(default = "default_timeout")]
+    pub timeout: Seconds,
+    /// Controller mode: `POST /hooks/<pipeline>` needs a GitHub-style HMAC-SHA256 signature
+    /// made with this secret. Without it the pipeline has no webhook.
+    pub webhook_secret: Option<SecretRef>,
     #[serde(default)]
     pub depends_on: Vec<Spanned<String>>,
     #[serde(default = "yes")]
@@ -271,6 +333,22 @@ impl Default for PruneGuard {
     }
 }
 
+fn default_poll_interval() -> Seconds {
+    Seconds(std::time::Duration::from_secs(60))
+}
+
+fn default_interval() -> Seconds {
+    Seconds(std::time::Duration::from_secs(600))
+}
+
+fn default_retry_interval() -> Seconds {
+    Seconds(std::time::Duration::from_secs(300))
+}
+
+fn default_timeout() -> Seconds {
+    Seconds(std::time::Duration::from_secs(900))
+}
+
 fn default_health_timeout() -> Seconds {
     Seconds(std::time::Duration::from_secs(300))
 }
@@ -280,7 +358,12 @@ fn empty_path() -> Spanned<String> {
 }
 
 fn default_render() -> Vec<Step> {
-    vec![Step { uses: Spanned::new(0..0, "yaml".into()), config: None }]
+    vec![Step {
+        uses: Spanned::new(0..0, "yaml".into()),
+        config: None,
+        secrets: BTreeMap::new(),
+        allow_hosts: Vec::new(),
+    }]
 }
 
 fn yes() -> bool {

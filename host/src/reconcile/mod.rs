@@ -9,6 +9,7 @@ mod findings;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 pub use findings::Finding;
 use serde::Serialize;
@@ -17,6 +18,7 @@ use crate::apply::{self, ApplyError, Progress, RunOptions, Target};
 use crate::config::{Config, ConfigError, PipelineSpec, SpannedStr, Step};
 use crate::object::Object;
 use crate::plugins::{self, CallError, Document, Limits, Plugin, PluginKind, PluginSource, RenderInput, Runtime};
+use crate::secrets::SecretValues;
 use crate::source::{Snapshot, SourceError, Sources};
 
 /// Why a pipeline stopped, by stage.
@@ -24,6 +26,8 @@ use crate::source::{Snapshot, SourceError, Sources};
 pub enum StageError {
     #[error("config: {0}")]
     Config(#[from] ConfigError),
+    #[error("secrets: {0}")]
+    Secrets(String),
     #[error("source: {0}")]
     Source(#[from] SourceError),
     #[error("source: {0}")]
@@ -63,7 +67,7 @@ impl StageError {
     /// The stage that failed, for status and metrics.
     pub fn stage(&self) -> &'static str {
         match self {
-            StageError::Config(_) | StageError::Load(_) => "prepare",
+            StageError::Config(_) | StageError::Load(_) | StageError::Secrets(_) => "prepare",
             StageError::Source(_) | StageError::SourceCall(_) => "source",
             StageError::RenderCall(_) | StageError::Render { .. } | StageError::Object { .. } => "render",
             StageError::ValidateCall(_) | StageError::Validator { .. } | StageError::Blocked { .. } => "validate",
@@ -126,12 +130,12 @@ impl std::fmt::Debug for Moor {
 
 /// The plugins of one config, loaded; a plugin that failed to load fails only the
 /// pipelines that use it.
-pub struct Prepared<'c> {
-    pub config: &'c Config,
+pub struct Prepared {
+    pub config: Arc<Config>,
     plugins: HashMap<String, Result<Plugin, String>>,
 }
 
-impl<'c> Prepared<'c> {
+impl Prepared {
     /// The loaded plugins, by name (those that loaded).
     pub fn plugins(&self) -> impl Iterator<Item = &Plugin> {
         self.plugins.values().filter_map(|p| p.as_ref().ok())
@@ -148,7 +152,7 @@ impl Moor {
     }
 
     /// Loads every plugin the config's pipelines use.
-    pub fn prepare<'c>(&self, config: &'c Config) -> Prepared<'c> {
+    pub fn prepare(&self, config: Arc<Config>) -> Prepared {
         let mut plugins = HashMap::new();
         let used = config
             .pipelines
@@ -160,7 +164,7 @@ impl Moor {
             if plugins.contains_key(name) {
                 continue;
             }
-            plugins.insert(name.to_owned(), self.load_plugin(config, name).map_err(|e| e.to_string()));
+            plugins.insert(name.to_owned(), self.load_plugin(&config, name).map_err(|e| e.to_string()));
         }
         Prepared { config, plugins }
     }
@@ -188,14 +192,14 @@ impl Moor {
     /// One delivery of `pipeline`, stage by stage, as in ARCHITECTURE.md's picture.
     pub async fn reconcile(
         &self,
-        prepared: &Prepared<'_>,
+        prepared: &Prepared,
         pipeline: &PipelineSpec,
         target: &Target,
         run: RunOptions,
         progress: Progress<'_>,
     ) -> Result<apply::Report, StageError> {
-        // source → snapshot → render chain → objects → validate chain (plugins: blocking work)
-        let rendered = blocking(|| self.render_pipeline(prepared, pipeline))?;
+        // source → snapshot → render chain → objects → validate chain
+        let rendered = self.render_with_secrets(prepared, pipeline, Some(&target.client)).await?;
         // plan → apply → prune → health → record
         let settings = &prepared.config.settings;
         Ok(apply::apply(target, settings, pipeline, &rendered.revision, rendered.objects, run, progress).await?)
@@ -206,13 +210,13 @@ impl Moor {
     /// an inventory in the cluster but left the config are removed (FA-10).
     pub async fn apply_config(
         &self,
-        config: &Config,
+        config: Arc<Config>,
         target: &Target,
         only: Option<&str>,
         run: RunOptions,
         progress: Progress<'_>,
     ) -> Vec<PipelineResult> {
-        let prepared = self.prepare(config);
+        let prepared = self.prepare(config.clone());
         let mut results = Vec::new();
         let mut failed = std::collections::HashSet::new();
         for pipeline in config.pipelines_in_order() {
@@ -284,20 +288,44 @@ impl Moor {
         results
     }
 
-    /// Runs the offline stages of `pipeline`: fetch, render, validate.
-    pub fn render_pipeline(&self, prepared: &Prepared<'_>, pipeline: &PipelineSpec) -> Result<Rendered, StageError> {
-        let renderers = resolve_chain(prepared, pipeline, "render", &pipeline.render, PluginKind::Renderer)?;
-        let validators = resolve_chain(prepared, pipeline, "validate", &pipeline.validate, PluginKind::Validator)?;
+    /// Reads the Secrets the pipeline's source and steps were given (only environment
+    /// variables without a `client`), then runs the offline stages on a blocking thread.
+    pub async fn render_with_secrets(
+        &self,
+        prepared: &Prepared,
+        pipeline: &PipelineSpec,
+        client: Option<&kube::Client>,
+    ) -> Result<Rendered, StageError> {
+        let secrets =
+            SecretValues::for_pipeline(client, &prepared.config, pipeline).await.map_err(StageError::Secrets)?;
+        blocking(|| self.render_pipeline(prepared, pipeline, &secrets))
+    }
 
-        let snapshot = self.fetch(prepared, pipeline)?;
+    /// Runs the offline stages of `pipeline`: fetch, render, validate.
+    pub fn render_pipeline(
+        &self,
+        prepared: &Prepared,
+        pipeline: &PipelineSpec,
+        secrets: &SecretValues,
+    ) -> Result<Rendered, StageError> {
+        let renderers = resolve_chain(prepared, pipeline, "render", &pipeline.render, PluginKind::Renderer, secrets)?;
+        let validators =
+            resolve_chain(prepared, pipeline, "validate", &pipeline.validate, PluginKind::Validator, secrets)?;
+
+        let snapshot = self.fetch(prepared, pipeline, secrets)?;
         let objects = render(&snapshot, pipeline.path.s(), &renderers)?;
         let findings = validate(&objects, &validators)?;
         Ok(Rendered { pipeline: pipeline.name.s().to_owned(), revision: snapshot.revision, objects, findings })
     }
 
     /// Stage 1: the source's snapshot.
-    pub fn fetch(&self, prepared: &Prepared<'_>, pipeline: &PipelineSpec) -> Result<Snapshot, StageError> {
-        let config = prepared.config;
+    pub fn fetch(
+        &self,
+        prepared: &Prepared,
+        pipeline: &PipelineSpec,
+        secrets: &SecretValues,
+    ) -> Result<Snapshot, StageError> {
+        let config = &prepared.config;
         let (index, spec) = config
             .sources
             .iter()
@@ -305,10 +333,10 @@ impl Moor {
             .find(|(_, s)| s.name.s() == pipeline.source.s())
             .expect("checked at load");
         let Some(step) = &spec.plugin else {
-            return Ok(self.sources.snapshot(config, spec)?);
+            return Ok(self.sources.snapshot(config, spec, secrets)?);
         };
         let (plugin, with) =
-            resolve_step(prepared, &format!("source[{index}].plugin"), "source", step, PluginKind::Source)?;
+            resolve_step(prepared, &format!("source[{index}].plugin"), "source", step, PluginKind::Source, secrets)?;
         let failed = |message: String| SourceError::Plugin {
             source_name: spec.name.s().into(),
             plugin: plugin.name().into(),
@@ -324,42 +352,51 @@ impl Moor {
     }
 }
 
-/// Runs blocking work (plugin calls) from async code, on a thread of its own: it does
-/// not stall the runtime's workers, and the WASI host, which drives its own small runtime,
-/// never finds itself inside another one.
+/// Runs blocking work (plugin calls) from async code, on a thread of its own, so that the
+/// WASI host, which drives its own small runtime, never finds itself inside another one.
+/// On a multi-threaded runtime the worker hands its other tasks over first
+/// (`block_in_place`), so a long render does not stall the controller's HTTP server.
 pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|scope| match scope.spawn(f).join() {
-        Ok(value) => value,
-        Err(panic) => std::panic::resume_unwind(panic),
-    })
+    let on_thread = || {
+        std::thread::scope(|scope| match scope.spawn(f).join() {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        })
+    };
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(on_thread),
+        _ => on_thread(),
+    }
 }
 
 /// The plugins of one chain with their checked configs.
 fn resolve_chain<'p>(
-    prepared: &'p Prepared<'_>,
+    prepared: &'p Prepared,
     pipeline: &PipelineSpec,
     chain: &str,
     steps: &[Step],
     kind: PluginKind,
+    secrets: &SecretValues,
 ) -> Result<Vec<(&'p Plugin, serde_json::Value)>, StageError> {
     let index = prepared.config.pipelines.iter().position(|p| p.name.s() == pipeline.name.s()).unwrap_or(0);
     steps
         .iter()
         .enumerate()
-        .map(|(j, step)| resolve_step(prepared, &format!("pipeline[{index}].{chain}[{j}]"), chain, step, kind))
+        .map(|(j, step)| resolve_step(prepared, &format!("pipeline[{index}].{chain}[{j}]"), chain, step, kind, secrets))
         .collect()
 }
 
 /// The loaded plugin of one step, checked to be of `kind`, and its config, checked against
 /// the plugin's schema. Errors point at the step (`key`) in the config file.
-fn resolve_step<'p>(
-    prepared: &'p Prepared<'_>,
+pub(crate) fn resolve_step<'p>(
+    prepared: &'p Prepared,
     key: &str,
     chain: &str,
     step: &Step,
     kind: PluginKind,
+    secrets: &SecretValues,
 ) -> Result<(&'p Plugin, serde_json::Value), StageError> {
-    let config = prepared.config;
+    let config = &prepared.config;
     let name = step.uses.s();
     let plugin = match prepared.plugins.get(name) {
         Some(Ok(plugin)) => plugin,
@@ -370,7 +407,8 @@ fn resolve_step<'p>(
         let message = format!("plugin `{name}` is a {}; `{chain}` takes {kind}s", plugin.kind());
         return Err(config.error_at(step.uses.span(), format!("{key}.use"), message).into());
     }
-    let with = step.config_json();
+    let with =
+        secrets.step_config(step, &config.settings.namespace).map_err(|e| StageError::Secrets(format!("{key}.{e}")))?;
     if let Err(errors) = plugin.check_config(&with) {
         let span = step.config.as_ref().map(|c| c.span()).unwrap_or(step.uses.span());
         let message = format!("rejected by plugin `{name}`'s schema: {}", errors.join("; "));

@@ -5,6 +5,7 @@
 //! already in the mirror no pack is requested, and when its snapshot exists nothing is
 //! written. A pinned commit that is already in the mirror needs no network at all.
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -34,6 +35,7 @@ pub fn snapshot(
     base: &Path,
     cache: &Path,
     limits: TreeLimits,
+    secret: Option<&BTreeMap<String, String>>,
 ) -> Result<(Snapshot, FetchReport), SourceError> {
     let err = |message: String| SourceError::Git { source_name: source.into(), message };
     let url = normalize_url(&spec.url, base);
@@ -52,7 +54,7 @@ pub fn snapshot(
     let commit_id =
         match pinned.and_then(|id| gix::ObjectId::from_hex(id.as_bytes()).ok()).filter(|id| repo.has_object(id)) {
             Some(id) => id,
-            None => fetch(&repo, &url, spec, &mut report).map_err(|m| err(redact(&m)))?,
+            None => fetch(&repo, &url, spec, secret, &mut report).map_err(|m| err(redact(&m)))?,
         };
 
     let commit = repo
@@ -89,10 +91,27 @@ pub fn snapshot(
 
 /// Contacts the remote, receives a pack unless the wanted commit is already here, and
 /// returns the commit id.
-fn fetch(repo: &gix::Repository, url: &str, spec: &GitSpec, report: &mut FetchReport) -> Result<gix::ObjectId, String> {
+fn fetch(
+    repo: &gix::Repository,
+    url: &str,
+    spec: &GitSpec,
+    secret: Option<&BTreeMap<String, String>>,
+    report: &mut FetchReport,
+) -> Result<gix::ObjectId, String> {
     let wanted = spec.reference.clone().unwrap_or_else(|| "HEAD".into());
     let mut repo = repo.clone();
-    if let Some(key) = spec.credentials.as_ref().and_then(|c| c.ssh_key_file.as_ref()) {
+    // An SSH key from a Secret lives in a private file for the length of the fetch.
+    let identity = match secret.and_then(|s| s.get("identity")) {
+        Some(key) => {
+            let mut file = tempfile::NamedTempFile::new().map_err(|e| format!("cannot write the SSH key: {e}"))?;
+            std::io::Write::write_all(&mut file, key.as_bytes())
+                .map_err(|e| format!("cannot write the SSH key: {e}"))?;
+            Some(file.into_temp_path())
+        }
+        None => None,
+    };
+    let key_file = identity.as_deref().or(spec.credentials.as_ref().and_then(|c| c.ssh_key_file.as_deref()));
+    if let Some(key) = key_file {
         let mut config = repo.config_snapshot_mut();
         let command = format!(
             "ssh -i '{}' -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
@@ -109,7 +128,7 @@ fn fetch(repo: &gix::Repository, url: &str, spec: &GitSpec, report: &mut FetchRe
         .map_err(|e| format!("invalid ref `{wanted}`: {e}"))?
         .with_fetch_tags(gix::remote::fetch::Tags::None);
     let connection = remote.connect(Direction::Fetch).map_err(|e| format!("cannot connect: {e}"))?;
-    let account = credentials(spec.credentials.as_ref())?;
+    let account = credentials(spec.credentials.as_ref(), secret)?;
     let connection = connection.with_credentials(move |action| match (&action, &account) {
         (gix::credentials::helper::Action::Get(ctx), Some(account)) => {
             Ok(Some(gix::credentials::protocol::Outcome { identity: account.clone(), next: ctx.clone().into() }))
@@ -141,8 +160,20 @@ fn fetch(repo: &gix::Repository, url: &str, spec: &GitSpec, report: &mut FetchRe
     Ok(advertised)
 }
 
-fn credentials(spec: Option<&GitCredentials>) -> Result<Option<gix::sec::identity::Account>, String> {
+fn credentials(
+    spec: Option<&GitCredentials>,
+    secret: Option<&BTreeMap<String, String>>,
+) -> Result<Option<gix::sec::identity::Account>, String> {
     let Some(c) = spec else { return Ok(None) };
+    if let Some(secret) = secret
+        && let Some(password) = secret.get("password")
+    {
+        return Ok(Some(gix::sec::identity::Account {
+            username: secret.get("username").cloned().unwrap_or_else(|| "git".into()),
+            password: password.clone(),
+            oauth_refresh_token: None,
+        }));
+    }
     let env = |name: &String| {
         std::env::var(name).map_err(|_| format!("credentials: environment variable `{name}` is not set"))
     };

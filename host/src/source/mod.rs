@@ -15,6 +15,7 @@ pub mod tree;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, SourceSpec, SpannedStr};
+use crate::secrets::SecretValues;
 
 /// A finished, immutable source tree.
 #[derive(Debug, Clone)]
@@ -57,14 +58,26 @@ impl Sources {
 
     /// Fetches (git) or reads (path) a source into the snapshot store. Plugin sources go
     /// through [`Sources::from_plugin`].
-    pub fn snapshot(&self, config: &Config, spec: &SourceSpec) -> Result<Snapshot, SourceError> {
+    pub fn snapshot(
+        &self,
+        config: &Config,
+        spec: &SourceSpec,
+        secrets: &SecretValues,
+    ) -> Result<Snapshot, SourceError> {
         let name = spec.name.s();
         if let Some(path) = &spec.path {
             let dir = config.resolve(path.get_ref());
             return tree::snapshot_dir(name, &dir, &self.store(), spec.limits);
         }
         let git = spec.git.as_ref().expect("checked at load: path, git or plugin").get_ref();
-        git::snapshot(name, git, &config.base, &self.cache, spec.limits).map(|(snapshot, _)| snapshot)
+        let secret = git.credentials.as_ref().and_then(|c| c.secret.as_ref());
+        let secret = match secret {
+            Some(secret_name) => Some(secrets.secret(secret_name, &config.settings.namespace).ok_or_else(|| {
+                SourceError::Git { source_name: name.into(), message: format!("Secret `{secret_name}` was not read") }
+            })?),
+            None => None,
+        };
+        git::snapshot(name, git, &config.base, &self.cache, spec.limits, secret).map(|(snapshot, _)| snapshot)
     }
 
     /// Writes the files a source plugin returned into a snapshot, checking every path. The

@@ -22,9 +22,9 @@ fn run_case(case: &Path) -> String {
     );
     let cfg = config(case, &text).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
     let moor = Moor::new(cache_dir()).unwrap();
-    let prepared = moor.prepare(&cfg);
+    let prepared = moor.prepare(std::sync::Arc::new(cfg.clone()));
     let mut out = String::new();
-    match moor.render_pipeline(&prepared, cfg.pipeline("case").unwrap()) {
+    match moor.render_pipeline(&prepared, cfg.pipeline("case").unwrap(), &Default::default()) {
         Ok(rendered) => {
             for o in &rendered.objects {
                 out.push_str(&format!("{}  {}\n", o.origin(), o.display_name()));

@@ -66,7 +66,7 @@ fn spec(f: &Fixture, reference: Option<&str>) -> GitSpec {
 }
 
 fn fetch(f: &Fixture, reference: Option<&str>) -> (moor::source::Snapshot, FetchReport) {
-    snapshot("apps", &spec(f, reference), Path::new("/"), &f.cache, TreeLimits::default()).unwrap()
+    snapshot("apps", &spec(f, reference), Path::new("/"), &f.cache, TreeLimits::default(), None).unwrap()
 }
 
 fn read(s: &moor::source::Snapshot, path: &str) -> String {
@@ -136,8 +136,8 @@ fn a_sub_path_of_a_git_source_renders_only_that_directory() {
     let dir = tree(&[]);
     let cfg = config(dir.path(), &text).unwrap();
     let moor = moor::reconcile::Moor::new(&f.cache).unwrap();
-    let prepared = moor.prepare(&cfg);
-    let rendered = moor.render_pipeline(&prepared, cfg.pipeline("web").unwrap()).unwrap();
+    let prepared = moor.prepare(std::sync::Arc::new(cfg.clone()));
+    let rendered = moor.render_pipeline(&prepared, cfg.pipeline("web").unwrap(), &Default::default()).unwrap();
     let names: Vec<_> = rendered.objects.iter().map(|o| (o.name().to_owned(), o.origin())).collect();
     assert_eq!(names, vec![("web".to_owned(), "apps/web/deploy.yaml:1".to_owned())]);
     assert_eq!(rendered.revision, git(&f.repo, &["rev-parse", "HEAD"]));

@@ -77,13 +77,16 @@ fn a_yaml_alias_bomb_fails_its_pipeline_only() {
     let text = "[[source]]\nname = \"s\"\npath = \".\"\n\n[[pipeline]]\nname = \"bomb\"\nsource = \"s\"\npath = \"bomb\"\n\n[[pipeline]]\nname = \"fine\"\nsource = \"s\"\npath = \"fine\"\n";
     let cfg = config(dir.path(), text).unwrap();
     let moor = moor::reconcile::Moor::new(cache_dir()).unwrap();
-    let prepared = moor.prepare(&cfg);
-    let err = moor.render_pipeline(&prepared, cfg.pipeline("bomb").unwrap()).unwrap_err();
+    let prepared = moor.prepare(std::sync::Arc::new(cfg.clone()));
+    let err = moor.render_pipeline(&prepared, cfg.pipeline("bomb").unwrap(), &Default::default()).unwrap_err();
     let findings = err.findings();
     assert_eq!(findings.len(), 1, "{err}");
     assert!(findings[0].message.contains("repetition limit exceeded"), "{}", findings[0]);
     assert_eq!(findings[0].file.as_deref(), Some("bomb/laughs.yaml"));
-    assert_eq!(moor.render_pipeline(&prepared, cfg.pipeline("fine").unwrap()).unwrap().objects.len(), 1);
+    assert_eq!(
+        moor.render_pipeline(&prepared, cfg.pipeline("fine").unwrap(), &Default::default()).unwrap().objects.len(),
+        1
+    );
 }
 
 fn plugin_source_config(files: &str) -> String {
@@ -98,8 +101,8 @@ fn render_plugin_source(files: &str) -> Result<moor::reconcile::Rendered, moor::
     let dir = tree(&[]);
     let cfg = config(dir.path(), &plugin_source_config(files)).unwrap();
     let moor = moor::reconcile::Moor::new(cache_dir()).unwrap();
-    let prepared = moor.prepare(&cfg);
-    moor.render_pipeline(&prepared, cfg.pipeline("p").unwrap())
+    let prepared = moor.prepare(std::sync::Arc::new(cfg.clone()));
+    moor.render_pipeline(&prepared, cfg.pipeline("p").unwrap(), &Default::default())
 }
 
 #[test]

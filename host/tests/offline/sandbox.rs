@@ -56,10 +56,10 @@ path = "app"
     );
     let config = config(dir.path(), &text).unwrap();
     let moor = Moor::new(cache_dir()).unwrap();
-    let prepared = moor.prepare(&config);
-    let stuck = moor.render_pipeline(&prepared, config.pipeline("stuck").unwrap()).unwrap_err();
+    let prepared = moor.prepare(std::sync::Arc::new(config.clone()));
+    let stuck = moor.render_pipeline(&prepared, config.pipeline("stuck").unwrap(), &Default::default()).unwrap_err();
     assert!(matches!(stuck, StageError::RenderCall(CallError::Timeout { .. })), "{stuck:?}");
-    let fine = moor.render_pipeline(&prepared, config.pipeline("fine").unwrap()).unwrap();
+    let fine = moor.render_pipeline(&prepared, config.pipeline("fine").unwrap(), &Default::default()).unwrap();
     assert_eq!(fine.objects.len(), 1);
 }
 

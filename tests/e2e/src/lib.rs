@@ -207,7 +207,7 @@ impl Project {
         let config = moor::config::Config::load(&self.dir.path().join("moor.toml"), &builtin)?;
         let moor = moor::reconcile::Moor::new(&plugin_cache())?;
         let target = cluster().target().await?;
-        Ok(moor.apply_config(&config, &target, None, run, &|_| {}).await)
+        Ok(moor.apply_config(std::sync::Arc::new(config.clone()), &target, None, run, &|_| {}).await)
     }
 
     /// The result of the one pipeline named `name`; panics with its error when it failed.

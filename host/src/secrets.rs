@@ -1,0 +1,142 @@
+//! Secret values a pipeline needs: keys of Kubernetes Secrets and environment variables,
+//! read by the host just before a run (FA-1).
+//!
+//! Values only go where the config sends them: git credentials to the git transport, a
+//! step's `secrets` into that step's `with` table. They are never logged, and the type
+//! that holds them prints no values.
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::config::{Config, PipelineSpec, SecretRef, SpannedStr, Step};
+
+/// The Secrets and variables one run needs, read.
+#[derive(Default, Clone)]
+pub struct SecretValues {
+    /// `(namespace, name)` → data.
+    secrets: HashMap<(String, String), BTreeMap<String, String>>,
+    env: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.secrets.keys().map(|(ns, n)| format!("{ns}/{n}")).collect();
+        f.debug_struct("SecretValues").field("secrets", &names).finish_non_exhaustive()
+    }
+}
+
+/// `name` or `namespace/name` → `(namespace, name)`.
+fn secret_key(name: &str, default_namespace: &str) -> (String, String) {
+    match name.split_once('/') {
+        Some((ns, n)) => (ns.to_owned(), n.to_owned()),
+        None => (default_namespace.to_owned(), name.to_owned()),
+    }
+}
+
+impl SecretValues {
+    /// Reads every Secret and variable `pipeline` refers to (its git source's credentials
+    /// and its steps' `secrets`). Without a cluster, only variables can be read.
+    pub async fn for_pipeline(
+        client: Option<&kube::Client>,
+        config: &Config,
+        pipeline: &PipelineSpec,
+    ) -> Result<SecretValues, String> {
+        let namespace = &config.settings.namespace;
+        let source = config.source(pipeline.source.s());
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        let mut values = SecretValues::default();
+        if let Some(name) =
+            source.and_then(|s| s.git.as_ref()).and_then(|g| g.get_ref().credentials.as_ref()?.secret.as_ref())
+        {
+            wanted.push(secret_key(name, namespace));
+        }
+        let steps = pipeline
+            .render
+            .iter()
+            .chain(&pipeline.validate)
+            .chain(&pipeline.notify)
+            .chain(source.and_then(|s| s.plugin.as_ref()));
+        for r in steps.flat_map(|s| s.secrets.values()) {
+            match (&r.secret, &r.env) {
+                (Some(name), _) => wanted.push(secret_key(name, namespace)),
+                (None, Some(var)) => {
+                    let value = std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))?;
+                    values.env.insert(var.clone(), value);
+                }
+                (None, None) => {}
+            }
+        }
+        for (ns, name) in wanted {
+            if values.secrets.contains_key(&(ns.clone(), name.clone())) {
+                continue;
+            }
+            let data = read_secret(client, &ns, &name).await?;
+            values.secrets.insert((ns, name), data);
+        }
+        Ok(values)
+    }
+
+    /// The data of a whole Secret (`name` or `namespace/name`).
+    pub fn secret(&self, name: &str, default_namespace: &str) -> Option<&BTreeMap<String, String>> {
+        self.secrets.get(&secret_key(name, default_namespace))
+    }
+
+    /// One value.
+    pub fn get(&self, r: &SecretRef, default_namespace: &str) -> Result<&str, String> {
+        match (&r.secret, &r.key, &r.env) {
+            (Some(name), Some(key), _) => {
+                let data =
+                    self.secret(name, default_namespace).ok_or_else(|| format!("Secret `{name}` was not read"))?;
+                data.get(key).map(String::as_str).ok_or_else(|| format!("Secret `{name}` has no key `{key}`"))
+            }
+            (_, _, Some(var)) => {
+                self.env.get(var).map(String::as_str).ok_or_else(|| format!("environment variable `{var}` is not set"))
+            }
+            _ => Err("an empty secret reference".into()),
+        }
+    }
+
+    /// A step's `with` table with its `secrets` filled in.
+    pub fn step_config(&self, step: &Step, default_namespace: &str) -> Result<serde_json::Value, String> {
+        let mut with = step.config_json();
+        for (field, r) in &step.secrets {
+            let value = self.get(r, default_namespace).map_err(|e| format!("secrets.{field}: {e}"))?;
+            with[field] = serde_json::Value::String(value.to_owned());
+        }
+        Ok(with)
+    }
+}
+
+/// Reads one value outside a pipeline (the API token, a webhook secret).
+pub async fn read_one(client: Option<&kube::Client>, r: &SecretRef, default_namespace: &str) -> Result<String, String> {
+    match (&r.secret, &r.key, &r.env) {
+        (Some(name), Some(key), _) => {
+            let (ns, n) = secret_key(name, default_namespace);
+            let data = read_secret(client, &ns, &n).await?;
+            data.get(key).cloned().ok_or_else(|| format!("Secret `{ns}/{n}` has no key `{key}`"))
+        }
+        (_, _, Some(var)) => std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set")),
+        _ => Err("an empty secret reference".into()),
+    }
+}
+
+async fn read_secret(
+    client: Option<&kube::Client>,
+    namespace: &str,
+    name: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let Some(client) = client else {
+        return Err(format!("Secret `{namespace}/{name}` needs a cluster connection"));
+    };
+    let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
+    let secret = api
+        .get(name)
+        .await
+        .map_err(|e| format!("cannot read Secret `{namespace}/{name}`: {}", crate::apply::kube_error(&e)))?;
+    let mut data: BTreeMap<String, String> = secret.string_data.unwrap_or_default();
+    for (k, v) in secret.data.unwrap_or_default() {
+        data.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+    }
+    Ok(data)
+}
