@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::Secret;
 
-use crate::config::{Config, PipelineSpec, SecretRef, SpannedStr, Step};
+use crate::config::{Config, PipelineSpec, SecretRef, SourceSpec, SpannedStr, Step};
 
 /// The Secrets and variables one run needs, read.
 #[derive(Default, Clone)]
@@ -35,29 +35,42 @@ fn secret_key(name: &str, default_namespace: &str) -> (String, String) {
 }
 
 impl SecretValues {
-    /// Reads every Secret and variable `pipeline` refers to (its git source's credentials
-    /// and its steps' `secrets`). Without a cluster, only variables can be read.
+    /// Reads every Secret and variable `pipeline` refers to (its source's and its steps').
+    /// Without a cluster, only variables can be read.
     pub async fn for_pipeline(
         client: Option<&kube::Client>,
         config: &Config,
         pipeline: &PipelineSpec,
     ) -> Result<SecretValues, String> {
-        let namespace = &config.settings.namespace;
         let source = config.source(pipeline.source.s());
+        let steps = pipeline.render.iter().chain(&pipeline.validate).chain(&pipeline.notify);
+        SecretValues::read(client, config, source, steps).await
+    }
+
+    /// Reads what a source needs: git credentials, or its plugin step's secrets.
+    pub async fn for_source(
+        client: Option<&kube::Client>,
+        config: &Config,
+        source: &SourceSpec,
+    ) -> Result<SecretValues, String> {
+        SecretValues::read(client, config, Some(source), std::iter::empty()).await
+    }
+
+    async fn read<'a>(
+        client: Option<&kube::Client>,
+        config: &Config,
+        source: Option<&'a SourceSpec>,
+        steps: impl Iterator<Item = &'a Step>,
+    ) -> Result<SecretValues, String> {
+        let namespace = &config.settings.namespace;
         let mut wanted: Vec<(String, String)> = Vec::new();
         let mut values = SecretValues::default();
-        if let Some(name) =
-            source.and_then(|s| s.git.as_ref()).and_then(|g| g.get_ref().credentials.as_ref()?.secret.as_ref())
-        {
+        let git_secret =
+            source.and_then(|s| s.git.as_ref()).and_then(|g| g.get_ref().credentials.as_ref()?.secret.as_ref());
+        if let Some(name) = git_secret {
             wanted.push(secret_key(name, namespace));
         }
-        let steps = pipeline
-            .render
-            .iter()
-            .chain(&pipeline.validate)
-            .chain(&pipeline.notify)
-            .chain(source.and_then(|s| s.plugin.as_ref()));
-        for r in steps.flat_map(|s| s.secrets.values()) {
+        for r in steps.chain(source.and_then(|s| s.plugin.as_ref())).flat_map(|s| s.secrets.values()) {
             match (&r.secret, &r.env) {
                 (Some(name), _) => wanted.push(secret_key(name, namespace)),
                 (None, Some(var)) => {

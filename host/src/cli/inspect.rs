@@ -70,6 +70,7 @@ pub fn test(
     input: Option<&Path>,
     with: &str,
     after_yaml: bool,
+    allow_hosts: &[String],
     output: Output,
 ) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(cache)?;
@@ -122,7 +123,7 @@ pub fn test(
                 objects: Vec::new(),
                 timestamp: "1970-01-01T00:00:00Z".into(),
             };
-            if let Err(message) = plugin.notify(&config, &[event])? {
+            if let Err(message) = plugin.notify(&config, &[event], allow_hosts)? {
                 report.error = Some(message);
             }
         }

@@ -1,6 +1,7 @@
 //! The `moor` command line: argument parsing and output; the work is done by the library.
 
 mod cluster;
+mod controller;
 mod inspect;
 mod new;
 mod render;
@@ -57,9 +58,57 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
     },
+    /// Controller mode: keep every pipeline reconciled, on its interval and on new
+    /// revisions, drift, webhooks and manual requests; serve the status page and metrics.
+    Run {
+        config: PathBuf,
+        /// Address of the status page, API, webhook receiver and /metrics.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "MOOR_LISTEN")]
+        listen: std::net::SocketAddr,
+        /// Take part in leader election on a Lease: only the holder runs pipelines.
+        #[arg(long)]
+        leader_elect: bool,
+        /// This instance's name in the Lease (default: host name and process id).
+        #[arg(long, env = "MOOR_IDENTITY")]
+        identity: Option<String>,
+        /// On SIGTERM, how long runs in progress may take before they are stopped.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        shutdown_grace: std::time::Duration,
+        /// How long the Lease lasts without renewal; a standby takes over after it.
+        #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+        lease_duration: std::time::Duration,
+    },
+    /// Ask a running controller to reconcile a pipeline now (or queue one run).
+    Reconcile {
+        pipeline: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Suspend a pipeline on a running controller.
+    Suspend {
+        pipeline: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Resume a suspended pipeline on a running controller.
+    Resume {
+        pipeline: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+/// Where a running controller is, and the token its API needs.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "MOOR_SERVER")]
+    server: String,
+    /// The `[moor] api_token` of the controller.
+    #[arg(long, env = "MOOR_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,6 +146,9 @@ pub enum PluginCommand {
         /// For a renderer that transforms objects: render the input with `yaml` first.
         #[arg(long)]
         after_yaml: bool,
+        /// For a notifier: a host (`host` or `host:port`) it may reach; repeatable.
+        #[arg(long = "allow-host")]
+        allow_hosts: Vec<String>,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -163,12 +215,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cluster::apply(&cache, &config, pipeline.as_deref(), dry_run, output)
         }
         Command::Diff { config, pipeline, color } => cluster::diff(&cache, &config, pipeline.as_deref(), color),
+        Command::Run { config, listen, leader_elect, identity, shutdown_grace, lease_duration } => {
+            let args = controller::RunArgs { listen, leader_elect, identity, shutdown_grace, lease_duration };
+            controller::run(&cache, &config, args)
+        }
+        Command::Reconcile { pipeline, server } => {
+            controller::request(&server.server, server.token.as_deref(), &pipeline, controller::Request::Reconcile)
+        }
+        Command::Suspend { pipeline, server } => {
+            controller::request(&server.server, server.token.as_deref(), &pipeline, controller::Request::Suspend)
+        }
+        Command::Resume { pipeline, server } => {
+            controller::request(&server.server, server.token.as_deref(), &pipeline, controller::Request::Resume)
+        }
         Command::Plugin(PluginCommand::Inspect { file, output }) => inspect::inspect(&cache, &file, output),
         Command::Plugin(PluginCommand::New { name, kind, dir, sdk_path }) => {
             new::new(&name, kind, &dir, sdk_path.as_deref())
         }
-        Command::Plugin(PluginCommand::Test { plugin, input, with, after_yaml, output }) => {
-            inspect::test(&cache, &plugin, input.as_deref(), &with, after_yaml, output)
+        Command::Plugin(PluginCommand::Test { plugin, input, with, after_yaml, allow_hosts, output }) => {
+            inspect::test(&cache, &plugin, input.as_deref(), &with, after_yaml, &allow_hosts, output)
         }
     }
 }

@@ -121,6 +121,7 @@ pub(super) fn load(runtime: &Runtime, name: &str, source: PluginSource, limits: 
 
     let mut plugin = Plugin {
         name: Arc::from(name),
+        observer: runtime.observer.clone(),
         info: PluginInfo {
             name: name.into(),
             version: String::new(),

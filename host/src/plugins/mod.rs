@@ -3,13 +3,15 @@
 //!
 //! Architecture invariants kept here:
 //! - a plugin gets `log`, an empty WASI context (no env, no args, no sockets, no stdin)
-//!   and, for a renderer reading a tree, the snapshot as a read-only preopen; nothing else;
+//!   and, for a renderer reading a tree, the snapshot as a read-only preopen; a notifier
+//!   gets wasi:http to the hosts its step allows (every other host is denied); nothing else;
 //! - every call is a fresh instance with a time limit (epoch interruption), a memory cap
 //!   (a resource limiter) and a cap on the size of what it returns;
 //! - a limit hit is an error naming the plugin and the limit, and leaves the runtime usable.
 
 mod bindings;
 mod cache;
+mod http;
 mod load;
 mod output;
 
@@ -139,6 +141,7 @@ pub enum CallError {
 
 /// The one wasmtime engine, its cache and linker, and the epoch ticker.
 pub struct Runtime {
+    observer: Arc<std::sync::OnceLock<CallObserver>>,
     engine: Engine,
     linker: Linker<CallState>,
     cache: cache::CompileCache,
@@ -185,6 +188,7 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
         bindings::log::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -199,7 +203,12 @@ impl Runtime {
             })?
         };
         let cache = cache::CompileCache::new(cache_dir, &engine);
-        Ok(Runtime { engine, linker, cache, ticker: Some(ticker), stop })
+        Ok(Runtime { observer: Default::default(), engine, linker, cache, ticker: Some(ticker), stop })
+    }
+
+    /// Sets the function told of every call's plugin and duration (once; for metrics).
+    pub fn observe_calls(&self, observer: CallObserver) {
+        let _ = self.observer.set(observer);
     }
 
     /// Loads a plugin: checks its pin, compiles it (or reads it from the cache), checks
@@ -209,10 +218,16 @@ impl Runtime {
     }
 }
 
+/// Told the plugin's name and the duration of every call.
+pub type CallObserver = Box<dyn Fn(&str, Duration) + Send + Sync>;
+
 /// Store data of one call.
 pub(crate) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    /// The hosts wasi:http may reach in this call (none unless a notify step allows some).
+    http_grant: http::Grant,
     limiter: MemoryLimiter,
     plugin: Arc<str>,
     /// Bytes of `log` messages still allowed in this call, and bytes dropped past that.
@@ -296,6 +311,7 @@ fn serialize_display<S: serde::Serializer>(value: &impl std::fmt::Display, s: S)
 /// A loaded plugin, ready to be called any number of times.
 pub struct Plugin {
     name: Arc<str>,
+    observer: Arc<std::sync::OnceLock<CallObserver>>,
     pub info: PluginInfo,
     pub origin: Origin,
     pub limits: Limits,
@@ -389,11 +405,17 @@ impl Plugin {
         Ok(result)
     }
 
-    /// Calls a notifier.
-    pub fn notify(&self, config: &serde_json::Value, events: &[Event]) -> Result<Result<(), String>, CallError> {
+    /// Calls a notifier; wasi:http reaches only `allow_hosts` (`host` or `host:port`).
+    pub fn notify(
+        &self,
+        config: &serde_json::Value,
+        events: &[Event],
+        allow_hosts: &[String],
+    ) -> Result<Result<(), String>, CallError> {
         let KindIndices::Notify(indices) = &self.indices else { unreachable!("checked at load") };
         let config = config.to_string();
-        self.call(None, |store, instance| {
+        let grant = http::Grant { hosts: allow_hosts.to_vec(), timeout: self.limits.timeout };
+        self.call_with(None, grant, |store, instance| {
             let guest = indices.load(&mut *store, instance)?;
             guest.call_notify(store, &config, events)
         })
@@ -441,6 +463,16 @@ impl Plugin {
         snapshot: Option<&Path>,
         f: impl FnOnce(&mut Store<CallState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
+        self.call_with(snapshot, http::Grant::none(), f)
+    }
+
+    /// [`Plugin::call`] with network grants.
+    fn call_with<R>(
+        &self,
+        snapshot: Option<&Path>,
+        http_grant: http::Grant,
+        f: impl FnOnce(&mut Store<CallState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
         let started = Instant::now();
         let stdio = CappedOutput::new(self.limits.log);
         let mut wasi = WasiCtx::builder();
@@ -456,6 +488,8 @@ impl Plugin {
         let state = CallState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_grant,
             limiter: MemoryLimiter { limit: self.limits.memory, hit: false },
             plugin: self.name.clone(),
             log_budget: self.limits.log,
@@ -485,6 +519,9 @@ impl Plugin {
             );
         }
         tracing::debug!(plugin = &*self.name, elapsed = ?started.elapsed(), "plugin call");
+        if let Some(observe) = self.observer.get() {
+            observe(&self.name, started.elapsed());
+        }
 
         result.map_err(|(instantiating, e)| self.classify(&store, instantiating, e))
     }

@@ -48,6 +48,8 @@ pub enum StageError {
     Blocked { findings: Vec<Finding> },
     #[error("{stage}: {error}", stage = apply_stage(.0), error = .0)]
     Apply(#[from] ApplyError),
+    #[error("run: stopped after its timeout of {}", humantime::format_duration(*.0))]
+    Timeout(std::time::Duration),
 }
 
 /// The stage of the cluster half an apply error belongs to.
@@ -72,6 +74,7 @@ impl StageError {
             StageError::RenderCall(_) | StageError::Render { .. } | StageError::Object { .. } => "render",
             StageError::ValidateCall(_) | StageError::Validator { .. } | StageError::Blocked { .. } => "validate",
             StageError::Apply(e) => apply_stage(e),
+            StageError::Timeout(_) => "timeout",
         }
     }
 
@@ -94,6 +97,13 @@ pub struct Rendered {
     pub findings: Vec<Finding>,
 }
 
+/// What a delivery did, and the validators' warnings on the way.
+#[derive(Debug)]
+pub struct Delivery {
+    pub report: apply::Report,
+    pub findings: Vec<Finding>,
+}
+
 /// How one pipeline fared in a run.
 #[derive(Debug, Serialize)]
 pub struct PipelineResult {
@@ -107,7 +117,7 @@ pub struct PipelineResult {
 }
 
 impl PipelineResult {
-    fn failed(name: &str, e: &StageError) -> PipelineResult {
+    pub fn failed(name: &str, e: &StageError) -> PipelineResult {
         let mut error = e.to_string();
         for finding in e.findings() {
             error.push_str(&format!("\n  {finding}"));
@@ -140,6 +150,15 @@ impl Prepared {
     pub fn plugins(&self) -> impl Iterator<Item = &Plugin> {
         self.plugins.values().filter_map(|p| p.as_ref().ok())
     }
+
+    /// One plugin, or why it did not load.
+    pub fn plugin(&self, name: &str) -> Result<&Plugin, String> {
+        match self.plugins.get(name) {
+            Some(Ok(plugin)) => Ok(plugin),
+            Some(Err(message)) => Err(message.clone()),
+            None => Err(format!("plugin `{name}` was not loaded")),
+        }
+    }
 }
 
 impl Moor {
@@ -149,6 +168,10 @@ impl Moor {
 
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    pub fn sources(&self) -> &Sources {
+        &self.sources
     }
 
     /// Loads every plugin the config's pipelines use.
@@ -197,12 +220,14 @@ impl Moor {
         target: &Target,
         run: RunOptions,
         progress: Progress<'_>,
-    ) -> Result<apply::Report, StageError> {
+    ) -> Result<Delivery, StageError> {
         // source → snapshot → render chain → objects → validate chain
         let rendered = self.render_with_secrets(prepared, pipeline, Some(&target.client)).await?;
         // plan → apply → prune → health → record
         let settings = &prepared.config.settings;
-        Ok(apply::apply(target, settings, pipeline, &rendered.revision, rendered.objects, run, progress).await?)
+        let report =
+            apply::apply(target, settings, pipeline, &rendered.revision, rendered.objects, run, progress).await?;
+        Ok(Delivery { report, findings: rendered.findings })
     }
 
     /// Reconciles every pipeline of `config` once (or only `only`), in `depends_on` order;
@@ -248,12 +273,12 @@ impl Moor {
             }
             progress(&format!("pipeline {name}"));
             match self.reconcile(&prepared, pipeline, target, run, progress).await {
-                Ok(report) => results.push(PipelineResult {
+                Ok(delivery) => results.push(PipelineResult {
                     pipeline: name.into(),
                     ok: true,
                     stage: None,
                     error: None,
-                    report: Some(report),
+                    report: Some(delivery.report),
                 }),
                 Err(e) => {
                     failed.insert(name);
@@ -398,11 +423,7 @@ pub(crate) fn resolve_step<'p>(
 ) -> Result<(&'p Plugin, serde_json::Value), StageError> {
     let config = &prepared.config;
     let name = step.uses.s();
-    let plugin = match prepared.plugins.get(name) {
-        Some(Ok(plugin)) => plugin,
-        Some(Err(message)) => return Err(StageError::Load(message.clone())),
-        None => return Err(StageError::Load(format!("plugin `{name}` was not loaded"))),
-    };
+    let plugin = prepared.plugin(name).map_err(StageError::Load)?;
     if plugin.kind() != kind {
         let message = format!("plugin `{name}` is a {}; `{chain}` takes {kind}s", plugin.kind());
         return Err(config.error_at(step.uses.span(), format!("{key}.use"), message).into());

@@ -1,0 +1,124 @@
+//! `moor run` (controller mode) and the commands that talk to a running controller:
+//! `moor reconcile`, `moor suspend`, `moor resume`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::apply::Target;
+use crate::config::Config;
+use crate::reconcile::Moor;
+use crate::schedule::{Controller, Options};
+
+/// How `moor run` was asked to run.
+#[derive(Debug, Clone)]
+pub struct RunArgs {
+    pub listen: SocketAddr,
+    pub leader_elect: bool,
+    pub identity: Option<String>,
+    pub shutdown_grace: Duration,
+    pub lease_duration: Duration,
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C.
+pub fn run(cache: &Path, file: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let builtin: Vec<&str> = crate::plugins::builtin_names().collect();
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let config = Config::parse(file, text.clone(), &builtin)?;
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let options = Options {
+        config_file: file.to_owned(),
+        leader_election: args.leader_elect,
+        identity,
+        shutdown_grace: args.shutdown_grace,
+        lease_duration: args.lease_duration,
+        lease_grace: (args.lease_duration / 3).max(Duration::from_secs(1)),
+    };
+    super::cluster::runtime()?.block_on(async move {
+        let moor = Moor::new(cache)?;
+        let target = Target::connect().await?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        eprintln!("moor: serving http://{} (status page, API, /hooks, /metrics)", listener.local_addr()?);
+        let controller = Controller::new(moor, target, config, text, options);
+        let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::http::serve(controller.clone(), listener, async move {
+            let _ = stopped.await;
+        }));
+        controller.run(signal()).await;
+        let _ = stop_http.send(());
+        let _ = server.await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or SIGINT.
+async fn signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// The pod name in a cluster (`HOSTNAME`), else host name and process id.
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .unwrap_or_else(|| "moor".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// What to ask a running controller.
+#[derive(Debug, Clone, Copy)]
+pub enum Request {
+    Reconcile,
+    Suspend,
+    Resume,
+}
+
+/// `moor reconcile|suspend|resume PIPELINE`: one API call to a running controller.
+pub fn request(server: &str, token: Option<&str>, pipeline: &str, what: Request) -> anyhow::Result<ExitCode> {
+    let verb = match what {
+        Request::Reconcile => "reconcile",
+        Request::Suspend => "suspend",
+        Request::Resume => "resume",
+    };
+    let url = format!("{}/api/v1/pipelines/{pipeline}/{verb}", server.trim_end_matches('/'));
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let mut request = client.post(&url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().with_context(|| format!("cannot reach {server}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().unwrap_or_default();
+    if !status.is_success() {
+        let message = body["error"].as_str().unwrap_or("(no message)");
+        anyhow::bail!("{verb} `{pipeline}`: {status}: {message}");
+    }
+    match what {
+        Request::Reconcile => {
+            let result = body["result"].as_str().unwrap_or_default();
+            let text = match result {
+                "started" => "a run starts now",
+                "queued" => "a run is in progress: one more is queued behind it",
+                "already_queued" => "a run is in progress and one is already queued",
+                other => other,
+            };
+            println!("{pipeline}: {text}");
+        }
+        Request::Suspend => println!("{pipeline}: suspended"),
+        Request::Resume => println!("{pipeline}: resumed"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

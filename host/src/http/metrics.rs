@@ -1,0 +1,143 @@
+//! Prometheus metrics of controller mode, through prometheus-client; served at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub pipeline: String,
+    /// `success` or `failure`.
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub pipeline: String,
+    /// created, configured, unchanged, recreated, pruned, ignored.
+    pub action: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FileLabels {
+    pub pipeline: String,
+    pub file: String,
+    /// `success` or `failure` (KA-7).
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelineLabels {
+    pub pipeline: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    pub plugin: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub pipeline: String,
+    /// discovered, applied, unchanged, pruned, ignored, in_sync (FA-9).
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    pub pipeline: String,
+    pub trigger: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric moor exports, registered once.
+#[derive(Debug)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub run_duration: Histograms<RunLabels>,
+    pub objects: Family<ActionLabels, Counter>,
+    pub file_applies: Family<FileLabels, Counter>,
+    pub plugin_calls: Histograms<PluginLabels>,
+    pub time_to_deploy: Histograms<PipelineLabels>,
+    pub pipeline_objects: Family<StateLabels, Gauge>,
+    pub triggers: Family<TriggerLabels, Counter>,
+    pub notifications_dropped: Family<PipelineLabels, Counter>,
+    pub queue_depth: Gauge,
+    pub running: Gauge,
+    pub leader: Gauge,
+}
+
+fn run_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.05, 2.0, 14))
+}
+
+fn call_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_02, 4.0, 12))
+}
+
+fn deploy_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.25, 2.0, 14))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("moor");
+        let run_duration: Histograms<RunLabels> = Family::new_with_constructor(run_buckets);
+        let objects = Family::<ActionLabels, Counter>::default();
+        let file_applies = Family::<FileLabels, Counter>::default();
+        let plugin_calls: Histograms<PluginLabels> = Family::new_with_constructor(call_buckets);
+        let time_to_deploy: Histograms<PipelineLabels> = Family::new_with_constructor(deploy_buckets);
+        let pipeline_objects = Family::<StateLabels, Gauge>::default();
+        let triggers = Family::<TriggerLabels, Counter>::default();
+        let notifications_dropped = Family::<PipelineLabels, Counter>::default();
+        let queue_depth = Gauge::default();
+        let running = Gauge::default();
+        let leader = Gauge::default();
+        registry.register("run_duration_seconds", "Pipeline run latency by result", run_duration.clone());
+        registry.register("objects", "Objects handled by runs, by action", objects.clone());
+        registry.register("file_applies", "Objects applied per source file, by result", file_applies.clone());
+        registry.register("plugin_call_duration_seconds", "Plugin call latency", plugin_calls.clone());
+        registry.register(
+            "time_to_deploy_seconds",
+            "From a new revision seen to it being applied and healthy",
+            time_to_deploy.clone(),
+        );
+        registry.register("pipeline_objects", "Objects of the last run, by state", pipeline_objects.clone());
+        registry.register("triggers", "Run requests, by trigger", triggers.clone());
+        registry.register(
+            "notifications_dropped",
+            "Notifications dropped as duplicates or over the rate limit",
+            notifications_dropped.clone(),
+        );
+        registry.register("queue_depth", "Pipelines due or queued but not running", queue_depth.clone());
+        registry.register("runs_in_progress", "Pipeline runs in progress", running.clone());
+        registry.register("leader", "1 when this instance holds the lease", leader.clone());
+        Metrics {
+            registry,
+            run_duration,
+            objects,
+            file_applies,
+            plugin_calls,
+            time_to_deploy,
+            pipeline_objects,
+            triggers,
+            notifications_dropped,
+            queue_depth,
+            running,
+            leader,
+        }
+    }
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+}

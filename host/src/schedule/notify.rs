@@ -1,0 +1,266 @@
+//! After a run: events for the pipeline's notify chain (FX-9), deduplicated and rate
+//! limited, and Kubernetes Events on the objects that were applied or pruned.
+//!
+//! A notifier that fails is logged and shown on the status page; it never fails the
+//! delivery. Events carry object names and messages, never object data.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+
+use super::status::RunRecord;
+use super::{Controller, Trigger};
+use crate::apply::Report;
+use crate::apply::inventory::ObjRef;
+use crate::config::{PipelineSpec, SpannedStr};
+use crate::http::metrics::PipelineLabels;
+use crate::plugins::{Event, EventReason, ObjectRef, PluginKind, Severity};
+use crate::reconcile::{Delivery, Prepared, StageError, blocking, resolve_step};
+use crate::secrets::SecretValues;
+
+/// The same event (reason, revision, message) is sent once in this window.
+const DEDUPE_WINDOW: Duration = Duration::from_secs(3600);
+/// At most this many notifications per pipeline in [`RATE_WINDOW`].
+const RATE_LIMIT: usize = 20;
+const RATE_WINDOW: Duration = Duration::from_secs(600);
+/// Objects named in one event.
+const MAX_OBJECTS: usize = 50;
+
+/// What a run has to say.
+#[derive(Debug)]
+pub(super) struct Outcome {
+    events: Vec<Event>,
+}
+
+fn object_ref(r: &ObjRef) -> ObjectRef {
+    ObjectRef {
+        api_version: r.api_version(),
+        kind: r.kind.clone(),
+        namespace: (!r.namespace.is_empty()).then(|| r.namespace.clone()),
+        name: r.name.clone(),
+    }
+}
+
+impl Outcome {
+    /// Run failed (or health failed); drift corrected; pruned; succeeded when it changed
+    /// something or recovered from a failure. Nothing for a run that changed nothing.
+    pub fn of(
+        pipeline: &PipelineSpec,
+        trigger: Trigger,
+        record: &RunRecord,
+        result: &Result<Delivery, StageError>,
+        recovered: bool,
+    ) -> Option<Outcome> {
+        if pipeline.notify.is_empty() {
+            return None;
+        }
+        let event = |reason, severity, message: String, objects: Vec<ObjectRef>| Event {
+            pipeline: pipeline.name.s().into(),
+            reason,
+            severity,
+            revision: record.revision.clone(),
+            message,
+            objects,
+            timestamp: record.finished.clone(),
+        };
+        let mut events = Vec::new();
+        match result {
+            Err(e) => {
+                let reason = if e.stage() == "health" { EventReason::HealthFailed } else { EventReason::RunFailed };
+                let message = record.error.clone().unwrap_or_else(|| e.to_string());
+                events.push(event(reason, Severity::Error, message, Vec::new()));
+            }
+            Ok(d) => {
+                let report = &d.report;
+                let changed: Vec<ObjectRef> = report
+                    .changed
+                    .iter()
+                    .filter(|(_, a)| *a != "pruned")
+                    .take(MAX_OBJECTS)
+                    .map(|(r, _)| object_ref(r))
+                    .collect();
+                let pruned: Vec<ObjectRef> = report
+                    .changed
+                    .iter()
+                    .filter(|(_, a)| *a == "pruned")
+                    .take(MAX_OBJECTS)
+                    .map(|(r, _)| object_ref(r))
+                    .collect();
+                if trigger == Trigger::Drift && !changed.is_empty() {
+                    let message = format!("drift corrected: {} object(s) put back", changed.len());
+                    events.push(event(EventReason::DriftCorrected, Severity::Warning, message, changed.clone()));
+                }
+                if !pruned.is_empty() {
+                    let message = format!("pruned {} object(s)", report.pruned.len());
+                    events.push(event(EventReason::Pruned, Severity::Info, message, pruned));
+                }
+                if !changed.is_empty() || recovered {
+                    let c = &record.counts;
+                    let message = format!(
+                        "applied {} ({} applied, {} unchanged, {} pruned) in {:.1}s",
+                        short(&report.revision),
+                        c.applied,
+                        c.unchanged,
+                        c.pruned,
+                        record.latency_seconds
+                    );
+                    events.push(event(EventReason::RunSucceeded, Severity::Info, message, changed));
+                }
+            }
+        }
+        (!events.is_empty()).then_some(Outcome { events })
+    }
+}
+
+fn short(revision: &str) -> &str {
+    &revision[..revision.len().min(12)]
+}
+
+/// Dedupe and rate limit of one pipeline's notifications.
+#[derive(Debug, Default)]
+pub(super) struct Limiter {
+    sent: HashMap<(String, String, String), Instant>,
+    recent: VecDeque<Instant>,
+}
+
+impl Limiter {
+    /// Keeps the events not sent recently, within the rate; the rest are dropped.
+    fn admit(&mut self, events: Vec<Event>) -> (Vec<Event>, usize) {
+        let now = Instant::now();
+        self.sent.retain(|_, at| now.duration_since(*at) < DEDUPE_WINDOW);
+        while self.recent.front().is_some_and(|at| now.duration_since(*at) >= RATE_WINDOW) {
+            self.recent.pop_front();
+        }
+        let before = events.len();
+        let fresh: Vec<Event> = events
+            .into_iter()
+            .filter(|e| {
+                let key = (format!("{:?}", e.reason), e.revision.clone(), e.message.clone());
+                self.sent.insert(key, now).is_none()
+            })
+            .collect();
+        if fresh.is_empty() || self.recent.len() >= RATE_LIMIT {
+            return (Vec::new(), before);
+        }
+        self.recent.push_back(now);
+        let kept = fresh.len();
+        (fresh, before - kept)
+    }
+}
+
+impl Controller {
+    /// Sends a run's events through the pipeline's notify chain.
+    pub(super) async fn notify(&self, prepared: &Prepared, pipeline: &PipelineSpec, outcome: Outcome) {
+        let name = pipeline.name.s();
+        let (events, dropped) = {
+            let mut st = self.lock();
+            let Some(slot) = st.pipelines.get_mut(name) else { return };
+            slot.notifications.admit(outcome.events)
+        };
+        if dropped > 0 {
+            self.metrics
+                .notifications_dropped
+                .get_or_create(&PipelineLabels { pipeline: name.into() })
+                .inc_by(dropped as u64);
+        }
+        if events.is_empty() {
+            return;
+        }
+        let config = &prepared.config;
+        let error = match SecretValues::for_pipeline(Some(&self.target.client), config, pipeline).await {
+            Err(e) => Some(format!("secrets: {e}")),
+            Ok(secrets) => blocking(|| {
+                let index = config.pipelines.iter().position(|p| p.name.s() == name).unwrap_or(0);
+                let mut errors = Vec::new();
+                for (j, step) in pipeline.notify.iter().enumerate() {
+                    let key = format!("pipeline[{index}].notify[{j}]");
+                    let sent = resolve_step(prepared, &key, "notify", step, PluginKind::Notifier, &secrets)
+                        .map_err(|e| e.to_string())
+                        .and_then(|(plugin, with)| {
+                            let hosts: Vec<String> = step.allow_hosts.iter().map(|h| h.s().to_owned()).collect();
+                            match plugin.notify(&with, &events, &hosts) {
+                                Ok(Ok(())) => Ok(()),
+                                Ok(Err(message)) => Err(format!("notifier `{}`: {message}", plugin.name())),
+                                Err(e) => Err(e.to_string()),
+                            }
+                        });
+                    if let Err(e) = sent {
+                        tracing::warn!(pipeline = name, "notification failed (the delivery is not affected): {e}");
+                        errors.push(e);
+                    }
+                }
+                (!errors.is_empty()).then(|| errors.join("; "))
+            }),
+        };
+        if let Some(slot) = self.lock().pipelines.get_mut(name) {
+            slot.status.notify_error = error;
+        }
+    }
+}
+
+/// Kubernetes Events for applied and pruned objects, published off the run's path by one
+/// background task; when it falls behind, events are dropped rather than slowing runs.
+pub(super) struct EventSink {
+    queue: tokio::sync::mpsc::Sender<(ObjectReference, KubeEvent)>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl EventSink {
+    pub fn start(client: kube::Client, identity: &str) -> EventSink {
+        let (queue, mut rx) = tokio::sync::mpsc::channel::<(ObjectReference, KubeEvent)>(2048);
+        let reporter = Reporter { controller: "moor".into(), instance: Some(identity.into()) };
+        let recorder = Arc::new(Recorder::new(client, reporter));
+        let task = tokio::spawn(async move {
+            while let Some((reference, event)) = rx.recv().await {
+                if let Err(e) = recorder.publish(&event, &reference).await {
+                    tracing::debug!("cannot publish an event: {e}");
+                }
+            }
+        });
+        EventSink { queue, task: std::sync::Mutex::new(Some(task)) }
+    }
+
+    /// Queues one event per changed object of `report`.
+    pub fn record(&self, pipeline: &str, report: &Report) {
+        for (r, action) in &report.changed {
+            let reference = ObjectReference {
+                api_version: Some(r.api_version()),
+                kind: Some(r.kind.clone()),
+                name: Some(r.name.clone()),
+                namespace: (!r.namespace.is_empty()).then(|| r.namespace.clone()),
+                ..Default::default()
+            };
+            let (reason, verb) = match *action {
+                "pruned" => ("Pruned", "Prune"),
+                "created" => ("Created", "Apply"),
+                "recreated" => ("Recreated", "Apply"),
+                _ => ("Configured", "Apply"),
+            };
+            let note = format!("{action} by pipeline {pipeline} at revision {}", short(&report.revision));
+            let event = KubeEvent {
+                type_: EventType::Normal,
+                reason: reason.into(),
+                note: Some(note),
+                action: verb.into(),
+                secondary: None,
+            };
+            if self.queue.try_send((reference, event)).is_err() {
+                tracing::debug!("event queue full: dropping an event");
+            }
+        }
+    }
+
+    /// Gives queued events a moment to go out before the process exits.
+    pub async fn flush(&self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.queue.capacity() < self.queue.max_capacity() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(task) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+    }
+}
