@@ -1,7 +1,7 @@
 //! The inventory of a pipeline: every object it applied, stored in the cluster.
 //!
 //! One ConfigMap per pipeline in the controller's namespace, named
-//! `moor-inventory-<pipeline>`, labelled with the instance, holding one gzip-compressed
+//! `moor-inventory-<instance>-<pipeline>`, labelled with the instance, holding one gzip-compressed
 //! JSON document in `binaryData.inventory.json.gz`. It is written as the union of old and
 //! new before anything new is created, and shrunk only after prune succeeded, so a kill at
 //! any moment leaves every object the pipeline may have created named in it.
@@ -121,9 +121,11 @@ impl Inventory {
     }
 }
 
-/// Name of the ConfigMap holding a pipeline's inventory.
-pub fn object_name(pipeline: &str) -> String {
-    format!("moor-inventory-{}", pipeline.to_lowercase().replace(['_', '.'], "-"))
+/// Name of the ConfigMap holding the inventory of `pipeline` of `instance`: two instances
+/// with a pipeline of the same name keep separate inventories.
+pub fn object_name(instance: &str, pipeline: &str) -> String {
+    let name = format!("moor-inventory-{instance}-{pipeline}").to_lowercase().replace(['_', '.'], "-");
+    name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect()
 }
 
 /// Where inventories live.
@@ -145,7 +147,7 @@ impl Store {
 
     /// The pipeline's inventory; empty when it has none yet.
     pub async fn load(&self, pipeline: &str) -> Result<Inventory, String> {
-        let name = object_name(pipeline);
+        let name = object_name(&self.instance, pipeline);
         match self.api.get_opt(&name).await {
             Ok(None) => Ok(Inventory::default()),
             Ok(Some(cm)) => {
@@ -157,7 +159,7 @@ impl Store {
 
     /// Writes the inventory (server-side apply, so it is created when missing).
     pub async fn save(&self, pipeline: &str, inventory: &Inventory) -> Result<(), String> {
-        let name = object_name(pipeline);
+        let name = object_name(&self.instance, pipeline);
         let bytes = inventory.encode().map_err(|e| e.to_string())?;
         let cm = serde_json::json!({
             "apiVersion": "v1",
@@ -195,7 +197,7 @@ impl Store {
     }
 
     pub async fn delete(&self, pipeline: &str) -> Result<(), String> {
-        let name = object_name(pipeline);
+        let name = object_name(&self.instance, pipeline);
         match self.api.delete(&name, &Default::default()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),

@@ -205,6 +205,33 @@ pub fn default_cache_dir() -> PathBuf {
     base.join("moor")
 }
 
+/// The whole program: parses the command line, sets up logging and TLS, runs, and turns
+/// an error into a message and an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The controller logs what it does; one-shot commands only warnings.
+    let default = if matches!(cli.command, Command::Run { .. }) { "moor=info,warn" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MOOR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    crate::init_tls();
+    match run(cli) {
+        Ok(code) => code,
+        // A closed stdout (`moor build | head`) is not an error worth reporting.
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let cache = cli.cache_dir();

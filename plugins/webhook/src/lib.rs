@@ -134,7 +134,11 @@ fn post(target: &Target, headers: &BTreeMap<String, String>, body: &[u8]) -> Res
     use wasip2::http::outgoing_handler;
     use wasip2::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
 
-    let mut fields: Vec<(String, Vec<u8>)> = vec![("content-type".into(), b"application/json".to_vec())];
+    let mut fields: Vec<(String, Vec<u8>)> = vec![
+        ("content-type".into(), b"application/json".to_vec()),
+        // A length, not a chunked body: some receivers take nothing else.
+        ("content-length".into(), body.len().to_string().into_bytes()),
+    ];
     fields.extend(headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.as_bytes().to_vec())));
     let fields = Fields::from_list(&fields).map_err(|e| format!("invalid header: {e:?}"))?;
     let request = OutgoingRequest::new(fields);
@@ -147,19 +151,25 @@ fn post(target: &Target, headers: &BTreeMap<String, String>, body: &[u8]) -> Res
     request.set_path_with_query(Some(&target.path)).map_err(|_| invalid("path"))?;
     let outgoing = request.body().map_err(|_| "cannot open the request body".to_string())?;
     let pending = outgoing_handler::handle(request, None).map_err(|e| format!("request refused: {e}"))?;
-    {
+    let sent = (|| {
         let stream = outgoing.write().map_err(|_| "cannot write the request body".to_string())?;
         for chunk in body.chunks(4096) {
             stream.blocking_write_and_flush(chunk).map_err(|e| format!("cannot send the body: {e:?}"))?;
         }
-    }
-    OutgoingBody::finish(outgoing, None).map_err(|e| format!("cannot finish the body: {e}"))?;
+        drop(stream);
+        OutgoingBody::finish(outgoing, None).map_err(|e| format!("cannot finish the body: {e}"))
+    })();
+    // The response (or why there is none) explains a failed write better than the write.
     pending.subscribe().block();
     let response = match pending.get() {
         Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(e))) => return Err(format!("POST {}: {e}", target.authority)),
+        Some(Ok(Err(wasip2::http::types::ErrorCode::HttpRequestDenied))) => {
+            return Err(format!("POST {}: denied by the host (not in the step's allow_hosts)", target.authority));
+        }
+        Some(Ok(Err(e))) => return Err(format!("POST {}: {e:?}", target.authority)),
         _ => return Err(format!("POST {}: no response", target.authority)),
     };
+    sent?;
     match response.status() {
         200..300 => Ok(()),
         status => Err(format!("POST {}{} answered {status}", target.authority, target.path)),

@@ -38,6 +38,7 @@ static WATCHDOG: Mutex<Option<Child>> = Mutex::new(None);
 
 /// The cluster of this test binary, started on first use.
 pub fn cluster() -> &'static Cluster {
+    moor::init_tls();
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| start().unwrap_or_else(|e| panic!("cannot start the test control plane: {e:#}")))
 }
@@ -239,5 +240,126 @@ impl Cluster {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
         Ok(moor::apply::Target::with_config(config).await?)
+    }
+}
+
+/// A `moor run` child process of a test, stopped (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct Controller {
+    pub child: Child,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+/// A free port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Controller {
+    /// Starts `moor run CONFIG` (the `moor` binary `bin`) on a free port with `args` and
+    /// `env`; waits until it is ready.
+    pub async fn start(bin: &str, config: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Controller> {
+        let port = free_port();
+        let log = config.with_file_name(format!("moor-run-{port}.log"));
+        let mut cmd = Command::new(bin);
+        cmd.arg("run").arg(config).args(["--listen", &format!("127.0.0.1:{port}")]).args(args);
+        cmd.env("KUBECONFIG", &cluster().kubeconfig)
+            .env("MOOR_CACHE", plugin_cache())
+            .env("MOOR_LOG", "moor=debug,warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().context("cannot start moor run")?;
+        let controller = Controller { child, url: format!("http://127.0.0.1:{port}"), log };
+        let http = reqwest::Client::new();
+        let ready = format!("{}/readyz", controller.url);
+        let started = eventually(60, "moor run to be ready", || {
+            let http = http.clone();
+            let ready = ready.clone();
+            async move { Ok(http.get(&ready).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())) }
+        })
+        .await;
+        if let Err(e) = started {
+            bail!("{e}\n--- log ---\n{}", controller.log_text());
+        }
+        Ok(controller)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `GET /api/v1/status`.
+    pub async fn status(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(reqwest::get(format!("{}/api/v1/status", self.url)).await?.error_for_status()?.json().await?)
+    }
+
+    /// The status of one pipeline.
+    pub async fn pipeline(&self, name: &str) -> anyhow::Result<serde_json::Value> {
+        let status = self.status().await?;
+        status["pipelines"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name).cloned())
+            .with_context(|| format!("no pipeline {name} in the status: {status}"))
+    }
+
+    /// Waits until `name` has finished `runs` runs (at least), and returns its status.
+    pub async fn runs(&self, name: &str, runs: u64, seconds: u64) -> anyhow::Result<serde_json::Value> {
+        let waited = eventually(seconds, &format!("{runs} run(s) of {name}"), || async {
+            // The pipeline may not be there yet (a config being reloaded).
+            let Ok(p) = self.pipeline(name).await else { return Ok(None) };
+            Ok((p["runs"].as_u64().unwrap_or(0) >= runs).then_some(p))
+        })
+        .await;
+        waited.map_err(|e| anyhow::anyhow!("{e}\n--- log ---\n{}", self.log_text()))
+    }
+
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let response = reqwest::get(format!("{}{path}", self.url)).await?;
+        Ok((response.status().as_u16(), response.text().await?))
+    }
+
+    /// `POST` with optional bearer token and headers; returns the status code and body.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> anyhow::Result<(u16, String)> {
+        let mut request = reqwest::Client::new().post(format!("{}{path}", self.url)).body(body.to_owned());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await?;
+        Ok((response.status().as_u16(), response.text().await?))
+    }
+
+    /// SIGTERM, then waits for the process to exit (at most `seconds`).
+    pub fn terminate(&mut self, seconds: u64) -> anyhow::Result<std::process::ExitStatus> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("moor run did not exit within {seconds}s of SIGTERM");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -2,3 +2,4 @@
 
 mod apply;
 mod control_plane;
+mod controller;

@@ -1,0 +1,506 @@
+//! Controller mode (`moor run`) against the real control plane: runs `moor-under-test run`
+//! as a child process and drives it through its HTTP API, the cluster and the files.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use moor_e2e::{Controller, Project, cluster, eventually};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_moor-under-test");
+const TOKEN: &str = "s3cret-api-token";
+
+fn cm(name: &str, data: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {{ns}}\n  labels: {{app: {name}}}\ndata:\n  value: \"{data}\"\n"
+    )
+}
+
+async fn cm_value(client: &kube::Client, ns: &str, name: &str) -> anyhow::Result<Option<String>> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    Ok(api.get_opt(name).await?.and_then(|c| c.data?.get("value").cloned()))
+}
+
+async fn wait_value(client: &kube::Client, ns: &str, name: &str, want: &str, seconds: u64) -> anyhow::Result<()> {
+    eventually(seconds, &format!("configmap {name} = {want}"), || async {
+        Ok((cm_value(client, ns, name).await?.as_deref() == Some(want)).then_some(()))
+    })
+    .await
+}
+
+async fn secret(client: &kube::Client, ns: &str, name: &str, data: serde_json::Value) -> anyhow::Result<()> {
+    let s: Secret = serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data}))?;
+    Api::<Secret>::namespaced(client.clone(), ns).create(&PostParams::default(), &s).await?;
+    Ok(())
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The done-when of issue #5 on one pipeline: serves the status page (also in headless
+/// Chromium, with a screenshot), the JSON API and metrics; applies; corrects drift; records
+/// Kubernetes Events.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_page_api_metrics_and_drift() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "ctl-status").await?;
+    p.file("app.yaml", &cm("settings", "one"));
+    let config = p.config(
+        "[[pipeline]]\nname = \"web\"\nsource = \"local\"\ninterval = \"1h\"\n\
+         validate = [{ use = \"policy\", with = { require_labels = [\"app\"] } }]\n",
+    );
+    let text = std::fs::read_to_string(&config)?.replace(
+        "[moor]\n",
+        "[moor]\ndiff_url = \"https://git.example.com/commit/{revision}\"\napi_token = { env = \"MOOR_TEST_TOKEN\" }\n",
+    );
+    std::fs::write(&config, text)?;
+    let moor = Controller::start(BIN, &config, &[], &[("MOOR_TEST_TOKEN", TOKEN)]).await?;
+    let web = moor.runs("web", 1, 60).await?;
+    let run = &web["last_run"];
+    assert_eq!(run["ok"], true, "{web}");
+    assert_eq!(run["counts"]["discovered"], 1);
+    assert_eq!(run["counts"]["applied"], 1);
+    assert_eq!(run["counts"]["in_sync"], 1);
+    let revision = run["revision"].as_str().unwrap().to_owned();
+    assert_eq!(run["revision_url"], format!("https://git.example.com/commit/{revision}"));
+    assert_eq!(run["files"][0]["file"], "app.yaml");
+    let steps: Vec<&str> = web["plugins"].as_array().unwrap().iter().map(|s| s["plugin"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["yaml", "policy"]);
+    assert!(web["plugins"][0]["capabilities"].to_string().contains("filesystem: the source snapshot, read-only"));
+    assert_eq!(cm_value(&client, &p.ns, "settings").await?.as_deref(), Some("one"));
+
+    // Drift: a manual edit is put back soon after it is seen.
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &p.ns);
+    let edit = json!({"data": {"value": "edited by hand"}});
+    api.patch("settings", &PatchParams::default(), &Patch::Merge(&edit)).await?;
+    let t0 = Instant::now();
+    wait_value(&client, &p.ns, "settings", "one", 20).await?;
+    let corrected_in = t0.elapsed();
+    let web = moor.pipeline("web").await?;
+    assert_eq!(web["last_run"]["trigger"], "drift", "{web}");
+    assert!(corrected_in < Duration::from_secs(10), "drift corrected in {corrected_in:?}");
+
+    // Kubernetes Events on the managed object.
+    let events = cluster()
+        .kubectl()
+        .args([
+            "get",
+            "events",
+            "-n",
+            &p.ns,
+            "-o",
+            "jsonpath={range .items[*]}{.reason}/{.regarding.name}{.involvedObject.name};{end}",
+        ])
+        .output()?;
+    let events = String::from_utf8_lossy(&events.stdout).to_string();
+    assert!(events.contains("Created/settings"), "events: {events}");
+    assert!(events.contains("Configured/settings"), "events: {events}");
+
+    // The page, the API and the health endpoints.
+    let (code, page) = moor.get_text("/").await?;
+    assert_eq!(code, 200);
+    for want in [
+        "id='pipeline-web'",
+        &format!("href='https://git.example.com/commit/{revision}'"),
+        "discovered 1 · applied",
+        "Force run",
+        "filesystem: the source snapshot, read-only",
+        "app.yaml",
+    ] {
+        assert!(page.contains(want), "the status page lacks {want:?}:\n{page}");
+    }
+    assert_eq!(moor.get_text("/healthz").await?.0, 200);
+    assert_eq!(moor.get_text("/readyz").await?.0, 200);
+    assert_eq!(moor.get_text("/api/v1/pipelines/web").await?.0, 200);
+    assert_eq!(moor.get_text("/api/v1/pipelines/nope").await?.0, 404);
+
+    // Metrics with their labels.
+    let (_, metrics) = moor.get_text("/metrics").await?;
+    for want in [
+        "moor_run_duration_seconds_count{pipeline=\"web\",result=\"success\"}",
+        "moor_objects_total{pipeline=\"web\",action=\"created\"} 1",
+        "moor_file_applies_total{pipeline=\"web\",file=\"app.yaml\",result=\"success\"}",
+        "moor_plugin_call_duration_seconds_count{plugin=\"yaml\"}",
+        "moor_plugin_call_duration_seconds_count{plugin=\"policy\"}",
+        "moor_time_to_deploy_seconds_count{pipeline=\"web\"} 1",
+        "moor_pipeline_objects{pipeline=\"web\",state=\"in_sync\"} 1",
+        "moor_triggers_total{pipeline=\"web\",trigger=\"drift\"}",
+        "moor_queue_depth ",
+        "moor_leader 1",
+    ] {
+        assert!(metrics.contains(want), "/metrics lacks {want:?}:\n{metrics}");
+    }
+
+    // The page in a real browser: rendered, and kept as a screenshot.
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("chromium is installed (scripts/test installs Debian's package)");
+    let headless = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"];
+    let dom = Command::new(chromium).args(headless).arg("--dump-dom").arg(&moor.url).output()?;
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("pipeline-web") && dom.contains("Force run"), "chromium rendered: {dom}");
+    let out = Command::new(chromium)
+        .args(headless)
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1280,900")
+        .arg(&moor.url)
+        .output()?;
+    let png = std::fs::read(&shot).unwrap_or_default();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("status page screenshot: {}", shot.display());
+    Ok(())
+}
+
+/// KA-1 and FX-10: a commit is applied within one poll interval; a webhook needs a good
+/// HMAC-SHA256 signature (from a Kubernetes Secret).
+#[tokio::test(flavor = "multi_thread")]
+async fn commits_and_signed_webhooks_trigger_runs() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "ctl-git").await?;
+    let repo = p.dir.path().join("repo");
+    std::fs::create_dir_all(&repo)?;
+    git(&repo, &["init", "-q"]);
+    std::fs::write(repo.join("app.yaml"), cm("from-git", "v1").replace("{ns}", &p.ns))?;
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "v1"]);
+    secret(&client, &p.ns, "hook", json!({"secret": "hook-secret"})).await?;
+    p.file("hooked.yaml", &cm("hooked", "one"));
+    let config = p.config(&format!(
+        "[[source]]\nname = \"repo\"\ngit = {{ url = \"file://{}\", ref = \"main\" }}\npoll_interval = \"2s\"\n\n\
+         [[pipeline]]\nname = \"from-git\"\nsource = \"repo\"\ninterval = \"1h\"\n\n\
+         [[pipeline]]\nname = \"hooked\"\nsource = \"local\"\ninterval = \"1h\"\n\
+         webhook_secret = {{ secret = \"{}/hook\", key = \"secret\" }}\n",
+        repo.display(),
+        p.ns
+    ));
+    let text =
+        std::fs::read_to_string(&config)?.replace("path = \"tree\"\n", "path = \"tree\"\npoll_interval = \"0s\"\n");
+    std::fs::write(&config, text)?;
+    let moor = Controller::start(BIN, &config, &[], &[]).await?;
+    moor.runs("from-git", 1, 60).await?;
+    moor.runs("hooked", 1, 60).await?;
+    wait_value(&client, &p.ns, "from-git", "v1", 10).await?;
+
+    std::fs::write(repo.join("app.yaml"), cm("from-git", "v2").replace("{ns}", &p.ns))?;
+    git(&repo, &["commit", "-q", "-am", "v2"]);
+    let t0 = Instant::now();
+    wait_value(&client, &p.ns, "from-git", "v2", 20).await?;
+    let applied_in = t0.elapsed();
+    assert!(applied_in < Duration::from_secs(2 + 3), "the commit took {applied_in:?} (poll interval 2s)");
+    assert_eq!(moor.pipeline("from-git").await?["last_run"]["trigger"], "revision");
+
+    // Webhooks: unsigned and wrongly signed requests are rejected and start nothing.
+    p.file("hooked.yaml", &cm("hooked", "two"));
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let (code, text) = moor.post("/hooks/hooked", None, &[], body).await?;
+    assert_eq!(code, 401, "{text}");
+    assert!(text.contains("not signed"), "{text}");
+    let wrong = moor::http::sign(b"not-the-secret", body.as_bytes());
+    let (code, _) = moor.post("/hooks/hooked", None, &[("x-hub-signature-256", &wrong)], body).await?;
+    assert_eq!(code, 401);
+    let (code, _) = moor.post("/hooks/from-git", None, &[], body).await?;
+    assert_eq!(code, 404, "a pipeline without webhook_secret has no webhook");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(moor.pipeline("hooked").await?["runs"], 1);
+    assert_eq!(cm_value(&client, &p.ns, "hooked").await?.as_deref(), Some("one"));
+
+    let good = moor::http::sign(b"hook-secret", body.as_bytes());
+    let (code, text) = moor.post("/hooks/hooked", None, &[("x-hub-signature-256", &good)], body).await?;
+    assert_eq!(code, 202, "{text}");
+    wait_value(&client, &p.ns, "hooked", "two", 10).await?;
+    assert_eq!(moor.pipeline("hooked").await?["last_run"]["trigger"], "webhook");
+    Ok(())
+}
+
+/// FX-1 and FX-10: dependents wait for, and are blocked by, their dependencies; suspend
+/// and resume from the config and the API; the API needs its token (a Kubernetes Secret).
+#[tokio::test(flavor = "multi_thread")]
+async fn depends_on_and_suspend() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "ctl-deps").await?;
+    secret(&client, &p.ns, "api", json!({"token": TOKEN})).await?;
+    p.file("base/a.yaml", "apiVersion: v1\nkind: Nonsense\nmetadata:\n  name: broken\n");
+    p.file("app/a.yaml", &cm("app", "one"));
+    p.file("paused/a.yaml", &cm("paused", "one"));
+    let config = p.config(
+        "[[pipeline]]\nname = \"app\"\nsource = \"local\"\npath = \"app\"\ndepends_on = [\"base\"]\ninterval = \"1h\"\n\n\
+         [[pipeline]]\nname = \"base\"\nsource = \"local\"\npath = \"base\"\ninterval = \"1h\"\nretry_interval = \"1s\"\n\n\
+         [[pipeline]]\nname = \"paused\"\nsource = \"local\"\npath = \"paused\"\nsuspend = true\n",
+    );
+    let text = std::fs::read_to_string(&config)?
+        .replace("[moor]\n", &format!("[moor]\napi_token = {{ secret = \"{}/api\", key = \"token\" }}\n", p.ns))
+        .replace("path = \"tree\"\n", "path = \"tree\"\npoll_interval = \"1s\"\n");
+    std::fs::write(&config, text)?;
+    let moor = Controller::start(BIN, &config, &[], &[]).await?;
+
+    // base fails: app is blocked, with the reason.
+    moor.runs("base", 1, 60).await?;
+    let app = eventually(20, "app to be blocked", || async {
+        let app = moor.pipeline("app").await?;
+        Ok((app["state"] == "blocked").then_some(app))
+    })
+    .await?;
+    assert!(app["reason"].as_str().unwrap().contains("dependency `base` failed"), "{app}");
+    assert_eq!(app["runs"], 0);
+    assert_eq!(cm_value(&client, &p.ns, "app").await?, None);
+
+    // base fixed (a new revision): base applies, then app, in that order.
+    p.file("base/a.yaml", &cm("base", "one"));
+    let app = moor.runs("app", 1, 30).await?;
+    let base = moor.pipeline("base").await?;
+    assert_eq!(base["last_run"]["ok"], true, "{base}");
+    assert!(app["last_run"]["started"].as_str() >= base["last_run"]["finished"].as_str(), "{base}\n{app}");
+    assert_eq!(cm_value(&client, &p.ns, "app").await?.as_deref(), Some("one"));
+
+    // Suspended in the config: never run; the API needs the token, then resumes it.
+    let paused = moor.pipeline("paused").await?;
+    assert_eq!((paused["state"].as_str(), paused["runs"].as_u64()), (Some("suspended"), Some(0)), "{paused}");
+    assert_eq!(moor.post("/api/v1/pipelines/paused/resume", None, &[], "").await?.0, 401);
+    assert_eq!(moor.post("/api/v1/pipelines/paused/resume", Some("wrong"), &[], "").await?.0, 401);
+    let (code, text) = moor.post("/api/v1/pipelines/paused/reconcile", Some(TOKEN), &[], "").await?;
+    assert_eq!(code, 409, "a suspended pipeline is not run: {text}");
+    assert_eq!(moor.post("/api/v1/pipelines/paused/resume", Some(TOKEN), &[], "").await?.0, 200);
+    moor.runs("paused", 1, 30).await?;
+    assert_eq!(cm_value(&client, &p.ns, "paused").await?.as_deref(), Some("one"));
+
+    // Suspended through the CLI: changes are not applied until it is resumed.
+    let cli = |verb: &str| {
+        Command::new(BIN).args([verb, "app", "--server", &moor.url, "--token", TOKEN]).output().expect("moor runs")
+    };
+    assert!(cli("suspend").status.success());
+    p.file("app/a.yaml", &cm("app", "two"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(cm_value(&client, &p.ns, "app").await?.as_deref(), Some("one"));
+    assert_eq!(moor.pipeline("app").await?["state"], "suspended");
+    assert!(cli("resume").status.success());
+    wait_value(&client, &p.ns, "app", "two", 20).await?;
+    Ok(())
+}
+
+/// KA-6: a force run during a run queues exactly one more.
+#[tokio::test(flavor = "multi_thread")]
+async fn force_run_queues_exactly_one() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "ctl-force").await?;
+    p.file("gate.yaml", &cm("gate", "one"));
+    // Healthy only once the test says so: the first run waits on it.
+    let config = p.config(
+        "[[pipeline]]\nname = \"slow\"\nsource = \"local\"\ninterval = \"1h\"\nhealth_timeout = \"2m\"\n\
+         health = [{ kind = \"ConfigMap\", ready = \"has(object.metadata.annotations) && 'go' in object.metadata.annotations\" }]\n",
+    );
+    let text =
+        std::fs::read_to_string(&config)?.replace("[moor]\n", "[moor]\napi_token = { env = \"MOOR_TEST_TOKEN\" }\n");
+    std::fs::write(&config, text)?;
+    let moor = Controller::start(BIN, &config, &[], &[("MOOR_TEST_TOKEN", TOKEN)]).await?;
+    eventually(30, "the first run to wait for health", || async {
+        Ok((moor.pipeline("slow").await?["state"] == "running" && cm_value(&client, &p.ns, "gate").await?.is_some())
+            .then_some(()))
+    })
+    .await?;
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let (code, text) = moor.post("/api/v1/pipelines/slow/reconcile", Some(TOKEN), &[], "").await?;
+        assert_eq!(code, 202, "{text}");
+        answers.push(serde_json::from_str::<serde_json::Value>(&text)?["result"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(answers, ["queued", "already_queued", "already_queued"]);
+    assert_eq!(moor.pipeline("slow").await?["queued"], "manual");
+    // The page's button needs the token too.
+    let (code, _) = moor
+        .post(
+            "/ui/pipelines/slow/reconcile",
+            None,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            "token=nope",
+        )
+        .await?;
+    assert_eq!(code, 401);
+
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &p.ns);
+    let go = json!({"metadata": {"annotations": {"go": "now"}}});
+    api.patch("gate", &PatchParams::default(), &Patch::Merge(&go)).await?;
+    let slow = moor.runs("slow", 2, 30).await?;
+    assert_eq!(slow["last_run"]["trigger"], "manual", "{slow}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let slow = moor.pipeline("slow").await?;
+    assert_eq!(slow["runs"], 2, "exactly one run was queued: {slow}");
+    assert_eq!(slow["queued"], serde_json::Value::Null);
+    Ok(())
+}
+
+/// CORE-3: a valid config takes effect without a restart; an invalid one is rejected,
+/// shown, and the old config keeps running.
+#[tokio::test(flavor = "multi_thread")]
+async fn hot_reload() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "ctl-reload").await?;
+    p.file("one/a.yaml", &cm("one", "x"));
+    p.file("two/a.yaml", &cm("two", "x"));
+    let one = "[[pipeline]]\nname = \"one\"\nsource = \"local\"\npath = \"one\"\ninterval = \"1h\"\n";
+    let config = p.config(one);
+    let moor = Controller::start(BIN, &config, &[], &[]).await?;
+    moor.runs("one", 1, 60).await?;
+
+    let two = format!("{one}\n[[pipeline]]\nname = \"two\"\nsource = \"local\"\npath = \"two\"\ninterval = \"1h\"\n");
+    p.config(&two);
+    moor.runs("two", 1, 30).await?;
+    assert_eq!(cm_value(&client, &p.ns, "two").await?.as_deref(), Some("x"));
+
+    let broken = format!("{two}\n[[pipeline]]\nname = \"three\"\nsource = \"nowhere\"\n");
+    p.config(&broken);
+    let status = eventually(20, "the bad config to be rejected", || async {
+        let s = moor.status().await?;
+        Ok(s["config_error"].is_string().then_some(s))
+    })
+    .await?;
+    let error = status["config_error"].as_str().unwrap();
+    assert!(error.contains("moor.toml:") && error.contains("no source is named `nowhere`"), "{error}");
+    let names: Vec<&str> =
+        status["pipelines"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["one", "two"], "the old config keeps running");
+    let (_, page) = moor.get_text("/").await?;
+    assert!(page.contains("id=config-error") && page.contains("no source is named `nowhere`"), "{page}");
+    assert!(moor.log_text().contains("config rejected"));
+
+    // Dropping a pipeline removes what it applied (FA-10), once the config is valid again.
+    p.config(one);
+    eventually(30, "pipeline two's objects to be pruned", || async {
+        Ok(cm_value(&client, &p.ns, "two").await?.is_none().then_some(()))
+    })
+    .await?;
+    assert!(moor.status().await?["config_error"].is_null());
+    Ok(())
+}
+
+/// FA-7: with two controllers, one leads; when it is killed the other takes over within
+/// about 20 s and carries on; a SIGTERM releases the lease at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_election_fails_over() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "ctl-leader").await?;
+    p.file("a.yaml", &cm("led", "one"));
+    let config = p.config("[[pipeline]]\nname = \"led\"\nsource = \"local\"\ninterval = \"1h\"\n");
+    let text =
+        std::fs::read_to_string(&config)?.replace("path = \"tree\"\n", "path = \"tree\"\npoll_interval = \"1s\"\n");
+    std::fs::write(&config, text)?;
+    let args = ["--leader-elect"];
+    let mut a = Controller::start(BIN, &config, &[&args[..], &["--identity", "a"]].concat(), &[]).await?;
+    let mut b = Controller::start(BIN, &config, &[&args[..], &["--identity", "b"]].concat(), &[]).await?;
+    let leaders = eventually(30, "one leader", || async {
+        let (sa, sb) = (a.status().await?, b.status().await?);
+        let l = (sa["leader"].as_bool().unwrap(), sb["leader"].as_bool().unwrap());
+        Ok((l.0 != l.1).then_some(l))
+    })
+    .await?;
+    let (leader, standby) = if leaders.0 { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    leader.runs("led", 1, 60).await?;
+    assert_eq!(standby.pipeline("led").await?["runs"], 0, "the standby runs nothing");
+    assert!(standby.get_text("/metrics").await?.1.contains("moor_leader 0"));
+
+    // kill -9 the leader: the standby takes over and applies the next change.
+    leader.child.kill()?;
+    leader.child.wait()?;
+    let t0 = Instant::now();
+    eventually(30, "the standby to lead", || async { Ok(standby.status().await?["leader"].as_bool().filter(|l| *l)) })
+        .await?;
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(22), "took over in {took:?}");
+    p.file("a.yaml", &cm("led", "two"));
+    wait_value(&client, &p.ns, "led", "two", 30).await?;
+
+    // SIGTERM: the new leader exits cleanly and releases the lease.
+    let status = standby.terminate(30)?;
+    assert!(status.success(), "{status}");
+    assert!(standby.log_text().contains("lease released"), "{}", standby.log_text());
+    Ok(())
+}
+
+/// FX-9: the webhook notifier posts JSON to an allowed host (its URL from a Secret), is
+/// denied for any other host, and a failing notifier does not fail the delivery.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_notifier_and_allow_list() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "ctl-notify").await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let (tx, mut received) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut data = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&data).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        let _ = tx.send(format!("{head}\r\n\r\n{body}"));
+                        break;
+                    }
+                }
+            }
+            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+        }
+    });
+    secret(&client, &p.ns, "hook", json!({"url": format!("http://127.0.0.1:{port}/moor")})).await?;
+    p.file("allowed/a.yaml", &cm("allowed", "one"));
+    p.file("denied/a.yaml", &cm("denied", "one"));
+    let config = p.config(&format!(
+        "[[pipeline]]\nname = \"allowed\"\nsource = \"local\"\npath = \"allowed\"\ninterval = \"1h\"\n\
+         notify = [{{ use = \"webhook\", secrets = {{ url = {{ secret = \"{ns}/hook\", key = \"url\" }} }}, allow_hosts = [\"127.0.0.1:{port}\"] }}]\n\n\
+         [[pipeline]]\nname = \"denied\"\nsource = \"local\"\npath = \"denied\"\ninterval = \"1h\"\n\
+         notify = [{{ use = \"webhook\", with = {{ url = \"http://127.0.0.1:{port}/moor\" }}, allow_hosts = [\"hooks.example.com\"] }}]\n",
+        ns = p.ns
+    ));
+    let moor = Controller::start(BIN, &config, &[], &[]).await?;
+    let request = tokio::time::timeout(Duration::from_secs(60), received.recv()).await?.expect("a notification");
+    assert!(request.starts_with("POST /moor HTTP/1.1"), "{request}");
+    assert!(request.to_ascii_lowercase().contains("content-type: application/json"), "{request}");
+    let body: serde_json::Value = serde_json::from_str(request.split_once("\r\n\r\n").unwrap().1)?;
+    let event = &body["events"][0];
+    assert_eq!(event["pipeline"], "allowed", "{body}");
+    assert_eq!(event["reason"], "run-succeeded");
+    assert_eq!(event["objects"][0]["name"], "allowed");
+
+    let denied = eventually(30, "the denied notification", || async {
+        let d = moor.pipeline("denied").await?;
+        Ok(d["notify_error"].is_string().then_some(d))
+    })
+    .await?;
+    assert_eq!(denied["last_run"]["ok"], true, "a failing notifier does not fail the delivery: {denied}");
+    assert!(denied["notify_error"].as_str().unwrap().contains("denied"), "{denied}");
+    assert!(moor.log_text().contains("plugin request denied"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(received.try_recv().is_err(), "nothing reached the listener from the denied pipeline");
+    let page = moor.get_text("/").await?.1;
+    assert!(page.contains("hosts: 127.0.0.1:") && page.contains("secrets: url"), "{page}");
+    Ok(())
+}
