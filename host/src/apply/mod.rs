@@ -202,6 +202,9 @@ pub struct Report {
     /// `(apiVersion, kind)` of every applied object, for the controller's drift watch.
     #[serde(skip)]
     pub kinds: std::collections::BTreeSet<(String, String)>,
+    /// Every object as it was applied, for the controller's drift watch.
+    #[serde(skip)]
+    pub applied: Vec<(ObjRef, Value)>,
 }
 
 impl Report {
@@ -218,6 +221,7 @@ impl Report {
             self.changed.push((d.r.clone(), action.as_str()));
         }
         self.kinds.insert((d.r.api_version(), d.r.kind.clone()));
+        self.applied.push((d.r.clone(), d.object.value.clone()));
     }
 
     fn record_pruned(&mut self, r: &ObjRef) {

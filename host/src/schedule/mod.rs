@@ -135,6 +135,8 @@ pub struct Controller {
     stopping: AtomicBool,
     started: SystemTime,
     watched: Mutex<HashSet<(String, String)>>,
+    /// What each pipeline's last successful run applied, for the drift watch.
+    applied: Mutex<HashMap<String, HashMap<drift::Key, serde_json::Value>>>,
     events: notify::EventSink,
 }
 
@@ -191,6 +193,7 @@ impl Controller {
             stopping: AtomicBool::new(false),
             started: SystemTime::now(),
             watched: Mutex::new(HashSet::new()),
+            applied: Mutex::new(HashMap::new()),
             events,
         });
         let weak = Arc::downgrade(&controller);
@@ -429,6 +432,10 @@ impl Controller {
         match &result {
             Ok(d) => tracing::info!(pipeline = name, revision = d.report.revision, ?took, "run succeeded"),
             Err(e) => tracing::warn!(pipeline = name, ?took, "run failed: {e}"),
+        }
+        // Before the run counts as over: the watch compares what it sees with this.
+        if let Ok(delivery) = &result {
+            self.remember_applied(&name, &delivery.report);
         }
         let outcome = self.finish(&prepared, &pipeline, trigger, started, took, &result);
         if let Ok(delivery) = &result {

@@ -69,7 +69,8 @@ async fn status_page_api_metrics_and_drift() -> anyhow::Result<()> {
     let run = &web["last_run"];
     assert_eq!(run["ok"], true, "{web}");
     assert_eq!(run["counts"]["discovered"], 1);
-    assert_eq!(run["counts"]["applied"], 1);
+    let drift: Vec<String> = moor.log_text().lines().filter(|l| l.contains("drift")).map(String::from).collect();
+    assert_eq!(run["counts"]["applied"], 1, "{drift:#?}");
     assert_eq!(run["counts"]["in_sync"], 1);
     let revision = run["revision"].as_str().unwrap().to_owned();
     assert_eq!(run["revision_url"], format!("https://git.example.com/commit/{revision}"));
@@ -218,7 +219,8 @@ async fn commits_and_signed_webhooks_trigger_runs() -> anyhow::Result<()> {
     let (code, _) = moor.post("/hooks/from-git", None, &[], body).await?;
     assert_eq!(code, 404, "a pipeline without webhook_secret has no webhook");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(moor.pipeline("hooked").await?["runs"], 1);
+    let drift: Vec<String> = moor.log_text().lines().filter(|l| l.contains("drift")).map(String::from).collect();
+    assert_eq!(moor.pipeline("hooked").await?["runs"], 1, "{drift:#?}");
     assert_eq!(cm_value(&client, &p.ns, "hooked").await?.as_deref(), Some("one"));
 
     let good = moor::http::sign(b"hook-secret", body.as_bytes());
@@ -340,7 +342,8 @@ async fn force_run_queues_exactly_one() -> anyhow::Result<()> {
     assert_eq!(slow["last_run"]["trigger"], "manual", "{slow}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let slow = moor.pipeline("slow").await?;
-    assert_eq!(slow["runs"], 2, "exactly one run was queued: {slow}");
+    let drift: Vec<String> = moor.log_text().lines().filter(|l| l.contains("drift")).map(String::from).collect();
+    assert_eq!(slow["runs"], 2, "exactly one run was queued: {slow}\n{drift:#?}");
     assert_eq!(slow["queued"], serde_json::Value::Null);
     Ok(())
 }
