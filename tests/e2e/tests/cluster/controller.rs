@@ -507,3 +507,42 @@ async fn webhook_notifier_and_allow_list() -> anyhow::Result<()> {
     assert!(page.contains("hosts: 127.0.0.1:") && page.contains("secrets: url"), "{page}");
     Ok(())
 }
+
+/// CORE-6: the in-cluster manifests are accepted by the API server (server-side dry run of
+/// `kubectl apply -k deploy/`), and `moor.toml` in the ConfigMap is a valid config.
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_manifests_are_accepted() -> anyhow::Result<()> {
+    let deploy = moor_e2e::repo_root().join("deploy");
+    let out = cluster().kubectl().args(["kustomize"]).arg(&deploy).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rendered = String::from_utf8(out.stdout)?;
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), &rendered)?;
+    // Namespaced objects of a namespace being created need it to exist for a dry run.
+    let _ = cluster().kubectl().args(["create", "namespace", "moor-system"]).output()?;
+    let out = cluster()
+        .kubectl()
+        .args(["apply", "--server-side", "--dry-run=server", "--field-manager=deploy-check", "-f"])
+        .arg(file.path())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    for kind in [
+        "deployment.apps/moor",
+        "service/moor",
+        "configmap/moor-config",
+        "clusterrole.rbac.authorization.k8s.io/moor-apply",
+    ] {
+        assert!(stdout.contains(kind), "{kind} missing from:\n{stdout}");
+    }
+
+    let configmap: serde_json::Value = rendered
+        .split("\n---\n")
+        .filter_map(|doc| serde_json::to_value(serde_yaml_ng::from_str::<serde_yaml_ng::Value>(doc).ok()?).ok())
+        .find(|d| d["kind"] == "ConfigMap")
+        .expect("the ConfigMap");
+    let toml = configmap["data"]["moor.toml"].as_str().expect("moor.toml");
+    let builtin: Vec<&str> = moor::plugins::builtin_names().collect();
+    moor::config::Config::parse(Path::new("deploy/configmap.yaml#moor.toml"), toml.into(), &builtin)?;
+    Ok(())
+}
