@@ -110,6 +110,17 @@ impl SecretValues {
         }
     }
 
+    /// `text` with every secret value read for this run replaced by `***`: for messages a
+    /// plugin wrote after it was given secrets.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        let values = self.secrets.values().flat_map(|data| data.values()).chain(self.env.values());
+        for value in values.filter(|v| v.len() >= 4) {
+            out = out.replace(value.as_str(), "***");
+        }
+        out
+    }
+
     /// A step's `with` table with its `secrets` filled in.
     pub fn step_config(&self, step: &Step, default_namespace: &str) -> Result<serde_json::Value, String> {
         let mut with = step.config_json();
@@ -152,4 +163,20 @@ async fn read_secret(
         data.insert(k, String::from_utf8_lossy(&v.0).into_owned());
     }
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_redacted_from_messages() {
+        let mut values = SecretValues::default();
+        let data = BTreeMap::from([("url".to_owned(), "https://hooks.example.com/T0K3N".to_owned())]);
+        values.secrets.insert(("ns".into(), "hook".into()), data);
+        values.env.insert("TOKEN".into(), "abcdef".into());
+        let text = "POST https://hooks.example.com/T0K3N failed; token abcdef";
+        assert_eq!(values.redact(text), "POST *** failed; token ***");
+        assert!(!format!("{values:?}").contains("T0K3N"));
+    }
 }

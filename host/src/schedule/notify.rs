@@ -188,6 +188,7 @@ impl Controller {
                             }
                         });
                     if let Err(e) = sent {
+                        let e = secrets.redact(&e);
                         tracing::warn!(pipeline = name, "notification failed (the delivery is not affected): {e}");
                         errors.push(e);
                     }
@@ -262,5 +263,36 @@ impl EventSink {
         if let Some(task) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(message: &str) -> Event {
+        Event {
+            pipeline: "p".into(),
+            reason: EventReason::RunFailed,
+            severity: Severity::Error,
+            revision: "abc".into(),
+            message: message.into(),
+            objects: Vec::new(),
+            timestamp: "2026-11-22T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn repeated_events_are_sent_once_and_bursts_are_capped() {
+        let mut limiter = Limiter::default();
+        let (sent, dropped) = limiter.admit(vec![event("boom"), event("boom")]);
+        assert_eq!((sent.len(), dropped), (1, 1), "a duplicate within one batch");
+        let (sent, dropped) = limiter.admit(vec![event("boom")]);
+        assert_eq!((sent.len(), dropped), (0, 1), "the same failure again");
+        for i in 1..RATE_LIMIT {
+            assert_eq!(limiter.admit(vec![event(&format!("failure {i}"))]).0.len(), 1);
+        }
+        let (sent, dropped) = limiter.admit(vec![event("one too many")]);
+        assert_eq!((sent.len(), dropped), (0, 1), "over the rate limit");
     }
 }
