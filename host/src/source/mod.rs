@@ -12,7 +12,10 @@
 pub mod git;
 pub mod tree;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, SourceSpec, SpannedStr};
 use crate::secrets::SecretValues;
@@ -45,11 +48,19 @@ pub enum SourceError {
 #[derive(Debug, Clone)]
 pub struct Sources {
     cache: PathBuf,
+    /// One lock per git source: runs of pipelines sharing a repository never write its
+    /// mirror at the same time, and a fetch just made is shared (see [`FRESH`]).
+    git: Arc<Mutex<HashMap<String, Arc<Mutex<Option<(Instant, Snapshot)>>>>>>,
 }
+
+/// How long a git snapshot answers for its source without asking the remote again: the
+/// pipelines of one repository started together fetch it once, as a Flux GitRepository
+/// serves many Kustomizations.
+const FRESH: Duration = Duration::from_secs(2);
 
 impl Sources {
     pub fn new(cache: &Path) -> Self {
-        Sources { cache: cache.to_owned() }
+        Sources { cache: cache.to_owned(), git: Default::default() }
     }
 
     pub fn store(&self) -> PathBuf {
@@ -77,7 +88,18 @@ impl Sources {
             })?),
             None => None,
         };
-        git::snapshot(name, git, &config.base, &self.cache, spec.limits, secret).map(|(snapshot, _)| snapshot)
+        let key = format!("{}\n{}\n{:?}", config.base.display(), name, git);
+        let slot = self.git.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_default().clone();
+        let mut last = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, snapshot)) = last.as_ref()
+            && at.elapsed() < FRESH
+            && snapshot.root.exists()
+        {
+            return Ok(snapshot.clone());
+        }
+        let (snapshot, _) = git::snapshot(name, git, &config.base, &self.cache, spec.limits, secret)?;
+        *last = Some((Instant::now(), snapshot.clone()));
+        Ok(snapshot)
     }
 
     /// Writes the files a source plugin returned into a snapshot, checking every path. The
