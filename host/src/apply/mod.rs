@@ -262,7 +262,7 @@ pub async fn apply(
 
     let mut desired = prepare(target, &client, pipeline, objects, &mut report).await?;
     let old = store.load(name).await.map_err(ApplyError::Inventory)?;
-    let observed = observe(&client, name, &desired).await?;
+    let observed = observe(&client, name, &desired, old.is_empty()).await?;
     let planned = decide(&client, pipeline, &desired, &old, &observed).await?;
 
     if dry_run {
@@ -506,9 +506,16 @@ async fn namespace_modes(client: &kube::Client, objects: &[Object]) -> Result<Ha
 /// Stage: what the pipeline's objects look like in the cluster: one LIST per kind, by the
 /// pipeline label, across namespaces (per namespace when the identity may not list
 /// cluster-wide).
-async fn observe(client: &kube::Client, pipeline: &str, desired: &[Desired]) -> Result<Observed, ApplyError> {
+async fn observe(
+    client: &kube::Client,
+    pipeline: &str,
+    desired: &[Desired],
+    first: bool,
+) -> Result<Observed, ApplyError> {
     let mut kinds: BTreeMap<String, (ApiResource, bool, HashSet<String>)> = BTreeMap::new();
-    for d in desired {
+    // A pipeline without an inventory has nothing labelled as its own that a GET by name
+    // would not find: the cluster-wide LISTs by label are for the runs after the first.
+    for d in desired.iter().filter(|_| !first) {
         if let Some(r) = &d.resolved {
             let entry =
                 kinds.entry(kind_of(&r.resource)).or_insert_with(|| (r.resource.clone(), r.namespaced, HashSet::new()));

@@ -36,6 +36,24 @@ fn peak_rss_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
+/// The largest resident mappings of a process, for finding where memory goes.
+fn rss_by_mapping(pid: u32) -> String {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut by: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut name = String::new();
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.first().is_some_and(|f| f.contains('-') && !f.ends_with(':')) {
+            name = fields.get(5).map_or("[anon]", |n| n).to_owned();
+        } else if fields.first() == Some(&"Rss:") {
+            *by.entry(name.clone()).or_default() += fields[1].parse::<u64>().unwrap_or(0);
+        }
+    }
+    let mut by: Vec<(String, u64)> = by.into_iter().collect();
+    by.sort_by(|a, b| b.1.cmp(&a.1));
+    by.iter().take(5).map(|(n, kib)| format!("{n} {:.0}", *kib as f64 / 1024.0)).collect::<Vec<_>>().join(", ")
+}
+
 async fn p5(client: &kube::Client) {
     const PIPELINES: usize = 1_000;
     let p = Project::new(client, "p5").await.unwrap();
@@ -88,6 +106,7 @@ async fn p5(client: &kube::Client) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let rss = peak_rss_mib(moor.child.id());
+    eprintln!("P5: resident memory by mapping (MiB): {}", rss_by_mapping(moor.child.id()));
     println!(
         "P5: 1,000 pipelines x 4 objects (one git repository): all applied in {:.1}s; peak RSS {rss:.0} MiB (goals: <= 25 s, <= 100 MiB)",
         took.as_secs_f64()
