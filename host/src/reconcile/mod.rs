@@ -377,20 +377,18 @@ impl Moor {
     }
 }
 
-/// Runs blocking work (plugin calls) from async code, on a thread of its own, so that the
-/// WASI host, which drives its own small runtime, never finds itself inside another one.
-/// On a multi-threaded runtime the worker hands its other tasks over first
-/// (`block_in_place`), so a long render does not stall the controller's HTTP server.
+/// Runs blocking work (plugin calls) from async code. On a multi-threaded runtime the worker
+/// hands its other tasks over and runs `f` itself (`block_in_place`), so a long render does
+/// not stall the controller's HTTP server, and the WASI host may block on the runtime.
+/// Elsewhere `f` runs on a thread of its own, so that the WASI host, which drives its own
+/// small runtime, never finds itself inside another one.
 pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    let on_thread = || {
-        std::thread::scope(|scope| match scope.spawn(f).join() {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => std::thread::scope(|scope| match scope.spawn(f).join() {
             Ok(value) => value,
             Err(panic) => std::panic::resume_unwind(panic),
-        })
-    };
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(on_thread),
-        _ => on_thread(),
+        }),
     }
 }
 

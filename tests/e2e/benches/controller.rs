@@ -103,7 +103,7 @@ async fn p5(client: &kube::Client) {
             last_report = Instant::now();
         }
         assert!(started.elapsed() < Duration::from_secs(600), "P5 did not finish in 10 minutes");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let rss = peak_rss_mib(moor.child.id());
     eprintln!("P5: resident memory by mapping (MiB): {}", rss_by_mapping(moor.child.id()));
