@@ -208,6 +208,7 @@ pub fn default_cache_dir() -> PathBuf {
 /// The whole program: parses the command line, sets up logging and TLS, runs, and turns
 /// an error into a message and an exit code.
 pub fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     // The controller logs what it does; one-shot commands only warnings.
     let default = if matches!(cli.command, Command::Run { .. }) { "moor=info,warn" } else { "warn" };
@@ -229,6 +230,17 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Caps glibc's malloc arenas at two. With its default (eight per core), the many threads
+/// of a busy controller each kept memory of their own: 50 to 80 MiB more at peak.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; this runs first thing in `main`,
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 
