@@ -50,8 +50,11 @@ pub struct Sources {
     cache: PathBuf,
     /// One lock per git source: runs of pipelines sharing a repository never write its
     /// mirror at the same time, and a fetch just made is shared (see [`FRESH`]).
-    git: Arc<Mutex<HashMap<String, Arc<Mutex<Option<(Instant, Snapshot)>>>>>>,
+    git: Arc<Mutex<HashMap<String, LastFetch>>>,
 }
+
+/// A git source's lock and its last snapshot, with when it was taken.
+type LastFetch = Arc<Mutex<Option<(Instant, Snapshot)>>>;
 
 /// How long a git snapshot answers for its source without asking the remote again: the
 /// pipelines of one repository started together fetch it once, as a Flux GitRepository
