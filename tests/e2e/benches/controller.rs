@@ -50,7 +50,7 @@ fn rss_by_mapping(pid: u32) -> String {
         }
     }
     let mut by: Vec<(String, u64)> = by.into_iter().collect();
-    by.sort_by(|a, b| b.1.cmp(&a.1));
+    by.sort_by_key(|(_, kib)| std::cmp::Reverse(*kib));
     by.iter().take(5).map(|(n, kib)| format!("{n} {:.0}", *kib as f64 / 1024.0)).collect::<Vec<_>>().join(", ")
 }
 
