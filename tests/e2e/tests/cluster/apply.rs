@@ -507,10 +507,8 @@ async fn the_quickstart_applies_healthy_then_unchanged_then_prunes_a_removed_man
         std::fs::copy(entry.path(), dir.path().join("manifests").join(entry.file_name()))?;
     }
     let config = std::fs::read_to_string(example.join("moor.toml"))?;
-    std::fs::write(
-        dir.path().join("moor.toml"),
-        format!("[moor]\ninstance = \"quickstart-test-{}\"\n\n{config}", std::process::id()),
-    )?;
+    let instance = format!("[moor]\ninstance = \"quickstart-test-{}\"\n", std::process::id());
+    std::fs::write(dir.path().join("moor.toml"), config.replace("[moor]\n", &instance))?;
     let apply = || {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_moor-under-test"))
             .args(["apply", dir.path().join("moor.toml").to_str().unwrap()])
