@@ -128,6 +128,19 @@ pub fn object_name(instance: &str, pipeline: &str) -> String {
     name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect()
 }
 
+/// Creates the controller's namespace (inventories, the Lease) when it does not exist.
+pub async fn ensure_namespace(client: &kube::Client, namespace: &str) -> Result<(), String> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    if let Ok(Some(_)) = api.get_opt(namespace).await {
+        return Ok(());
+    }
+    let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+    api.patch(namespace, &PatchParams::apply(super::MANAGER), &Patch::Apply(&ns))
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("cannot create namespace {namespace}: {}", super::kube_error(&e)))
+}
+
 /// Where inventories live.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -189,11 +202,7 @@ impl Store {
     }
 
     async fn create_namespace(&self) -> Result<(), String> {
-        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.api.clone().into_client());
-        let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}});
-        api.patch(&self.namespace, &PatchParams::apply(super::MANAGER), &Patch::Apply(&ns)).await.map(|_| ()).map_err(
-            |e| format!("cannot create namespace {} for inventories: {}", self.namespace, super::kube_error(&e)),
-        )
+        ensure_namespace(&self.api.clone().into_client(), &self.namespace).await
     }
 
     pub async fn delete(&self, pipeline: &str) -> Result<(), String> {

@@ -251,6 +251,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_secret_gives_the_credentials() {
+        let spec = GitCredentials { secret: Some("git-creds".into()), ..Default::default() };
+        let secret =
+            BTreeMap::from([("username".to_owned(), "bot".to_owned()), ("password".to_owned(), "pw".to_owned())]);
+        let account = credentials(Some(&spec), Some(&secret)).unwrap().unwrap();
+        assert_eq!((account.username.as_str(), account.password.as_str()), ("bot", "pw"));
+        // Without a username, git's convention.
+        let secret = BTreeMap::from([("password".to_owned(), "token".to_owned())]);
+        assert_eq!(credentials(Some(&spec), Some(&secret)).unwrap().unwrap().username, "git");
+        // An SSH identity is no HTTP account.
+        let secret = BTreeMap::from([("identity".to_owned(), "-----BEGIN".to_owned())]);
+        assert!(credentials(Some(&spec), Some(&secret)).unwrap().is_none());
+    }
+
+    #[test]
     fn passwords_in_urls_are_redacted() {
         assert_eq!(
             redact("cannot reach https://bob:hunter2@example.com/x.git"),

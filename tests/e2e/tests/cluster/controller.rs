@@ -546,3 +546,48 @@ async fn deploy_manifests_are_accepted() -> anyhow::Result<()> {
     moor::config::Config::parse(Path::new("deploy/configmap.yaml#moor.toml"), toml.into(), &builtin)?;
     Ok(())
 }
+
+/// FA-7: a leader whose Lease is taken stops at once and applies nothing more.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_that_loses_its_lease_stops() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "ctl-lost").await?;
+    p.file("a.yaml", &cm("held", "one"));
+    let config = p.config("[[pipeline]]\nname = \"held\"\nsource = \"local\"\ninterval = \"1h\"\n");
+    let text =
+        std::fs::read_to_string(&config)?.replace("path = \"tree\"\n", "path = \"tree\"\npoll_interval = \"1s\"\n");
+    std::fs::write(&config, text)?;
+    let moor = Controller::start(BIN, &config, &["--leader-elect", "--identity", "holder"], &[]).await?;
+    moor.runs("held", 1, 60).await?;
+    assert_eq!(moor.status().await?["leader"], true);
+
+    // Someone else takes the Lease (as a partitioned leader would find on its next renewal).
+    let now = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%S.%6NZ"]).output()?;
+    let now = String::from_utf8(now.stdout)?.trim().to_owned();
+    let patch = json!({"spec": {"holderIdentity": "intruder", "renewTime": now, "acquireTime": now, "leaseDurationSeconds": 600}});
+    let out = cluster()
+        .kubectl()
+        .args([
+            "-n",
+            "moor-system",
+            "patch",
+            "lease",
+            &format!("moor-{}", p.instance),
+            "--type",
+            "merge",
+            "-p",
+            &patch.to_string(),
+        ])
+        .output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    eventually(30, "the leader to notice", || async { Ok((moor.status().await?["leader"] == false).then_some(())) })
+        .await?;
+    assert!(moor.log_text().contains("lost the lease"), "{}", moor.log_text());
+    assert!(moor.get_text("/metrics").await?.1.contains("moor_leader 0"));
+    let runs = moor.pipeline("held").await?["runs"].clone();
+    p.file("a.yaml", &cm("held", "two"));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(cm_value(&client, &p.ns, "held").await?.as_deref(), Some("one"), "a standby applies nothing");
+    assert_eq!(moor.pipeline("held").await?["runs"], runs);
+    Ok(())
+}
