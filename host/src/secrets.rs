@@ -113,12 +113,7 @@ impl SecretValues {
     /// `text` with every secret value read for this run replaced by `***`: for messages a
     /// plugin wrote after it was given secrets.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        let values = self.secrets.values().flat_map(|data| data.values()).chain(self.env.values());
-        for value in values.filter(|v| v.len() >= 4) {
-            out = out.replace(value.as_str(), "***");
-        }
-        out
+        redact(text, self.secrets.values().flat_map(|data| data.values()).chain(self.env.values()))
     }
 
     /// A step's `with` table with its `secrets` filled in.
@@ -130,6 +125,11 @@ impl SecretValues {
         }
         Ok(with)
     }
+}
+
+/// `text` with each of `values` (of 4 bytes or more) replaced by `***`.
+pub fn redact<'a>(text: &str, values: impl IntoIterator<Item = &'a String>) -> String {
+    values.into_iter().filter(|v| v.len() >= 4).fold(text.to_owned(), |t, v| t.replace(v.as_str(), "***"))
 }
 
 /// Reads one value outside a pipeline (the API token, a webhook secret).

@@ -224,6 +224,21 @@ impl Runtime {
 /// Told the plugin's name and the duration of every call.
 pub type CallObserver = Box<dyn Fn(&str, Duration) + Send + Sync>;
 
+thread_local! {
+    /// Secret values given to the plugin calls `f` makes on this thread (see [`redacting`]).
+    static REDACT: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f`, in which plugin calls are made for a step that was given `secrets`: whatever
+/// those plugins log or print has the values replaced by `***` before it reaches the host's
+/// log. Calls are synchronous, so the values stay on this thread.
+pub fn redacting<R>(secrets: &[String], f: impl FnOnce() -> R) -> R {
+    let before = REDACT.with(|r| std::mem::replace(&mut *r.borrow_mut(), secrets.to_vec()));
+    let result = f();
+    REDACT.with(|r| *r.borrow_mut() = before);
+    result
+}
+
 /// Store data of one call.
 pub(crate) struct CallState {
     wasi: WasiCtx,
@@ -233,6 +248,8 @@ pub(crate) struct CallState {
     http_grant: http::Grant,
     limiter: MemoryLimiter,
     plugin: Arc<str>,
+    /// Secret values this call was given, redacted from what it logs.
+    redact: Vec<String>,
     /// Bytes of `log` messages still allowed in this call, and bytes dropped past that.
     log_budget: usize,
     log_dropped: usize,
@@ -252,6 +269,7 @@ impl bindings::log::Host for CallState {
             return;
         }
         self.log_budget -= message.len();
+        let message = crate::secrets::redact(&message, &self.redact);
         let plugin = &*self.plugin;
         match level {
             Level::Trace => tracing::trace!(plugin, "{message}"),
@@ -495,6 +513,7 @@ impl Plugin {
             http_grant,
             limiter: MemoryLimiter { limit: self.limits.memory, hit: false },
             plugin: self.name.clone(),
+            redact: REDACT.with(|r| r.borrow().clone()),
             log_budget: self.limits.log,
             log_dropped: 0,
         };
@@ -511,6 +530,7 @@ impl Plugin {
 
         let (text, dropped) = stdio.take();
         for line in text.lines() {
+            let line = crate::secrets::redact(line, &store.data().redact);
             tracing::info!(plugin = &*self.name, "{line}");
         }
         let dropped = dropped + store.data().log_dropped;

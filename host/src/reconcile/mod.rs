@@ -360,14 +360,15 @@ impl Moor {
         let Some(step) = &spec.plugin else {
             return Ok(self.sources.snapshot(config, spec, secrets)?);
         };
-        let (plugin, with) =
+        let call =
             resolve_step(prepared, &format!("source[{index}].plugin"), "source", step, PluginKind::Source, secrets)?;
+        let plugin = call.plugin;
         let failed = |message: String| SourceError::Plugin {
             source_name: spec.name.s().into(),
             plugin: plugin.name().into(),
-            message,
+            message: call.redact(&message),
         };
-        match plugin.fetch(&with, None).map_err(StageError::SourceCall)? {
+        match call.run(|plugin, with| plugin.fetch(with, None)).map_err(StageError::SourceCall)? {
             Ok(Some(snapshot)) => {
                 Ok(self.sources.from_plugin(spec, plugin.name(), &snapshot.revision, &snapshot.files)?)
             }
@@ -400,13 +401,40 @@ fn resolve_chain<'p>(
     steps: &[Step],
     kind: PluginKind,
     secrets: &SecretValues,
-) -> Result<Vec<(&'p Plugin, serde_json::Value)>, StageError> {
+) -> Result<Vec<StepCall<'p>>, StageError> {
     let index = prepared.config.pipelines.iter().position(|p| p.name.s() == pipeline.name.s()).unwrap_or(0);
     steps
         .iter()
         .enumerate()
         .map(|(j, step)| resolve_step(prepared, &format!("pipeline[{index}].{chain}[{j}]"), chain, step, kind, secrets))
         .collect()
+}
+
+/// One step, ready to call: its plugin, its `with` table (secrets filled in) and the
+/// secret values it was given, which are redacted from what the plugin logs or returns
+/// as messages.
+pub(crate) struct StepCall<'p> {
+    pub plugin: &'p Plugin,
+    pub with: serde_json::Value,
+    secrets: Vec<String>,
+}
+
+impl StepCall<'_> {
+    /// Calls the plugin with the step's config; its log lines are redacted.
+    pub fn run<R>(&self, f: impl FnOnce(&Plugin, &serde_json::Value) -> R) -> R {
+        plugins::redacting(&self.secrets, || f(self.plugin, &self.with))
+    }
+
+    /// A message from the plugin, without the secret values it was given.
+    pub fn redact(&self, text: &str) -> String {
+        crate::secrets::redact(text, &self.secrets)
+    }
+
+    fn finding(&self, d: plugins::Diagnostic) -> Finding {
+        let mut finding = Finding::from_diagnostic(d, self.plugin.name());
+        finding.message = self.redact(&finding.message);
+        finding
+    }
 }
 
 /// The loaded plugin of one step, checked to be of `kind`, and its config, checked against
@@ -418,7 +446,7 @@ pub(crate) fn resolve_step<'p>(
     step: &Step,
     kind: PluginKind,
     secrets: &SecretValues,
-) -> Result<(&'p Plugin, serde_json::Value), StageError> {
+) -> Result<StepCall<'p>, StageError> {
     let config = &prepared.config;
     let name = step.uses.s();
     let plugin = prepared.plugin(name).map_err(StageError::Load)?;
@@ -433,31 +461,28 @@ pub(crate) fn resolve_step<'p>(
         let message = format!("rejected by plugin `{name}`'s schema: {}", errors.join("; "));
         return Err(config.error_at(span, format!("{key}.with"), message).into());
     }
-    Ok((plugin, with))
+    let secrets = step.secrets.keys().filter_map(|field| with[field].as_str().map(str::to_owned)).collect();
+    Ok(StepCall { plugin, with, secrets })
 }
 
 /// Stage 2: the render chain. The first renderer reads the snapshot; each later one gets
 /// the previous stage's objects.
-fn render(
-    snapshot: &Snapshot,
-    path: &str,
-    renderers: &[(&Plugin, serde_json::Value)],
-) -> Result<Vec<Object>, StageError> {
+fn render(snapshot: &Snapshot, path: &str, renderers: &[StepCall<'_>]) -> Result<Vec<Object>, StageError> {
     let mut docs: Option<Vec<Document>> = None;
     let mut last = "";
-    for (plugin, with) in renderers {
+    for step in renderers {
         let input = match docs.take() {
             None => RenderInput::Tree { snapshot: &snapshot.root, path },
             Some(docs) => RenderInput::Objects(docs),
         };
-        match plugin.render(with, input).map_err(StageError::RenderCall)? {
+        match step.run(|plugin, with| plugin.render(with, input)).map_err(StageError::RenderCall)? {
             Ok(out) => docs = Some(out),
             Err(diagnostics) => {
-                let findings = diagnostics.into_iter().map(|d| Finding::from_diagnostic(d, plugin.name())).collect();
-                return Err(StageError::Render { plugin: plugin.name().to_owned(), findings });
+                let findings = diagnostics.into_iter().map(|d| step.finding(d)).collect();
+                return Err(StageError::Render { plugin: step.plugin.name().to_owned(), findings });
             }
         }
-        last = plugin.name();
+        last = step.plugin.name();
     }
     normalize(docs.unwrap_or_default(), last)
 }
@@ -494,19 +519,20 @@ fn normalize(docs: Vec<Document>, plugin: &str) -> Result<Vec<Object>, StageErro
 }
 
 /// Stage 4: the validate chain. Every validator sees every object; any error blocks.
-fn validate(objects: &[Object], validators: &[(&Plugin, serde_json::Value)]) -> Result<Vec<Finding>, StageError> {
+fn validate(objects: &[Object], validators: &[StepCall<'_>]) -> Result<Vec<Finding>, StageError> {
     if validators.is_empty() {
         return Ok(Vec::new());
     }
     let docs: Vec<Document> =
         objects.iter().map(|o| Document { json: o.value.to_string(), file: o.file.clone(), line: o.line }).collect();
     let mut findings = Vec::new();
-    for (plugin, with) in validators {
-        match plugin.validate(with, &docs).map_err(StageError::ValidateCall)? {
-            Ok(diagnostics) => {
-                findings.extend(diagnostics.into_iter().map(|d| Finding::from_diagnostic(d, plugin.name())))
+    for step in validators {
+        match step.run(|plugin, with| plugin.validate(with, &docs)).map_err(StageError::ValidateCall)? {
+            Ok(diagnostics) => findings.extend(diagnostics.into_iter().map(|d| step.finding(d))),
+            Err(message) => {
+                let message = step.redact(&message);
+                return Err(StageError::Validator { plugin: step.plugin.name().to_owned(), message });
             }
-            Err(message) => return Err(StageError::Validator { plugin: plugin.name().to_owned(), message }),
         }
     }
     if findings.iter().any(Finding::is_error) {

@@ -179,11 +179,11 @@ impl Controller {
                     let key = format!("pipeline[{index}].notify[{j}]");
                     let sent = resolve_step(prepared, &key, "notify", step, PluginKind::Notifier, &secrets)
                         .map_err(|e| e.to_string())
-                        .and_then(|(plugin, with)| {
+                        .and_then(|call| {
                             let hosts: Vec<String> = step.allow_hosts.iter().map(|h| h.s().to_owned()).collect();
-                            match plugin.notify(&with, &events, &hosts) {
+                            match call.run(|plugin, with| plugin.notify(with, &events, &hosts)) {
                                 Ok(Ok(())) => Ok(()),
-                                Ok(Err(message)) => Err(format!("notifier `{}`: {message}", plugin.name())),
+                                Ok(Err(message)) => Err(format!("notifier `{}`: {message}", call.plugin.name())),
                                 Err(e) => Err(e.to_string()),
                             }
                         });

@@ -126,3 +126,30 @@ fn chatty_plugins_are_capped_and_still_succeed() {
     let result = plugin.render(&act("chatter"), RenderInput::Objects(vec![])).unwrap();
     assert!(result.is_ok());
 }
+
+#[test]
+fn a_secret_given_to_a_step_never_reaches_the_log_or_the_errors() {
+    let dir = tree(&[("app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")]);
+    let probe = probe_path();
+    let text = format!(
+        "[[plugin]]\nname = \"probe\"\npath = \"{}\"\nsha256 = \"{}\"\n\n[[source]]\nname = \"local\"\npath = \".\"\n\n\
+         [[pipeline]]\nname = \"leaky\"\nsource = \"local\"\n\
+         render = [{{ use = \"probe\", with = {{ action = \"leak\" }}, secrets = {{ token = {{ env = \"PROBE_TOKEN\" }} }} }}]\n",
+        probe.display(),
+        sha256_of(&probe)
+    );
+    std::fs::write(dir.path().join("moor.toml"), text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_moor"))
+        .args(["build", dir.path().join("moor.toml").to_str().unwrap()])
+        .env("MOOR_CACHE", cache_dir())
+        .env("MOOR_LOG", "info")
+        .env("PROBE_TOKEN", "hunter2-secret-value")
+        .output()
+        .unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "the probe fails on purpose: {all}");
+    assert!(!all.contains("hunter2"), "the secret leaked:\n{all}");
+    for redacted in ["my token is ***", "stdout: token ***", "failed with token ***"] {
+        assert!(all.contains(redacted), "{redacted:?} missing:\n{all}");
+    }
+}

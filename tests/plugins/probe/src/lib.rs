@@ -1,6 +1,7 @@
 //! A renderer that misbehaves on request, for the sandbox tests and the call-overhead
 //! benchmark. `with = { action = "..." }` picks the behaviour:
-//! `noop`, `echo`, `loop`, `hog`, `snoop`, `flood`, `trap`, `chatter`.
+//! `noop`, `echo`, `loop`, `hog`, `snoop`, `flood`, `trap`, `chatter`, `leak` (writes its
+//! `token` to its log, stdout and an error diagnostic).
 
 use moor_plugin_sdk::{Diagnostic, Info, Input, Object, Outcome, Renderer, export_renderer};
 use serde::Deserialize;
@@ -9,6 +10,8 @@ use serde_json::json;
 #[derive(Deserialize)]
 pub struct Config {
     pub action: String,
+    #[serde(default)]
+    pub token: String,
 }
 
 pub struct Probe;
@@ -20,7 +23,10 @@ impl Renderer for Probe {
         Info::new("probe", env!("CARGO_PKG_VERSION")).schema(json!({
             "type": "object",
             "required": ["action"],
-            "properties": {"action": {"enum": ["noop", "echo", "loop", "hog", "snoop", "flood", "trap", "chatter"]}}
+            "properties": {
+                "action": {"enum": ["noop", "echo", "loop", "hog", "snoop", "flood", "trap", "chatter", "leak"]},
+                "token": {"type": "string"}
+            }
         }))
     }
 
@@ -55,6 +61,11 @@ impl Renderer for Probe {
                     eprintln!("chatter line {i}");
                 }
                 Ok(Vec::new())
+            }
+            "leak" => {
+                moor_plugin_sdk::log::warn(&format!("my token is {}", config.token));
+                println!("stdout: token {}", config.token);
+                Err(vec![Diagnostic::error(format!("failed with token {}", config.token))])
             }
             other => Err(vec![Diagnostic::error(format!("unknown action {other}"))]),
         }
