@@ -327,7 +327,8 @@ impl Controller {
         Ok(result)
     }
 
-    /// Suspends or resumes `name` until the config says otherwise... or the API again.
+    /// Suspends or resumes `name`. This wins over the config's `suspend` for as long as the
+    /// controller runs (a restart goes back to the config).
     pub fn set_suspended(&self, name: &str, suspended: bool) -> Result<(), String> {
         let mut st = self.lock();
         let slot = st.pipelines.get_mut(name).ok_or_else(|| format!("no pipeline is named `{name}`"))?;
