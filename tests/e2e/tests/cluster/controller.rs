@@ -591,3 +591,24 @@ async fn a_leader_that_loses_its_lease_stops() -> anyhow::Result<()> {
     assert_eq!(moor.pipeline("held").await?["runs"], runs);
     Ok(())
 }
+
+/// A run that outlives its `timeout` is stopped, and failures are retried with backoff.
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_time_out_and_failures_are_retried() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "ctl-timeout").await?;
+    p.file("a.yaml", &cm("never-ready", "x"));
+    let config = p.config(
+        "[[pipeline]]\nname = \"stuck\"\nsource = \"local\"\ninterval = \"1h\"\ntimeout = \"2s\"\nretry_interval = \"2s\"\n\
+         health_timeout = \"5m\"\nhealth = [{ kind = \"ConfigMap\", ready = \"false\" }]\n",
+    );
+    let moor = Controller::start(BIN, &config, &[], &[]).await?;
+    let stuck = moor.runs("stuck", 2, 30).await?;
+    let run = &stuck["last_run"];
+    assert_eq!((run["ok"].as_bool(), run["stage"].as_str()), (Some(false), Some("timeout")), "{stuck}");
+    assert!(run["error"].as_str().unwrap().contains("timeout of 2s"), "{stuck}");
+    assert!(run["latency_seconds"].as_f64().unwrap() < 3.0, "{stuck}");
+    assert_eq!(run["trigger"], "retry");
+    assert!(stuck["failures_in_a_row"].as_u64().unwrap() >= 2, "{stuck}");
+    Ok(())
+}
