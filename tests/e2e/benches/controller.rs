@@ -7,23 +7,11 @@
 //!
 //! `cargo bench -p moor-e2e --bench controller` (starts a control plane when none is given).
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use moor_e2e::{Controller, Project, cluster};
+use moor_e2e::{Controller, Project, cluster, git};
 
 const BIN: &str = env!("CARGO_BIN_EXE_moor-under-test");
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=b", "-c", "user.email=b@example.com", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 /// Peak resident set of a process, from /proc.
 fn peak_rss_mib(pid: u32) -> f64 {
@@ -82,9 +70,7 @@ async fn p5(client: &kube::Client) {
             "[[pipeline]]\nname = \"app-{i:04}\"\nsource = \"repo\"\npath = \"apps/app-{i:04}\"\ninterval = \"1h\"\n\n"
         ));
     }
-    let config = p.config(&pipelines);
-    let text = std::fs::read_to_string(&config).unwrap().replace("[moor]\n", "[moor]\nworkers = 8\n");
-    std::fs::write(&config, text).unwrap();
+    let config = p.config_with("workers = 8", "", &pipelines);
 
     let started = Instant::now();
     let moor = Controller::start(BIN, &config, &[], &[("MOOR_LOG", "warn")]).await.unwrap();
@@ -125,13 +111,11 @@ async fn p6(client: &kube::Client) {
         p.file("objects.yaml", &text);
     };
     write(0);
-    let config = p.config(
+    let config = p.config_with(
+        "",
+        "poll_interval = \"0s\"",
         "[[pipeline]]\nname = \"p6\"\nsource = \"local\"\ninterval = \"1h\"\nwebhook_secret = { env = \"P6_SECRET\" }\n",
     );
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("path = \"tree\"\n", "path = \"tree\"\npoll_interval = \"0s\"\n");
-    std::fs::write(&config, text).unwrap();
     let moor = Controller::start(BIN, &config, &[], &[("P6_SECRET", "p6"), ("MOOR_LOG", "warn")]).await.unwrap();
     moor.runs("p6", 1, 60).await.unwrap();
     let body = r#"{"ref":"refs/heads/main"}"#;

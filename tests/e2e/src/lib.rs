@@ -184,11 +184,21 @@ impl Project {
     /// Writes `moor.toml`: the instance, a `local` source on `tree/`, and `pipelines`
     /// (TOML, with `{ns}` replaced).
     pub fn config(&self, pipelines: &str) -> PathBuf {
+        self.config_with("", "", pipelines)
+    }
+
+    /// [`Project::config`] with more `[moor]` settings and more keys of the `local` source
+    /// (TOML lines; `{ns}` replaced everywhere).
+    pub fn config_with(&self, settings: &str, local: &str, pipelines: &str) -> PathBuf {
+        let line = |extra: &str| if extra.is_empty() { String::new() } else { format!("{}\n", extra.trim_end()) };
         let text = format!(
-            "[moor]\ninstance = \"{}\"\n\n[[source]]\nname = \"local\"\npath = \"tree\"\n\n{}",
+            "[moor]\ninstance = \"{}\"\n{}\n[[source]]\nname = \"local\"\npath = \"tree\"\n{}\n{}",
             self.instance,
-            pipelines.replace("{ns}", &self.ns)
-        );
+            line(settings),
+            line(local),
+            pipelines
+        )
+        .replace("{ns}", &self.ns);
         let file = self.dir.path().join("moor.toml");
         std::fs::write(&file, text).unwrap();
         std::fs::create_dir_all(self.dir.path().join("tree")).unwrap();
@@ -226,6 +236,17 @@ impl Project {
         assert!(!result.ok, "pipeline {name} should have failed: {:?}", result.report);
         result.error.unwrap_or_default()
     }
+}
+
+/// Runs `git ARGS` in `dir` (a fixed identity, branch `main`), panicking on failure.
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=moor-test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Compiled plugins, shared by the tests of a run.

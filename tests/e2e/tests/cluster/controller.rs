@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use moor_e2e::{Controller, Project, cluster, eventually};
+use moor_e2e::{Controller, Project, cluster, eventually, git};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_moor-under-test");
@@ -37,16 +37,6 @@ async fn secret(client: &kube::Client, ns: &str, name: &str, data: serde_json::V
     Ok(())
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// The done-when of issue #5 on one pipeline: serves the status page (also in headless
 /// Chromium, with a screenshot), the JSON API and metrics; applies; corrects drift; records
 /// Kubernetes Events.
@@ -55,15 +45,12 @@ async fn status_page_api_metrics_and_drift() -> anyhow::Result<()> {
     let client = cluster().client().await?;
     let p = Project::new(&client, "ctl-status").await?;
     p.file("app.yaml", &cm("settings", "one"));
-    let config = p.config(
+    let config = p.config_with(
+        "diff_url = \"https://git.example.com/commit/{revision}\"\napi_token = { env = \"MOOR_TEST_TOKEN\" }",
+        "",
         "[[pipeline]]\nname = \"web\"\nsource = \"local\"\ninterval = \"1h\"\n\
          validate = [{ use = \"policy\", with = { require_labels = [\"app\"] } }]\n",
     );
-    let text = std::fs::read_to_string(&config)?.replace(
-        "[moor]\n",
-        "[moor]\ndiff_url = \"https://git.example.com/commit/{revision}\"\napi_token = { env = \"MOOR_TEST_TOKEN\" }\n",
-    );
-    std::fs::write(&config, text)?;
     let moor = Controller::start(BIN, &config, &[], &[("MOOR_TEST_TOKEN", TOKEN)]).await?;
     let web = moor.runs("web", 1, 60).await?;
     let run = &web["last_run"];
@@ -183,17 +170,18 @@ async fn commits_and_signed_webhooks_trigger_runs() -> anyhow::Result<()> {
     git(&repo, &["commit", "-q", "-m", "v1"]);
     secret(&client, &p.ns, "hook", json!({"secret": "hook-secret"})).await?;
     p.file("hooked.yaml", &cm("hooked", "one"));
-    let config = p.config(&format!(
-        "[[source]]\nname = \"repo\"\ngit = {{ url = \"file://{}\", ref = \"main\" }}\npoll_interval = \"2s\"\n\n\
+    let config = p.config_with(
+        "",
+        "poll_interval = \"0s\"",
+        &format!(
+            "[[source]]\nname = \"repo\"\ngit = {{ url = \"file://{}\", ref = \"main\" }}\npoll_interval = \"2s\"\n\n\
          [[pipeline]]\nname = \"from-git\"\nsource = \"repo\"\ninterval = \"1h\"\n\n\
          [[pipeline]]\nname = \"hooked\"\nsource = \"local\"\ninterval = \"1h\"\n\
          webhook_secret = {{ secret = \"{}/hook\", key = \"secret\" }}\n",
-        repo.display(),
-        p.ns
-    ));
-    let text =
-        std::fs::read_to_string(&config)?.replace("path = \"tree\"\n", "path = \"tree\"\npoll_interval = \"0s\"\n");
-    std::fs::write(&config, text)?;
+            repo.display(),
+            p.ns
+        ),
+    );
     let moor = Controller::start(BIN, &config, &[], &[]).await?;
     moor.runs("from-git", 1, 60).await?;
     moor.runs("hooked", 1, 60).await?;
@@ -241,15 +229,13 @@ async fn depends_on_and_suspend() -> anyhow::Result<()> {
     p.file("base/a.yaml", "apiVersion: v1\nkind: Nonsense\nmetadata:\n  name: broken\n");
     p.file("app/a.yaml", &cm("app", "one"));
     p.file("paused/a.yaml", &cm("paused", "one"));
-    let config = p.config(
+    let config = p.config_with(
+        "api_token = { secret = \"{ns}/api\", key = \"token\" }",
+        "poll_interval = \"1s\"",
         "[[pipeline]]\nname = \"app\"\nsource = \"local\"\npath = \"app\"\ndepends_on = [\"base\"]\ninterval = \"1h\"\n\n\
          [[pipeline]]\nname = \"base\"\nsource = \"local\"\npath = \"base\"\ninterval = \"1h\"\nretry_interval = \"1s\"\n\n\
          [[pipeline]]\nname = \"paused\"\nsource = \"local\"\npath = \"paused\"\nsuspend = true\n",
     );
-    let text = std::fs::read_to_string(&config)?
-        .replace("[moor]\n", &format!("[moor]\napi_token = {{ secret = \"{}/api\", key = \"token\" }}\n", p.ns))
-        .replace("path = \"tree\"\n", "path = \"tree\"\npoll_interval = \"1s\"\n");
-    std::fs::write(&config, text)?;
     let moor = Controller::start(BIN, &config, &[], &[]).await?;
 
     // base fails: app is blocked, with the reason.
@@ -303,13 +289,12 @@ async fn force_run_queues_exactly_one() -> anyhow::Result<()> {
     let p = Project::new(&client, "ctl-force").await?;
     p.file("gate.yaml", &cm("gate", "one"));
     // Healthy only once the test says so: the first run waits on it.
-    let config = p.config(
+    let config = p.config_with(
+        "api_token = { env = \"MOOR_TEST_TOKEN\" }",
+        "",
         "[[pipeline]]\nname = \"slow\"\nsource = \"local\"\ninterval = \"1h\"\nhealth_timeout = \"2m\"\n\
          health = [{ kind = \"ConfigMap\", ready = \"has(object.metadata.annotations) && 'go' in object.metadata.annotations\" }]\n",
     );
-    let text =
-        std::fs::read_to_string(&config)?.replace("[moor]\n", "[moor]\napi_token = { env = \"MOOR_TEST_TOKEN\" }\n");
-    std::fs::write(&config, text)?;
     let moor = Controller::start(BIN, &config, &[], &[("MOOR_TEST_TOKEN", TOKEN)]).await?;
     eventually(30, "the first run to wait for health", || async {
         Ok((moor.pipeline("slow").await?["state"] == "running" && cm_value(&client, &p.ns, "gate").await?.is_some())
@@ -399,10 +384,8 @@ async fn leader_election_fails_over() -> anyhow::Result<()> {
     let client = cluster().client().await?;
     let p = Project::new(&client, "ctl-leader").await?;
     p.file("a.yaml", &cm("led", "one"));
-    let config = p.config("[[pipeline]]\nname = \"led\"\nsource = \"local\"\ninterval = \"1h\"\n");
-    let text =
-        std::fs::read_to_string(&config)?.replace("path = \"tree\"\n", "path = \"tree\"\npoll_interval = \"1s\"\n");
-    std::fs::write(&config, text)?;
+    let pipeline = "[[pipeline]]\nname = \"led\"\nsource = \"local\"\ninterval = \"1h\"\n";
+    let config = p.config_with("", "poll_interval = \"1s\"", pipeline);
     let args = ["--leader-elect"];
     let mut a = Controller::start(BIN, &config, &[&args[..], &["--identity", "a"]].concat(), &[]).await?;
     let mut b = Controller::start(BIN, &config, &[&args[..], &["--identity", "b"]].concat(), &[]).await?;
@@ -553,10 +536,8 @@ async fn a_leader_that_loses_its_lease_stops() -> anyhow::Result<()> {
     let client = cluster().client().await?;
     let p = Project::new(&client, "ctl-lost").await?;
     p.file("a.yaml", &cm("held", "one"));
-    let config = p.config("[[pipeline]]\nname = \"held\"\nsource = \"local\"\ninterval = \"1h\"\n");
-    let text =
-        std::fs::read_to_string(&config)?.replace("path = \"tree\"\n", "path = \"tree\"\npoll_interval = \"1s\"\n");
-    std::fs::write(&config, text)?;
+    let pipeline = "[[pipeline]]\nname = \"held\"\nsource = \"local\"\ninterval = \"1h\"\n";
+    let config = p.config_with("", "poll_interval = \"1s\"", pipeline);
     let moor = Controller::start(BIN, &config, &["--leader-elect", "--identity", "holder"], &[]).await?;
     moor.runs("held", 1, 60).await?;
     assert_eq!(moor.status().await?["leader"], true);
