@@ -63,31 +63,38 @@ impl SecretValues {
         steps: impl Iterator<Item = &'a Step>,
     ) -> Result<SecretValues, String> {
         let namespace = &config.settings.namespace;
-        let mut wanted: Vec<(String, String)> = Vec::new();
         let mut values = SecretValues::default();
         let git_secret =
             source.and_then(|s| s.git.as_ref()).and_then(|g| g.get_ref().credentials.as_ref()?.secret.as_ref());
         if let Some(name) = git_secret {
-            wanted.push(secret_key(name, namespace));
+            values.add_secret(client, name, namespace).await?;
         }
         for r in steps.chain(source.and_then(|s| s.plugin.as_ref())).flat_map(|s| s.secrets.values()) {
-            match (&r.secret, &r.env) {
-                (Some(name), _) => wanted.push(secret_key(name, namespace)),
-                (None, Some(var)) => {
-                    let value = std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))?;
-                    values.env.insert(var.clone(), value);
-                }
-                (None, None) => {}
-            }
-        }
-        for (ns, name) in wanted {
-            if values.secrets.contains_key(&(ns.clone(), name.clone())) {
-                continue;
-            }
-            let data = read_secret(client, &ns, &name).await?;
-            values.secrets.insert((ns, name), data);
+            values.add(client, r, namespace).await?;
         }
         Ok(values)
+    }
+
+    /// Reads what `r` refers to (a whole Secret, or a variable) unless it was read already.
+    async fn add(&mut self, client: Option<&kube::Client>, r: &SecretRef, namespace: &str) -> Result<(), String> {
+        match (&r.secret, &r.env) {
+            (Some(name), _) => self.add_secret(client, name, namespace).await,
+            (None, Some(var)) => {
+                let value = std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))?;
+                self.env.insert(var.clone(), value);
+                Ok(())
+            }
+            (None, None) => Ok(()),
+        }
+    }
+
+    async fn add_secret(&mut self, client: Option<&kube::Client>, name: &str, namespace: &str) -> Result<(), String> {
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.secrets.entry(secret_key(name, namespace)) {
+            let (ns, n) = entry.key();
+            let data = read_secret(client, ns, n).await?;
+            entry.insert(data);
+        }
+        Ok(())
     }
 
     /// The data of a whole Secret (`name` or `namespace/name`).
@@ -134,15 +141,9 @@ pub fn redact<'a>(text: &str, values: impl IntoIterator<Item = &'a String>) -> S
 
 /// Reads one value outside a pipeline (the API token, a webhook secret).
 pub async fn read_one(client: Option<&kube::Client>, r: &SecretRef, default_namespace: &str) -> Result<String, String> {
-    match (&r.secret, &r.key, &r.env) {
-        (Some(name), Some(key), _) => {
-            let (ns, n) = secret_key(name, default_namespace);
-            let data = read_secret(client, &ns, &n).await?;
-            data.get(key).cloned().ok_or_else(|| format!("Secret `{ns}/{n}` has no key `{key}`"))
-        }
-        (_, _, Some(var)) => std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set")),
-        _ => Err("an empty secret reference".into()),
-    }
+    let mut values = SecretValues::default();
+    values.add(client, r, default_namespace).await?;
+    values.get(r, default_namespace).map(str::to_owned)
 }
 
 async fn read_secret(

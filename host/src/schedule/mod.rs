@@ -35,8 +35,7 @@ use crate::secrets::SecretValues;
 use status::{Counts, FileResult, PipelineStatus, RunRecord, Status, StepStatus};
 
 /// Why a run was started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
     Startup,
     Interval,
@@ -806,10 +805,17 @@ impl Controller {
                     continue;
                 }
                 let now = Instant::now();
-                if self.lock().next_poll.get(name).is_some_and(|at| *at > now) {
+                // Due (and then booked for the next poll) under one lock.
+                let due = match self.lock().next_poll.entry(name.into()) {
+                    std::collections::hash_map::Entry::Occupied(at) if *at.get() > now => false,
+                    entry => {
+                        entry.insert_entry(now + every);
+                        true
+                    }
+                };
+                if !due {
                     continue;
                 }
-                self.lock().next_poll.insert(name.into(), now + every);
                 let secrets = match SecretValues::for_source(Some(&self.target.client), &config, source).await {
                     Ok(s) => s,
                     Err(e) => {
@@ -899,6 +905,7 @@ fn gate(st: &State, config: &Config, pipeline: &PipelineSpec) -> Result<(), (&'s
     Ok(())
 }
 
+/// The first 12 characters of a revision, for messages.
 fn short(revision: &str) -> &str {
     &revision[..revision.len().min(12)]
 }

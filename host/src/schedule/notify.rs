@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 
 use super::status::RunRecord;
-use super::{Controller, Trigger};
+use super::{Controller, Trigger, short};
 use crate::apply::Report;
 use crate::apply::inventory::ObjRef;
 use crate::config::{PipelineSpec, SpannedStr};
@@ -113,10 +113,6 @@ impl Outcome {
         }
         (!events.is_empty()).then_some(Outcome { events })
     }
-}
-
-fn short(revision: &str) -> &str {
-    &revision[..revision.len().min(12)]
 }
 
 /// Dedupe and rate limit of one pipeline's notifications.
