@@ -1,36 +1,24 @@
-//! Compiles every plugin crate to a wasm32-wasip2 component before the host is built.
-//!
-//! - `plugins/*` (except the SDK and the object model) become the built-in plugins, embedded in the `moor`
-//!   binary (`$OUT_DIR/builtin.rs`);
-//! - `tests/plugins/*` are test-only components whose paths the tests read from
-//!   `$OUT_DIR/test_plugins.rs`.
-//!
-//! Each crate is built by its own `cargo build` so that the SDK's per-kind feature is not
-//! unified across plugins (a component must carry exactly one world). The nested builds
-//! use their own target directory, next to the outer one, and the `plugin` profile.
+//! Compiles the plugin crates `plugins/*` (except the SDK and the object model) to
+//! wasm32-wasip2 components before the host is built: the built-in plugins, embedded in
+//! the `moor` binary (`$OUT_DIR/builtin.rs`). Test-only plugins are built by the
+//! `moor-test-artifacts` crate, not here.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod wasm_plugins;
+
+use std::path::PathBuf;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().to_path_buf();
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|d| if d.is_absolute() { d } else { root.join(d) })
-        .unwrap_or_else(|| root.join("target"))
-        .join("wasm-plugins");
 
     // The workspace manifest holds the `plugin` profile.
-    for dir in ["wit", "plugins", "tests/plugins", "Cargo.toml"] {
+    for dir in ["wit", "plugins", "Cargo.toml", "host/wasm_plugins.rs"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
     // `sdk` and `object` are libraries for plugins, not plugins.
-    let builtin = build_all(&root.join("plugins"), &target_dir, &["sdk", "object"]);
-    let tests = build_all(&root.join("tests/plugins"), &target_dir, &[]);
-
+    let builtin = wasm_plugins::build_all(&root.join("plugins"), &wasm_plugins::target_dir(&root), &["sdk", "object"]);
     let mut src =
         String::from("/// Built-in plugins: (name, component bytes).\npub static BUILTIN: &[(&str, &[u8])] = &[\n");
     for (name, path) in &builtin {
@@ -39,70 +27,16 @@ fn main() {
     src.push_str("];\n");
     std::fs::write(out.join("builtin.rs"), src).unwrap();
 
-    let mut src = String::from(
-        "/// Test-only plugins: (name, path of the component).\npub static TEST_PLUGINS: &[(&str, &str)] = &[\n",
-    );
-    for (name, path) in &tests {
-        src.push_str(&format!("    ({name:?}, {:?}),\n", path.display().to_string()));
-    }
-    src.push_str("];\n");
-    std::fs::write(out.join("test_plugins.rs"), src).unwrap();
-}
-
-/// Builds each crate directly under `dir`; returns (directory name, component path).
-fn build_all(dir: &Path, target_dir: &Path, skip: &[&str]) -> Vec<(String, PathBuf)> {
-    let mut crates: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.join("Cargo.toml").exists())
-        .filter(|p| !skip.iter().any(|s| p.file_name().unwrap() == *s))
-        .collect();
-    crates.sort();
-    crates
-        .into_iter()
-        .map(|path| {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            let package = package_name(&path.join("Cargo.toml"));
-            (name, build(&package, target_dir))
-        })
-        .collect()
-}
-
-fn package_name(manifest: &Path) -> String {
-    let text = std::fs::read_to_string(manifest).unwrap();
-    let value: toml::Table = text.parse().unwrap();
-    value["package"]["name"].as_str().unwrap().to_owned()
-}
-
-fn build(package: &str, target_dir: &Path) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "--profile", "plugin", "--target", "wasm32-wasip2", "-p", package])
-        .arg("--target-dir")
-        .arg(target_dir);
-    // Do not let the outer build's wrappers and flags (clippy, coverage) leak in.
-    for var in [
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-        "MFLAGS",
-    ] {
-        cmd.env_remove(var);
-    }
-    let status = cmd.status().expect("cannot run cargo to build plugins");
-    if !status.success() {
-        panic!(
-            "building plugin `{package}` for wasm32-wasip2 failed; is the target installed? \
-             (`rustup target add wasm32-wasip2`)"
-        );
-    }
-    let artifact = target_dir.join("wasm32-wasip2/plugin").join(format!("{}.wasm", package.replace('-', "_")));
-    assert!(artifact.exists(), "plugin `{package}` built but {} is missing", artifact.display());
-    artifact
+    // The contract version, defined once: by the package line of wit/plugin.wit. (The
+    // `bindgen!` inline world names it too; it does not compile when the two differ.)
+    let wit = std::fs::read_to_string(root.join("wit/plugin.wit")).unwrap();
+    let version = wit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("package moor:plugin@")?.strip_suffix(';'))
+        .expect("wit/plugin.wit declares `package moor:plugin@VERSION;`");
+    std::fs::write(
+        out.join("contract.rs"),
+        format!("/// Version of the contract in `wit/` that this host speaks.\npub const CONTRACT_VERSION: &str = {version:?};\n"),
+    )
+    .unwrap();
 }

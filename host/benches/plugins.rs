@@ -21,7 +21,7 @@ fn main() {
 
     // --- 1. call overhead
     let probe = runtime
-        .load("probe", PluginSource::Inspect(plugins::test_artifacts::path("probe").into()), Limits::default())
+        .load("probe", PluginSource::Inspect(moor_test_artifacts::path("probe").into()), Limits::default())
         .unwrap();
     let noop = serde_json::json!({"action": "noop"});
     for _ in 0..1_000 {

@@ -11,6 +11,7 @@ pub mod reconcile;
 pub mod schedule;
 pub mod secrets;
 pub mod source;
+pub mod stage;
 
 /// Installs aws-lc-rs as the process's TLS provider. kube uses it; wasmtime-wasi-http's
 /// rustls also brings ring, and with two providers compiled in, rustls cannot pick one by

@@ -158,7 +158,7 @@ async fn read_secret(
     let secret = api
         .get(name)
         .await
-        .map_err(|e| format!("cannot read Secret `{namespace}/{name}`: {}", crate::apply::kube_error(&e)))?;
+        .map_err(|e| format!("cannot read Secret `{namespace}/{name}`: {}", crate::apply::target::kube_message(&e)))?;
     let mut data: BTreeMap<String, String> = secret.string_data.unwrap_or_default();
     for (k, v) in secret.data.unwrap_or_default() {
         data.insert(k, String::from_utf8_lossy(&v.0).into_owned());

@@ -3,9 +3,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{
-    ApplyError, Progress, Report, Target, api_for, apply_error, compare, inventory, live_key, patch_params, prepare,
-};
+use super::plan::{as_server_would, changes};
+use super::target::api_for;
+use super::{ApplyError, Progress, Target, compare, inventory};
 use crate::config::{PipelineSpec, Settings, SpannedStr};
 use crate::object::{Object, REDACTED};
 
@@ -38,8 +38,8 @@ pub async fn diff(
     progress: Progress<'_>,
 ) -> Result<Vec<ObjectDiff>, ApplyError> {
     let client = target.client_for(pipeline)?;
-    let mut ignored = Report::default();
-    let desired = prepare(target, &client, pipeline, objects, &mut ignored).await?;
+    let owner = super::prune::Owner { instance: &settings.instance, pipeline: pipeline.name.s() };
+    let desired = super::wanted(target, &client, pipeline, owner, objects).await?.desired;
     let mut out = Vec::new();
     for d in &desired {
         progress(&format!("diffing {}", d.r));
@@ -55,27 +55,23 @@ pub async fn diff(
             continue;
         };
         let api = api_for(&client, &resolved.resource, &d.r.namespace);
-        let live = api.get_opt(&d.r.name).await.map_err(|e| apply_error(d, &e))?;
-        let after = api
-            .patch(&d.r.name, &patch_params(pipeline, d).dry_run(), &kube::api::Patch::Apply(&d.object.value))
-            .await
-            .map_err(|e| apply_error(d, &e))?;
-        let after = compare::for_display(serde_json::to_value(after).unwrap_or_default());
+        let live = api.get_opt(&d.r.name).await.map_err(|e| ApplyError::object(d, e))?;
+        let after = as_server_would(&api, pipeline, d).await.map_err(|e| ApplyError::object(d, e))?;
         let (change, before) = match live {
             None => (Change::Create, Value::Null),
             Some(live) => {
-                let before = compare::for_display(serde_json::to_value(live).unwrap_or_default());
-                (if before == after { Change::Unchanged } else { Change::Update }, before)
+                let live = serde_json::to_value(live).unwrap_or_default();
+                let change = if changes(&live, &after) { Change::Update } else { Change::Unchanged };
+                (change, compare::for_display(live))
             }
         };
         let diff = if change == Change::Unchanged { String::new() } else { unified(&before, &after, pipeline) };
         out.push(ObjectDiff { object: name, origin, change, diff });
     }
     if pipeline.prune {
-        let store = inventory::Store::new(target.client.clone(), &settings.namespace, &settings.instance);
-        let old = store.load(pipeline.name.s()).await.map_err(ApplyError::Inventory)?;
-        let keep: std::collections::HashSet<String> = desired.iter().map(|d| live_key(&d.r)).collect();
-        for r in old.refs().filter(|r| !keep.contains(&live_key(r))) {
+        let store = inventory::Store::for_settings(target.client.clone(), settings);
+        let old = store.load(pipeline.name.s()).await?;
+        for r in super::prune::candidates(&old, desired.iter().map(|d| &d.r)) {
             out.push(ObjectDiff {
                 object: r.to_string(),
                 origin: String::new(),

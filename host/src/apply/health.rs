@@ -1,7 +1,16 @@
-//! Readiness of live objects (FX-8): built in for standard kinds, conditions for custom
-//! resources. A failed rollout is reported at once, with its reason.
+//! Readiness of live objects (FX-8): kstatus's rules for standard kinds, conditions for
+//! custom resources, and a pipeline's own CEL rules over both; and the wait for a set of
+//! objects to be ready. A failed rollout is reported at once, with its reason.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use super::desired::Desired;
+use super::target::api_for;
+use super::{ApplyError, Progress};
+use crate::config::PipelineSpec;
 
 /// What an object's status says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,116 +44,227 @@ fn reason(c: &Value) -> String {
     }
 }
 
-/// Whether the controller has seen the latest spec.
-fn observed(v: &Value) -> bool {
-    int(v, "/status/observedGeneration") >= int(v, "/metadata/generation")
-}
-
-/// A rollout is done when the controller saw the latest spec and `want` are ready and updated.
-fn rollout(live: &Value, want: i64, ready: i64, updated: i64, noun: &str) -> Health {
-    if !observed(live) {
-        Health::Progressing("waiting for the controller to observe the new generation".into())
-    } else if ready < want || updated < want {
-        Health::Progressing(format!("{ready}/{want} {noun} ready, {updated} updated"))
-    } else {
-        Health::Ready
+/// Readiness of `live`, following kstatus (`sigs.k8s.io/cli-utils/pkg/kstatus`) as Flux,
+/// Helm 4 and `kubectl wait` do: first what every kind shares (deletion, observed
+/// generation, `Stalled` and `Reconciling` conditions), then the rules of its kind.
+pub fn check(group: &str, kind: &str, live: &Value) -> Health {
+    if let Some(generic) = generic(live) {
+        return generic;
     }
-}
-
-/// Readiness of `live`. `endpoints` is the number of ready endpoints of a Service (when
-/// the caller looked them up).
-pub fn check(group: &str, kind: &str, live: &Value, endpoints: Option<usize>) -> Health {
-    let progressing = |what: String| Health::Progressing(what);
     match (group, kind) {
-        ("apps", "Deployment") => {
-            if let Some(c) = condition(live, "Progressing")
-                && c.get("reason").and_then(Value::as_str) == Some("ProgressDeadlineExceeded")
-            {
-                return Health::Failed(format!("rollout failed: {}", reason(c)));
-            }
-            let want = live.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
-            let (updated, available) = (int(live, "/status/updatedReplicas"), int(live, "/status/availableReplicas"));
-            let total = int(live, "/status/replicas");
-            if !observed(live) {
-                progressing("waiting for the controller to observe the new generation".into())
-            } else if updated < want || total > updated || available < want {
-                progressing(format!("{available}/{want} replicas available, {updated} updated"))
-            } else {
-                Health::Ready
-            }
-        }
-        ("apps", "StatefulSet") => {
-            let want = live.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
-            rollout(live, want, int(live, "/status/readyReplicas"), int(live, "/status/updatedReplicas"), "replicas")
-        }
-        ("apps", "DaemonSet") => {
-            let (ready, updated) = (int(live, "/status/numberReady"), int(live, "/status/updatedNumberScheduled"));
-            rollout(live, int(live, "/status/desiredNumberScheduled"), ready, updated, "pods")
-        }
-        ("batch", "Job") => {
-            if let Some(c) =
-                condition(live, "Failed").filter(|c| c.get("status").and_then(Value::as_str) == Some("True"))
-            {
-                Health::Failed(format!("job failed: {}", reason(c)))
-            } else if condition_is(live, "Complete", "True") {
-                Health::Ready
-            } else {
-                progressing("job not complete".into())
-            }
-        }
-        ("", "Pod") => match live.pointer("/status/phase").and_then(Value::as_str) {
-            Some("Failed") => Health::Failed("pod failed".into()),
-            Some("Succeeded") => Health::Ready,
-            _ if condition_is(live, "Ready", "True") => Health::Ready,
-            _ => progressing("pod not ready".into()),
-        },
+        ("apps", "Deployment") => deployment(live),
+        ("apps", "ReplicaSet") => replica_set(live),
+        ("apps", "StatefulSet") => stateful_set(live),
+        ("apps", "DaemonSet") => daemon_set(live),
+        ("batch", "Job") => job(live),
+        ("", "Pod") => pod(live),
         ("", "PersistentVolumeClaim") => match live.pointer("/status/phase").and_then(Value::as_str) {
             Some("Bound") => Health::Ready,
             Some("Lost") => Health::Failed("claim lost its volume".into()),
-            phase => progressing(format!("claim is {}", phase.unwrap_or("pending"))),
+            phase => Health::Progressing(format!("claim is {}", phase.unwrap_or("pending"))),
         },
         ("", "Namespace") => match live.pointer("/status/phase").and_then(Value::as_str) {
             Some("Terminating") => Health::Failed("namespace is terminating".into()),
             _ => Health::Ready,
         },
-        ("", "Service") => {
-            let no_selector = live.pointer("/spec/selector").and_then(Value::as_object).is_none_or(|m| m.is_empty());
-            let external = live.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName");
-            match endpoints {
-                _ if no_selector || external => Health::Ready,
-                Some(n) if n > 0 => Health::Ready,
-                _ => progressing("service has no ready endpoints".into()),
+        ("", "Service") => service(live),
+        ("policy", "PodDisruptionBudget") => {
+            let (healthy, wanted) = (int(live, "/status/currentHealthy"), int(live, "/status/desiredHealthy"));
+            if healthy < wanted {
+                Health::Progressing(format!("budget not met: {healthy}/{wanted} pods healthy"))
+            } else {
+                Health::Ready
             }
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-            if condition_is(live, "Established", "True") {
-                Health::Ready
-            } else if let Some(c) =
-                condition(live, "NamesAccepted").filter(|c| c.get("status").and_then(Value::as_str) == Some("False"))
-            {
+            if let Some(c) = condition(live, "NamesAccepted").filter(|c| status_of(c) == Some("False")) {
                 Health::Failed(format!("names not accepted: {}", reason(c)))
+            } else if condition_is(live, "Established", "True") {
+                Health::Ready
             } else {
-                progressing("not established yet".into())
+                Health::Progressing("not established yet".into())
             }
         }
         _ => custom(live),
     }
 }
 
-/// Any other kind: `Ready` or `Available` conditions when it has them, ready otherwise.
-fn custom(live: &Value) -> Health {
-    for kind in ["Ready", "Available"] {
-        if let Some(c) = condition(live, kind) {
-            return match c.get("status").and_then(Value::as_str) {
-                Some("True") => Health::Ready,
-                Some("False") if c.get("reason").and_then(Value::as_str).is_some_and(|r| r.contains("Fail")) => {
-                    Health::Failed(reason(c))
-                }
-                _ => Health::Progressing(format!("{kind} is not True: {}", reason(c))),
-            };
+fn status_of(c: &Value) -> Option<&str> {
+    c.get("status").and_then(Value::as_str)
+}
+
+/// What kstatus checks on every kind before its own rules, or `None` to go on.
+fn generic(live: &Value) -> Option<Health> {
+    if live.pointer("/metadata/deletionTimestamp").and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
+        return Some(Health::Progressing("being deleted".into()));
+    }
+    let generation = live.pointer("/metadata/generation").and_then(Value::as_i64);
+    let observed = live.pointer("/status/observedGeneration").and_then(Value::as_i64);
+    if let (Some(generation), Some(observed)) = (generation, observed)
+        && observed < generation
+    {
+        return Some(Health::Progressing("waiting for the controller to observe the new generation".into()));
+    }
+    if let Some(c) = condition(live, "Stalled").filter(|c| status_of(c) == Some("True")) {
+        return Some(Health::Failed(format!("stalled: {}", reason(c))));
+    }
+    if let Some(c) = condition(live, "Reconciling").filter(|c| status_of(c) == Some("True")) {
+        return Some(Health::Progressing(format!("reconciling: {}", reason(c))));
+    }
+    None
+}
+
+fn replicas(live: &Value) -> i64 {
+    live.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)
+}
+
+fn deployment(live: &Value) -> Health {
+    if let Some(c) = condition(live, "Progressing")
+        && c.get("reason").and_then(Value::as_str) == Some("ProgressDeadlineExceeded")
+    {
+        return Health::Failed(format!("rollout failed: {}", reason(c)));
+    }
+    let want = replicas(live);
+    let (total, updated) = (int(live, "/status/replicas"), int(live, "/status/updatedReplicas"));
+    let (ready, available) = (int(live, "/status/readyReplicas"), int(live, "/status/availableReplicas"));
+    if updated < want || total < want {
+        return Health::Progressing(format!("{updated}/{want} replicas updated"));
+    }
+    if total > updated {
+        return Health::Progressing(format!("{} old replica(s) pending termination", total - updated));
+    }
+    if available < want || ready < want {
+        return Health::Progressing(format!("{available}/{want} replicas available, {ready} ready"));
+    }
+    if condition(live, "Available").is_some_and(|c| status_of(c) != Some("True")) {
+        return Health::Progressing("deployment is not Available".into());
+    }
+    Health::Ready
+}
+
+fn replica_set(live: &Value) -> Health {
+    if let Some(c) = condition(live, "ReplicaFailure").filter(|c| status_of(c) == Some("True")) {
+        return Health::Progressing(format!("replica failure: {}", reason(c)));
+    }
+    let want = replicas(live);
+    let (labeled, total) = (int(live, "/status/fullyLabeledReplicas"), int(live, "/status/replicas"));
+    let (ready, available) = (int(live, "/status/readyReplicas"), int(live, "/status/availableReplicas"));
+    if labeled < want || available < want || ready < want {
+        Health::Progressing(format!("{available}/{want} replicas available, {ready} ready"))
+    } else if total > want {
+        Health::Progressing(format!("{} replica(s) pending termination", total - want))
+    } else {
+        Health::Ready
+    }
+}
+
+fn stateful_set(live: &Value) -> Health {
+    let strategy = live.pointer("/spec/updateStrategy/type").and_then(Value::as_str);
+    let want = replicas(live);
+    let (total, ready) = (int(live, "/status/replicas"), int(live, "/status/readyReplicas"));
+    if total < want || ready < want {
+        return Health::Progressing(format!("{ready}/{want} replicas ready"));
+    }
+    if total > want {
+        return Health::Progressing(format!("{} replica(s) pending termination", total - want));
+    }
+    if strategy == Some("OnDelete") {
+        return Health::Ready;
+    }
+    if let Some(partition) = live.pointer("/spec/updateStrategy/rollingUpdate/partition").and_then(Value::as_i64)
+        && partition > 0
+    {
+        let updated = int(live, "/status/updatedReplicas");
+        return if updated < want - partition {
+            Health::Progressing(format!("{updated}/{} replicas updated (partition {partition})", want - partition))
+        } else {
+            Health::Ready
+        };
+    }
+    let current = live.pointer("/status/currentRevision").and_then(Value::as_str);
+    let update = live.pointer("/status/updateRevision").and_then(Value::as_str);
+    if current != update {
+        return Health::Progressing("waiting for the rolling update to finish".into());
+    }
+    if int(live, "/status/currentReplicas") < want {
+        return Health::Progressing(format!("{}/{want} replicas current", int(live, "/status/currentReplicas")));
+    }
+    Health::Ready
+}
+
+fn daemon_set(live: &Value) -> Health {
+    if live.pointer("/status/desiredNumberScheduled").is_none() {
+        return Health::Progressing("waiting for the controller to schedule pods".into());
+    }
+    let want = int(live, "/status/desiredNumberScheduled");
+    for (field, noun) in [
+        ("/status/currentNumberScheduled", "scheduled"),
+        ("/status/updatedNumberScheduled", "updated"),
+        ("/status/numberAvailable", "available"),
+        ("/status/numberReady", "ready"),
+    ] {
+        let n = int(live, field);
+        if n < want {
+            return Health::Progressing(format!("{n}/{want} pods {noun}"));
         }
     }
     Health::Ready
+}
+
+fn job(live: &Value) -> Health {
+    if let Some(c) = condition(live, "Failed").filter(|c| status_of(c) == Some("True")) {
+        Health::Failed(format!("job failed: {}", reason(c)))
+    } else if condition_is(live, "Complete", "True") {
+        Health::Ready
+    } else {
+        Health::Progressing("job not complete".into())
+    }
+}
+
+fn pod(live: &Value) -> Health {
+    match live.pointer("/status/phase").and_then(Value::as_str) {
+        Some("Failed") => return Health::Failed("pod failed".into()),
+        Some("Succeeded") => return Health::Ready,
+        _ => {}
+    }
+    let crashing = live
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c.pointer("/state/waiting/reason").and_then(Value::as_str) == Some("CrashLoopBackOff"))
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect::<Vec<_>>();
+    if !crashing.is_empty() {
+        return Health::Failed(format!("container(s) crash looping: {}", crashing.join(", ")));
+    }
+    if condition_is(live, "Ready", "True") {
+        return Health::Ready;
+    }
+    match condition(live, "PodScheduled").filter(|c| c.get("reason").and_then(Value::as_str) == Some("Unschedulable")) {
+        Some(c) => Health::Progressing(format!("pod cannot be scheduled: {}", reason(c))),
+        None => Health::Progressing("pod not ready".into()),
+    }
+}
+
+/// A LoadBalancer waits for its address; every other Service is ready at once (its
+/// endpoints are the workloads' business, which may come later from an operator).
+fn service(live: &Value) -> Health {
+    if live.pointer("/spec/type").and_then(Value::as_str) != Some("LoadBalancer") {
+        return Health::Ready;
+    }
+    let addresses = live.pointer("/status/loadBalancer/ingress").and_then(Value::as_array).map_or(0, Vec::len);
+    if addresses == 0 { Health::Progressing("waiting for the load balancer's address".into()) } else { Health::Ready }
+}
+
+/// Any other kind: its `Ready` condition when it has one, ready otherwise (after the
+/// generic checks).
+fn custom(live: &Value) -> Health {
+    match condition(live, "Ready") {
+        Some(c) if status_of(c) == Some("True") => Health::Ready,
+        Some(c) => Health::Progressing(format!("Ready is not True: {}", reason(c))),
+        None => Health::Ready,
+    }
 }
 
 /// A pipeline's custom readiness rule for one kind, compiled.
@@ -212,9 +332,74 @@ impl Custom {
     }
 }
 
-/// Whether readiness of this kind needs the Service's endpoints.
-pub fn needs_endpoints(group: &str, kind: &str) -> bool {
-    group.is_empty() && kind == "Service"
+/// How a wait ended: each object's last state (`ready`, what it waits for, or
+/// `failed: why`), and the outcome.
+#[derive(Debug)]
+pub struct Waited {
+    pub states: Vec<(String, String)>,
+    pub outcome: Result<(), ApplyError>,
+}
+
+/// How often objects not ready yet are read again.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Waits until every object of `pending` (with its live form) is ready, up to the
+/// pipeline's `health_timeout`; stops at once when one fails. The pipeline's CEL rules win
+/// over the built-in ones.
+pub async fn wait(
+    client: &kube::Client,
+    pipeline: &PipelineSpec,
+    mut pending: Vec<(&Desired, Value)>,
+    progress: Progress<'_>,
+) -> Waited {
+    let timeout = pipeline.health_timeout.0;
+    let deadline = Instant::now() + timeout;
+    let custom = Custom::compile(&pipeline.health);
+    let mut states: BTreeMap<String, String> = BTreeMap::new();
+    let done = |states: BTreeMap<String, String>, outcome| Waited { states: states.into_iter().collect(), outcome };
+    loop {
+        let mut still = Vec::new();
+        for (d, value) in pending {
+            let state = match custom.iter().find(|c| c.applies_to(&d.r.group, &d.r.kind)) {
+                Some(rule) => rule.check(&value),
+                None => check(&d.r.group, &d.r.kind, &value),
+            };
+            match state {
+                Health::Ready => {
+                    states.insert(d.r.to_string(), "ready".into());
+                }
+                Health::Failed(reason) => {
+                    states.insert(d.r.to_string(), format!("failed: {reason}"));
+                    return done(states, Err(ApplyError::Unhealthy { object: d.r.to_string(), reason }));
+                }
+                Health::Progressing(what) => {
+                    states.insert(d.r.to_string(), what);
+                    still.push((d, value));
+                }
+            }
+        }
+        if still.is_empty() {
+            return done(states, Ok(()));
+        }
+        if Instant::now() > deadline {
+            let waiting = still.iter().map(|(d, _)| d.r.to_string()).collect();
+            return done(states, Err(ApplyError::HealthTimeout { timeout, waiting }));
+        }
+        progress(&format!("waiting for {} object(s) to be ready", still.len()));
+        tokio::time::sleep(POLL).await;
+        let mut refreshed = Vec::with_capacity(still.len());
+        for (d, old) in still {
+            let resolved = d.resolved.as_ref().expect("only resolved objects are waited for");
+            let api = api_for(client, &resolved.resource, &d.r.namespace);
+            let value = match api.get_opt(&d.r.name).await {
+                Ok(Some(o)) => serde_json::to_value(o).unwrap_or_default(),
+                Ok(None) => old,
+                Err(e) => return done(states, Err(ApplyError::object(d, e))),
+            };
+            refreshed.push((d, value));
+        }
+        pending = refreshed;
+    }
 }
 
 #[cfg(test)]
@@ -230,7 +415,7 @@ mod tests {
                             "message": "ReplicaSet \"web-1\" has timed out progressing."}]
         }});
         assert_eq!(
-            check("apps", "Deployment", &live, None),
+            check("apps", "Deployment", &live),
             Health::Failed(
                 "rollout failed: ProgressDeadlineExceeded: ReplicaSet \"web-1\" has timed out progressing.".into()
             )
@@ -251,13 +436,114 @@ mod tests {
         assert!(matches!(check.check(&json!({"spec": {}})), Health::Progressing(_)));
     }
 
+    fn cr(status: Value) -> Value {
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"generation": 3}, "status": status})
+    }
+
+    fn state(group: &str, kind: &str, live: &Value) -> &'static str {
+        match check(group, kind, live) {
+            Health::Ready => "ready",
+            Health::Progressing(_) => "progressing",
+            Health::Failed(_) => "failed",
+        }
+    }
+
     #[test]
-    fn custom_resources_use_their_conditions() {
-        assert_eq!(custom(&json!({})), Health::Ready);
-        let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-        assert_eq!(custom(&ready), Health::Ready);
-        let waiting =
-            json!({"status": {"conditions": [{"type": "Available", "status": "False", "reason": "Scaling"}]}});
-        assert!(matches!(custom(&waiting), Health::Progressing(_)));
+    fn custom_resources_follow_generation_and_the_ready_reconciling_and_stalled_conditions() {
+        let cond = |t: &str, s: &str| json!({"type": t, "status": s, "reason": "R", "message": "m"});
+        assert_eq!(state("example.com", "Widget", &cr(json!({}))), "ready");
+        assert_eq!(state("example.com", "Widget", &cr(json!({"observedGeneration": 2}))), "progressing");
+        assert_eq!(
+            state(
+                "example.com",
+                "Widget",
+                &cr(json!({"observedGeneration": 3, "conditions": [cond("Ready", "True")]}))
+            ),
+            "ready"
+        );
+        assert_eq!(state("example.com", "Widget", &cr(json!({"conditions": [cond("Ready", "False")]}))), "progressing");
+        assert_eq!(
+            state(
+                "example.com",
+                "Widget",
+                &cr(json!({"conditions": [cond("Ready", "True"), cond("Reconciling", "True")]}))
+            ),
+            "progressing"
+        );
+        assert_eq!(
+            check("example.com", "Widget", &cr(json!({"conditions": [cond("Stalled", "True")]}))),
+            Health::Failed("stalled: R: m".into())
+        );
+        let deleting = json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}});
+        assert_eq!(state("example.com", "Widget", &deleting), "progressing");
+    }
+
+    #[test]
+    fn services_are_ready_at_once_except_a_load_balancer_without_an_address() {
+        let svc = |spec: Value, status: Value| json!({"spec": spec, "status": status});
+        assert_eq!(state("", "Service", &svc(json!({"selector": {"app": "operator-made"}}), json!({}))), "ready");
+        assert_eq!(state("", "Service", &svc(json!({"clusterIP": "None"}), json!({}))), "ready");
+        assert_eq!(state("", "Service", &svc(json!({"type": "LoadBalancer"}), json!({}))), "progressing");
+        let addressed =
+            svc(json!({"type": "LoadBalancer"}), json!({"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}));
+        assert_eq!(state("", "Service", &addressed), "ready");
+    }
+
+    #[test]
+    fn deployments_need_every_replica_updated_available_and_no_old_ones() {
+        let d = |status: Value| json!({"metadata": {"generation": 1}, "spec": {"replicas": 2}, "status": status});
+        let full = json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2,
+                          "conditions": [{"type": "Available", "status": "True"}]});
+        assert_eq!(state("apps", "Deployment", &d(full.clone())), "ready");
+        let mut surge = full.clone();
+        surge["replicas"] = json!(3);
+        assert_eq!(state("apps", "Deployment", &d(surge)), "progressing");
+        let mut unavailable = full.clone();
+        unavailable["availableReplicas"] = json!(1);
+        assert_eq!(state("apps", "Deployment", &d(unavailable)), "progressing");
+        let mut old_generation = full;
+        old_generation["observedGeneration"] = json!(0);
+        assert_eq!(state("apps", "Deployment", &d(old_generation)), "progressing");
+    }
+
+    #[test]
+    fn replica_sets_stateful_sets_and_daemon_sets_count_their_pods() {
+        let rs = json!({"spec": {"replicas": 2}, "status": {"replicas": 2, "fullyLabeledReplicas": 2, "readyReplicas": 2, "availableReplicas": 1}});
+        assert_eq!(state("apps", "ReplicaSet", &rs), "progressing");
+        let sts = |status: Value| json!({"spec": {"replicas": 2}, "status": status});
+        let done = json!({"replicas": 2, "readyReplicas": 2, "currentReplicas": 2, "currentRevision": "a", "updateRevision": "a"});
+        assert_eq!(state("apps", "StatefulSet", &sts(done)), "ready");
+        let rolling = json!({"replicas": 2, "readyReplicas": 2, "currentReplicas": 1, "currentRevision": "a", "updateRevision": "b"});
+        assert_eq!(state("apps", "StatefulSet", &sts(rolling)), "progressing");
+        let ds = |ready: i64| json!({"status": {"desiredNumberScheduled": 2, "currentNumberScheduled": 2, "updatedNumberScheduled": 2, "numberAvailable": 2, "numberReady": ready}});
+        assert_eq!(state("apps", "DaemonSet", &ds(2)), "ready");
+        assert_eq!(state("apps", "DaemonSet", &ds(1)), "progressing");
+        assert_eq!(state("apps", "DaemonSet", &json!({"status": {}})), "progressing");
+    }
+
+    #[test]
+    fn jobs_pods_claims_budgets_and_crds() {
+        let with = |t: &str, s: &str| json!({"status": {"conditions": [{"type": t, "status": s}]}});
+        assert_eq!(state("batch", "Job", &with("Complete", "True")), "ready");
+        assert_eq!(state("batch", "Job", &with("Failed", "True")), "failed");
+        assert_eq!(state("batch", "Job", &json!({})), "progressing");
+        assert_eq!(state("", "Pod", &with("Ready", "True")), "ready");
+        let crashing = json!({"status": {"phase": "Running", "containerStatuses": [{"name": "app", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}});
+        assert_eq!(check("", "Pod", &crashing), Health::Failed("container(s) crash looping: app".into()));
+        assert_eq!(state("", "PersistentVolumeClaim", &json!({"status": {"phase": "Bound"}})), "ready");
+        assert_eq!(state("", "PersistentVolumeClaim", &json!({"status": {"phase": "Pending"}})), "progressing");
+        assert_eq!(
+            state("policy", "PodDisruptionBudget", &json!({"status": {"currentHealthy": 1, "desiredHealthy": 2}})),
+            "progressing"
+        );
+        assert_eq!(
+            state("policy", "PodDisruptionBudget", &json!({"status": {"currentHealthy": 2, "desiredHealthy": 2}})),
+            "ready"
+        );
+        assert_eq!(state("apiextensions.k8s.io", "CustomResourceDefinition", &with("Established", "True")), "ready");
+        assert_eq!(
+            state("apiextensions.k8s.io", "CustomResourceDefinition", &with("NamesAccepted", "False")),
+            "failed"
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! The inventory of a pipeline: every object it applied, stored in the cluster.
 //!
 //! One ConfigMap per pipeline in the controller's namespace, named
-//! `moor-inventory-<instance>-<pipeline>`, labelled with the instance, holding one gzip-compressed
-//! JSON document in `binaryData.inventory.json.gz`. It is written as the union of old and
-//! new before anything new is created, and shrunk only after prune succeeded, so a kill at
-//! any moment leaves every object the pipeline may have created named in it.
+//! `moor-inventory-<instance>-<pipeline>`, labelled with the instance, the pipeline and
+//! [`ROLE_LABEL`]`=inventory`, holding one gzip-compressed JSON document in
+//! `binaryData.inventory.json.gz`. The document names the instance, pipeline and config file
+//! that wrote it. It is written as the union of old and new before anything new is created,
+//! and shrunk only after prune succeeded, so a kill at any moment leaves every object the
+//! pipeline may have created named in it.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -14,49 +16,39 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 
+use super::target::kube_message;
 use crate::config::DeletionPolicy;
 
-/// Label every inventory carries, with the instance name as value.
+/// Why an inventory could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("cannot read inventory {at}: {}", kube_message(.source))]
+    Read { at: String, source: kube::Error },
+    #[error("inventory {at} is unreadable: {source}")]
+    Unreadable { at: String, source: std::io::Error },
+    #[error("inventory {at}: {reason}")]
+    NotOurs { at: String, reason: String },
+    #[error("cannot write inventory {at}: {}", kube_message(.source))]
+    Write { at: String, source: kube::Error },
+    #[error("cannot encode inventory {at}: {source}")]
+    Encode { at: String, source: std::io::Error },
+    #[error("cannot delete inventory {at}: {}", kube_message(.source))]
+    Delete { at: String, source: kube::Error },
+    #[error("cannot list inventories in {namespace}: {}", kube_message(.source))]
+    List { namespace: String, source: kube::Error },
+    #[error("cannot create namespace {namespace}: {}", kube_message(.source))]
+    Namespace { namespace: String, source: kube::Error },
+}
+
+/// Label with the instance's name, on inventories and on every applied object.
 pub const INSTANCE_LABEL: &str = "moor.dev/instance";
-/// Label with the pipeline's name.
+/// Label with the pipeline's name, on inventories and on every applied object.
 pub const PIPELINE_LABEL: &str = "moor.dev/pipeline";
+/// Label that marks moor's own records (`inventory`), which are not managed objects.
+pub const ROLE_LABEL: &str = "moor.dev/role";
 const KEY: &str = "inventory.json.gz";
 
-/// Identity of an object in the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ObjRef {
-    #[serde(rename = "g", default, skip_serializing_if = "String::is_empty")]
-    pub group: String,
-    #[serde(rename = "v")]
-    pub version: String,
-    #[serde(rename = "k")]
-    pub kind: String,
-    #[serde(rename = "ns", default, skip_serializing_if = "String::is_empty")]
-    pub namespace: String,
-    #[serde(rename = "n")]
-    pub name: String,
-}
-
-impl ObjRef {
-    /// The identity without the version, which may change between applies.
-    pub fn key(&self) -> (&str, &str, &str, &str) {
-        (&self.group, &self.kind, &self.namespace, &self.name)
-    }
-
-    pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
-    }
-}
-
-impl std::fmt::Display for ObjRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.namespace.is_empty() {
-            write!(f, "{}/{}", self.kind, self.name)
-        } else {
-            write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
-        }
-    }
-}
+pub use crate::object::ObjKey;
 
 /// What the inventory remembers of one object.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -69,33 +61,62 @@ pub struct Entry {
 /// The inventory of one pipeline.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Inventory {
+    /// The instance and pipeline that own it; empty in inventories of older versions.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pipeline: String,
+    /// The config file whose run wrote it last.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub config: String,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
     #[serde(default)]
     pub revision: String,
-    pub objects: BTreeMap<String, (ObjRef, Entry)>,
+    /// Stored as a map from `group/kind/namespace/name` to `[key, entry]`.
+    #[serde(with = "stored")]
+    pub(super) objects: BTreeMap<ObjKey, Entry>,
 }
 
-/// Key of an object in the inventory map: group, kind, namespace, name.
-pub fn map_key(r: &ObjRef) -> String {
-    format!("{}/{}/{}/{}", r.group, r.kind, r.namespace, r.name)
+/// The stored form of the object map (kept since the first inventories were written).
+mod stored {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Entry, ObjKey};
+
+    fn name(r: &ObjKey) -> String {
+        format!("{}/{}/{}/{}", r.group, r.kind, r.namespace, r.name)
+    }
+
+    pub fn serialize<S: Serializer>(objects: &BTreeMap<ObjKey, Entry>, s: S) -> Result<S::Ok, S::Error> {
+        objects.iter().map(|(r, e)| (name(r), (r, e))).collect::<BTreeMap<_, _>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<ObjKey, Entry>, D::Error> {
+        let stored = BTreeMap::<String, (ObjKey, Entry)>::deserialize(d)?;
+        Ok(stored.into_values().collect())
+    }
 }
 
 impl Inventory {
-    pub fn insert(&mut self, r: ObjRef, entry: Entry) {
-        self.objects.insert(map_key(&r), (r, entry));
+    /// Adds or replaces an object (a newer version of a key replaces the stored one).
+    pub fn insert(&mut self, r: ObjKey, entry: Entry) {
+        self.objects.remove(&r);
+        self.objects.insert(r, entry);
     }
 
-    pub fn get(&self, r: &ObjRef) -> Option<&Entry> {
-        self.objects.get(&map_key(r)).map(|(_, e)| e)
+    pub fn get(&self, r: &ObjKey) -> Option<&Entry> {
+        self.objects.get(r)
     }
 
-    pub fn contains(&self, r: &ObjRef) -> bool {
-        self.objects.contains_key(&map_key(r))
+    pub fn contains(&self, r: &ObjKey) -> bool {
+        self.objects.contains_key(r)
     }
 
-    pub fn refs(&self) -> impl Iterator<Item = &ObjRef> {
-        self.objects.values().map(|(r, _)| r)
+    pub fn refs(&self) -> impl Iterator<Item = &ObjKey> {
+        self.objects.keys()
     }
 
     pub fn len(&self) -> usize {
@@ -129,7 +150,7 @@ pub fn object_name(instance: &str, pipeline: &str) -> String {
 }
 
 /// Creates the controller's namespace (inventories, the Lease) when it does not exist.
-pub async fn ensure_namespace(client: &kube::Client, namespace: &str) -> Result<(), String> {
+pub async fn ensure_namespace(client: &kube::Client, namespace: &str) -> Result<(), InventoryError> {
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     if let Ok(Some(_)) = api.get_opt(namespace).await {
         return Ok(());
@@ -138,49 +159,101 @@ pub async fn ensure_namespace(client: &kube::Client, namespace: &str) -> Result<
     api.patch(namespace, &PatchParams::apply(super::MANAGER), &Patch::Apply(&ns))
         .await
         .map(|_| ())
-        .map_err(|e| format!("cannot create namespace {namespace}: {}", super::kube_error(&e)))
+        .map_err(|source| InventoryError::Namespace { namespace: namespace.into(), source })
 }
 
-/// Where inventories live.
+/// An inventory found in the cluster, by its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub instance: String,
+    pub pipeline: String,
+}
+
+/// Where the inventories of one instance live.
 #[derive(Debug, Clone)]
 pub struct Store {
     api: Api<ConfigMap>,
     namespace: String,
     instance: String,
+    /// The config file recorded in what this store writes.
+    config: String,
 }
 
 impl Store {
     pub fn new(client: kube::Client, namespace: &str, instance: &str) -> Store {
-        Store { api: Api::namespaced(client, namespace), namespace: namespace.into(), instance: instance.into() }
+        Store {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.into(),
+            instance: instance.into(),
+            config: String::new(),
+        }
+    }
+
+    /// The store of the instance `settings` describe, recording its config file.
+    pub fn for_settings(client: kube::Client, settings: &crate::config::Settings) -> Store {
+        let mut store = Store::new(client, &settings.namespace, &settings.instance);
+        store.config = settings.file.display().to_string();
+        store
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
 
-    /// The pipeline's inventory; empty when it has none yet.
-    pub async fn load(&self, pipeline: &str) -> Result<Inventory, String> {
-        let name = object_name(&self.instance, pipeline);
-        match self.api.get_opt(&name).await {
-            Ok(None) => Ok(Inventory::default()),
+    /// The pipeline's inventory; empty when it has none yet. An inventory of the same name
+    /// that another instance or pipeline wrote (names are sanitized, so `a`+`b-c` and
+    /// `a-b`+`c` meet) is an error: it is never read as this pipeline's.
+    pub async fn load(&self, pipeline: &str) -> Result<Inventory, InventoryError> {
+        let at = self.at(pipeline);
+        let inventory = match self.api.get_opt(&object_name(&self.instance, pipeline)).await {
+            Ok(None) => return Ok(Inventory::default()),
             Ok(Some(cm)) => {
-                decode_configmap(&cm).map_err(|e| format!("inventory {}/{name} is unreadable: {e}", self.namespace))
+                decode_configmap(&cm).map_err(|source| InventoryError::Unreadable { at: at.clone(), source })?
             }
-            Err(e) => Err(format!("cannot read inventory {}/{name}: {}", self.namespace, super::kube_error(&e))),
-        }
+            Err(source) => return Err(InventoryError::Read { at, source }),
+        };
+        owned_by(&inventory, &self.instance, pipeline).map_err(|reason| InventoryError::NotOurs { at, reason })?;
+        Ok(inventory)
     }
 
-    /// Writes the inventory (server-side apply, so it is created when missing).
-    pub async fn save(&self, pipeline: &str, inventory: &Inventory) -> Result<(), String> {
+    /// `inventory` as this store writes it for `pipeline`: naming its owner and config file.
+    pub fn stamped(&self, pipeline: &str, mut inventory: Inventory) -> Inventory {
+        inventory.instance = self.instance.clone();
+        inventory.pipeline = pipeline.into();
+        if !self.config.is_empty() {
+            inventory.config = self.config.clone();
+        }
+        inventory
+    }
+
+    /// `namespace/name` of a pipeline's inventory, for messages.
+    fn at(&self, pipeline: &str) -> String {
+        format!("{}/{}", self.namespace, object_name(&self.instance, pipeline))
+    }
+
+    /// Writes the inventory (server-side apply, so it is created when missing), stamped
+    /// with this store's instance and config file and with `pipeline`.
+    pub async fn save(&self, pipeline: &str, inventory: &Inventory) -> Result<(), InventoryError> {
         let name = object_name(&self.instance, pipeline);
-        let bytes = inventory.encode().map_err(|e| e.to_string())?;
+        let at = || self.at(pipeline);
+        let inventory = self.stamped(pipeline, inventory.clone());
+        let bytes = inventory.encode().map_err(|source| InventoryError::Encode { at: at(), source })?;
         let cm = serde_json::json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
                 "name": name,
                 "namespace": self.namespace,
-                "labels": {INSTANCE_LABEL: self.instance, PIPELINE_LABEL: pipeline, "app.kubernetes.io/managed-by": "moor"},
+                "labels": {
+                    INSTANCE_LABEL: self.instance,
+                    PIPELINE_LABEL: pipeline,
+                    ROLE_LABEL: "inventory",
+                    "app.kubernetes.io/managed-by": "moor",
+                },
             },
             "binaryData": {KEY: ByteString(bytes)},
         });
@@ -191,39 +264,60 @@ impl Store {
             Ok(_) => Ok(()),
             // The controller's namespace does not exist yet (first run outside the cluster).
             Err(kube::Error::Api(s)) if s.code == 404 => {
-                self.create_namespace().await?;
-                write()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("cannot write inventory {}/{name}: {}", self.namespace, super::kube_error(&e)))
+                ensure_namespace(&self.api.clone().into_client(), &self.namespace).await?;
+                write().await.map(|_| ()).map_err(|source| InventoryError::Write { at: at(), source })
             }
-            Err(e) => Err(format!("cannot write inventory {}/{name}: {}", self.namespace, super::kube_error(&e))),
+            Err(source) => Err(InventoryError::Write { at: at(), source }),
         }
     }
 
-    async fn create_namespace(&self) -> Result<(), String> {
-        ensure_namespace(&self.api.clone().into_client(), &self.namespace).await
-    }
-
-    pub async fn delete(&self, pipeline: &str) -> Result<(), String> {
-        let name = object_name(&self.instance, pipeline);
-        match self.api.delete(&name, &Default::default()).await {
+    pub async fn delete(&self, pipeline: &str) -> Result<(), InventoryError> {
+        match self.api.delete(&object_name(&self.instance, pipeline), &Default::default()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(format!("cannot delete inventory {}/{name}: {}", self.namespace, super::kube_error(&e))),
+            Err(source) => Err(InventoryError::Delete { at: self.at(pipeline), source }),
         }
     }
 
     /// Pipelines of this instance that have an inventory.
-    pub async fn pipelines(&self) -> Result<Vec<String>, String> {
-        let params = kube::api::ListParams::default().labels(&format!("{INSTANCE_LABEL}={}", self.instance));
-        let list = match self.api.list(&params).await {
+    pub async fn pipelines(&self) -> Result<Vec<String>, InventoryError> {
+        let all = self.list().await?;
+        Ok(all.into_iter().filter(|l| l.instance == self.instance).map(|l| l.pipeline).collect())
+    }
+
+    /// Every inventory in the namespace, of any instance: one LIST of metadata.
+    pub async fn list(&self) -> Result<Vec<Listed>, InventoryError> {
+        let params = kube::api::ListParams::default().labels(&format!("{ROLE_LABEL}=inventory"));
+        let list = match self.api.list_metadata(&params).await {
             Ok(list) => list,
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
-            Err(e) => return Err(format!("cannot list inventories in {}: {}", self.namespace, super::kube_error(&e))),
+            Err(source) => return Err(InventoryError::List { namespace: self.namespace.clone(), source }),
         };
-        Ok(list.items.iter().filter_map(|cm| cm.metadata.labels.as_ref()?.get(PIPELINE_LABEL).cloned()).collect())
+        Ok(list
+            .items
+            .iter()
+            .filter_map(|cm| {
+                let labels = cm.metadata.labels.as_ref()?;
+                Some(Listed {
+                    instance: labels.get(INSTANCE_LABEL)?.clone(),
+                    pipeline: labels.get(PIPELINE_LABEL)?.clone(),
+                })
+            })
+            .collect())
     }
+}
+
+/// Whether `inventory` is the one of `instance`'s `pipeline` (older inventories name
+/// neither and are taken as such).
+fn owned_by(inventory: &Inventory, instance: &str, pipeline: &str) -> Result<(), String> {
+    let named = |recorded: &str, wanted: &str| recorded.is_empty() || recorded == wanted;
+    if named(&inventory.instance, instance) && named(&inventory.pipeline, pipeline) {
+        return Ok(());
+    }
+    Err(format!(
+        "it belongs to pipeline `{}` of instance `{}`, not to pipeline `{pipeline}` of instance `{instance}` (their names meet once sanitized); rename one of them",
+        inventory.pipeline, inventory.instance
+    ))
 }
 
 fn decode_configmap(cm: &ConfigMap) -> std::io::Result<Inventory> {
@@ -241,7 +335,7 @@ mod tests {
     fn ten_thousand_objects_fit_well_under_a_mebibyte() {
         let mut inv = Inventory::default();
         for i in 0..10_000 {
-            let r = ObjRef {
+            let r = ObjKey {
                 group: "apps".into(),
                 version: "v1".into(),
                 kind: "Deployment".into(),
@@ -253,5 +347,29 @@ mod tests {
         let bytes = inv.encode().unwrap();
         assert!(bytes.len() < 300 * 1024, "{} bytes", bytes.len());
         assert_eq!(Inventory::decode(&bytes).unwrap(), inv);
+    }
+
+    #[test]
+    fn the_stored_form_is_unchanged_and_a_new_version_replaces_the_old_entry() {
+        let json = r#"{"deletion_policy":"delete","revision":"r1","objects":{"apps/Deployment/a/web":[{"g":"apps","v":"v1","k":"Deployment","ns":"a","n":"web"},{"h":"abc"}]}}"#;
+        let mut inv: Inventory = serde_json::from_str(json).unwrap();
+        assert_eq!(serde_json::to_string(&inv).unwrap(), json);
+        let beta = ObjKey { version: "v1beta2".into(), ..inv.refs().next().unwrap().clone() };
+        assert_eq!(inv.get(&beta).map(|e| e.hash.as_str()), Some("abc"));
+        inv.insert(beta, Entry::default());
+        assert_eq!(inv.len(), 1);
+        assert_eq!(inv.refs().next().unwrap().version, "v1beta2");
+    }
+
+    #[test]
+    fn an_inventory_of_another_instance_or_pipeline_is_never_read_as_ours() {
+        // `moor-inventory-a-b-c` is the name of both; the document says whose it is.
+        assert_eq!(object_name("a", "b-c"), object_name("a-b", "c"));
+        let theirs = Inventory { instance: "a-b".into(), pipeline: "c".into(), ..Inventory::default() };
+        let err = owned_by(&theirs, "a", "b-c").unwrap_err();
+        assert!(err.contains("belongs to pipeline `c` of instance `a-b`"), "{err}");
+        assert!(owned_by(&theirs, "a-b", "c").is_ok());
+        // Written before inventories named their owner.
+        assert!(owned_by(&Inventory::default(), "a", "b-c").is_ok());
     }
 }

@@ -23,19 +23,32 @@ fn progress_printer() -> impl Fn(&str) + Sync {
     }
 }
 
-pub fn apply(cache: &Path, file: &Path, only: Option<&str>, dry_run: bool, output: Output) -> anyhow::Result<ExitCode> {
+pub fn apply(
+    cache: &Path,
+    file: &Path,
+    only: Option<&str>,
+    run: RunOptions,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
     let (moor, config) = super::load(cache, file, only)?;
     let progress = progress_printer();
-    let results = runtime()?.block_on(async {
+    if config.settings.instance_derived {
+        progress(&format!("instance {} (derived from the config's path)", config.settings.instance));
+    }
+    let ran = runtime()?.block_on(async {
         let target = Target::connect().await?;
-        anyhow::Ok(moor.apply_config(config.clone(), &target, only, RunOptions { dry_run }, &progress).await)
+        anyhow::Ok(moor.apply_config(config.clone(), &target, only, run, &progress).await)
     })?;
+    let results = &ran.results;
+    for note in &ran.notes {
+        eprintln!("note: {note}");
+    }
 
     let mut out = std::io::stdout().lock();
     match output {
-        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?,
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&ran)?)?,
         Output::Text => {
-            for r in &results {
+            for r in results {
                 match (&r.report, &r.error) {
                     (Some(report), _) => writeln!(out, "{}", summary(report))?,
                     (None, Some(error)) if r.ok => writeln!(out, "pipeline {}: {error}", r.pipeline)?,
@@ -50,12 +63,11 @@ pub fn apply(cache: &Path, file: &Path, only: Option<&str>, dry_run: bool, outpu
 
 /// One line per pipeline: counts and health.
 pub(super) fn summary(r: &Report) -> String {
-    let short = r.revision.strip_prefix("sha256:").unwrap_or(&r.revision);
     let verb = if r.dry_run { " (dry run: nothing changed)" } else { "" };
     let mut line = format!(
         "pipeline {} @ {}{verb}: {} created, {} configured, {} unchanged, {} pruned, {} skipped",
         r.pipeline,
-        &short[..short.len().min(12)],
+        crate::source::short(&r.revision),
         r.created.len(),
         r.configured.len() + r.recreated.len(),
         r.unchanged.len(),
@@ -145,4 +157,77 @@ pub fn diff(cache: &Path, file: &Path, only: Option<&str>, color: Color) -> anyh
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `moor delete`: deletes what pipelines of the config's instance applied, then their
+/// inventories. Every pipeline of the instance that has an inventory, or only `only`.
+pub fn delete(file: &Path, only: Option<&str>, dry_run: bool, yes: bool) -> anyhow::Result<ExitCode> {
+    let builtin: Vec<&str> = crate::plugins::builtin_names().collect();
+    let config = crate::config::Config::load(file, &builtin)?;
+    let settings = &config.settings;
+    let progress = progress_printer();
+    runtime()?.block_on(async {
+        let target = Target::connect().await?;
+        let store = apply::inventory::Store::for_settings(target.client.clone(), settings);
+        let census = apply::remove::Census::take(&store).await?;
+        let chosen: Vec<&String> = census.ours.keys().filter(|p| only.is_none_or(|o| o == p.as_str())).collect();
+        if chosen.is_empty() {
+            let which = only.map_or_else(|| "no pipeline".to_owned(), |p| format!("pipeline `{p}`"));
+            anyhow::bail!(
+                "{which} of instance `{}` has an inventory in {}: nothing to delete",
+                settings.instance,
+                settings.namespace
+            );
+        }
+        let objects: usize = chosen.iter().map(|p| census.ours[*p].len()).sum();
+        let names: Vec<&str> = chosen.iter().map(|p| p.as_str()).collect();
+        if !dry_run && !yes {
+            confirm(&format!(
+                "delete {objects} object(s) of pipeline(s) {} (instance {})?",
+                names.join(", "),
+                settings.instance
+            ))?;
+        }
+        let mut failed = false;
+        let mut out = std::io::stdout().lock();
+        for pipeline in chosen {
+            let default = crate::config::PruneGuard::default();
+            let guard = config.pipeline(pipeline).map_or(&default, |p| &p.prune_guard);
+            let why = apply::remove::Why::Deleted { guard, dry_run };
+            match apply::remove::remove(&target, settings, pipeline, &census.ours[pipeline], why, &progress).await {
+                Ok(report) => {
+                    let verb = if dry_run { "would delete" } else { "deleted" };
+                    writeln!(
+                        out,
+                        "pipeline {pipeline}: {verb} {} object(s), kept {}",
+                        report.pruned.len(),
+                        report.orphaned.len()
+                    )?;
+                    for object in &report.pruned {
+                        writeln!(out, "  {object}: {verb}")?;
+                    }
+                    for (object, why) in &report.orphaned {
+                        writeln!(out, "  {object}: kept: {why}")?;
+                    }
+                }
+                Err(e) => {
+                    failed = true;
+                    writeln!(out, "pipeline {pipeline}: FAILED: {e}")?;
+                }
+            }
+        }
+        anyhow::Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    })
+}
+
+/// Asks `question` on the terminal; anything but `y`/`yes` declines. Without a terminal
+/// on stdin there is nobody to ask: `--yes` is needed.
+fn confirm(question: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(std::io::stdin().is_terminal(), "stdin is not a terminal: pass --yes to delete without asking");
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    anyhow::ensure!(matches!(answer.trim(), "y" | "Y" | "yes"), "nothing deleted");
+    Ok(())
 }

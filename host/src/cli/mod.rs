@@ -46,8 +46,26 @@ pub enum Command {
         /// Server-side dry-run only: report what would change.
         #[arg(long)]
         dry_run: bool,
+        /// Go past the prune guards' `max_fraction` and `max_count` for this run (a pipeline's
+        /// own, and `[moor] prune_guard` for pipelines removed from the config).
+        #[arg(long)]
+        allow_mass_prune: bool,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+    },
+    /// Delete what pipelines of this config's instance applied, and their inventories
+    /// (like `kapp delete`). Asks first on a terminal.
+    Delete {
+        config: PathBuf,
+        /// Only this pipeline (of the config, or one that left it but still has an inventory).
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// List what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask; needed when stdin is not a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Show how the cluster differs from what the pipelines render (secrets redacted).
     Diff {
@@ -250,8 +268,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build { config, pipeline } => render::build(&cache, &config, pipeline.as_deref()),
         Command::Plan { config, output } => render::plan(&cache, &config, output),
-        Command::Apply { config, pipeline, dry_run, output } => {
-            cluster::apply(&cache, &config, pipeline.as_deref(), dry_run, output)
+        Command::Apply { config, pipeline, dry_run, allow_mass_prune, output } => {
+            let run = crate::apply::RunOptions { dry_run, allow_mass_prune };
+            cluster::apply(&cache, &config, pipeline.as_deref(), run, output)
+        }
+        Command::Delete { config, pipeline, dry_run, yes } => {
+            cluster::delete(&config, pipeline.as_deref(), dry_run, yes)
         }
         Command::Diff { config, pipeline, color } => cluster::diff(&cache, &config, pipeline.as_deref(), color),
         Command::Run { config, listen, leader_elect, identity, shutdown_grace, lease_duration } => {

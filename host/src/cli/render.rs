@@ -50,7 +50,7 @@ struct PipelinePlan<'a> {
     pipeline: &'a str,
     ok: bool,
     revision: Option<&'a str>,
-    stage: Option<&'a str>,
+    stage: Option<crate::stage::Stage>,
     error: Option<String>,
     /// Objects by kind.
     kinds: BTreeMap<&'a str, usize>,
@@ -115,7 +115,7 @@ pub fn plan(cache: &Path, file: &Path, output: Output) -> anyhow::Result<ExitCod
     if let Some(target) = &target {
         for (name, result) in &results {
             let (Ok(rendered), Some(pipeline)) = (result, config.pipeline(name)) else { continue };
-            let run = RunOptions { dry_run: true };
+            let run = RunOptions { dry_run: true, ..RunOptions::default() };
             let objects = rendered.objects.clone();
             let report = rt.block_on(apply::apply(
                 target,
@@ -169,9 +169,13 @@ pub fn plan(cache: &Path, file: &Path, output: Output) -> anyhow::Result<ExitCod
                 writeln!(out)?;
                 match (&p.error, p.revision) {
                     (Some(error), _) => writeln!(out, "pipeline {}: FAILED: {error}", p.pipeline)?,
-                    (None, Some(rev)) => {
-                        writeln!(out, "pipeline {} @ {}: {} object(s)", p.pipeline, short(rev), p.changes.len())?
-                    }
+                    (None, Some(rev)) => writeln!(
+                        out,
+                        "pipeline {} @ {}: {} object(s)",
+                        p.pipeline,
+                        crate::source::short(rev),
+                        p.changes.len()
+                    )?,
                     (None, None) => {}
                 }
                 for (kind, n) in &p.kinds {
@@ -205,9 +209,4 @@ fn changes(report: &Report) -> Vec<Change> {
     out.extend(report.unchanged.iter().map(entry("unchanged")));
     out.extend(report.pruned.iter().map(entry("prune")));
     out
-}
-
-fn short(revision: &str) -> &str {
-    let hex = revision.strip_prefix("sha256:").unwrap_or(revision);
-    &hex[..hex.len().min(12)]
 }

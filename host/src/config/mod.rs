@@ -76,11 +76,17 @@ impl Config {
             located(inner.span(), key, inner.message().trim().to_owned())
         })?;
         let base = file.parent().map(Path::to_owned).unwrap_or_default();
+        let mut settings = raw.moor;
+        if settings.instance.is_empty() {
+            settings.instance = derive_instance(file);
+            settings.instance_derived = true;
+        }
+        settings.file = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
         let config = Config {
             file: file.to_owned(),
             base,
             text: text.clone(),
-            settings: raw.moor,
+            settings,
             sources: raw.source,
             plugins: raw.plugin,
             pipelines: raw.pipeline,
@@ -146,6 +152,19 @@ impl Config {
         unique("pipeline", self.pipelines.iter().map(|p| &p.name))?;
 
         let whole = 0..0;
+        let instance = &self.settings.instance;
+        let named_well = is_label_value(instance) && instance.len() <= MAX_INSTANCE;
+        if !self.settings.instance_derived && !named_well {
+            return Err((
+                whole,
+                "moor.instance".into(),
+                format!(
+                    "an instance name is a label value of up to {MAX_INSTANCE} letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit"
+                ),
+            ));
+        }
+        check_guard(&self.settings.prune_guard)
+            .map_err(|m| (whole.clone(), "moor.prune_guard.max_fraction".into(), m))?;
         if self.settings.workers == 0 {
             return Err((whole.clone(), "moor.workers".into(), "at least 1".into()));
         }
@@ -211,11 +230,7 @@ impl Config {
         for (i, pipeline) in self.pipelines.iter().enumerate() {
             let key = format!("pipeline[{i}]");
             let name = pipeline.name.s();
-            let label_safe = name.len() <= 63
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-            if !label_safe {
+            if !is_label_value(name) {
                 return Err((pipeline.name.span(), format!("{key}.name"), "pipeline names are label values: up to 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit".into()));
             }
             if let Some(sa) = &pipeline.service_account
@@ -241,13 +256,8 @@ impl Config {
             if let Some(secret) = &pipeline.webhook_secret {
                 secret.check().map_err(|m| (pipeline.name.span(), format!("{key}.webhook_secret"), m))?;
             }
-            if !(0.0..=1.0).contains(&pipeline.prune_guard.max_fraction) {
-                return Err((
-                    pipeline.name.span(),
-                    format!("{key}.prune_guard.max_fraction"),
-                    "a fraction between 0 and 1".into(),
-                ));
-            }
+            check_guard(&pipeline.prune_guard)
+                .map_err(|m| (pipeline.name.span(), format!("{key}.prune_guard.max_fraction"), m))?;
             if self.source(pipeline.source.s()).is_none() {
                 return Err((
                     pipeline.source.span(),
@@ -258,9 +268,7 @@ impl Config {
             if let Err(message) = relative_path(pipeline.path.s()) {
                 return Err((pipeline.path.span(), format!("{key}.path"), message));
             }
-            for (chain, steps) in
-                [("render", &pipeline.render), ("validate", &pipeline.validate), ("notify", &pipeline.notify)]
-            {
+            for (chain, steps) in pipeline.chain_lists() {
                 for (j, step) in steps.iter().enumerate() {
                     if let Some(host) = step.allow_hosts.first()
                         && chain != "notify"
@@ -410,4 +418,72 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
     (line, column)
+}
+
+/// Instance names stay short: they are part of inventory and Lease names.
+const MAX_INSTANCE: usize = 40;
+
+/// A Kubernetes label value: up to 63 letters, digits, `-`, `_` or `.`, starting and
+/// ending with a letter or digit.
+fn is_label_value(s: &str) -> bool {
+    s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn check_guard(guard: &PruneGuard) -> Result<(), String> {
+    if (0.0..=1.0).contains(&guard.max_fraction) { Ok(()) } else { Err("a fraction between 0 and 1".into()) }
+}
+
+/// The instance of a config that names none: its directory's name and a digest of the
+/// file's absolute path (`quickstart-1f0c9a2b`). Two config files never share one by
+/// accident; the same file applied again, by `moor apply` or `moor run`, always does.
+pub fn derive_instance(file: &Path) -> String {
+    use sha2::Digest;
+    let absolute =
+        std::fs::canonicalize(file).or_else(|_| std::path::absolute(file)).unwrap_or_else(|_| file.to_owned());
+    let digest = sha2::Sha256::digest(absolute.to_string_lossy().as_bytes());
+    let dir =
+        absolute.parent().and_then(Path::file_name).map(|d| d.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let mut stem: String = dir.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(24).collect();
+    stem = stem.trim_matches('-').to_owned();
+    if stem.is_empty() {
+        stem = "moor".into();
+    }
+    format!("{stem}-{}", &hex::encode(digest)[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_in_different_places_get_different_instances_and_one_file_always_the_same() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = (root.path().join("Team A/moor.toml"), root.path().join("b/moor.toml"));
+        let (ia, ib) = (derive_instance(&a), derive_instance(&b));
+        assert_ne!(ia, ib);
+        assert_eq!(ia, derive_instance(&a));
+        assert!(ia.starts_with("team-a-") && ia.len() == "team-a-".len() + 8, "{ia}");
+        assert!(is_label_value(&ia) && ia.len() <= MAX_INSTANCE);
+        // The same file through another path is the same config.
+        std::fs::create_dir_all(a.parent().unwrap()).unwrap();
+        std::fs::write(&a, "").unwrap();
+        let roundabout = root.path().join("b/../Team A/./moor.toml");
+        std::fs::create_dir_all(root.path().join("b")).unwrap();
+        assert_eq!(derive_instance(&roundabout), derive_instance(&a));
+    }
+
+    #[test]
+    fn an_unnamed_instance_is_derived_and_a_named_one_must_be_a_short_label_value() {
+        let file = Path::new("/srv/deploy/moor.toml");
+        let config = Config::parse(file, String::new(), &[]).unwrap();
+        assert!(config.settings.instance_derived);
+        assert_eq!(config.settings.instance, derive_instance(file));
+        let named = Config::parse(file, "[moor]\ninstance = \"prod\"\n".into(), &[]).unwrap();
+        assert_eq!((named.settings.instance.as_str(), named.settings.instance_derived), ("prod", false));
+        let bad = Config::parse(file, "[moor]\ninstance = \"Prod cluster!\"\n".into(), &[]).unwrap_err();
+        assert_eq!(bad.key, "moor.instance");
+    }
 }

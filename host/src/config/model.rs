@@ -39,9 +39,20 @@ pub(super) struct File {
 pub struct Settings {
     /// Namespace of the controller, where pipeline inventories are stored.
     pub namespace: String,
-    /// Name of this instance. Inventories carry it, so two configs applied to one cluster
-    /// never prune each other's pipelines.
+    /// Name of this instance: inventories and every applied object carry it, and a run only
+    /// ever prunes or removes what its own instance applied. Empty in the file: derived from
+    /// the config file's location (see [`super::Config::load`]); set it when one config is
+    /// applied from more than one place (a CI job and a controller).
     pub instance: String,
+    /// Whether `instance` was derived rather than named in the file.
+    #[serde(skip)]
+    pub instance_derived: bool,
+    /// The config file these settings come from, as given (recorded in inventories).
+    #[serde(skip)]
+    pub file: PathBuf,
+    /// The guard on removing pipelines that left the config: their objects count against
+    /// it as a fraction of everything the instance manages, and as a count.
+    pub prune_guard: PruneGuard,
     /// Controller mode: how many pipeline runs may go at once.
     pub workers: usize,
     /// Controller mode: a link to a revision on the status page, with `{revision}` (and
@@ -58,7 +69,10 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             namespace: "moor-system".into(),
-            instance: "default".into(),
+            instance: String::new(),
+            instance_derived: false,
+            file: PathBuf::new(),
+            prune_guard: PruneGuard::default(),
             workers: 4,
             diff_url: None,
             api_token: None,
@@ -315,6 +329,18 @@ pub struct HealthCheck {
     pub failed: Option<Spanned<String>>,
 }
 
+impl PipelineSpec {
+    /// The pipeline's plugin chains, by name: `render`, `validate`, `notify`.
+    pub fn chain_lists(&self) -> [(&'static str, &[Step]); 3] {
+        [("render", &self.render), ("validate", &self.validate), ("notify", &self.notify)]
+    }
+
+    /// Every step of every chain, with its chain's name.
+    pub fn chains(&self) -> impl Iterator<Item = (&'static str, &Step)> {
+        self.chain_lists().into_iter().flat_map(|(chain, steps)| steps.iter().map(move |step| (chain, step)))
+    }
+}
+
 /// When pruning is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -323,13 +349,21 @@ pub struct PruneGuard {
     pub allow_empty: bool,
     /// Refuse to prune more than this fraction of the inventory at once.
     pub max_fraction: f64,
+    /// Refuse to prune more than this many objects at once (no cap when unset).
+    pub max_count: Option<usize>,
     pub allow_crds: bool,
     pub allow_namespaces: bool,
 }
 
 impl Default for PruneGuard {
     fn default() -> Self {
-        PruneGuard { allow_empty: false, max_fraction: 0.5, allow_crds: false, allow_namespaces: false }
+        PruneGuard {
+            allow_empty: false,
+            max_fraction: 0.5,
+            max_count: None,
+            allow_crds: false,
+            allow_namespaces: false,
+        }
     }
 }
 

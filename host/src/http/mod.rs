@@ -25,7 +25,7 @@ use axum::routing::{get, post};
 use hmac::{KeyInit, Mac};
 use serde_json::json;
 
-use crate::schedule::{Controller, Trigger, Triggered};
+use crate::schedule::{Controller, RequestError, Trigger, Triggered};
 
 type Shared = State<Arc<Controller>>;
 
@@ -106,12 +106,20 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
-fn triggered(name: &str, result: Result<Triggered, String>) -> Response {
+fn triggered(name: &str, result: Result<Triggered, RequestError>) -> Response {
     match result {
         Ok(t) => (StatusCode::ACCEPTED, axum::Json(json!({ "pipeline": name, "result": t }))).into_response(),
-        Err(e) if e.starts_with("no pipeline") => error(StatusCode::NOT_FOUND, e),
-        Err(e) => error(StatusCode::CONFLICT, e),
+        Err(e) => refused(e),
     }
+}
+
+/// 404 for a pipeline that does not exist, 409 for one that cannot run now.
+fn refused(e: RequestError) -> Response {
+    let code = match e {
+        RequestError::NoSuchPipeline(_) => StatusCode::NOT_FOUND,
+        RequestError::Suspended(_) => StatusCode::CONFLICT,
+    };
+    error(code, e.to_string())
 }
 
 async fn api_reconcile(State(c): Shared, Path(name): Path<String>, headers: HeaderMap) -> Response {
@@ -135,7 +143,7 @@ async fn set_suspended(c: Arc<Controller>, name: String, headers: HeaderMap, sus
     }
     match c.set_suspended(&name, suspended) {
         Ok(()) => axum::Json(json!({ "pipeline": name, "suspended": suspended })).into_response(),
-        Err(e) => error(StatusCode::NOT_FOUND, e),
+        Err(e) => refused(e),
     }
 }
 
@@ -151,7 +159,7 @@ async fn ui_reconcile(State(c): Shared, Path(name): Path<String>, Form(form): Fo
     }
     match c.trigger(&name, Trigger::Manual) {
         Ok(_) => Redirect::to("/").into_response(),
-        Err(e) => error(StatusCode::CONFLICT, e),
+        Err(e) => refused(e),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::schedule::status::{PipelineStatus, RunRecord, Status};
+use crate::schedule::status::{PipelineStatus, RunRecord, State, Status};
 
 /// Escapes text for HTML element content and quoted attribute values.
 fn esc(text: &str) -> String {
@@ -69,8 +69,8 @@ pub fn render(status: &Status) -> String {
 fn pipeline(h: &mut String, p: &PipelineStatus) {
     let failed = p.last_run.as_ref().is_some_and(|r| !r.ok);
     let state_class = match (p.state, failed) {
-        (_, true) | ("blocked", _) => "bad",
-        ("idle" | "running", false) => "ok",
+        (_, true) | (State::Blocked, _) => "bad",
+        (State::Idle | State::Running, false) => "ok",
         _ => "other",
     };
     let _ = write!(
@@ -79,13 +79,13 @@ fn pipeline(h: &mut String, p: &PipelineStatus) {
         if failed { " error" } else { "" },
         esc(&p.name),
         esc(&p.name),
-        esc(p.state)
+        esc(p.state.as_str())
     );
     if p.suspended {
         h.push_str("<span class='state other'>suspended</span>");
     }
     if let Some(q) = p.queued {
-        let _ = write!(h, "<span class='state other'>queued: {}</span>", esc(q));
+        let _ = write!(h, "<span class='state other'>queued: {}</span>", esc(q.as_str()));
     }
     h.push_str("</h2>");
     if let Some(reason) = &p.reason {
@@ -150,7 +150,7 @@ fn last_run(h: &mut String, run: &RunRecord) {
          <tr><th>revision</th><td>{revision}</td></tr>\
          <tr><th>objects</th><td>discovered {} · applied {} · unchanged {} · pruned {} · ignored {} · in sync {}</td></tr></table>",
         esc(&run.started),
-        esc(run.trigger),
+        esc(run.trigger.as_str()),
         esc(&run.finished),
         run.latency_seconds,
         if run.ok { "succeeded" } else { "failed" },
@@ -162,7 +162,13 @@ fn last_run(h: &mut String, run: &RunRecord) {
         c.in_sync
     );
     if let Some(e) = &run.error {
-        let _ = write!(h, "<pre class=run-error>{}: {}</pre>", esc(run.stage.unwrap_or("run")), esc(e));
+        let stage = run.stage.map_or("run", crate::stage::Stage::as_str);
+        let _ = write!(
+            h,
+            "<p class=run-stage>failed at stage <b>{}</b></p><pre class=run-error>{}</pre>",
+            esc(stage),
+            esc(e)
+        );
     }
     if !run.diagnostics.is_empty() {
         let _ = write!(h, "<pre class=diagnostics>{}</pre>", esc(&run.diagnostics.join("\n")));

@@ -24,5 +24,4 @@ pub use self::exports::moor::plugin::{fetch, notify, render, validate};
 pub use self::moor::plugin::log;
 pub use self::moor::plugin::types;
 
-/// Version of the contract in `wit/` that this host speaks.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+include!(concat!(env!("OUT_DIR"), "/contract.rs"));

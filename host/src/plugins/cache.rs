@@ -47,7 +47,7 @@ impl CompileCache {
         Ok((component, false))
     }
 
-    fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
+    fn store(&self, path: &Path, component: &Component) -> wasmtime::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let serialized = component.serialize()?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;

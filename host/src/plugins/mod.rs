@@ -33,16 +33,6 @@ mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
 }
 
-/// Paths of the test-only plugins under `tests/plugins/`, built with the host.
-pub mod test_artifacts {
-    include!(concat!(env!("OUT_DIR"), "/test_plugins.rs"));
-
-    /// The path of the test plugin in `tests/plugins/<name>`.
-    pub fn path(name: &str) -> &'static str {
-        TEST_PLUGINS.iter().find(|(n, _)| *n == name).map(|(_, p)| *p).expect("no such test plugin")
-    }
-}
-
 /// Names of the plugins compiled into this binary.
 pub fn builtin_names() -> impl Iterator<Item = &'static str> {
     builtin::BUILTIN.iter().map(|(name, _)| *name)
@@ -164,9 +154,18 @@ impl Drop for Runtime {
     }
 }
 
+/// Why the plugin runtime could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot set up the WebAssembly engine: {0:#}")]
+    Engine(#[from] wasmtime::Error),
+    #[error("cannot start the epoch ticker thread: {0}")]
+    Ticker(#[from] std::io::Error),
+}
+
 impl Runtime {
     /// Builds the engine; compiled components are cached under `cache_dir`.
-    pub fn new(cache_dir: &Path) -> anyhow::Result<Runtime> {
+    pub fn new(cache_dir: &Path) -> Result<Runtime, EngineError> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         let mut pool = wasmtime::PoolingAllocationConfig::default();

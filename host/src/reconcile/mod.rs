@@ -14,12 +14,13 @@ use std::sync::Arc;
 pub use findings::Finding;
 use serde::Serialize;
 
-use crate::apply::{self, ApplyError, Progress, RunOptions, Target};
+use crate::apply::{self, Progress, RunOptions, Target};
 use crate::config::{Config, ConfigError, PipelineSpec, SpannedStr, Step};
 use crate::object::Object;
 use crate::plugins::{self, CallError, Document, Limits, Plugin, PluginKind, PluginSource, RenderInput, Runtime};
 use crate::secrets::SecretValues;
 use crate::source::{Snapshot, SourceError, Sources};
+use crate::stage::Stage;
 
 /// Why a pipeline stopped, by stage.
 #[derive(Debug, thiserror::Error)]
@@ -46,35 +47,24 @@ pub enum StageError {
     Validator { plugin: String, message: String },
     #[error("validate: {} error(s) block the apply", findings.iter().filter(|f| f.is_error()).count())]
     Blocked { findings: Vec<Finding> },
-    #[error("{stage}: {error}", stage = apply_stage(.0), error = .0)]
-    Apply(#[from] ApplyError),
+    /// The cluster half, tagged with the stage where it failed; its messages name the
+    /// object or resource, and say the stage in their own words where it helps.
+    #[error(transparent)]
+    Apply(#[from] apply::Failed),
     #[error("run: stopped after its timeout of {}", humantime::format_duration(*.0))]
     Timeout(std::time::Duration),
 }
 
-/// The stage of the cluster half an apply error belongs to.
-fn apply_stage(e: &ApplyError) -> &'static str {
-    match e {
-        ApplyError::Connect(_) | ApplyError::UnknownKind { .. } | ApplyError::Refused { .. } | ApplyError::Kube(_) => {
-            "plan"
-        }
-        ApplyError::Apply { .. } => "apply",
-        ApplyError::PruneRefused(_) | ApplyError::Prune(_) => "prune",
-        ApplyError::Unhealthy { .. } | ApplyError::HealthTimeout { .. } => "health",
-        ApplyError::Inventory(_) => "record",
-    }
-}
-
 impl StageError {
     /// The stage that failed, for status and metrics.
-    pub fn stage(&self) -> &'static str {
+    pub fn stage(&self) -> Stage {
         match self {
-            StageError::Config(_) | StageError::Load(_) | StageError::Secrets(_) => "prepare",
-            StageError::Source(_) | StageError::SourceCall(_) => "source",
-            StageError::RenderCall(_) | StageError::Render { .. } | StageError::Object { .. } => "render",
-            StageError::ValidateCall(_) | StageError::Validator { .. } | StageError::Blocked { .. } => "validate",
-            StageError::Apply(e) => apply_stage(e),
-            StageError::Timeout(_) => "timeout",
+            StageError::Config(_) | StageError::Load(_) | StageError::Secrets(_) => Stage::Prepare,
+            StageError::Source(_) | StageError::SourceCall(_) => Stage::Source,
+            StageError::RenderCall(_) | StageError::Render { .. } | StageError::Object { .. } => Stage::Render,
+            StageError::ValidateCall(_) | StageError::Validator { .. } | StageError::Blocked { .. } => Stage::Validate,
+            StageError::Apply(failed) => failed.stage,
+            StageError::Timeout(_) => Stage::Timeout,
         }
     }
 
@@ -110,7 +100,7 @@ pub struct PipelineResult {
     pub pipeline: String,
     pub ok: bool,
     /// The stage that failed.
-    pub stage: Option<&'static str>,
+    pub stage: Option<Stage>,
     /// What went wrong (or, with `ok`, why nothing was done: suspended).
     pub error: Option<String>,
     pub report: Option<apply::Report>,
@@ -124,6 +114,15 @@ impl PipelineResult {
         }
         PipelineResult { pipeline: name.into(), ok: false, stage: Some(e.stage()), error: Some(error), report: None }
     }
+}
+
+/// What one run of a whole config did.
+#[derive(Debug, Serialize)]
+pub struct ConfigRun {
+    /// One per pipeline run or removed.
+    pub results: Vec<PipelineResult>,
+    /// Things worth saying once: inventories of other instances left alone.
+    pub notes: Vec<String>,
 }
 
 /// The host: plugin runtime, sources and the cache they share.
@@ -162,7 +161,7 @@ impl Prepared {
 }
 
 impl Moor {
-    pub fn new(cache_dir: &Path) -> anyhow::Result<Moor> {
+    pub fn new(cache_dir: &Path) -> Result<Moor, plugins::EngineError> {
         Ok(Moor { runtime: Runtime::new(cache_dir)?, sources: Sources::new(cache_dir) })
     }
 
@@ -180,7 +179,7 @@ impl Moor {
         let used = config
             .pipelines
             .iter()
-            .flat_map(|p| p.render.iter().chain(&p.validate).chain(&p.notify))
+            .flat_map(|p| p.chains().map(|(_, step)| step))
             .chain(config.sources.iter().filter_map(|s| s.plugin.as_ref()));
         for step in used {
             let name = step.uses.s();
@@ -231,8 +230,8 @@ impl Moor {
     }
 
     /// Reconciles every pipeline of `config` once (or only `only`), in `depends_on` order;
-    /// a pipeline whose dependency failed is not run. Without `only`, pipelines that have
-    /// an inventory in the cluster but left the config are removed (FA-10).
+    /// a pipeline whose dependency failed is not run. Without `only`, this instance's
+    /// pipelines that have an inventory in the cluster but left the config are removed (FA-10).
     pub async fn apply_config(
         &self,
         config: Arc<Config>,
@@ -240,7 +239,7 @@ impl Moor {
         only: Option<&str>,
         run: RunOptions,
         progress: Progress<'_>,
-    ) -> Vec<PipelineResult> {
+    ) -> ConfigRun {
         let prepared = self.prepare(config.clone());
         let mut results = Vec::new();
         let mut failed = std::collections::HashSet::new();
@@ -265,7 +264,7 @@ impl Moor {
                 results.push(PipelineResult {
                     pipeline: name.into(),
                     ok: false,
-                    stage: Some("dependencies"),
+                    stage: Some(Stage::Dependencies),
                     error: Some(error),
                     report: None,
                 });
@@ -287,30 +286,48 @@ impl Moor {
             }
         }
         if only.is_some() || run.dry_run {
-            return results;
+            return ConfigRun { results, notes: Vec::new() };
         }
-        let configured: std::collections::HashSet<&str> = config.pipelines.iter().map(|p| p.name.s()).collect();
-        let in_cluster = match apply::pipelines_in_cluster(target, &config.settings).await {
-            Ok(names) => names,
+        let (removed, notes) = self.remove_gone(&config, target, run, progress).await;
+        results.extend(removed);
+        ConfigRun { results, notes }
+    }
+
+    /// Removes this instance's pipelines that left `config` (FA-10), behind `[moor]
+    /// prune_guard`. Inventories of other instances are left alone; the notes say so.
+    pub async fn remove_gone(
+        &self,
+        config: &Config,
+        target: &Target,
+        run: RunOptions,
+        progress: Progress<'_>,
+    ) -> (Vec<PipelineResult>, Vec<String>) {
+        let settings = &config.settings;
+        let store = apply::inventory::Store::for_settings(target.client.clone(), settings);
+        let census = match apply::remove::Census::take(&store).await {
+            Ok(census) => census,
             Err(e) => {
-                results.push(PipelineResult::failed("(removed pipelines)", &e.into()));
-                return results;
+                let failed = apply::at(Stage::Prune)(e);
+                return (vec![PipelineResult::failed("(removed pipelines)", &failed.into())], Vec::new());
             }
         };
-        for gone in in_cluster.into_iter().filter(|g| !configured.contains(g.as_str())) {
-            let name = format!("{gone} (removed from the config)");
-            match apply::remove_pipeline(target, &config.settings, &gone, progress).await {
-                Ok(report) => results.push(PipelineResult {
-                    pipeline: name,
-                    ok: true,
-                    stage: None,
-                    error: None,
-                    report: Some(report),
-                }),
-                Err(e) => results.push(PipelineResult::failed(&name, &e.into())),
-            }
-        }
-        results
+        let notes: Vec<String> = census.others_note(&settings.namespace).into_iter().collect();
+        let configured: std::collections::HashSet<&str> = config.pipelines.iter().map(|p| p.name.s()).collect();
+        let removed =
+            apply::remove::remove_gone(target, settings, &census, &configured, run.allow_mass_prune, progress).await;
+        let results = removed
+            .into_iter()
+            .map(|(gone, result)| {
+                let name = format!("{gone} (removed from the config)");
+                match result {
+                    Ok(report) => {
+                        PipelineResult { pipeline: name, ok: true, stage: None, error: None, report: Some(report) }
+                    }
+                    Err(e) => PipelineResult::failed(&name, &apply::at(Stage::Prune)(e).into()),
+                }
+            })
+            .collect();
+        (results, notes)
     }
 
     /// Reads the Secrets the pipeline's source and steps were given (only environment
@@ -490,7 +507,7 @@ fn render(snapshot: &Snapshot, path: &str, renderers: &[StepCall<'_>]) -> Result
 /// Stage 3: every object is a JSON object with `apiVersion`, `kind` and `metadata.name`,
 /// and appears once.
 fn normalize(docs: Vec<Document>, plugin: &str) -> Result<Vec<Object>, StageError> {
-    let mut seen: BTreeMap<(String, String, String, String), String> = BTreeMap::new();
+    let mut seen: BTreeMap<crate::object::ObjKey, String> = BTreeMap::new();
     let mut objects = Vec::with_capacity(docs.len());
     for doc in docs {
         let at = Object { value: serde_json::Value::Null, file: doc.file.clone(), line: doc.line }.origin();

@@ -7,23 +7,24 @@
 //! Kinds defined by a pipeline's own CRDs are watched once discovery (at start-up) knows
 //! them; until then their drift is corrected by the interval run.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::{Controller, Trigger};
-use crate::apply::inventory::{INSTANCE_LABEL, PIPELINE_LABEL};
+use crate::apply::inventory::{INSTANCE_LABEL, PIPELINE_LABEL, ROLE_LABEL};
 use crate::apply::{Report, compare};
+use crate::object::ObjKey;
 
 impl Controller {
     /// Starts a watch for every kind in `kinds` not watched yet.
     pub(super) fn watch_kinds(self: &Arc<Self>, kinds: &BTreeSet<(String, String)>) {
-        let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+        let mut memory = self.drift.lock();
         for kind in kinds {
-            if watched.insert(kind.clone()) {
+            if memory.watched.insert(kind.clone()) {
                 tokio::spawn(self.clone().watch_kind(kind.0.clone(), kind.1.clone()));
             }
         }
@@ -32,8 +33,10 @@ impl Controller {
     async fn watch_kind(self: Arc<Self>, api_version: String, kind: String) {
         let Some(resolved) = self.target.resources.resolve(&api_version, &kind) else { return };
         let api: Api<DynamicObject> = Api::all_with(self.target.client.clone(), &resolved.resource);
-        // Inventories carry the instance label; they are moor's own records, not managed objects.
-        let config = watcher::Config::default().labels(&format!("{PIPELINE_LABEL},!{INSTANCE_LABEL}"));
+        // This instance's objects; inventories carry a role: they are moor's own records.
+        let instance = self.config().settings.instance.clone();
+        let selector = format!("{PIPELINE_LABEL},{INSTANCE_LABEL}={instance},!{ROLE_LABEL}");
+        let config = watcher::Config::default().labels(&selector);
         let mut events = std::pin::pin!(watcher(api, config).default_backoff());
         while let Some(event) = events.next().await {
             match event {
@@ -50,7 +53,7 @@ impl Controller {
     }
 
     async fn changed(&self, resource: &ApiResource, kind: &str, object: &DynamicObject, deleted: bool) {
-        if !self.drifted(kind, object, deleted) {
+        if !self.drifted(resource, object, deleted) {
             return;
         }
         // A watch may deliver an object's state from before moor's last apply; only the
@@ -61,8 +64,8 @@ impl Controller {
             None => Api::all_with(self.target.client.clone(), resource),
         };
         let confirmed = match api.get_opt(name).await {
-            Ok(Some(now)) => self.drifted(kind, &now, false),
-            Ok(None) => self.drifted(kind, object, true),
+            Ok(Some(now)) => self.drifted(resource, &now, false),
+            Ok(None) => self.drifted(resource, object, true),
             Err(_) => true,
         };
         if confirmed {
@@ -74,24 +77,25 @@ impl Controller {
     }
 
     /// Whether `object` (deleted or not) differs from what its pipeline last applied.
-    fn drifted(&self, kind: &str, object: &DynamicObject, deleted: bool) -> bool {
+    fn drifted(&self, resource: &ApiResource, object: &DynamicObject, deleted: bool) -> bool {
         let Some(pipeline) = object.metadata.labels.as_ref().and_then(|l| l.get(PIPELINE_LABEL)) else { return false };
-        let name = object.metadata.name.as_deref().unwrap_or_default();
-        let key = Key {
-            kind: kind.into(),
+        let key = ObjKey {
+            group: resource.group.clone(),
+            version: resource.version.clone(),
+            kind: resource.kind.clone(),
             namespace: object.metadata.namespace.clone().unwrap_or_default(),
-            name: name.into(),
+            name: object.metadata.name.clone().unwrap_or_default(),
         };
         let running = {
             let st = self.lock();
             match st.pipelines.get(pipeline) {
-                Some(slot) => slot.running.is_some(),
+                Some(tracked) => tracked.slot.is_running(),
                 None => return false,
             }
         };
         {
-            let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-            match applied.get(pipeline).and_then(|objects| objects.get(&key)) {
+            let memory = self.drift.lock();
+            match memory.applied.get(pipeline).and_then(|objects| objects.get(&key)) {
                 // Not (or no longer) applied by this pipeline.
                 None => false,
                 // During a run, changes are the run's own applies and prunes.
@@ -107,25 +111,26 @@ impl Controller {
 
     /// Remembers what a successful run applied, as the watch will compare it.
     pub(super) fn remember_applied(&self, pipeline: &str, report: &Report) {
-        let objects = report
-            .applied
-            .iter()
-            .map(|(r, value)| {
-                let key = Key { kind: r.kind.clone(), namespace: r.namespace.clone(), name: r.name.clone() };
-                (key, as_stored(value))
-            })
-            .collect();
-        self.applied.lock().unwrap_or_else(|p| p.into_inner()).insert(pipeline.to_owned(), objects);
+        let objects = report.applied.iter().map(|(r, value)| (r.clone(), as_stored(value))).collect();
+        self.drift.lock().applied.insert(pipeline.to_owned(), objects);
     }
 }
 
-/// An object's identity, as the watch sees it (listed objects carry no apiVersion; a
-/// pipeline never applies two kinds of one name from different groups to one name).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) struct Key {
-    kind: String,
-    namespace: String,
-    name: String,
+/// What the watches know: the kinds watched, and what each pipeline's last successful run
+/// applied.
+#[derive(Debug, Default)]
+pub(super) struct Memory(Mutex<Remembered>);
+
+#[derive(Debug, Default)]
+pub(super) struct Remembered {
+    watched: BTreeSet<(String, String)>,
+    applied: HashMap<String, HashMap<ObjKey, serde_json::Value>>,
+}
+
+impl Memory {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Remembered> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// What the server stores for `desired`, as a watch shows it: a Secret's `stringData`

@@ -24,7 +24,9 @@ impl Lease {
     pub async fn acquire(controller: &Arc<Controller>) -> Result<Lease, String> {
         let settings = controller.config().settings.clone();
         let seconds = |d: std::time::Duration| d.as_secs().max(1);
-        crate::apply::inventory::ensure_namespace(&controller.target.client, &settings.namespace).await?;
+        crate::apply::inventory::ensure_namespace(&controller.target.client, &settings.namespace)
+            .await
+            .map_err(|e| e.to_string())?;
         let manager = LeaseManagerBuilder::new(controller.target.client.clone(), format!("moor-{}", settings.instance))
             .with_namespace(&settings.namespace)
             .with_identity(&controller.options.identity)

@@ -9,12 +9,19 @@
 //! failed is blocked with the reason. Only the leader (FA-7) runs anything, and a leader
 //! that loses its lease stops its runs at once.
 //!
-//! The pieces: [`drift`] (watches on managed objects), [`leader`] (the Lease),
-//! [`notify`] (notifier chains and Kubernetes Events), [`status`] (what the API shows).
+//! The pieces: [`slot`] (the pure per-pipeline state machine), [`bookkeeping`] (a run's
+//! record and metrics), [`reload`] (config install and reload, removed pipelines),
+//! [`poll`] (source polling), [`drift`] (watches on managed objects), [`leader`] (the
+//! Lease), [`notify`] (notifier chains and Kubernetes Events), [`status`] (what the API
+//! shows, built from the slots).
 
+mod bookkeeping;
 mod drift;
 mod leader;
 mod notify;
+mod poll;
+mod reload;
+pub mod slot;
 pub mod status;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -23,55 +30,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use backon::BackoffBuilder;
-use serde::Serialize;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::apply::{self, RunOptions, Target};
+use crate::apply::{RunOptions, Target};
 use crate::config::{Config, PipelineSpec, SpannedStr};
-use crate::http::metrics::{ActionLabels, FileLabels, Metrics, PipelineLabels, RunLabels, StateLabels, TriggerLabels};
-use crate::reconcile::{Delivery, Moor, PipelineResult, Prepared, StageError, blocking};
-use crate::secrets::SecretValues;
-use status::{Counts, FileResult, PipelineStatus, RunRecord, Status, StepStatus};
+use crate::http::metrics::{Metrics, TriggerLabels};
+use crate::reconcile::{Moor, Prepared, StageError, blocking};
+use slot::{Blocked, Dependency, Slot, Timing};
+pub use slot::{Trigger, Triggered};
+use status::{PipelineStatus, RunRecord, State as Shown, Status, StepStatus};
 
-/// Why a run was started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Startup,
-    Interval,
-    Retry,
-    Revision,
-    Drift,
-    Webhook,
-    Manual,
-    Config,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Startup => "startup",
-            Trigger::Interval => "interval",
-            Trigger::Retry => "retry",
-            Trigger::Revision => "revision",
-            Trigger::Drift => "drift",
-            Trigger::Webhook => "webhook",
-            Trigger::Manual => "manual",
-            Trigger::Config => "config",
-        }
-    }
-}
-
-/// What a trigger did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Triggered {
-    /// The pipeline was idle: it runs now (as soon as a worker is free).
-    Started,
-    /// A run is in progress: one more was queued behind it.
-    Queued,
-    /// A run is in progress and one is already queued: nothing more is queued.
-    AlreadyQueued,
+/// Why a request about a pipeline was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("no pipeline is named `{0}`")]
+    NoSuchPipeline(String),
+    #[error("pipeline `{0}` is suspended")]
+    Suspended(String),
 }
 
 /// How `moor run` was started.
@@ -88,19 +63,35 @@ pub struct Options {
     pub lease_grace: Duration,
 }
 
-/// The scheduling state of one pipeline.
-struct Slot {
-    running: Option<tokio::task::AbortHandle>,
-    queued: Option<Trigger>,
-    due: Instant,
-    reason: Trigger,
-    backoff: Option<backon::ExponentialBackoff>,
-    /// Set through the API; wins over the config's `suspend`.
-    suspended_by_api: Option<bool>,
+/// A pipeline the controller runs: its schedule, and what the status shows of it.
+struct Tracked {
+    slot: Slot,
+    /// The run in progress, to stop it.
+    abort: Option<tokio::task::AbortHandle>,
+    /// No worker was free when it was last due.
+    waiting_for_worker: bool,
     /// The revision whose time-to-deploy was last recorded.
     deployed: Option<String>,
     notifications: notify::Limiter,
-    status: PipelineStatus,
+    last_run: Option<RunRecord>,
+    /// When the last successful run ended.
+    last_success: Option<String>,
+    notify_error: Option<String>,
+}
+
+impl Tracked {
+    fn new(now: Instant, trigger: Trigger) -> Tracked {
+        Tracked {
+            slot: Slot::new(now, trigger),
+            abort: None,
+            waiting_for_worker: false,
+            deployed: None,
+            notifications: notify::Limiter::default(),
+            last_run: None,
+            last_success: None,
+            notify_error: None,
+        }
+    }
 }
 
 /// A source revision and when it was first seen.
@@ -110,14 +101,51 @@ struct Seen {
     at: SystemTime,
 }
 
+/// The config file as last read.
+struct ConfigFile {
+    text: String,
+    /// Why the file on disk was rejected; the previous config keeps running.
+    error: Option<String>,
+    loaded: SystemTime,
+}
+
 struct State {
     prepared: Arc<Prepared>,
-    config_text: String,
-    config_error: Option<String>,
-    config_loaded: SystemTime,
-    pipelines: BTreeMap<String, Slot>,
+    file: ConfigFile,
+    pipelines: BTreeMap<String, Tracked>,
     sources: HashMap<String, Seen>,
     next_poll: HashMap<String, Instant>,
+    /// Notes already logged (inventories of other instances seen), so each is said once.
+    noted: HashSet<String>,
+}
+
+impl State {
+    /// Whether `pipeline`'s dependencies let it run.
+    fn gate(&self, pipeline: &PipelineSpec) -> Result<(), Blocked> {
+        let config = &self.prepared.config;
+        let deps: Vec<Dependency<'_>> = pipeline
+            .depends_on
+            .iter()
+            .filter_map(|dep| {
+                let tracked = self.pipelines.get(dep.s())?;
+                let source = config.pipeline(dep.s()).map(|p| p.source.s()).unwrap_or_default();
+                Some(Dependency {
+                    name: dep.s(),
+                    last: tracked.slot.last(),
+                    newest: self.sources.get(source).map(|s| s.revision.as_str()),
+                })
+            })
+            .collect();
+        Slot::gate(&deps)
+    }
+}
+
+/// Whether this process leads, is ready and is stopping.
+#[derive(Debug, Default)]
+struct Lifecycle {
+    leader: AtomicBool,
+    ready: AtomicBool,
+    stopping: AtomicBool,
 }
 
 /// The running controller, shared by the scheduler, the HTTP server and the watches.
@@ -129,13 +157,9 @@ pub struct Controller {
     state: Mutex<State>,
     wake: Notify,
     workers: Arc<Semaphore>,
-    leader: AtomicBool,
-    ready: AtomicBool,
-    stopping: AtomicBool,
+    lifecycle: Lifecycle,
     started: SystemTime,
-    watched: Mutex<HashSet<(String, String)>>,
-    /// What each pipeline's last successful run applied, for the drift watch.
-    applied: Mutex<HashMap<String, HashMap<drift::Key, serde_json::Value>>>,
+    drift: drift::Memory,
     events: notify::EventSink,
 }
 
@@ -154,45 +178,30 @@ fn jitter(interval: Duration, name: &str) -> Duration {
     interval.mul_f64((h.finish() % 1000) as f64 / 10_000.0)
 }
 
-fn backoff(retry: Duration) -> backon::ExponentialBackoff {
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(1).min(retry))
-        .with_max_delay(retry)
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
-
 impl Controller {
     /// Loads plugins for `config` and sets up (but does not start) the controller.
     pub fn new(moor: Moor, target: Target, config: Config, text: String, options: Options) -> Arc<Controller> {
         let workers = Arc::new(Semaphore::new(config.settings.workers));
-        let metrics = Metrics::default();
         let events = notify::EventSink::start(target.client.clone(), &options.identity);
         let prepared = Arc::new(blocking(|| moor.prepare(Arc::new(config))));
         let controller = Arc::new(Controller {
             moor,
             target,
-            metrics,
+            metrics: Metrics::default(),
             options,
             state: Mutex::new(State {
                 prepared: prepared.clone(),
-                config_text: text,
-                config_error: None,
-                config_loaded: SystemTime::now(),
+                file: ConfigFile { text, error: None, loaded: SystemTime::now() },
                 pipelines: BTreeMap::new(),
                 sources: HashMap::new(),
                 next_poll: HashMap::new(),
+                noted: HashSet::new(),
             }),
             wake: Notify::new(),
             workers,
-            leader: AtomicBool::new(false),
-            ready: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
+            lifecycle: Lifecycle::default(),
             started: SystemTime::now(),
-            watched: Mutex::new(HashSet::new()),
-            applied: Mutex::new(HashMap::new()),
+            drift: drift::Memory::default(),
             events,
         });
         let weak = Arc::downgrade(&controller);
@@ -228,7 +237,7 @@ impl Controller {
             self.set_leader(true);
             None
         };
-        self.ready.store(true, Ordering::Relaxed);
+        self.lifecycle.ready.store(true, Ordering::Relaxed);
         let tasks = [
             tokio::spawn(self.clone().schedule_loop()),
             tokio::spawn(self.clone().poll_loop()),
@@ -236,7 +245,7 @@ impl Controller {
         ];
         stop.await;
         tracing::info!("stopping: no new runs; waiting for runs in progress");
-        self.stopping.store(true, Ordering::Relaxed);
+        self.lifecycle.stopping.store(true, Ordering::Relaxed);
         self.wake.notify_one();
         let deadline = Instant::now() + self.options.shutdown_grace;
         while self.running_count() > 0 && Instant::now() < deadline {
@@ -253,27 +262,27 @@ impl Controller {
     }
 
     fn running_count(&self) -> usize {
-        self.lock().pipelines.values().filter(|s| s.running.is_some()).count()
+        self.lock().pipelines.values().filter(|t| t.slot.is_running()).count()
     }
 
     pub fn is_leader(&self) -> bool {
-        self.leader.load(Ordering::Relaxed)
+        self.lifecycle.leader.load(Ordering::Relaxed)
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.lifecycle.ready.load(Ordering::Relaxed)
     }
 
     /// Called by the lease: becoming leader starts scheduling; losing the lease stops every
     /// run at once (the apply engine converges from any point on the next run).
     fn set_leader(self: &Arc<Self>, leader: bool) {
-        let was = self.leader.swap(leader, Ordering::Relaxed);
+        let was = self.lifecycle.leader.swap(leader, Ordering::Relaxed);
         self.metrics.leader.set(i64::from(leader));
         if leader && !was {
             tracing::info!(identity = self.options.identity, "leading: pipelines will run");
             let now = Instant::now();
-            for slot in self.lock().pipelines.values_mut() {
-                slot.due = slot.due.min(now);
+            for t in self.lock().pipelines.values_mut() {
+                t.slot.due_now(now);
             }
             tokio::spawn(self.clone().remove_gone_pipelines());
             self.wake.notify_one();
@@ -284,43 +293,28 @@ impl Controller {
     }
 
     fn stop_runs(&self, why: &str) {
-        let mut st = self.lock();
-        for slot in st.pipelines.values_mut() {
-            if let Some(run) = slot.running.take() {
+        let now = Instant::now();
+        for t in self.lock().pipelines.values_mut() {
+            if let Some(run) = t.abort.take() {
                 run.abort();
-                slot.status.state = "stopped";
-                slot.status.reason = Some(why.into());
-                slot.due = Instant::now();
+                t.slot.stop(now, why);
             }
         }
     }
 
     /// Asks for a run of `name`. A pipeline that is running gets exactly one run queued.
-    pub fn trigger(&self, name: &str, trigger: Trigger) -> Result<Triggered, String> {
+    pub fn trigger(&self, name: &str, trigger: Trigger) -> Result<Triggered, RequestError> {
         let mut st = self.lock();
-        let suspended_in_config = st.prepared.config.pipeline(name).map(|p| p.suspend);
-        let slot = st.pipelines.get_mut(name).ok_or_else(|| format!("no pipeline is named `{name}`"))?;
-        if matches!(trigger, Trigger::Manual | Trigger::Webhook)
-            && slot.suspended_by_api.or(suspended_in_config).unwrap_or(false)
-        {
-            return Err(format!("pipeline `{name}` is suspended"));
+        let suspended_in_config = st.prepared.config.pipeline(name).is_some_and(|p| p.suspend);
+        let tracked = st.pipelines.get_mut(name).ok_or_else(|| RequestError::NoSuchPipeline(name.into()))?;
+        if matches!(trigger, Trigger::Manual | Trigger::Webhook) && tracked.slot.suspended(suspended_in_config) {
+            return Err(RequestError::Suspended(name.into()));
         }
         self.metrics
             .triggers
             .get_or_create(&TriggerLabels { pipeline: name.into(), trigger: trigger.as_str().into() })
             .inc();
-        let result = if slot.running.is_some() {
-            let already = slot.queued.is_some();
-            slot.queued = Some(trigger);
-            slot.status.queued = Some(trigger.as_str());
-            if already { Triggered::AlreadyQueued } else { Triggered::Queued }
-        } else {
-            if slot.due > Instant::now() || slot.reason == Trigger::Interval {
-                slot.reason = trigger;
-            }
-            slot.due = Instant::now();
-            Triggered::Started
-        };
+        let result = tracked.slot.trigger(Instant::now(), trigger);
         drop(st);
         self.wake.notify_one();
         Ok(result)
@@ -328,15 +322,10 @@ impl Controller {
 
     /// Suspends or resumes `name`. This wins over the config's `suspend` for as long as the
     /// controller runs (a restart goes back to the config).
-    pub fn set_suspended(&self, name: &str, suspended: bool) -> Result<(), String> {
+    pub fn set_suspended(&self, name: &str, suspended: bool) -> Result<(), RequestError> {
         let mut st = self.lock();
-        let slot = st.pipelines.get_mut(name).ok_or_else(|| format!("no pipeline is named `{name}`"))?;
-        slot.suspended_by_api = Some(suspended);
-        slot.status.suspended = suspended;
-        if !suspended {
-            slot.due = Instant::now();
-            slot.reason = Trigger::Manual;
-        }
+        let tracked = st.pipelines.get_mut(name).ok_or_else(|| RequestError::NoSuchPipeline(name.into()))?;
+        tracked.slot.set_suspended(Instant::now(), suspended);
         drop(st);
         self.wake.notify_one();
         Ok(())
@@ -350,7 +339,7 @@ impl Controller {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep_until(next.into()) => {}
             }
-            if self.stopping.load(Ordering::Relaxed) {
+            if self.lifecycle.stopping.load(Ordering::Relaxed) {
                 return;
             }
         }
@@ -359,52 +348,36 @@ impl Controller {
     fn start_due_runs(self: &Arc<Self>) -> Instant {
         let now = Instant::now();
         let mut earliest = now + Duration::from_secs(60);
+        let may_run = self.is_leader() && !self.lifecycle.stopping.load(Ordering::Relaxed);
         let mut st = self.lock();
         let prepared = st.prepared.clone();
-        let config = prepared.config.clone();
         let mut waiting = 0;
-        for pipeline in config.pipelines_in_order() {
+        for pipeline in prepared.config.pipelines_in_order() {
             let name = pipeline.name.s();
-            let gate = gate(&st, &config, pipeline);
-            let Some(slot) = st.pipelines.get_mut(name) else { continue };
-            let suspended = slot.suspended_by_api.unwrap_or(pipeline.suspend);
-            slot.status.suspended = suspended;
-            if slot.running.is_some() {
+            let gate = st.gate(pipeline);
+            let Some(tracked) = st.pipelines.get_mut(name) else { continue };
+            if tracked.slot.is_running() || tracked.slot.suspended(pipeline.suspend) {
                 continue;
             }
-            if suspended {
-                slot.status.state = "suspended";
-                slot.status.reason = None;
-                continue;
-            }
-            if slot.due > now {
-                earliest = earliest.min(slot.due);
-                if slot.status.state != "stopped" {
-                    slot.status.state = "idle";
-                }
+            if !tracked.slot.is_due(now) {
+                earliest = earliest.min(tracked.slot.due().unwrap_or(earliest));
                 continue;
             }
             waiting += 1;
-            if !self.is_leader() || self.stopping.load(Ordering::Relaxed) {
-                continue;
-            }
-            if let Err((state, reason)) = gate {
-                slot.status.state = state;
-                slot.status.reason = Some(reason);
+            if !may_run || gate.is_err() {
                 continue;
             }
             let Ok(permit) = self.workers.clone().try_acquire_owned() else {
-                slot.status.state = "due";
+                tracked.waiting_for_worker = true;
                 continue;
             };
             waiting -= 1;
-            let trigger = slot.reason;
-            slot.status.state = "running";
-            slot.status.reason = None;
+            tracked.waiting_for_worker = false;
+            let Some(trigger) = tracked.slot.start() else { continue };
             let task = tokio::spawn(self.clone().run_pipeline(name.to_owned(), trigger, permit, prepared.clone()));
-            slot.running = Some(task.abort_handle());
+            tracked.abort = Some(task.abort_handle());
         }
-        let queued = st.pipelines.values().filter(|s| s.queued.is_some()).count();
+        let queued = st.pipelines.values().filter(|t| t.slot.queued().is_some()).count();
         self.metrics.queue_depth.set((waiting + queued) as i64);
         earliest
     }
@@ -423,7 +396,7 @@ impl Controller {
         let started = SystemTime::now();
         let clock = Instant::now();
         tracing::info!(pipeline = name, trigger = trigger.as_str(), "run started");
-        let delivery = self.moor.reconcile(&prepared, &pipeline, &self.target, RunOptions { dry_run: false }, &|_| {});
+        let delivery = self.moor.reconcile(&prepared, &pipeline, &self.target, RunOptions::default(), &|_| {});
         let result = match tokio::time::timeout(pipeline.timeout.0, delivery).await {
             Ok(result) => result,
             Err(_) => Err(StageError::Timeout(pipeline.timeout.0)),
@@ -437,7 +410,9 @@ impl Controller {
         if let Ok(delivery) = &result {
             self.remember_applied(&name, &delivery.report);
         }
-        let outcome = self.finish(&prepared, &pipeline, trigger, started, took, &result);
+        let run =
+            bookkeeping::Run { config: &prepared.config, pipeline: &name, trigger, started, took, result: &result };
+        let outcome = self.finish(&pipeline, &run);
         if let Ok(delivery) = &result {
             self.watch_kinds(&delivery.report.kinds);
             self.events.record(&name, &delivery.report);
@@ -449,215 +424,70 @@ impl Controller {
     }
 
     /// Records a finished run and schedules the next; returns what to notify about.
-    fn finish(
-        &self,
-        prepared: &Prepared,
-        pipeline: &PipelineSpec,
-        trigger: Trigger,
-        started: SystemTime,
-        took: Duration,
-        result: &Result<Delivery, StageError>,
-    ) -> Option<notify::Outcome> {
-        let name = pipeline.name.s();
-        let config = &prepared.config;
-        let ok = result.is_ok();
-        let label = |result: &str| RunLabels { pipeline: name.into(), result: result.into() };
-        self.metrics
-            .run_duration
-            .get_or_create(&label(if ok { "success" } else { "failure" }))
-            .observe(took.as_secs_f64());
-
+    fn finish(&self, pipeline: &PipelineSpec, run: &bookkeeping::Run<'_>) -> Option<notify::Outcome> {
+        let name = run.pipeline;
+        let source = pipeline.source.s();
         let mut st = self.lock();
         // A new revision found by this run is news for the other pipelines of the source.
         let mut revision_news = false;
-        if let Ok(d) = result
-            && st.sources.get(pipeline.source.s()).is_none_or(|seen| seen.revision != d.report.revision)
+        if let Ok(d) = run.result
+            && st.sources.get(source).is_none_or(|seen| seen.revision != d.report.revision)
         {
-            let seen = Seen { revision: d.report.revision.clone(), at: started };
-            revision_news = st.sources.insert(pipeline.source.s().to_owned(), seen).is_some();
+            let seen = Seen { revision: d.report.revision.clone(), at: run.started };
+            revision_news = st.sources.insert(source.to_owned(), seen).is_some();
         }
-        let seen = st.sources.get(pipeline.source.s()).cloned();
-        let slot = st.pipelines.get_mut(name)?;
-        slot.running = None;
-        slot.status.runs += 1;
-        let record = match result {
-            Ok(d) => {
-                let report = &d.report;
-                let counts = Counts::of(report, true);
-                for (action, n) in [
-                    ("created", report.created.len()),
-                    ("configured", report.configured.len()),
-                    ("unchanged", report.unchanged.len()),
-                    ("recreated", report.recreated.len()),
-                    ("pruned", report.pruned.len()),
-                    ("ignored", report.skipped.len()),
-                ] {
-                    self.metrics
-                        .objects
-                        .get_or_create(&ActionLabels { pipeline: name.into(), action: action.into() })
-                        .inc_by(n as u64);
-                }
-                let mut files: BTreeMap<&str, usize> = BTreeMap::new();
-                for (file, _) in &report.files {
-                    *files.entry(file.as_str()).or_default() += 1;
-                }
-                for (file, n) in &files {
-                    self.metrics
-                        .file_applies
-                        .get_or_create(&FileLabels {
-                            pipeline: name.into(),
-                            file: (*file).into(),
-                            result: "success".into(),
-                        })
-                        .inc_by(*n as u64);
-                }
-                if let Some(seen) = &seen
-                    && seen.revision == report.revision
-                    && slot.deployed.as_deref() != Some(&report.revision)
-                {
-                    let waited = SystemTime::now().duration_since(seen.at).unwrap_or_default();
-                    self.metrics
-                        .time_to_deploy
-                        .get_or_create(&PipelineLabels { pipeline: name.into() })
-                        .observe(waited.as_secs_f64());
-                }
-                slot.deployed = Some(report.revision.clone());
-                RunRecord {
-                    trigger: trigger.as_str(),
-                    started: status::rfc3339(started),
-                    finished: status::rfc3339(SystemTime::now()),
-                    latency_seconds: took.as_secs_f64(),
-                    revision: report.revision.clone(),
-                    revision_url: revision_url(config, name, &report.revision),
-                    ok: true,
-                    healthy: report.healthy,
-                    stage: None,
-                    error: None,
-                    counts,
-                    diagnostics: status::diagnostics(&d.findings),
-                    files: files
-                        .iter()
-                        .map(|(f, n)| FileResult { file: (*f).into(), objects: *n, result: "applied" })
-                        .collect(),
-                    ignored: report.skipped.iter().map(|(o, why)| format!("{o}: {why}")).collect(),
-                }
+        let seen = st.sources.get(source).cloned();
+        let tracked = st.pipelines.get_mut(name)?;
+        tracked.abort = None;
+        let record = run.record(tracked.last_run.as_ref());
+        // Time to deploy: from a new revision first seen to its first successful apply.
+        let deployed_after = match (run.result, &seen) {
+            (Ok(d), Some(seen))
+                if seen.revision == d.report.revision && tracked.deployed.as_deref() != Some(&d.report.revision) =>
+            {
+                Some(SystemTime::now().duration_since(seen.at).unwrap_or_default())
             }
-            Err(e) => {
-                if let StageError::Apply(apply::ApplyError::Apply { origin, .. }) = e {
-                    let file = origin.rsplit_once(':').map_or(origin.as_str(), |(f, _)| f);
-                    self.metrics
-                        .file_applies
-                        .get_or_create(&FileLabels {
-                            pipeline: name.into(),
-                            file: file.into(),
-                            result: "failure".into(),
-                        })
-                        .inc();
-                }
-                let failed = PipelineResult::failed(name, e);
-                let revision = slot.status.last_run.as_ref().map(|r| r.revision.clone()).unwrap_or_default();
-                RunRecord {
-                    trigger: trigger.as_str(),
-                    started: status::rfc3339(started),
-                    finished: status::rfc3339(SystemTime::now()),
-                    latency_seconds: took.as_secs_f64(),
-                    revision_url: revision_url(config, name, &revision),
-                    revision,
-                    ok: false,
-                    healthy: false,
-                    stage: Some(e.stage()),
-                    error: failed.error,
-                    counts: Counts::default(),
-                    diagnostics: status::diagnostics(e.findings()),
-                    files: Vec::new(),
-                    ignored: Vec::new(),
-                }
-            }
+            _ => None,
         };
-        for (state, n) in [
-            ("discovered", record.counts.discovered),
-            ("applied", record.counts.applied),
-            ("unchanged", record.counts.unchanged),
-            ("pruned", record.counts.pruned),
-            ("ignored", record.counts.ignored),
-            ("in_sync", record.counts.in_sync),
-        ] {
-            self.metrics
-                .pipeline_objects
-                .get_or_create(&StateLabels { pipeline: name.into(), state: state.into() })
-                .set(n as i64);
+        if let Ok(d) = run.result {
+            tracked.deployed = Some(d.report.revision.clone());
+            tracked.last_success = Some(record.finished.clone());
         }
-        let recovered = ok && slot.status.failures_in_a_row > 0;
-        let now = Instant::now();
-        if ok {
-            slot.status.failures_in_a_row = 0;
-            slot.backoff = None;
-            slot.status.last_success = Some(record.finished.clone());
-        } else {
-            slot.status.failures_in_a_row += 1;
-        }
-        match slot.queued.take() {
-            Some(queued) => {
-                slot.due = now;
-                slot.reason = queued;
-            }
-            None if ok => {
-                slot.due = now + pipeline.interval.0 + jitter(pipeline.interval.0, name);
-                slot.reason = Trigger::Interval;
-            }
-            None => {
-                let delay = slot.backoff.get_or_insert_with(|| backoff(pipeline.retry_interval.0)).next();
-                slot.due = now + delay.unwrap_or(pipeline.retry_interval.0);
-                slot.reason = Trigger::Retry;
-            }
-        }
-        slot.status.queued = None;
-        slot.status.state = "idle";
-        slot.status.reason = None;
-        let outcome = notify::Outcome::of(pipeline, trigger, &record, result, recovered);
-        slot.status.last_run = Some(record);
+        run.count(&self.metrics, &record, deployed_after);
+        let interval = pipeline.interval.0;
+        let timing = Timing { interval, jitter: jitter(interval, name), retry: pipeline.retry_interval.0 };
+        let (_, recovered) = tracked.slot.finish(Instant::now(), run.outcome(), timing);
+        let outcome = notify::Outcome::of(pipeline, run.trigger, &record, run.result, recovered);
+        tracked.last_run = Some(record);
+        let config = st.prepared.config.clone();
+        drop(st);
         if revision_news {
-            let others: Vec<String> = config
-                .pipelines
-                .iter()
-                .filter(|p| p.source.s() == pipeline.source.s() && p.name.s() != name)
-                .map(|p| p.name.s().to_owned())
-                .collect();
-            drop(st);
-            for other in others {
-                let _ = self.trigger(&other, Trigger::Revision);
+            for other in config.pipelines.iter().filter(|p| p.source.s() == source && p.name.s() != name) {
+                let _ = self.trigger(other.name.s(), Trigger::Revision);
             }
         }
         outcome
     }
 
-    /// The status document of the API and the status page.
+    /// The status document of the API and the status page, built from the slots.
     pub fn status(&self) -> Status {
         let st = self.lock();
         let now = Instant::now();
-        let config = &st.prepared.config;
+        let prepared = &st.prepared;
+        let config = &prepared.config;
         Status {
             instance: config.settings.instance.clone(),
             identity: self.options.identity.clone(),
             leader: self.is_leader(),
             ready: self.is_ready(),
             config_file: self.options.config_file.display().to_string(),
-            config_error: st.config_error.clone(),
-            config_loaded: status::rfc3339(st.config_loaded),
+            config_error: st.file.error.clone(),
+            config_loaded: status::rfc3339(st.file.loaded),
             started: status::rfc3339(self.started),
             pipelines: config
                 .pipelines
                 .iter()
-                .filter_map(|p| st.pipelines.get(p.name.s()))
-                .map(|slot| {
-                    let mut s = slot.status.clone();
-                    if slot.running.is_none() && !s.suspended {
-                        let left = slot.due.saturating_duration_since(now).as_secs_f64()
-                            - now.saturating_duration_since(slot.due).as_secs_f64();
-                        s.next_run_in_seconds = Some((left * 10.0).round() / 10.0);
-                    }
-                    s
-                })
+                .filter_map(|p| Some(view(&st, prepared, p, st.pipelines.get(p.name.s())?, now)))
                 .collect(),
         }
     }
@@ -672,272 +502,70 @@ impl Controller {
     pub fn config(&self) -> Arc<Config> {
         self.lock().prepared.config.clone()
     }
-
-    /// Puts a loaded config in place: new pipelines are due now, every existing one gets
-    /// a run (`trigger`), and pipelines gone from the config are removed from the cluster.
-    fn install(self: &Arc<Self>, prepared: Arc<Prepared>, trigger: Trigger) {
-        let config = prepared.config.clone();
-        let mut st = self.lock();
-        let now = Instant::now();
-        let names: HashSet<&str> = config.pipelines.iter().map(|p| p.name.s()).collect();
-        let gone: Vec<String> = st.pipelines.keys().filter(|n| !names.contains(n.as_str())).cloned().collect();
-        for name in &gone {
-            if let Some(run) = st.pipelines.remove(name).and_then(|s| s.running) {
-                run.abort();
-            }
-        }
-        for pipeline in &config.pipelines {
-            let name = pipeline.name.s();
-            let steps = steps_status(&prepared, pipeline);
-            match st.pipelines.get_mut(name) {
-                Some(slot) => {
-                    slot.status.plugins = steps;
-                    slot.status.source = pipeline.source.s().into();
-                    slot.status.depends_on = pipeline.depends_on.iter().map(|d| d.s().to_owned()).collect();
-                    slot.status.interval_seconds = pipeline.interval.0.as_secs();
-                    slot.status.webhook = pipeline.webhook_secret.is_some();
-                    if slot.running.is_some() {
-                        slot.queued = Some(trigger);
-                    } else {
-                        slot.due = now;
-                        slot.reason = trigger;
-                    }
-                }
-                None => {
-                    let status = PipelineStatus {
-                        name: name.into(),
-                        source: pipeline.source.s().into(),
-                        state: "idle",
-                        reason: None,
-                        suspended: pipeline.suspend,
-                        depends_on: pipeline.depends_on.iter().map(|d| d.s().to_owned()).collect(),
-                        interval_seconds: pipeline.interval.0.as_secs(),
-                        next_run_in_seconds: None,
-                        queued: None,
-                        runs: 0,
-                        failures_in_a_row: 0,
-                        last_run: None,
-                        last_success: None,
-                        webhook: pipeline.webhook_secret.is_some(),
-                        plugins: steps,
-                        notify_error: None,
-                    };
-                    let slot = Slot {
-                        running: None,
-                        queued: None,
-                        due: now,
-                        reason: trigger,
-                        backoff: None,
-                        suspended_by_api: None,
-                        deployed: None,
-                        notifications: notify::Limiter::default(),
-                        status,
-                    };
-                    st.pipelines.insert(name.into(), slot);
-                }
-            }
-        }
-        st.prepared = prepared;
-        st.config_error = None;
-        st.config_loaded = SystemTime::now();
-        st.next_poll.clear();
-        drop(st);
-        if !gone.is_empty() && self.is_leader() {
-            tokio::spawn(self.clone().remove_gone_pipelines());
-        }
-        self.wake.notify_one();
-    }
-
-    /// Watches the config file; a valid change takes effect, an invalid one is shown and
-    /// the running config stays (CORE-3). Content is compared, not modification times:
-    /// a ConfigMap mount changes by swapping a symlink.
-    async fn reload_loop(self: Arc<Self>) {
-        let builtin: Vec<&str> = crate::plugins::builtin_names().collect();
-        loop {
-            let interval = self.config().settings.reload_interval.0.max(Duration::from_millis(200));
-            tokio::time::sleep(interval).await;
-            let file = &self.options.config_file;
-            let text = match tokio::fs::read_to_string(file).await {
-                Ok(text) => text,
-                Err(e) => {
-                    self.reject(format!("{}: cannot read: {e}", file.display()), None);
-                    continue;
-                }
-            };
-            if text == self.lock().config_text {
-                continue;
-            }
-            match Config::parse(file, text.clone(), &builtin) {
-                Ok(config) => {
-                    let prepared = blocking(|| self.moor.prepare(Arc::new(config)));
-                    self.lock().config_text = text;
-                    tracing::info!(file = %file.display(), "config reloaded");
-                    self.install(Arc::new(prepared), Trigger::Config);
-                }
-                Err(e) => self.reject(e.to_string(), Some(text)),
-            }
-        }
-    }
-
-    fn reject(&self, error: String, text: Option<String>) {
-        let mut st = self.lock();
-        if st.config_error.as_deref() != Some(&error) {
-            tracing::error!("config rejected, the previous one keeps running: {error}");
-        }
-        st.config_error = Some(error);
-        if let Some(text) = text {
-            st.config_text = text;
-        }
-    }
-
-    /// Polls sources for new revisions (git: one ref advertisement when nothing changed).
-    async fn poll_loop(self: Arc<Self>) {
-        loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            if !self.is_leader() {
-                continue;
-            }
-            let config = self.config();
-            for source in &config.sources {
-                let name = source.name.s();
-                let every = source.poll_interval.0;
-                if every.is_zero() || source.plugin.is_some() {
-                    continue;
-                }
-                let now = Instant::now();
-                // Due (and then booked for the next poll) under one lock.
-                let due = match self.lock().next_poll.entry(name.into()) {
-                    std::collections::hash_map::Entry::Occupied(at) if *at.get() > now => false,
-                    entry => {
-                        entry.insert_entry(now + every);
-                        true
-                    }
-                };
-                if !due {
-                    continue;
-                }
-                let secrets = match SecretValues::for_source(Some(&self.target.client), &config, source).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(source = name, "poll: {e}");
-                        continue;
-                    }
-                };
-                let snapshot = blocking(|| self.moor.sources().snapshot(&config, source, &secrets));
-                let revision = match snapshot {
-                    Ok(s) => s.revision,
-                    Err(e) => {
-                        tracing::warn!(source = name, "poll: {e}");
-                        continue;
-                    }
-                };
-                let news = {
-                    let mut st = self.lock();
-                    match st.sources.get(name) {
-                        Some(seen) if seen.revision == revision => false,
-                        previous => {
-                            let first = previous.is_none();
-                            st.sources.insert(name.into(), Seen { revision: revision.clone(), at: SystemTime::now() });
-                            !first
-                        }
-                    }
-                };
-                if news {
-                    tracing::info!(source = name, revision, "new revision");
-                    for p in config.pipelines.iter().filter(|p| p.source.s() == name) {
-                        let _ = self.trigger(p.name.s(), Trigger::Revision);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Pipelines with an inventory in the cluster but not in the config are removed, as
-    /// `moor apply` does (FA-10).
-    async fn remove_gone_pipelines(self: Arc<Self>) {
-        let config = self.config();
-        let in_cluster = match apply::pipelines_in_cluster(&self.target, &config.settings).await {
-            Ok(names) => names,
-            Err(e) => {
-                tracing::warn!("cannot list pipelines in the cluster: {e}");
-                return;
-            }
-        };
-        for gone in in_cluster.iter().filter(|g| config.pipeline(g).is_none()) {
-            match apply::remove_pipeline(&self.target, &config.settings, gone, &|_| {}).await {
-                Ok(report) => tracing::info!(
-                    pipeline = gone,
-                    pruned = report.pruned.len(),
-                    orphaned = report.orphaned.len(),
-                    "removed a pipeline that left the config"
-                ),
-                Err(e) => tracing::warn!(pipeline = gone, "cannot remove a pipeline that left the config: {e}"),
-            }
-        }
-    }
 }
 
-/// Whether `pipeline`'s dependencies let it run: `Err((state, reason))` when not.
-fn gate(st: &State, config: &Config, pipeline: &PipelineSpec) -> Result<(), (&'static str, String)> {
-    for dep in &pipeline.depends_on {
-        let dep = dep.s();
-        let Some(slot) = st.pipelines.get(dep) else { continue };
-        let Some(last) = &slot.status.last_run else {
-            return Err(("waiting", format!("waiting for dependency `{dep}` to apply")));
-        };
-        if !last.ok {
-            let why = last.error.as_deref().and_then(|e| e.lines().next()).unwrap_or("failed");
-            return Err(("blocked", format!("dependency `{dep}` failed: {why}")));
+/// One pipeline as the status shows it.
+fn view(st: &State, prepared: &Prepared, pipeline: &PipelineSpec, t: &Tracked, now: Instant) -> PipelineStatus {
+    let suspended = t.slot.suspended(pipeline.suspend);
+    let (state, reason) = if t.slot.is_running() {
+        (Shown::Running, None)
+    } else if suspended {
+        (Shown::Suspended, None)
+    } else if let Some(why) = t.slot.stopped() {
+        (Shown::Stopped, Some(why.to_owned()))
+    } else if t.slot.is_due(now) {
+        match st.gate(pipeline) {
+            Err(Blocked::Waiting(why)) => (Shown::Waiting, Some(why)),
+            Err(Blocked::Failed(why)) => (Shown::Blocked, Some(why)),
+            Ok(()) if t.waiting_for_worker => (Shown::Due, None),
+            Ok(()) => (Shown::Idle, None),
         }
-        let source = config.pipeline(dep).map(|p| p.source.s()).unwrap_or_default();
-        if let Some(seen) = st.sources.get(source)
-            && seen.revision != last.revision
-        {
-            return Err((
-                "waiting",
-                format!("waiting for dependency `{dep}` to apply revision {}", short(&seen.revision)),
-            ));
-        }
-        if !last.healthy {
-            return Err(("blocked", format!("dependency `{dep}` is not healthy")));
-        }
+    } else {
+        (Shown::Idle, None)
+    };
+    let next_run_in_seconds = t.slot.due().filter(|_| !suspended).map(|due| {
+        let left = due.saturating_duration_since(now).as_secs_f64() - now.saturating_duration_since(due).as_secs_f64();
+        (left * 10.0).round() / 10.0
+    });
+    PipelineStatus {
+        name: pipeline.name.s().into(),
+        source: pipeline.source.s().into(),
+        state,
+        reason,
+        suspended,
+        depends_on: pipeline.depends_on.iter().map(|d| d.s().to_owned()).collect(),
+        interval_seconds: pipeline.interval.0.as_secs(),
+        next_run_in_seconds,
+        queued: t.slot.queued(),
+        runs: t.slot.runs(),
+        failures_in_a_row: t.slot.failures_in_a_row(),
+        last_run: t.last_run.clone(),
+        last_success: t.last_success.clone(),
+        webhook: pipeline.webhook_secret.is_some(),
+        plugins: steps_status(prepared, pipeline),
+        notify_error: t.notify_error.clone(),
     }
-    Ok(())
-}
-
-/// The first 12 characters of a revision, for messages.
-fn short(revision: &str) -> &str {
-    &revision[..revision.len().min(12)]
-}
-
-/// The link to a revision, from `[moor] diff_url`.
-fn revision_url(config: &Config, pipeline: &str, revision: &str) -> Option<String> {
-    let format = config.settings.diff_url.as_ref()?;
-    (!revision.is_empty()).then(|| format.replace("{revision}", revision).replace("{pipeline}", pipeline))
 }
 
 /// Every plugin step of a pipeline with what it was granted (B-6).
 fn steps_status(prepared: &Prepared, pipeline: &PipelineSpec) -> Vec<StepStatus> {
-    let chains = [("render", &pipeline.render), ("validate", &pipeline.validate), ("notify", &pipeline.notify)];
     let mut steps = Vec::new();
-    for (chain, list) in chains {
-        for step in list.iter() {
-            let name = step.uses.s();
-            let loaded = prepared.plugin(name);
-            let mut capabilities = loaded.as_ref().map(|p| p.info.capabilities.clone()).unwrap_or_default();
-            if !step.secrets.is_empty() {
-                let keys: Vec<&str> = step.secrets.keys().map(String::as_str).collect();
-                capabilities.push(format!("secrets: {}", keys.join(", ")));
-            }
-            steps.push(StepStatus {
-                chain,
-                plugin: name.into(),
-                version: loaded.as_ref().ok().map(|p| p.info.version.clone()),
-                capabilities,
-                allow_hosts: step.allow_hosts.iter().map(|h| h.s().to_owned()).collect(),
-                error: loaded.err(),
-            });
+    for (chain, step) in pipeline.chains() {
+        let name = step.uses.s();
+        let loaded = prepared.plugin(name);
+        let mut capabilities = loaded.as_ref().map(|p| p.info.capabilities.clone()).unwrap_or_default();
+        if !step.secrets.is_empty() {
+            let keys: Vec<&str> = step.secrets.keys().map(String::as_str).collect();
+            capabilities.push(format!("secrets: {}", keys.join(", ")));
         }
+        steps.push(StepStatus {
+            chain,
+            plugin: name.into(),
+            version: loaded.as_ref().ok().map(|p| p.info.version.clone()),
+            capabilities,
+            allow_hosts: step.allow_hosts.iter().map(|h| h.s().to_owned()).collect(),
+            error: loaded.err(),
+        });
     }
     steps
 }

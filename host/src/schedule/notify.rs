@@ -12,14 +12,15 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 
 use super::status::RunRecord;
-use super::{Controller, Trigger, short};
-use crate::apply::Report;
-use crate::apply::inventory::ObjRef;
+use super::{Controller, Trigger};
+use crate::apply::inventory::ObjKey;
+use crate::apply::{Action, Change, Report};
 use crate::config::{PipelineSpec, SpannedStr};
 use crate::http::metrics::PipelineLabels;
 use crate::plugins::{Event, EventReason, ObjectRef, PluginKind, Severity};
 use crate::reconcile::{Delivery, Prepared, StageError, blocking, resolve_step};
 use crate::secrets::SecretValues;
+use crate::source::short;
 
 /// The same event (reason, revision, message) is sent once in this window.
 const DEDUPE_WINDOW: Duration = Duration::from_secs(3600);
@@ -35,7 +36,7 @@ pub(super) struct Outcome {
     events: Vec<Event>,
 }
 
-fn object_ref(r: &ObjRef) -> ObjectRef {
+fn object_ref(r: &ObjKey) -> ObjectRef {
     ObjectRef {
         api_version: r.api_version(),
         kind: r.kind.clone(),
@@ -69,7 +70,11 @@ impl Outcome {
         let mut events = Vec::new();
         match result {
             Err(e) => {
-                let reason = if e.stage() == "health" { EventReason::HealthFailed } else { EventReason::RunFailed };
+                let reason = if e.stage() == crate::stage::Stage::Health {
+                    EventReason::HealthFailed
+                } else {
+                    EventReason::RunFailed
+                };
                 let message = record.error.clone().unwrap_or_else(|| e.to_string());
                 events.push(event(reason, Severity::Error, message, Vec::new()));
             }
@@ -78,14 +83,14 @@ impl Outcome {
                 let changed: Vec<ObjectRef> = report
                     .changed
                     .iter()
-                    .filter(|(_, a)| *a != "pruned")
+                    .filter(|(_, c)| *c != Change::Pruned)
                     .take(MAX_OBJECTS)
                     .map(|(r, _)| object_ref(r))
                     .collect();
                 let pruned: Vec<ObjectRef> = report
                     .changed
                     .iter()
-                    .filter(|(_, a)| *a == "pruned")
+                    .filter(|(_, c)| *c == Change::Pruned)
                     .take(MAX_OBJECTS)
                     .map(|(r, _)| object_ref(r))
                     .collect();
@@ -153,8 +158,8 @@ impl Controller {
         let name = pipeline.name.s();
         let (events, dropped) = {
             let mut st = self.lock();
-            let Some(slot) = st.pipelines.get_mut(name) else { return };
-            slot.notifications.admit(outcome.events)
+            let Some(tracked) = st.pipelines.get_mut(name) else { return };
+            tracked.notifications.admit(outcome.events)
         };
         if dropped > 0 {
             self.metrics
@@ -192,8 +197,8 @@ impl Controller {
                 (!errors.is_empty()).then(|| errors.join("; "))
             }),
         };
-        if let Some(slot) = self.lock().pipelines.get_mut(name) {
-            slot.status.notify_error = error;
+        if let Some(tracked) = self.lock().pipelines.get_mut(name) {
+            tracked.notify_error = error;
         }
     }
 }
@@ -222,7 +227,7 @@ impl EventSink {
 
     /// Queues one event per changed object of `report`.
     pub fn record(&self, pipeline: &str, report: &Report) {
-        for (r, action) in &report.changed {
+        for (r, change) in &report.changed {
             let reference = ObjectReference {
                 api_version: Some(r.api_version()),
                 kind: Some(r.kind.clone()),
@@ -230,13 +235,13 @@ impl EventSink {
                 namespace: (!r.namespace.is_empty()).then(|| r.namespace.clone()),
                 ..Default::default()
             };
-            let (reason, verb) = match *action {
-                "pruned" => ("Pruned", "Prune"),
-                "created" => ("Created", "Apply"),
-                "recreated" => ("Recreated", "Apply"),
-                _ => ("Configured", "Apply"),
+            let (reason, verb) = match *change {
+                Change::Pruned => ("Pruned", "Prune"),
+                Change::Applied(Action::Created) => ("Created", "Apply"),
+                Change::Applied(Action::Recreated) => ("Recreated", "Apply"),
+                Change::Applied(_) => ("Configured", "Apply"),
             };
-            let note = format!("{action} by pipeline {pipeline} at revision {}", short(&report.revision));
+            let note = format!("{} by pipeline {pipeline} at revision {}", change.as_str(), short(&report.revision));
             let event = KubeEvent {
                 type_: EventType::Normal,
                 reason: reason.into(),

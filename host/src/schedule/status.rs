@@ -3,8 +3,10 @@
 
 use serde::Serialize;
 
+use super::slot::Trigger;
 use crate::apply::Report;
 use crate::reconcile::Finding;
+use crate::stage::Stage;
 
 /// The whole instance.
 #[derive(Debug, Clone, Serialize)]
@@ -26,8 +28,7 @@ pub struct Status {
 pub struct PipelineStatus {
     pub name: String,
     pub source: String,
-    /// idle, due, running, waiting, blocked, suspended or stopped.
-    pub state: &'static str,
+    pub state: State,
     /// Why it is waiting, blocked or stopped.
     pub reason: Option<String>,
     pub suspended: bool,
@@ -36,7 +37,7 @@ pub struct PipelineStatus {
     /// Seconds until the next scheduled run (negative when overdue).
     pub next_run_in_seconds: Option<f64>,
     /// The trigger of the one run queued behind the current one.
-    pub queued: Option<&'static str>,
+    pub queued: Option<Trigger>,
     /// Runs since the controller started, and failures in a row.
     pub runs: u64,
     pub failures_in_a_row: u32,
@@ -48,10 +49,42 @@ pub struct PipelineStatus {
     pub notify_error: Option<String>,
 }
 
+/// What a pipeline is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Not due yet.
+    Idle,
+    /// Due, waiting for a free worker (or for leadership).
+    Due,
+    Running,
+    /// Due, waiting for a dependency to apply.
+    Waiting,
+    /// Due, but a dependency failed or is unhealthy.
+    Blocked,
+    Suspended,
+    /// Its last run was stopped before it finished (the reason says why).
+    Stopped,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Idle => "idle",
+            State::Due => "due",
+            State::Running => "running",
+            State::Waiting => "waiting",
+            State::Blocked => "blocked",
+            State::Suspended => "suspended",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
 /// One finished run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
-    pub trigger: &'static str,
+    pub trigger: Trigger,
     pub started: String,
     pub finished: String,
     pub latency_seconds: f64,
@@ -60,7 +93,7 @@ pub struct RunRecord {
     pub revision_url: Option<String>,
     pub ok: bool,
     pub healthy: bool,
-    pub stage: Option<&'static str>,
+    pub stage: Option<Stage>,
     pub error: Option<String>,
     pub counts: Counts,
     /// Validator warnings and errors, with `file:line`.

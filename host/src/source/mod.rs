@@ -20,6 +20,13 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, SourceSpec, SpannedStr};
 use crate::secrets::SecretValues;
 
+/// A revision for people: the first 12 characters of a commit id or of a tree digest
+/// (without its `sha256:`), as in every message, summary and notification.
+pub fn short(revision: &str) -> &str {
+    let bare = revision.strip_prefix("sha256:").unwrap_or(revision);
+    &bare[..bare.len().min(12)]
+}
+
 /// A finished, immutable source tree.
 #[derive(Debug, Clone)]
 pub struct Snapshot {

@@ -90,7 +90,7 @@ fn a_yaml_alias_bomb_fails_its_pipeline_only() {
 }
 
 fn plugin_source_config(files: &str) -> String {
-    let plugin = moor::plugins::test_artifacts::path("files-source");
+    let plugin = moor_test_artifacts::path("files-source");
     format!(
         "[[plugin]]\nname = \"files\"\npath = \"{plugin}\"\nsha256 = \"{}\"\n\n[[source]]\nname = \"gen\"\nplugin = {{ use = \"files\", with = {{ revision = \"r1\", files = [{files}] }} }}\n\n[[pipeline]]\nname = \"p\"\nsource = \"gen\"\n",
         sha256_of(std::path::Path::new(plugin))
@@ -118,6 +118,6 @@ fn a_source_plugin_tree_is_snapshotted_and_rendered() {
 #[test]
 fn a_source_plugin_cannot_write_outside_its_snapshot() {
     let err = render_plugin_source(r#"{ path = "../../escape.yaml", contents = "x" }"#).unwrap_err();
-    assert_eq!(err.stage(), "source");
+    assert_eq!(err.stage().as_str(), "source");
     assert!(err.to_string().contains("refusing path `../../escape.yaml`"), "{err}");
 }

@@ -19,7 +19,7 @@ pub fn runtime() -> &'static Runtime {
 }
 
 pub fn probe_path() -> PathBuf {
-    PathBuf::from(plugins::test_artifacts::path("probe"))
+    PathBuf::from(moor_test_artifacts::path("probe"))
 }
 
 /// The probe plugin with a short time limit.

@@ -2,8 +2,77 @@
 //! with the file and line it came from, and redaction of secret data wherever objects are
 //! shown.
 
-use serde::Serialize;
+use std::cmp::Ordering;
+use std::hash::{Hash, Hasher};
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+/// The identity of an object in a cluster: group, kind, namespace and name. The version is
+/// carried along (to reach the object through the API) but is not part of the identity:
+/// `apps/v1` and `apps/v1beta2` Deployments of one name are the same object. Equality,
+/// hashing and order all ignore it, as kube-rs's `ObjectRef` ignores its `extra`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ObjKey {
+    #[serde(rename = "g", default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    #[serde(rename = "v")]
+    pub version: String,
+    #[serde(rename = "k")]
+    pub kind: String,
+    #[serde(rename = "ns", default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(rename = "n")]
+    pub name: String,
+}
+
+impl ObjKey {
+    /// `group/version`, or `version` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+    }
+
+    fn identity(&self) -> (&str, &str, &str, &str) {
+        (&self.group, &self.kind, &self.namespace, &self.name)
+    }
+}
+
+impl PartialEq for ObjKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for ObjKey {}
+
+impl Hash for ObjKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
+    }
+}
+
+impl PartialOrd for ObjKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ObjKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.identity().cmp(&other.identity())
+    }
+}
+
+/// `Kind/name` or `Kind/namespace/name`.
+impl std::fmt::Display for ObjKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{}/{}", self.kind, self.name)
+        } else {
+            write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
 
 /// One Kubernetes object and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -82,9 +151,16 @@ impl Object {
         }
     }
 
-    /// Identity of the object in a cluster: group, kind, namespace, name.
-    pub fn key(&self) -> (String, String, String, String) {
-        (self.group().into(), self.kind().into(), self.namespace().unwrap_or("").into(), self.name().into())
+    /// Identity of the object in a cluster.
+    pub fn key(&self) -> ObjKey {
+        let version = self.api_version().rsplit_once('/').map_or(self.api_version(), |(_, v)| v);
+        ObjKey {
+            group: self.group().into(),
+            version: version.into(),
+            kind: self.kind().into(),
+            namespace: self.namespace().unwrap_or("").into(),
+            name: self.name().into(),
+        }
     }
 
     /// `file:line`, or `file`, or `generated`.
@@ -135,6 +211,38 @@ pub fn redact(value: &mut Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_object_key_is_the_same_object_whatever_the_version() {
+        let v1 = Object::new(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "a"}}),
+            "",
+            0,
+        );
+        let beta = Object::new(
+            json!({"apiVersion": "apps/v1beta2", "kind": "Deployment", "metadata": {"name": "web", "namespace": "a"}}),
+            "",
+            0,
+        );
+        let (k1, k2) = (v1.key(), beta.key());
+        assert_eq!(k1, k2);
+        assert_eq!(k1.cmp(&k2), Ordering::Equal);
+        assert_eq!(std::collections::HashSet::from([k1.clone(), k2.clone()]).len(), 1);
+        assert_eq!((k1.api_version(), k2.version.as_str()), ("apps/v1".to_owned(), "v1beta2"));
+        assert_eq!(k1.to_string(), "Deployment/a/web");
+        let core =
+            Object::new(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}), "", 0).key();
+        assert_eq!(
+            (core.group.as_str(), core.api_version().as_str(), core.to_string().as_str()),
+            ("", "v1", "Namespace/a")
+        );
+        let other = Object::new(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "b"}}),
+            "",
+            0,
+        );
+        assert_ne!(k1, other.key());
+    }
 
     #[test]
     fn secrets_are_redacted_and_other_objects_are_not() {

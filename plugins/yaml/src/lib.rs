@@ -7,8 +7,12 @@
 //!   get that namespace, and an object that names another one is an error (KA-2);
 //! - `recursive`: descend into subdirectories (default true).
 //!
-//! Documents that are not Kubernetes objects (no `apiVersion` or `kind`, such as a Helm
-//! values file or a kustomization) are skipped. `kind: List` is expanded into its items.
+//! Files are read as kubectl reads them: a UTF-8 byte-order mark and CRLF line ends are
+//! fine, and any list kind (`kind: List`, `ConfigMapList`, ... with `items`) is expanded
+//! into its items. Documents that are not Kubernetes objects (no `apiVersion` or `kind`,
+//! such as a Helm values file or a JSON array) are skipped with a warning naming them.
+//! A directory holding a kustomization or a `Chart.yaml` is refused: rendering its files
+//! one by one would apply them without the overlay (or the templates) they belong to.
 
 use std::path::{Path, PathBuf};
 
@@ -77,16 +81,18 @@ pub fn render_tree(config: &Config, root: &Path, path: &str) -> Outcome<Vec<Obje
     collect(&dir, config.recursive, &mut files)
         .map_err(|e| vec![Diagnostic::error(format!("cannot read directory: {e}")).at(path, 0)])?;
     files.sort();
+    files.retain(|file| !ignore.is_match(file.strip_prefix(&dir).unwrap_or(file)));
+    let origin_of = |file: &Path| file.strip_prefix(root).unwrap_or(file).to_string_lossy().into_owned();
+    let refused: Vec<Diagnostic> = files.iter().filter_map(|f| other_renderers_file(&origin_of(f))).collect();
+    if !refused.is_empty() {
+        return Err(refused);
+    }
 
     let mut objects = Vec::new();
     let mut diagnostics = Vec::new();
     for file in files {
         let in_dir = file.strip_prefix(&dir).unwrap_or(&file);
-        let origin = file.strip_prefix(root).unwrap_or(&file).to_string_lossy().into_owned();
-        if ignore.is_match(in_dir) {
-            log::debug(&format!("{origin}: ignored"));
-            continue;
-        }
+        let origin = origin_of(&file);
         let namespace = if config.namespace_per_directory {
             match in_dir.components().count() {
                 1 => None,
@@ -194,10 +200,34 @@ fn collect(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Resu
 
 fn is_manifest_name(path: &Path) -> bool {
     matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+        || path.file_name().is_some_and(|n| n == "Kustomization")
+}
+
+/// Files that make their directory another renderer's input: kustomize's, or a Helm
+/// chart's. The yaml renderer refuses such a directory, naming the file and the renderer.
+fn other_renderers_file(origin: &str) -> Option<Diagnostic> {
+    let name = origin.rsplit('/').next().unwrap_or(origin);
+    let (what, lost, renderer) = match name {
+        "kustomization.yaml" | "kustomization.yml" | "Kustomization" => {
+            ("a kustomization", "what it does to them (patches, prefixes, generators)", "kustomize")
+        }
+        "Chart.yaml" => ("a Helm chart", "rendering its templates", "helm"),
+        _ => return None,
+    };
+    let dir = origin.rsplit_once('/').map_or(".", |(d, _)| d);
+    Some(
+        Diagnostic::error(format!(
+            "directory `{dir}` is {what}: the yaml renderer would apply its files one by one, without {lost}; \
+             render it with the `{renderer}` renderer, or leave it out with `ignore`"
+        ))
+        .at(origin, 0),
+    )
 }
 
 /// Parses one file into objects, each with its origin line.
 pub fn parse_file(origin: &str, text: &str) -> Outcome<Vec<Object>> {
+    // As editors save them: a byte-order mark first (CRLF line ends parse as they are).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut objects = Vec::new();
     let mut diagnostics = Vec::new();
     if origin.ends_with(".json") {
@@ -246,9 +276,13 @@ fn push_object(value: Value, origin: &str, line: u32, out: &mut Vec<Object>) {
             && v.get("kind").and_then(Value::as_str).is_some_and(|s| !s.is_empty())
     };
     if !is_object(&value) {
-        if !value.is_null() {
-            log::debug(&format!("{origin}:{line}: not a Kubernetes object, skipped"));
-        }
+        let what = match &value {
+            Value::Null => return,
+            Value::Array(_) => "a list, not an object",
+            Value::Object(_) => "no apiVersion and kind",
+            _ => "a scalar, not an object",
+        };
+        log::warn(&format!("{origin}:{line}: not a Kubernetes manifest ({what}), skipped"));
         return;
     }
     let kind = value["kind"].as_str().unwrap_or_default();
@@ -257,10 +291,16 @@ fn push_object(value: Value, origin: &str, line: u32, out: &mut Vec<Object>) {
         log::debug(&format!("{origin}:{line}: kustomize file, skipped"));
         return;
     }
-    if kind == "List" && api_version == "v1" {
-        if let Some(Value::Array(items)) = value.get("items") {
-            for item in items.iter().filter(|i| is_object(i)) {
+    // kubectl's rule (`meta.IsListType`): a kind ending in `List` with `items` is a list,
+    // whatever its group (`ConfigMapList`, `kind: List` under rbac.authorization.k8s.io/v1).
+    if kind.ends_with("List")
+        && let Some(Value::Array(items)) = value.get("items")
+    {
+        for (i, item) in items.iter().enumerate() {
+            if is_object(item) {
                 out.push(Object::new(item.clone(), origin, line));
+            } else {
+                log::warn(&format!("{origin}:{line}: item {i} of the {kind} is not a Kubernetes object, skipped"));
             }
         }
         return;
@@ -385,6 +425,50 @@ mod tests {
             shift_lines("x at line 2 column 1, while parsing at line 1 column 3", 4),
             "x at line 6 column 1, while parsing at line 5 column 3"
         );
+    }
+
+    #[test]
+    fn any_list_kind_is_expanded_whatever_its_group() {
+        let text = "apiVersion: v1\nkind: ConfigMapList\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: List\nitems:\n- {apiVersion: rbac.authorization.k8s.io/v1, kind: Role, metadata: {name: r}}\n";
+        let objects = parse_file("lists.yaml", text).unwrap();
+        let names: Vec<String> = objects.iter().map(|o| format!("{}:{}", o.display_name(), o.line)).collect();
+        assert_eq!(names, ["ConfigMap/a:1", "Role/r:6"]);
+        // A kind ending in List without items is an ordinary object (a CRD's kind, say).
+        let plain =
+            parse_file("p.yaml", "apiVersion: example.com/v1\nkind: ShoppingList\nmetadata: {name: s}\n").unwrap();
+        assert_eq!(plain[0].kind(), "ShoppingList");
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_crlf_line_ends_are_read_as_kubectl_reads_them() {
+        let text = "\u{feff}apiVersion: v1\r\nkind: ConfigMap\r\nmetadata:\r\n  name: a\r\n---\r\napiVersion: v1\r\nkind: ConfigMap\r\nmetadata:\r\n  name: b\r\n";
+        let objects = parse_file("bom.yaml", text).unwrap();
+        assert_eq!(objects.iter().map(|o| (o.name(), o.line)).collect::<Vec<_>>(), [("a", 1), ("b", 6)]);
+        let json = parse_file(
+            "bom.json",
+            "\u{feff}{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"metadata\": {\"name\": \"j\"}}",
+        )
+        .unwrap();
+        assert_eq!(json[0].name(), "j");
+    }
+
+    #[test]
+    fn a_json_array_is_skipped_not_read_as_objects() {
+        assert!(parse_file("a.json", "[{\"apiVersion\": \"v1\"}]").unwrap().is_empty());
+    }
+
+    #[test]
+    fn kustomize_and_helm_directories_are_refused_naming_the_file_and_the_renderer() {
+        let k = other_renderers_file("apps/web/kustomization.yaml").unwrap();
+        assert!(
+            k.message.contains("directory `apps/web` is a kustomization") && k.message.contains("`kustomize` renderer"),
+            "{}",
+            k.message
+        );
+        assert_eq!(k.file.as_deref(), Some("apps/web/kustomization.yaml"));
+        let h = other_renderers_file("Chart.yaml").unwrap();
+        assert!(h.message.contains("a Helm chart") && h.message.contains("`helm` renderer"), "{}", h.message);
+        assert!(other_renderers_file("apps/values.yaml").is_none());
     }
 
     #[test]

@@ -64,8 +64,9 @@ async fn moor_apply(project: &Project, target: &Target) -> Duration {
     let moor = moor::reconcile::Moor::new(&moor_e2e::plugin_cache()).unwrap();
     let started = Instant::now();
     let results = moor
-        .apply_config(std::sync::Arc::new(config.clone()), target, None, RunOptions { dry_run: false }, &|_| {})
-        .await;
+        .apply_config(std::sync::Arc::new(config.clone()), target, None, RunOptions::default(), &|_| {})
+        .await
+        .results;
     let elapsed = started.elapsed();
     for r in &results {
         assert!(r.ok, "{}: {:?}", r.pipeline, r.error);

@@ -207,18 +207,12 @@ impl Project {
 
     /// `moor apply` through the library: every pipeline once.
     pub async fn apply(&self) -> anyhow::Result<Vec<moor::reconcile::PipelineResult>> {
-        self.apply_with(moor::apply::RunOptions { dry_run: false }).await
+        Ok(self.apply_with(moor::apply::RunOptions::default()).await?.results)
     }
 
-    pub async fn apply_with(
-        &self,
-        run: moor::apply::RunOptions,
-    ) -> anyhow::Result<Vec<moor::reconcile::PipelineResult>> {
-        let builtin: Vec<&str> = moor::plugins::builtin_names().collect();
-        let config = moor::config::Config::load(&self.dir.path().join("moor.toml"), &builtin)?;
-        let moor = moor::reconcile::Moor::new(&plugin_cache())?;
-        let target = cluster().target().await?;
-        Ok(moor.apply_config(std::sync::Arc::new(config.clone()), &target, None, run, &|_| {}).await)
+    /// `moor apply` of `moor.toml` with `run`'s options: the results and the notes.
+    pub async fn apply_with(&self, run: moor::apply::RunOptions) -> anyhow::Result<moor::reconcile::ConfigRun> {
+        apply_file(&self.dir.path().join("moor.toml"), run).await
     }
 
     /// The result of the one pipeline named `name`; panics with its error when it failed.
@@ -236,6 +230,15 @@ impl Project {
         assert!(!result.ok, "pipeline {name} should have failed: {:?}", result.report);
         result.error.unwrap_or_default()
     }
+}
+
+/// `moor apply FILE` through the library, on the test cluster.
+pub async fn apply_file(file: &Path, run: moor::apply::RunOptions) -> anyhow::Result<moor::reconcile::ConfigRun> {
+    let builtin: Vec<&str> = moor::plugins::builtin_names().collect();
+    let config = moor::config::Config::load(file, &builtin)?;
+    let moor = moor::reconcile::Moor::new(&plugin_cache())?;
+    let target = cluster().target().await?;
+    Ok(moor.apply_config(std::sync::Arc::new(config), &target, None, run, &|_| {}).await)
 }
 
 /// Runs `git ARGS` in `dir` (a fixed identity, branch `main`), panicking on failure.

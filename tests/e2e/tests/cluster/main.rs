@@ -3,3 +3,4 @@
 mod apply;
 mod control_plane;
 mod controller;
+mod instances;

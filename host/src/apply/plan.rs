@@ -1,0 +1,134 @@
+//! Deciding what changes: unchanged objects cost nothing, new ones a GET (they may exist
+//! without our label), changed ones a server dry-run, so that nothing is written when the
+//! server would keep the object as it is. The dry-run comparison is shared with `moor diff`.
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::desired::{Desired, Policy, Update};
+use super::inventory::{INSTANCE_LABEL, Inventory, PIPELINE_LABEL};
+use super::observe::{Observed, Seen};
+use super::prune::Owner;
+use super::target::{api_for, is_immutable};
+use super::{ApplyError, CONCURRENCY, MANAGER, compare};
+use crate::config::PipelineSpec;
+
+/// What happened, or would happen, to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Created,
+    Configured,
+    Unchanged,
+    Recreated,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Configured => "configured",
+            Action::Unchanged => "unchanged",
+            Action::Recreated => "recreated",
+        }
+    }
+}
+
+/// The server-side apply parameters of an object: field manager `moor`, forced only when
+/// the pipeline says so and the object's policy is `override`.
+pub fn patch_params(pipeline: &PipelineSpec, d: &Desired) -> PatchParams {
+    let mut pp = PatchParams::apply(MANAGER);
+    if pipeline.force && d.policy == Policy::Override {
+        pp = pp.force();
+    }
+    pp
+}
+
+/// The object as the server would keep it after applying `d` (a dry-run apply), as it is
+/// compared and shown.
+pub async fn as_server_would(
+    api: &Api<DynamicObject>,
+    pipeline: &PipelineSpec,
+    d: &Desired,
+) -> Result<Value, kube::Error> {
+    let answer = api.patch(&d.r.name, &patch_params(pipeline, d).dry_run(), &Patch::Apply(&d.object.value)).await?;
+    Ok(compare::for_display(serde_json::to_value(answer).unwrap_or_default()))
+}
+
+/// Whether applying would change `live`: `after` is [`as_server_would`]'s answer.
+pub fn changes(live: &Value, after: &Value) -> bool {
+    &compare::for_display(live.clone()) != after
+}
+
+/// What each object needs, in object order.
+pub async fn decide(
+    client: &kube::Client,
+    pipeline: &PipelineSpec,
+    owner: Owner<'_>,
+    desired: &[Desired],
+    old: &Inventory,
+    observed: &Observed,
+) -> Result<Vec<(Desired, Action)>, ApplyError> {
+    let decisions = futures::stream::iter(desired.iter().cloned())
+        .map(|d| async move {
+            let action = decide_one(client, pipeline, owner, &d, old, observed).await?;
+            Ok((d, action))
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<Result<_, ApplyError>>>()
+        .await;
+    let mut planned = decisions.into_iter().collect::<Result<Vec<_>, _>>()?;
+    planned.sort_by(|a, b| a.0.r.cmp(&b.0.r));
+    Ok(planned)
+}
+
+async fn decide_one(
+    client: &kube::Client,
+    pipeline: &PipelineSpec,
+    owner: Owner<'_>,
+    d: &Desired,
+    old: &Inventory,
+    observed: &Observed,
+) -> Result<Action, ApplyError> {
+    let Some(resolved) = &d.resolved else { return Ok(Action::Created) };
+    let api = api_for(client, &resolved.resource, &d.r.namespace);
+    let current = match observed.seen(d, &resolved.resource) {
+        Seen::Live(v) => Some(v.clone()),
+        Seen::Absent => None,
+        Seen::Unknown => api
+            .get_opt(&d.r.name)
+            .await
+            .map_err(|e| ApplyError::object(d, e))?
+            .map(|o| serde_json::to_value(o).unwrap_or_default()),
+    };
+    // A namespace-restricted pipeline may take cluster-scoped objects only when nobody else
+    // manages them (FA-6).
+    let ours = |v: &Value| {
+        let label = |key: &str| v.pointer("/metadata/labels").and_then(|l| l.get(key)).and_then(Value::as_str);
+        label(PIPELINE_LABEL) == Some(owner.pipeline) && label(INSTANCE_LABEL) == Some(owner.instance)
+    };
+    if pipeline.namespaces.is_some() && !resolved.namespaced && current.as_ref().is_some_and(|v| !ours(v)) {
+        return Err(ApplyError::Refused {
+            object: d.object.display_name(),
+            origin: d.object.origin(),
+            reason: "exists and is not managed by this namespace-restricted pipeline".into(),
+        });
+    }
+    let Some(current) = current else { return Ok(Action::Created) };
+    if d.policy == Policy::IfNotPresent || d.update == Update::Never {
+        return Ok(Action::Unchanged);
+    }
+    let same_in_git = old.get(&d.r).is_some_and(|e| e.hash == d.hash);
+    if same_in_git && compare::covers(&current, &d.object.value) {
+        return Ok(Action::Unchanged);
+    }
+    // Changed in Git or in the cluster: ask the server what applying would give.
+    match as_server_would(&api, pipeline, d).await {
+        Ok(after) if changes(&current, &after) => Ok(Action::Configured),
+        Ok(_) => Ok(Action::Unchanged),
+        Err(e) if d.update == Update::Recreate && is_immutable(&e) => Ok(Action::Recreated),
+        Err(e) => Err(ApplyError::object(d, e)),
+    }
+}

@@ -1,0 +1,150 @@
+//! Removing whole pipelines: those that left their config (FA-10), behind the instance's
+//! prune guard, and those `moor delete` is told to delete.
+//!
+//! Only the instance that owns an inventory ever acts on it; inventories of other instances
+//! are counted and left alone.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::inventory::{Entry, Inventory, Store};
+use super::prune::{self, Deletion, Owner};
+use super::{ApplyError, Progress, Report, Target};
+use crate::config::{DeletionPolicy, PruneGuard, Settings};
+
+/// Why a pipeline is being removed.
+#[derive(Debug, Clone, Copy)]
+pub enum Why<'a> {
+    /// It left the config: its `deletion_policy` (kept in the inventory) decides, and the
+    /// guard's size check has already passed for the whole removal.
+    LeftConfig,
+    /// `moor delete`: its objects are deleted whatever the deletion policy; CRDs and
+    /// Namespaces only when `guard` (the pipeline's own, when still configured) allows.
+    Deleted { guard: &'a PruneGuard, dry_run: bool },
+}
+
+/// What a look at the cluster's inventories found for one instance.
+#[derive(Debug, Default)]
+pub struct Census {
+    /// This instance's inventories, by pipeline.
+    pub ours: BTreeMap<String, Inventory>,
+    /// Other instances with inventories in the same namespace, and how many pipelines each has.
+    pub others: BTreeMap<String, usize>,
+}
+
+impl Census {
+    /// One LIST of the namespace's inventories, then a read of each of this instance's.
+    pub async fn take(store: &Store) -> Result<Census, ApplyError> {
+        let mut census = Census::default();
+        for listed in store.list().await? {
+            if listed.instance == store.instance() {
+                let inventory = store.load(&listed.pipeline).await?;
+                census.ours.insert(listed.pipeline, inventory);
+            } else {
+                *census.others.entry(listed.instance).or_default() += 1;
+            }
+        }
+        Ok(census)
+    }
+
+    /// Objects every inventory of this instance names.
+    pub fn managed(&self) -> usize {
+        self.ours.values().map(Inventory::len).sum()
+    }
+
+    /// A line saying which other instances were seen and left alone, if any.
+    pub fn others_note(&self, namespace: &str) -> Option<String> {
+        (!self.others.is_empty()).then(|| {
+            let list: Vec<String> = self.others.iter().map(|(i, n)| format!("{i} ({n} pipeline(s))")).collect();
+            format!("inventories of other instances in {namespace} were left alone: {}", list.join(", "))
+        })
+    }
+}
+
+/// The pipelines of this instance that have an inventory and are not in `configured`.
+/// Their deletions are checked together against `[moor] prune_guard`, as a share of every
+/// object the instance manages; a refusal removes nothing.
+pub async fn remove_gone(
+    target: &Target,
+    settings: &Settings,
+    census: &Census,
+    configured: &HashSet<&str>,
+    allow_mass_prune: bool,
+    progress: Progress<'_>,
+) -> Vec<(String, Result<Report, ApplyError>)> {
+    let gone: Vec<&String> = census.ours.keys().filter(|p| !configured.contains(p.as_str())).collect();
+    let deleting = gone
+        .iter()
+        .map(|p| &census.ours[*p])
+        .filter(|inv| inv.deletion_policy == DeletionPolicy::Delete)
+        .map(Inventory::len)
+        .sum();
+    let deletion = Deletion { deleting, total: census.managed(), empty_render: false };
+    if let Err(refusal) = prune::check(&settings.prune_guard, "[moor] prune_guard", deletion, allow_mass_prune) {
+        let names: Vec<&str> = gone.iter().map(|p| p.as_str()).collect();
+        let reason = format!("removing pipeline(s) {} that left the config: {refusal}", names.join(", "));
+        return gone.into_iter().map(|p| (p.clone(), Err(ApplyError::PruneRefused(reason.clone())))).collect();
+    }
+    let mut results = Vec::new();
+    for pipeline in gone {
+        let result = remove(target, settings, pipeline, &census.ours[pipeline], Why::LeftConfig, progress).await;
+        results.push((pipeline.clone(), result));
+    }
+    results
+}
+
+/// Removes one pipeline of this instance: deletes (or orphans) what `inventory` names, then
+/// the inventory. What could not be deleted stays in it.
+pub async fn remove(
+    target: &Target,
+    settings: &Settings,
+    pipeline: &str,
+    inventory: &Inventory,
+    why: Why<'_>,
+    progress: Progress<'_>,
+) -> Result<Report, ApplyError> {
+    let store = Store::for_settings(target.client.clone(), settings);
+    let mut report =
+        Report { pipeline: pipeline.into(), revision: inventory.revision.clone(), healthy: true, ..Report::default() };
+    let refs: Vec<_> = inventory.refs().cloned().collect();
+    let default_guard = PruneGuard::default();
+    let guard = match why {
+        Why::LeftConfig if inventory.deletion_policy == DeletionPolicy::Orphan => {
+            report.orphaned = refs
+                .iter()
+                .map(|r| (r.to_string(), "the pipeline was removed with deletion_policy = orphan".into()))
+                .collect();
+            store.delete(pipeline).await?;
+            return Ok(report);
+        }
+        Why::LeftConfig => &default_guard,
+        Why::Deleted { guard, dry_run: true } => {
+            report.dry_run = true;
+            for r in refs {
+                match prune::protected(guard, &r) {
+                    Some(why) => report.orphaned.push((r.to_string(), why)),
+                    None => report.pruned.push(r.to_string()),
+                }
+            }
+            return Ok(report);
+        }
+        Why::Deleted { guard, .. } => guard,
+    };
+    let owner = Owner { instance: &settings.instance, pipeline };
+    let mut deleted = prune::delete(target, &target.client, owner, guard, refs, progress).await;
+    let failures = std::mem::take(&mut deleted.failed);
+    report.record_pruned(deleted);
+    if failures.is_empty() {
+        store.delete(pipeline).await?;
+        return Ok(report);
+    }
+    let mut rest = Inventory {
+        deletion_policy: inventory.deletion_policy,
+        revision: inventory.revision.clone(),
+        ..Default::default()
+    };
+    for (r, _) in &failures {
+        rest.insert(r.clone(), inventory.get(r).cloned().unwrap_or_else(Entry::default));
+    }
+    store.save(pipeline, &rest).await?;
+    Err(ApplyError::Prune(failures.into_iter().map(|(r, e)| format!("{r}: {e}")).collect()))
+}

@@ -1,0 +1,92 @@
+//! The cluster a run talks to: the client (and an impersonating one per pipeline),
+//! discovery, and small helpers around kube's API and errors.
+
+use kube::api::{Api, DynamicObject};
+use kube::core::ApiResource;
+
+use super::ApplyError;
+use super::resources::Resources;
+use crate::config::PipelineSpec;
+
+/// A connection to the cluster, shared by the pipelines of one run.
+pub struct Target {
+    pub client: kube::Client,
+    /// The configuration `client` was made from; impersonating clients start from it.
+    config: kube::Config,
+    pub resources: Resources,
+    /// Namespace of objects that name none.
+    pub default_namespace: String,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target").field("default_namespace", &self.default_namespace).finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    /// Connects with the ambient kubeconfig (or in-cluster config) and runs discovery.
+    pub async fn connect() -> Result<Target, ApplyError> {
+        let config = kube::Config::infer().await.map_err(|source| ApplyError::NoConfig {
+            kubeconfig: std::env::var("KUBECONFIG").unwrap_or_else(|_| "~/.kube/config".into()),
+            source,
+        })?;
+        Target::with_config(config).await
+    }
+
+    pub async fn with_config(config: kube::Config) -> Result<Target, ApplyError> {
+        let client = kube::Client::try_from(config.clone()).map_err(ApplyError::Connect)?;
+        Target::from_client(client, config).await
+    }
+
+    /// A target around an existing client (say, one with extra layers) made from `config`.
+    pub async fn from_client(client: kube::Client, config: kube::Config) -> Result<Target, ApplyError> {
+        let default_namespace = config.default_namespace.clone();
+        let resources = Resources::discover(&client).await.map_err(ApplyError::Connect)?;
+        Ok(Target { client, config, resources, default_namespace })
+    }
+
+    /// The client a pipeline writes with: impersonating its service account, if it has one.
+    pub fn client_for(&self, pipeline: &PipelineSpec) -> Result<kube::Client, ApplyError> {
+        let Some(sa) = &pipeline.service_account else { return Ok(self.client.clone()) };
+        let (ns, name) = sa.split_once('/').expect("checked at load");
+        let mut config = self.config.clone();
+        config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:{name}"));
+        config.auth_info.impersonate_groups = Some(vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{ns}"),
+            "system:authenticated".into(),
+        ]);
+        kube::Client::try_from(config).map_err(ApplyError::Connect)
+    }
+}
+
+/// The API of `resource` in `namespace` (all namespaces, or cluster-scoped, when empty).
+pub fn api_for(client: &kube::Client, resource: &ApiResource, namespace: &str) -> Api<DynamicObject> {
+    if namespace.is_empty() {
+        Api::all_with(client.clone(), resource)
+    } else {
+        Api::namespaced_with(client.clone(), namespace, resource)
+    }
+}
+
+/// The server's message for an API error; the error itself otherwise.
+pub fn kube_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The HTTP status of an API error.
+pub fn status_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// The server refused a change to an immutable field.
+pub fn is_immutable(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 422 && s.message.contains("immutable"))
+}

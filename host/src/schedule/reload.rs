@@ -1,0 +1,114 @@
+//! The config of a running controller: installing a loaded config, watching the file for
+//! changes, and removing from the cluster the pipelines that left it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{Controller, Tracked, Trigger};
+use crate::apply::RunOptions;
+use crate::config::{Config, SpannedStr};
+use crate::reconcile::{Prepared, blocking};
+
+impl Controller {
+    /// Puts a loaded config in place: new pipelines are due now, every existing one gets
+    /// a run (`trigger`), and pipelines gone from the config are removed from the cluster.
+    pub(super) fn install(self: &Arc<Self>, prepared: Arc<Prepared>, trigger: Trigger) {
+        let config = prepared.config.clone();
+        let mut st = self.lock();
+        let now = Instant::now();
+        let names: HashSet<&str> = config.pipelines.iter().map(|p| p.name.s()).collect();
+        let gone: Vec<String> = st.pipelines.keys().filter(|n| !names.contains(n.as_str())).cloned().collect();
+        for name in &gone {
+            if let Some(run) = st.pipelines.remove(name).and_then(|t| t.abort) {
+                run.abort();
+            }
+        }
+        for pipeline in &config.pipelines {
+            match st.pipelines.get_mut(pipeline.name.s()) {
+                Some(tracked) => tracked.slot.reconfigured(now, trigger),
+                None => {
+                    st.pipelines.insert(pipeline.name.s().into(), Tracked::new(now, trigger));
+                }
+            }
+        }
+        st.prepared = prepared;
+        st.file.error = None;
+        st.file.loaded = SystemTime::now();
+        st.next_poll.clear();
+        drop(st);
+        if !gone.is_empty() && self.is_leader() {
+            tokio::spawn(self.clone().remove_gone_pipelines());
+        }
+        self.wake.notify_one();
+    }
+
+    /// Watches the config file; a valid change takes effect, an invalid one is shown and
+    /// the running config stays (CORE-3). Content is compared, not modification times:
+    /// a ConfigMap mount changes by swapping a symlink.
+    pub(super) async fn reload_loop(self: Arc<Self>) {
+        let builtin: Vec<&str> = crate::plugins::builtin_names().collect();
+        loop {
+            let interval = self.config().settings.reload_interval.0.max(Duration::from_millis(200));
+            tokio::time::sleep(interval).await;
+            let file = &self.options.config_file;
+            let text = match tokio::fs::read_to_string(file).await {
+                Ok(text) => text,
+                Err(e) => {
+                    self.reject(format!("{}: cannot read: {e}", file.display()), None);
+                    continue;
+                }
+            };
+            if text == self.lock().file.text {
+                continue;
+            }
+            match Config::parse(file, text.clone(), &builtin) {
+                Ok(config) => {
+                    let prepared = blocking(|| self.moor.prepare(Arc::new(config)));
+                    self.lock().file.text = text;
+                    tracing::info!(file = %file.display(), "config reloaded");
+                    self.install(Arc::new(prepared), Trigger::Config);
+                }
+                Err(e) => self.reject(e.to_string(), Some(text)),
+            }
+        }
+    }
+
+    fn reject(&self, error: String, text: Option<String>) {
+        let mut st = self.lock();
+        if st.file.error.as_deref() != Some(&error) {
+            tracing::error!("config rejected, the previous one keeps running: {error}");
+        }
+        st.file.error = Some(error);
+        if let Some(text) = text {
+            st.file.text = text;
+        }
+    }
+
+    /// This instance's pipelines with an inventory in the cluster but not in the config are
+    /// removed, as `moor apply` does (FA-10), behind `[moor] prune_guard`.
+    pub(super) async fn remove_gone_pipelines(self: Arc<Self>) {
+        let config = self.config();
+        let (removed, notes) = self.moor.remove_gone(&config, &self.target, RunOptions::default(), &|_| {}).await;
+        for note in notes {
+            if self.lock().noted.insert(note.clone()) {
+                tracing::info!("{note}");
+            }
+        }
+        for result in removed {
+            match (&result.report, &result.error) {
+                (Some(report), _) => tracing::info!(
+                    pipeline = result.pipeline,
+                    pruned = report.pruned.len(),
+                    orphaned = report.orphaned.len(),
+                    "removed a pipeline that left the config"
+                ),
+                (None, error) => tracing::warn!(
+                    pipeline = result.pipeline,
+                    "cannot remove a pipeline that left the config: {}",
+                    error.as_deref().unwrap_or_default()
+                ),
+            }
+        }
+    }
+}
