@@ -12,7 +12,7 @@ use super::ApplyError;
 use super::desired::{Desired, ENABLED, OptIn};
 use super::inventory::{INSTANCE_LABEL, PIPELINE_LABEL};
 use super::prune::Owner;
-use super::target::{api_for, status_code};
+use super::target::{api_for, key_of, status_code};
 use crate::object::{ObjKey, Object};
 
 /// `moor.dev/enabled` of every namespace the objects use (kube-applier convention): the
@@ -108,13 +108,7 @@ pub async fn observe(
 /// An item of a LIST as a live object under its key. Items of a list come without their
 /// type, so it is set here.
 fn listed_item(resource: &ApiResource, item: DynamicObject) -> (ObjKey, Value) {
-    let key = ObjKey {
-        group: resource.group.clone(),
-        version: resource.version.clone(),
-        kind: resource.kind.clone(),
-        namespace: item.metadata.namespace.clone().unwrap_or_default(),
-        name: item.metadata.name.clone().unwrap_or_default(),
-    };
+    let key = key_of(resource, &item);
     let mut value = serde_json::to_value(&item).unwrap_or_default();
     value["apiVersion"] = Value::String(resource.api_version.clone());
     value["kind"] = Value::String(resource.kind.clone());

@@ -7,6 +7,7 @@ use kube::core::ApiResource;
 use super::ApplyError;
 use super::resources::Resources;
 use crate::config::PipelineSpec;
+use crate::object::ObjKey;
 
 /// A connection to the cluster, shared by the pipelines of one run.
 pub struct Target {
@@ -67,6 +68,17 @@ pub fn api_for(client: &kube::Client, resource: &ApiResource, namespace: &str) -
         Api::all_with(client.clone(), resource)
     } else {
         Api::namespaced_with(client.clone(), namespace, resource)
+    }
+}
+
+/// The key of a live object of `resource` (listed and watched objects carry no type).
+pub fn key_of(resource: &ApiResource, object: &DynamicObject) -> ObjKey {
+    ObjKey {
+        group: resource.group.clone(),
+        version: resource.version.clone(),
+        kind: resource.kind.clone(),
+        namespace: object.metadata.namespace.clone().unwrap_or_default(),
+        name: object.metadata.name.clone().unwrap_or_default(),
     }
 }
 

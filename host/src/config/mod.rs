@@ -4,10 +4,11 @@
 //! Loading rejects unknown keys, bad values, duplicate names, unknown references and
 //! `depends_on` cycles, so nothing later has to.
 
+mod check;
 mod model;
 mod units;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -145,241 +146,6 @@ impl Config {
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() { path.to_owned() } else { self.base.join(path) }
     }
-
-    fn check(&self, builtin: &[&str]) -> Result<(), (Range<usize>, String, String)> {
-        unique("source", self.sources.iter().map(|s| &s.name))?;
-        unique("plugin", self.plugins.iter().map(|p| &p.name))?;
-        unique("pipeline", self.pipelines.iter().map(|p| &p.name))?;
-
-        let whole = 0..0;
-        let instance = &self.settings.instance;
-        let named_well = is_label_value(instance) && instance.len() <= MAX_INSTANCE;
-        if !self.settings.instance_derived && !named_well {
-            return Err((
-                whole,
-                "moor.instance".into(),
-                format!(
-                    "an instance name is a label value of up to {MAX_INSTANCE} letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit"
-                ),
-            ));
-        }
-        check_guard(&self.settings.prune_guard)
-            .map_err(|m| (whole.clone(), "moor.prune_guard.max_fraction".into(), m))?;
-        if self.settings.workers == 0 {
-            return Err((whole.clone(), "moor.workers".into(), "at least 1".into()));
-        }
-        if let Some(token) = &self.settings.api_token {
-            token.check().map_err(|m| (whole.clone(), "moor.api_token".into(), m))?;
-        }
-        for (i, source) in self.sources.iter().enumerate() {
-            source.check().map_err(|(span, m)| (span, format!("source[{i}]"), m))?;
-        }
-        for (i, plugin) in self.plugins.iter().enumerate() {
-            let key = format!("plugin[{i}]");
-            match (&plugin.path, builtin.contains(&plugin.name.s())) {
-                (Some(_), true) => {
-                    return Err((
-                        plugin.name.span(),
-                        format!("{key}.name"),
-                        format!("`{}` is the name of a built-in plugin; give this one another name", plugin.name.s()),
-                    ));
-                }
-                (None, false) => {
-                    return Err((
-                        plugin.name.span(),
-                        format!("{key}.name"),
-                        format!(
-                            "no built-in plugin is named `{}` (built in: {}); give a `path` and `sha256` for a plugin file",
-                            plugin.name.s(),
-                            builtin.join(", ")
-                        ),
-                    ));
-                }
-                (Some(_), false) => match &plugin.sha256 {
-                    None => {
-                        return Err((
-                            plugin.name.span(),
-                            key,
-                            "a plugin file needs a `sha256` pin (see `moor plugin inspect FILE`)".into(),
-                        ));
-                    }
-                    Some(sha) if sha.s().len() != 64 || !sha.s().chars().all(|c| c.is_ascii_hexdigit()) => {
-                        return Err((sha.span(), format!("{key}.sha256"), "expected 64 hexadecimal digits".into()));
-                    }
-                    Some(_) => {}
-                },
-                (None, true) => {
-                    if let Some(sha) = &plugin.sha256 {
-                        return Err((sha.span(), format!("{key}.sha256"), "built-in plugins are not pinned".into()));
-                    }
-                }
-            }
-        }
-        let known_plugin = |name: &str| builtin.contains(&name) || self.plugin(name).is_some();
-        for (i, source) in self.sources.iter().enumerate() {
-            if let Some(step) = &source.plugin
-                && !known_plugin(step.uses.s())
-            {
-                return Err((
-                    step.uses.span(),
-                    format!("source[{i}].plugin.use"),
-                    format!("no plugin is named `{}`", step.uses.s()),
-                ));
-            }
-        }
-        for (i, pipeline) in self.pipelines.iter().enumerate() {
-            let key = format!("pipeline[{i}]");
-            let name = pipeline.name.s();
-            if !is_label_value(name) {
-                return Err((pipeline.name.span(), format!("{key}.name"), "pipeline names are label values: up to 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit".into()));
-            }
-            if let Some(sa) = &pipeline.service_account
-                && sa.split_once('/').is_none_or(|(ns, n)| ns.is_empty() || n.is_empty())
-            {
-                return Err((
-                    pipeline.name.span(),
-                    format!("{key}.service_account"),
-                    format!("`{sa}` is not `namespace/name`"),
-                ));
-            }
-            for (j, check) in pipeline.health.iter().enumerate() {
-                for (field, expr) in [("ready", Some(&check.ready)), ("failed", check.failed.as_ref())] {
-                    if let Some(expr) = expr
-                        && let Err(e) = cel::Program::compile(expr.s())
-                    {
-                        let message =
-                            format!("invalid CEL expression: {}", e.to_string().lines().next().unwrap_or_default());
-                        return Err((expr.span(), format!("{key}.health[{j}].{field}"), message));
-                    }
-                }
-            }
-            if let Some(secret) = &pipeline.webhook_secret {
-                secret.check().map_err(|m| (pipeline.name.span(), format!("{key}.webhook_secret"), m))?;
-            }
-            check_guard(&pipeline.prune_guard)
-                .map_err(|m| (pipeline.name.span(), format!("{key}.prune_guard.max_fraction"), m))?;
-            if self.source(pipeline.source.s()).is_none() {
-                return Err((
-                    pipeline.source.span(),
-                    format!("{key}.source"),
-                    format!("no source is named `{}`", pipeline.source.s()),
-                ));
-            }
-            if let Err(message) = relative_path(pipeline.path.s()) {
-                return Err((pipeline.path.span(), format!("{key}.path"), message));
-            }
-            for (chain, steps) in pipeline.chain_lists() {
-                for (j, step) in steps.iter().enumerate() {
-                    if let Some(host) = step.allow_hosts.first()
-                        && chain != "notify"
-                    {
-                        return Err((
-                            host.span(),
-                            format!("{key}.{chain}[{j}].allow_hosts"),
-                            "only notify steps may reach the network".into(),
-                        ));
-                    }
-                    for (field, secret) in &step.secrets {
-                        secret
-                            .check()
-                            .map_err(|m| (step.uses.span(), format!("{key}.{chain}[{j}].secrets.{field}"), m))?;
-                    }
-                    if !known_plugin(step.uses.s()) {
-                        return Err((
-                            step.uses.span(),
-                            format!("{key}.{chain}[{j}].use"),
-                            format!("no plugin is named `{}`", step.uses.s()),
-                        ));
-                    }
-                }
-            }
-            for (j, dep) in pipeline.depends_on.iter().enumerate() {
-                if self.pipeline(dep.s()).is_none() {
-                    return Err((
-                        dep.span(),
-                        format!("{key}.depends_on[{j}]"),
-                        format!("no pipeline is named `{}`", dep.s()),
-                    ));
-                }
-                if dep.s() == pipeline.name.s() {
-                    return Err((
-                        dep.span(),
-                        format!("{key}.depends_on[{j}]"),
-                        "a pipeline cannot depend on itself".into(),
-                    ));
-                }
-            }
-        }
-        self.check_cycles()
-    }
-
-    fn check_cycles(&self) -> Result<(), (Range<usize>, String, String)> {
-        #[derive(Clone, Copy, PartialEq)]
-        enum Mark {
-            New,
-            Active,
-            Done,
-        }
-        let index: BTreeMap<&str, usize> = self.pipelines.iter().enumerate().map(|(i, p)| (p.name.s(), i)).collect();
-        let mut marks = vec![Mark::New; self.pipelines.len()];
-        let mut stack: Vec<usize> = Vec::new();
-        fn visit(
-            i: usize,
-            cfg: &Config,
-            index: &BTreeMap<&str, usize>,
-            marks: &mut [Mark],
-            stack: &mut Vec<usize>,
-        ) -> Result<(), (Range<usize>, String, String)> {
-            marks[i] = Mark::Active;
-            stack.push(i);
-            for (j, dep) in cfg.pipelines[i].depends_on.iter().enumerate() {
-                let d = index[dep.s()];
-                match marks[d] {
-                    Mark::Active => {
-                        let from = stack.iter().position(|&s| s == d).unwrap_or(0);
-                        let mut names: Vec<&str> = stack[from..].iter().map(|&s| cfg.pipelines[s].name.s()).collect();
-                        names.push(cfg.pipelines[d].name.s());
-                        return Err((
-                            dep.span(),
-                            format!("pipeline[{i}].depends_on[{j}]"),
-                            format!("dependency cycle: {}", names.join(" -> ")),
-                        ));
-                    }
-                    Mark::New => visit(d, cfg, index, marks, stack)?,
-                    Mark::Done => {}
-                }
-            }
-            stack.pop();
-            marks[i] = Mark::Done;
-            Ok(())
-        }
-        for i in 0..self.pipelines.len() {
-            if marks[i] == Mark::New {
-                visit(i, self, &index, &mut marks, &mut stack)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-fn unique<'a>(
-    what: &str,
-    names: impl Iterator<Item = &'a toml::Spanned<String>>,
-) -> Result<(), (Range<usize>, String, String)> {
-    let mut seen = std::collections::HashSet::new();
-    for (i, name) in names.enumerate() {
-        if name.s().is_empty() {
-            return Err((name.span(), format!("{what}[{i}].name"), "names cannot be empty".into()));
-        }
-        if !seen.insert(name.s()) {
-            return Err((
-                name.span(),
-                format!("{what}[{i}].name"),
-                format!("a {what} named `{}` is already defined", name.s()),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Checks that `path` stays inside the directory it is relative to.
@@ -420,22 +186,6 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Instance names stay short: they are part of inventory and Lease names.
-const MAX_INSTANCE: usize = 40;
-
-/// A Kubernetes label value: up to 63 letters, digits, `-`, `_` or `.`, starting and
-/// ending with a letter or digit.
-fn is_label_value(s: &str) -> bool {
-    s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
-
-fn check_guard(guard: &PruneGuard) -> Result<(), String> {
-    if (0.0..=1.0).contains(&guard.max_fraction) { Ok(()) } else { Err("a fraction between 0 and 1".into()) }
-}
-
 /// The instance of a config that names none: its directory's name and a digest of the
 /// file's absolute path (`quickstart-1f0c9a2b`). Two config files never share one by
 /// accident; the same file applied again, by `moor apply` or `moor run`, always does.
@@ -456,6 +206,7 @@ pub fn derive_instance(file: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::check::{MAX_INSTANCE, is_label_value};
     use super::*;
 
     #[test]

@@ -5,17 +5,23 @@
 //! with its own [`StageError`] variant naming the stage and the plugin, and a failure in
 //! one pipeline never stops another.
 
+mod config_run;
 mod findings;
+mod step;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
+pub use config_run::ConfigRun;
 pub use findings::Finding;
 use serde::Serialize;
+pub use step::blocking;
+use step::resolve_chain;
+pub(crate) use step::{StepCall, resolve_step};
 
 use crate::apply::{self, Progress, RunOptions, Target};
-use crate::config::{Config, ConfigError, PipelineSpec, SpannedStr, Step};
+use crate::config::{Config, ConfigError, PipelineSpec, SpannedStr};
 use crate::object::Object;
 use crate::plugins::{self, CallError, Document, Limits, Plugin, PluginKind, PluginSource, RenderInput, Runtime};
 use crate::secrets::SecretValues;
@@ -114,15 +120,6 @@ impl PipelineResult {
         }
         PipelineResult { pipeline: name.into(), ok: false, stage: Some(e.stage()), error: Some(error), report: None }
     }
-}
-
-/// What one run of a whole config did.
-#[derive(Debug, Serialize)]
-pub struct ConfigRun {
-    /// One per pipeline run or removed.
-    pub results: Vec<PipelineResult>,
-    /// Things worth saying once: inventories of other instances left alone.
-    pub notes: Vec<String>,
 }
 
 /// The host: plugin runtime, sources and the cache they share.
@@ -229,107 +226,6 @@ impl Moor {
         Ok(Delivery { report, findings: rendered.findings })
     }
 
-    /// Reconciles every pipeline of `config` once (or only `only`), in `depends_on` order;
-    /// a pipeline whose dependency failed is not run. Without `only`, this instance's
-    /// pipelines that have an inventory in the cluster but left the config are removed (FA-10).
-    pub async fn apply_config(
-        &self,
-        config: Arc<Config>,
-        target: &Target,
-        only: Option<&str>,
-        run: RunOptions,
-        progress: Progress<'_>,
-    ) -> ConfigRun {
-        let prepared = self.prepare(config.clone());
-        let mut results = Vec::new();
-        let mut failed = std::collections::HashSet::new();
-        for pipeline in config.pipelines_in_order() {
-            let name = pipeline.name.s();
-            if only.is_some_and(|o| o != name) {
-                continue;
-            }
-            if pipeline.suspend {
-                results.push(PipelineResult {
-                    pipeline: name.into(),
-                    ok: true,
-                    stage: None,
-                    error: Some("suspended".into()),
-                    report: None,
-                });
-                continue;
-            }
-            if let Some(dep) = pipeline.depends_on.iter().find(|d| failed.contains(d.s())) {
-                failed.insert(name);
-                let error = format!("dependency `{}` did not become ready", dep.s());
-                results.push(PipelineResult {
-                    pipeline: name.into(),
-                    ok: false,
-                    stage: Some(Stage::Dependencies),
-                    error: Some(error),
-                    report: None,
-                });
-                continue;
-            }
-            progress(&format!("pipeline {name}"));
-            match self.reconcile(&prepared, pipeline, target, run, progress).await {
-                Ok(delivery) => results.push(PipelineResult {
-                    pipeline: name.into(),
-                    ok: true,
-                    stage: None,
-                    error: None,
-                    report: Some(delivery.report),
-                }),
-                Err(e) => {
-                    failed.insert(name);
-                    results.push(PipelineResult::failed(name, &e));
-                }
-            }
-        }
-        if only.is_some() || run.dry_run {
-            return ConfigRun { results, notes: Vec::new() };
-        }
-        let (removed, notes) = self.remove_gone(&config, target, run, progress).await;
-        results.extend(removed);
-        ConfigRun { results, notes }
-    }
-
-    /// Removes this instance's pipelines that left `config` (FA-10), behind `[moor]
-    /// prune_guard`. Inventories of other instances are left alone; the notes say so.
-    pub async fn remove_gone(
-        &self,
-        config: &Config,
-        target: &Target,
-        run: RunOptions,
-        progress: Progress<'_>,
-    ) -> (Vec<PipelineResult>, Vec<String>) {
-        let settings = &config.settings;
-        let store = apply::inventory::Store::for_settings(target.client.clone(), settings);
-        let census = match apply::remove::Census::take(&store).await {
-            Ok(census) => census,
-            Err(e) => {
-                let failed = apply::at(Stage::Prune)(e);
-                return (vec![PipelineResult::failed("(removed pipelines)", &failed.into())], Vec::new());
-            }
-        };
-        let notes: Vec<String> = census.others_note(&settings.namespace).into_iter().collect();
-        let configured: std::collections::HashSet<&str> = config.pipelines.iter().map(|p| p.name.s()).collect();
-        let removed =
-            apply::remove::remove_gone(target, settings, &census, &configured, run.allow_mass_prune, progress).await;
-        let results = removed
-            .into_iter()
-            .map(|(gone, result)| {
-                let name = format!("{gone} (removed from the config)");
-                match result {
-                    Ok(report) => {
-                        PipelineResult { pipeline: name, ok: true, stage: None, error: None, report: Some(report) }
-                    }
-                    Err(e) => PipelineResult::failed(&name, &apply::at(Stage::Prune)(e).into()),
-                }
-            })
-            .collect();
-        (results, notes)
-    }
-
     /// Reads the Secrets the pipeline's source and steps were given (only environment
     /// variables without a `client`), then runs the offline stages on a blocking thread.
     pub async fn render_with_secrets(
@@ -393,93 +289,6 @@ impl Moor {
             Err(message) => Err(failed(message).into()),
         }
     }
-}
-
-/// Runs blocking work (plugin calls) from async code. On a multi-threaded runtime the worker
-/// hands its other tasks over and runs `f` itself (`block_in_place`), so a long render does
-/// not stall the controller's HTTP server, and the WASI host may block on the runtime.
-/// Elsewhere `f` runs on a thread of its own, so that the WASI host, which drives its own
-/// small runtime, never finds itself inside another one.
-pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => std::thread::scope(|scope| match scope.spawn(f).join() {
-            Ok(value) => value,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }),
-    }
-}
-
-/// The plugins of one chain with their checked configs.
-fn resolve_chain<'p>(
-    prepared: &'p Prepared,
-    pipeline: &PipelineSpec,
-    chain: &str,
-    steps: &[Step],
-    kind: PluginKind,
-    secrets: &SecretValues,
-) -> Result<Vec<StepCall<'p>>, StageError> {
-    let index = prepared.config.pipelines.iter().position(|p| p.name.s() == pipeline.name.s()).unwrap_or(0);
-    steps
-        .iter()
-        .enumerate()
-        .map(|(j, step)| resolve_step(prepared, &format!("pipeline[{index}].{chain}[{j}]"), chain, step, kind, secrets))
-        .collect()
-}
-
-/// One step, ready to call: its plugin, its `with` table (secrets filled in) and the
-/// secret values it was given, which are redacted from what the plugin logs or returns
-/// as messages.
-pub(crate) struct StepCall<'p> {
-    pub plugin: &'p Plugin,
-    pub with: serde_json::Value,
-    secrets: Vec<String>,
-}
-
-impl StepCall<'_> {
-    /// Calls the plugin with the step's config; its log lines are redacted.
-    pub fn run<R>(&self, f: impl FnOnce(&Plugin, &serde_json::Value) -> R) -> R {
-        plugins::redacting(&self.secrets, || f(self.plugin, &self.with))
-    }
-
-    /// A message from the plugin, without the secret values it was given.
-    pub fn redact(&self, text: &str) -> String {
-        crate::secrets::redact(text, &self.secrets)
-    }
-
-    fn finding(&self, d: plugins::Diagnostic) -> Finding {
-        let mut finding = Finding::from_diagnostic(d, self.plugin.name());
-        finding.message = self.redact(&finding.message);
-        finding
-    }
-}
-
-/// The loaded plugin of one step, checked to be of `kind`, and its config, checked against
-/// the plugin's schema. Errors point at the step (`key`) in the config file.
-pub(crate) fn resolve_step<'p>(
-    prepared: &'p Prepared,
-    key: &str,
-    chain: &str,
-    step: &Step,
-    kind: PluginKind,
-    secrets: &SecretValues,
-) -> Result<StepCall<'p>, StageError> {
-    let config = &prepared.config;
-    let name = step.uses.s();
-    let plugin = prepared.plugin(name).map_err(StageError::Load)?;
-    if plugin.kind() != kind {
-        let message = format!("plugin `{name}` is a {}; `{chain}` takes {kind}s", plugin.kind());
-        return Err(config.error_at(step.uses.span(), format!("{key}.use"), message).into());
-    }
-    let with =
-        secrets.step_config(step, &config.settings.namespace).map_err(|e| StageError::Secrets(format!("{key}.{e}")))?;
-    if let Err(errors) = plugin.check_config(&with) {
-        let span = step.config.as_ref().map(|c| c.span()).unwrap_or(step.uses.span());
-        let message = format!("rejected by plugin `{name}`'s schema: {}", errors.join("; "));
-        return Err(config.error_at(span, format!("{key}.with"), message).into());
-    }
-    let secrets = step.secrets.keys().filter_map(|field| with[field].as_str().map(str::to_owned)).collect();
-    Ok(StepCall { plugin, with, secrets })
 }
 
 /// Stage 2: the render chain. The first renderer reads the snapshot; each later one gets

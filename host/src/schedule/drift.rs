@@ -79,13 +79,7 @@ impl Controller {
     /// Whether `object` (deleted or not) differs from what its pipeline last applied.
     fn drifted(&self, resource: &ApiResource, object: &DynamicObject, deleted: bool) -> bool {
         let Some(pipeline) = object.metadata.labels.as_ref().and_then(|l| l.get(PIPELINE_LABEL)) else { return false };
-        let key = ObjKey {
-            group: resource.group.clone(),
-            version: resource.version.clone(),
-            kind: resource.kind.clone(),
-            namespace: object.metadata.namespace.clone().unwrap_or_default(),
-            name: object.metadata.name.clone().unwrap_or_default(),
-        };
+        let key = crate::apply::target::key_of(resource, object);
         let running = {
             let st = self.lock();
             match st.pipelines.get(pipeline) {

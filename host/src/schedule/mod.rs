@@ -10,7 +10,8 @@
 //! that loses its lease stops its runs at once.
 //!
 //! The pieces: [`slot`] (the pure per-pipeline state machine), [`bookkeeping`] (a run's
-//! record and metrics), [`reload`] (config install and reload, removed pipelines),
+//! record and metrics), [`requests`] (triggers, suspend and resume from the API, webhooks
+//! and watches), [`reload`] (config install and reload, removed pipelines),
 //! [`poll`] (source polling), [`drift`] (watches on managed objects), [`leader`] (the
 //! Lease), [`notify`] (notifier chains and Kubernetes Events), [`status`] (what the API
 //! shows, built from the slots).
@@ -21,6 +22,7 @@ mod leader;
 mod notify;
 mod poll;
 mod reload;
+mod requests;
 pub mod slot;
 pub mod status;
 
@@ -34,20 +36,12 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::apply::{RunOptions, Target};
 use crate::config::{Config, PipelineSpec, SpannedStr};
-use crate::http::metrics::{Metrics, TriggerLabels};
+use crate::http::metrics::Metrics;
 use crate::reconcile::{Moor, Prepared, StageError, blocking};
+pub use requests::RequestError;
 use slot::{Blocked, Dependency, Slot, Timing};
 pub use slot::{Trigger, Triggered};
-use status::{PipelineStatus, RunRecord, State as Shown, Status, StepStatus};
-
-/// Why a request about a pipeline was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RequestError {
-    #[error("no pipeline is named `{0}`")]
-    NoSuchPipeline(String),
-    #[error("pipeline `{0}` is suspended")]
-    Suspended(String),
-}
+use status::RunRecord;
 
 /// How `moor run` was started.
 #[derive(Debug, Clone)]
@@ -167,15 +161,6 @@ impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Controller").field("options", &self.options).finish_non_exhaustive()
     }
-}
-
-/// Start-up jitter and the spread of interval runs: up to a tenth of the interval.
-fn jitter(interval: Duration, name: &str) -> Duration {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    name.hash(&mut h);
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().subsec_nanos().hash(&mut h);
-    interval.mul_f64((h.finish() % 1000) as f64 / 10_000.0)
 }
 
 impl Controller {
@@ -302,35 +287,6 @@ impl Controller {
         }
     }
 
-    /// Asks for a run of `name`. A pipeline that is running gets exactly one run queued.
-    pub fn trigger(&self, name: &str, trigger: Trigger) -> Result<Triggered, RequestError> {
-        let mut st = self.lock();
-        let suspended_in_config = st.prepared.config.pipeline(name).is_some_and(|p| p.suspend);
-        let tracked = st.pipelines.get_mut(name).ok_or_else(|| RequestError::NoSuchPipeline(name.into()))?;
-        if matches!(trigger, Trigger::Manual | Trigger::Webhook) && tracked.slot.suspended(suspended_in_config) {
-            return Err(RequestError::Suspended(name.into()));
-        }
-        self.metrics
-            .triggers
-            .get_or_create(&TriggerLabels { pipeline: name.into(), trigger: trigger.as_str().into() })
-            .inc();
-        let result = tracked.slot.trigger(Instant::now(), trigger);
-        drop(st);
-        self.wake.notify_one();
-        Ok(result)
-    }
-
-    /// Suspends or resumes `name`. This wins over the config's `suspend` for as long as the
-    /// controller runs (a restart goes back to the config).
-    pub fn set_suspended(&self, name: &str, suspended: bool) -> Result<(), RequestError> {
-        let mut st = self.lock();
-        let tracked = st.pipelines.get_mut(name).ok_or_else(|| RequestError::NoSuchPipeline(name.into()))?;
-        tracked.slot.set_suspended(Instant::now(), suspended);
-        drop(st);
-        self.wake.notify_one();
-        Ok(())
-    }
-
     /// The scheduler: starts every due, ready pipeline while workers are free.
     async fn schedule_loop(self: Arc<Self>) {
         loop {
@@ -455,7 +411,7 @@ impl Controller {
         }
         run.count(&self.metrics, &record, deployed_after);
         let interval = pipeline.interval.0;
-        let timing = Timing { interval, jitter: jitter(interval, name), retry: pipeline.retry_interval.0 };
+        let timing = Timing { interval, jitter: slot::jitter(interval, name), retry: pipeline.retry_interval.0 };
         let (_, recovered) = tracked.slot.finish(Instant::now(), run.outcome(), timing);
         let outcome = notify::Outcome::of(pipeline, run.trigger, &record, run.result, recovered);
         tracked.last_run = Some(record);
@@ -469,105 +425,10 @@ impl Controller {
         outcome
     }
 
-    /// The status document of the API and the status page, built from the slots.
-    pub fn status(&self) -> Status {
-        let st = self.lock();
-        let now = Instant::now();
-        let prepared = &st.prepared;
-        let config = &prepared.config;
-        Status {
-            instance: config.settings.instance.clone(),
-            identity: self.options.identity.clone(),
-            leader: self.is_leader(),
-            ready: self.is_ready(),
-            config_file: self.options.config_file.display().to_string(),
-            config_error: st.file.error.clone(),
-            config_loaded: status::rfc3339(st.file.loaded),
-            started: status::rfc3339(self.started),
-            pipelines: config
-                .pipelines
-                .iter()
-                .filter_map(|p| Some(view(&st, prepared, p, st.pipelines.get(p.name.s())?, now)))
-                .collect(),
-        }
-    }
-
-    /// Whether `name` is a pipeline of the current config, and its webhook secret.
-    pub fn webhook_secret(&self, name: &str) -> Option<Option<crate::config::SecretRef>> {
-        let st = self.lock();
-        st.prepared.config.pipeline(name).map(|p| p.webhook_secret.clone())
-    }
-
     /// The current config.
     pub fn config(&self) -> Arc<Config> {
         self.lock().prepared.config.clone()
     }
-}
-
-/// One pipeline as the status shows it.
-fn view(st: &State, prepared: &Prepared, pipeline: &PipelineSpec, t: &Tracked, now: Instant) -> PipelineStatus {
-    let suspended = t.slot.suspended(pipeline.suspend);
-    let (state, reason) = if t.slot.is_running() {
-        (Shown::Running, None)
-    } else if suspended {
-        (Shown::Suspended, None)
-    } else if let Some(why) = t.slot.stopped() {
-        (Shown::Stopped, Some(why.to_owned()))
-    } else if t.slot.is_due(now) {
-        match st.gate(pipeline) {
-            Err(Blocked::Waiting(why)) => (Shown::Waiting, Some(why)),
-            Err(Blocked::Failed(why)) => (Shown::Blocked, Some(why)),
-            Ok(()) if t.waiting_for_worker => (Shown::Due, None),
-            Ok(()) => (Shown::Idle, None),
-        }
-    } else {
-        (Shown::Idle, None)
-    };
-    let next_run_in_seconds = t.slot.due().filter(|_| !suspended).map(|due| {
-        let left = due.saturating_duration_since(now).as_secs_f64() - now.saturating_duration_since(due).as_secs_f64();
-        (left * 10.0).round() / 10.0
-    });
-    PipelineStatus {
-        name: pipeline.name.s().into(),
-        source: pipeline.source.s().into(),
-        state,
-        reason,
-        suspended,
-        depends_on: pipeline.depends_on.iter().map(|d| d.s().to_owned()).collect(),
-        interval_seconds: pipeline.interval.0.as_secs(),
-        next_run_in_seconds,
-        queued: t.slot.queued(),
-        runs: t.slot.runs(),
-        failures_in_a_row: t.slot.failures_in_a_row(),
-        last_run: t.last_run.clone(),
-        last_success: t.last_success.clone(),
-        webhook: pipeline.webhook_secret.is_some(),
-        plugins: steps_status(prepared, pipeline),
-        notify_error: t.notify_error.clone(),
-    }
-}
-
-/// Every plugin step of a pipeline with what it was granted (B-6).
-fn steps_status(prepared: &Prepared, pipeline: &PipelineSpec) -> Vec<StepStatus> {
-    let mut steps = Vec::new();
-    for (chain, step) in pipeline.chains() {
-        let name = step.uses.s();
-        let loaded = prepared.plugin(name);
-        let mut capabilities = loaded.as_ref().map(|p| p.info.capabilities.clone()).unwrap_or_default();
-        if !step.secrets.is_empty() {
-            let keys: Vec<&str> = step.secrets.keys().map(String::as_str).collect();
-            capabilities.push(format!("secrets: {}", keys.join(", ")));
-        }
-        steps.push(StepStatus {
-            chain,
-            plugin: name.into(),
-            version: loaded.as_ref().ok().map(|p| p.info.version.clone()),
-            capabilities,
-            allow_hosts: step.allow_hosts.iter().map(|h| h.s().to_owned()).collect(),
-            error: loaded.err(),
-        });
-    }
-    steps
 }
 
 /// Counts a run in progress for as long as it lives (also when it is stopped).

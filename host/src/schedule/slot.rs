@@ -3,7 +3,7 @@
 //! suspension, and the outcome of its last run. No locks, tasks, clocks or metrics: the
 //! controller passes `now` in and acts on what comes back.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use backon::BackoffBuilder;
 use serde::Serialize;
@@ -295,6 +295,15 @@ impl Slot {
         }
         Ok(())
     }
+}
+
+/// Start-up jitter and the spread of interval runs: up to a tenth of the interval.
+pub fn jitter(interval: Duration, name: &str) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().subsec_nanos().hash(&mut h);
+    interval.mul_f64((h.finish() % 1000) as f64 / 10_000.0)
 }
 
 /// Exponential backoff from 1 s (or `retry`, if shorter) doubling up to `retry`, with jitter.

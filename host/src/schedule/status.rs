@@ -3,9 +3,14 @@
 
 use serde::Serialize;
 
-use super::slot::Trigger;
+use std::time::Instant;
+
+use super::slot::{Blocked, Trigger};
+use super::{Controller, State as Scheduling, Tracked};
 use crate::apply::Report;
+use crate::config::{PipelineSpec, SpannedStr};
 use crate::reconcile::Finding;
+use crate::reconcile::Prepared;
 use crate::stage::Stage;
 
 /// The whole instance.
@@ -147,6 +152,97 @@ pub struct StepStatus {
     pub allow_hosts: Vec<String>,
     /// The plugin could not be loaded.
     pub error: Option<String>,
+}
+
+impl Controller {
+    /// The status document of the API and the status page, built from the slots.
+    pub fn status(&self) -> Status {
+        let st = self.lock();
+        let now = Instant::now();
+        let prepared = &st.prepared;
+        let config = &prepared.config;
+        Status {
+            instance: config.settings.instance.clone(),
+            identity: self.options.identity.clone(),
+            leader: self.is_leader(),
+            ready: self.is_ready(),
+            config_file: self.options.config_file.display().to_string(),
+            config_error: st.file.error.clone(),
+            config_loaded: rfc3339(st.file.loaded),
+            started: rfc3339(self.started),
+            pipelines: config
+                .pipelines
+                .iter()
+                .filter_map(|p| Some(view(&st, prepared, p, st.pipelines.get(p.name.s())?, now)))
+                .collect(),
+        }
+    }
+}
+
+/// One pipeline as the status shows it.
+fn view(st: &Scheduling, prepared: &Prepared, pipeline: &PipelineSpec, t: &Tracked, now: Instant) -> PipelineStatus {
+    let suspended = t.slot.suspended(pipeline.suspend);
+    let (state, reason) = if t.slot.is_running() {
+        (State::Running, None)
+    } else if suspended {
+        (State::Suspended, None)
+    } else if let Some(why) = t.slot.stopped() {
+        (State::Stopped, Some(why.to_owned()))
+    } else if t.slot.is_due(now) {
+        match st.gate(pipeline) {
+            Err(Blocked::Waiting(why)) => (State::Waiting, Some(why)),
+            Err(Blocked::Failed(why)) => (State::Blocked, Some(why)),
+            Ok(()) if t.waiting_for_worker => (State::Due, None),
+            Ok(()) => (State::Idle, None),
+        }
+    } else {
+        (State::Idle, None)
+    };
+    let next_run_in_seconds = t.slot.due().filter(|_| !suspended).map(|due| {
+        let left = due.saturating_duration_since(now).as_secs_f64() - now.saturating_duration_since(due).as_secs_f64();
+        (left * 10.0).round() / 10.0
+    });
+    PipelineStatus {
+        name: pipeline.name.s().into(),
+        source: pipeline.source.s().into(),
+        state,
+        reason,
+        suspended,
+        depends_on: pipeline.depends_on.iter().map(|d| d.s().to_owned()).collect(),
+        interval_seconds: pipeline.interval.0.as_secs(),
+        next_run_in_seconds,
+        queued: t.slot.queued(),
+        runs: t.slot.runs(),
+        failures_in_a_row: t.slot.failures_in_a_row(),
+        last_run: t.last_run.clone(),
+        last_success: t.last_success.clone(),
+        webhook: pipeline.webhook_secret.is_some(),
+        plugins: steps_status(prepared, pipeline),
+        notify_error: t.notify_error.clone(),
+    }
+}
+
+/// Every plugin step of a pipeline with what it was granted (B-6).
+fn steps_status(prepared: &Prepared, pipeline: &PipelineSpec) -> Vec<StepStatus> {
+    let mut steps = Vec::new();
+    for (chain, step) in pipeline.chains() {
+        let name = step.uses.s();
+        let loaded = prepared.plugin(name);
+        let mut capabilities = loaded.as_ref().map(|p| p.info.capabilities.clone()).unwrap_or_default();
+        if !step.secrets.is_empty() {
+            let keys: Vec<&str> = step.secrets.keys().map(String::as_str).collect();
+            capabilities.push(format!("secrets: {}", keys.join(", ")));
+        }
+        steps.push(StepStatus {
+            chain,
+            plugin: name.into(),
+            version: loaded.as_ref().ok().map(|p| p.info.version.clone()),
+            capabilities,
+            allow_hosts: step.allow_hosts.iter().map(|h| h.s().to_owned()).collect(),
+            error: loaded.err(),
+        });
+    }
+    steps
 }
 
 /// Findings as `file:line: severity: message` lines.

@@ -1,0 +1,123 @@
+//! A whole config, once (`moor apply`): every pipeline in `depends_on` order, then this
+//! instance's pipelines that left the config removed behind `[moor] prune_guard`.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{Moor, PipelineResult};
+use crate::apply::{self, Progress, RunOptions, Target};
+use crate::config::{Config, SpannedStr};
+use crate::stage::Stage;
+
+/// What one run of a whole config did.
+#[derive(Debug, Serialize)]
+pub struct ConfigRun {
+    /// One per pipeline run or removed.
+    pub results: Vec<PipelineResult>,
+    /// Things worth saying once: inventories of other instances left alone.
+    pub notes: Vec<String>,
+}
+
+impl Moor {
+    /// Reconciles every pipeline of `config` once (or only `only`), in `depends_on` order;
+    /// a pipeline whose dependency failed is not run. Without `only`, this instance's
+    /// pipelines that have an inventory in the cluster but left the config are removed (FA-10).
+    pub async fn apply_config(
+        &self,
+        config: Arc<Config>,
+        target: &Target,
+        only: Option<&str>,
+        run: RunOptions,
+        progress: Progress<'_>,
+    ) -> ConfigRun {
+        let prepared = self.prepare(config.clone());
+        let mut results = Vec::new();
+        let mut failed = std::collections::HashSet::new();
+        for pipeline in config.pipelines_in_order() {
+            let name = pipeline.name.s();
+            if only.is_some_and(|o| o != name) {
+                continue;
+            }
+            if pipeline.suspend {
+                results.push(PipelineResult {
+                    pipeline: name.into(),
+                    ok: true,
+                    stage: None,
+                    error: Some("suspended".into()),
+                    report: None,
+                });
+                continue;
+            }
+            if let Some(dep) = pipeline.depends_on.iter().find(|d| failed.contains(d.s())) {
+                failed.insert(name);
+                let error = format!("dependency `{}` did not become ready", dep.s());
+                results.push(PipelineResult {
+                    pipeline: name.into(),
+                    ok: false,
+                    stage: Some(Stage::Dependencies),
+                    error: Some(error),
+                    report: None,
+                });
+                continue;
+            }
+            progress(&format!("pipeline {name}"));
+            match self.reconcile(&prepared, pipeline, target, run, progress).await {
+                Ok(delivery) => results.push(PipelineResult {
+                    pipeline: name.into(),
+                    ok: true,
+                    stage: None,
+                    error: None,
+                    report: Some(delivery.report),
+                }),
+                Err(e) => {
+                    failed.insert(name);
+                    results.push(PipelineResult::failed(name, &e));
+                }
+            }
+        }
+        if only.is_some() || run.dry_run {
+            return ConfigRun { results, notes: Vec::new() };
+        }
+        let (removed, notes) = self.remove_gone(&config, target, run, progress).await;
+        results.extend(removed);
+        ConfigRun { results, notes }
+    }
+
+    /// Removes this instance's pipelines that left `config` (FA-10), behind `[moor]
+    /// prune_guard`. Inventories of other instances are left alone; the notes say so.
+    pub async fn remove_gone(
+        &self,
+        config: &Config,
+        target: &Target,
+        run: RunOptions,
+        progress: Progress<'_>,
+    ) -> (Vec<PipelineResult>, Vec<String>) {
+        let settings = &config.settings;
+        let store = apply::inventory::Store::for_settings(target.client.clone(), settings);
+        let census = match apply::remove::Census::take(&store).await {
+            Ok(census) => census,
+            Err(e) => {
+                let failed = apply::at(Stage::Prune)(e);
+                return (vec![PipelineResult::failed("(removed pipelines)", &failed.into())], Vec::new());
+            }
+        };
+        let notes: Vec<String> = census.others_note(&settings.namespace).into_iter().collect();
+        let configured: std::collections::HashSet<&str> = config.pipelines.iter().map(|p| p.name.s()).collect();
+        let removed =
+            apply::remove::remove_gone(target, settings, &census, &configured, run.allow_mass_prune, progress).await;
+        let results = removed
+            .into_iter()
+            .map(|(gone, result)| {
+                let name = format!("{gone} (removed from the config)");
+                match result {
+                    Ok(report) => {
+                        PipelineResult { pipeline: name, ok: true, stage: None, error: None, report: Some(report) }
+                    }
+                    Err(e) => PipelineResult::failed(&name, &apply::at(Stage::Prune)(e).into()),
+                }
+            })
+            .collect();
+        (results, notes)
+    }
+}

@@ -1,0 +1,95 @@
+//! One plugin step, ready to call: its loaded plugin, its config checked against the
+//! plugin's schema (secrets filled in), and the secret values to redact from what it says;
+//! and how plugin calls run from async code.
+
+use super::{Finding, Prepared, StageError};
+use crate::config::{PipelineSpec, SpannedStr, Step};
+use crate::plugins::{self, Plugin, PluginKind};
+use crate::secrets::SecretValues;
+
+/// Runs blocking work (plugin calls) from async code. On a multi-threaded runtime the worker
+/// hands its other tasks over and runs `f` itself (`block_in_place`), so a long render does
+/// not stall the controller's HTTP server, and the WASI host may block on the runtime.
+/// Elsewhere `f` runs on a thread of its own, so that the WASI host, which drives its own
+/// small runtime, never finds itself inside another one.
+pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => std::thread::scope(|scope| match scope.spawn(f).join() {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+    }
+}
+
+/// The plugins of one chain with their checked configs.
+pub(super) fn resolve_chain<'p>(
+    prepared: &'p Prepared,
+    pipeline: &PipelineSpec,
+    chain: &str,
+    steps: &[Step],
+    kind: PluginKind,
+    secrets: &SecretValues,
+) -> Result<Vec<StepCall<'p>>, StageError> {
+    let index = prepared.config.pipelines.iter().position(|p| p.name.s() == pipeline.name.s()).unwrap_or(0);
+    steps
+        .iter()
+        .enumerate()
+        .map(|(j, step)| resolve_step(prepared, &format!("pipeline[{index}].{chain}[{j}]"), chain, step, kind, secrets))
+        .collect()
+}
+
+/// One step, ready to call: its plugin, its `with` table (secrets filled in) and the
+/// secret values it was given, which are redacted from what the plugin logs or returns
+/// as messages.
+pub(crate) struct StepCall<'p> {
+    pub plugin: &'p Plugin,
+    pub with: serde_json::Value,
+    secrets: Vec<String>,
+}
+
+impl StepCall<'_> {
+    /// Calls the plugin with the step's config; its log lines are redacted.
+    pub fn run<R>(&self, f: impl FnOnce(&Plugin, &serde_json::Value) -> R) -> R {
+        plugins::redacting(&self.secrets, || f(self.plugin, &self.with))
+    }
+
+    /// A message from the plugin, without the secret values it was given.
+    pub fn redact(&self, text: &str) -> String {
+        crate::secrets::redact(text, &self.secrets)
+    }
+
+    pub(super) fn finding(&self, d: plugins::Diagnostic) -> Finding {
+        let mut finding = Finding::from_diagnostic(d, self.plugin.name());
+        finding.message = self.redact(&finding.message);
+        finding
+    }
+}
+
+/// The loaded plugin of one step, checked to be of `kind`, and its config, checked against
+/// the plugin's schema. Errors point at the step (`key`) in the config file.
+pub(crate) fn resolve_step<'p>(
+    prepared: &'p Prepared,
+    key: &str,
+    chain: &str,
+    step: &Step,
+    kind: PluginKind,
+    secrets: &SecretValues,
+) -> Result<StepCall<'p>, StageError> {
+    let config = &prepared.config;
+    let name = step.uses.s();
+    let plugin = prepared.plugin(name).map_err(StageError::Load)?;
+    if plugin.kind() != kind {
+        let message = format!("plugin `{name}` is a {}; `{chain}` takes {kind}s", plugin.kind());
+        return Err(config.error_at(step.uses.span(), format!("{key}.use"), message).into());
+    }
+    let with =
+        secrets.step_config(step, &config.settings.namespace).map_err(|e| StageError::Secrets(format!("{key}.{e}")))?;
+    if let Err(errors) = plugin.check_config(&with) {
+        let span = step.config.as_ref().map(|c| c.span()).unwrap_or(step.uses.span());
+        let message = format!("rejected by plugin `{name}`'s schema: {}", errors.join("; "));
+        return Err(config.error_at(span, format!("{key}.with"), message).into());
+    }
+    let secrets = step.secrets.keys().filter_map(|field| with[field].as_str().map(str::to_owned)).collect();
+    Ok(StepCall { plugin, with, secrets })
+}
