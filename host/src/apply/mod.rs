@@ -35,8 +35,8 @@ pub use desired::{APPLY_POLICY, ENABLED, MANAGED_BY, PRUNE, UPDATE, WAVE};
 use desired::{Desired, Wanted};
 use inventory::{Entry, Inventory, InventoryError};
 pub use plan::Action;
-pub use target::Target;
 use target::kube_message;
+pub use target::{Kubeconfig, Target};
 
 /// The field manager of every write.
 pub const MANAGER: &str = "moor";
@@ -50,6 +50,8 @@ const CONCURRENCY: usize = 32;
 pub enum ApplyError {
     #[error("no usable kubeconfig ({kubeconfig}) and not running in a cluster")]
     NoConfig { kubeconfig: String, source: kube::config::InferConfigError },
+    #[error("kubeconfig {file}: {source}")]
+    Kubeconfig { file: String, source: kube::config::KubeconfigError },
     #[error("cannot reach the cluster: {}", kube_message(.0))]
     Connect(#[source] kube::Error),
     #[error("{object} ({origin}): the cluster does not serve {api_version} {kind}")]

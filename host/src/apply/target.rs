@@ -1,7 +1,10 @@
 //! The cluster a run talks to: the client (and an impersonating one per pipeline),
 //! discovery, and small helpers around kube's API and errors.
 
+use std::path::PathBuf;
+
 use kube::api::{Api, DynamicObject};
+use kube::config::KubeConfigOptions;
 use kube::core::ApiResource;
 
 use super::ApplyError;
@@ -25,14 +28,45 @@ impl std::fmt::Debug for Target {
     }
 }
 
+/// Which cluster to talk to, as kubectl is told: `--kubeconfig`, else `KUBECONFIG`, else
+/// `~/.kube/config`, else the in-cluster config; `--context`, else the current context.
+#[derive(Debug, Clone, Default)]
+pub struct Kubeconfig {
+    pub file: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+impl Kubeconfig {
+    /// The client configuration it names. The context's namespace becomes the default one.
+    pub async fn load(&self) -> Result<kube::Config, ApplyError> {
+        let options = KubeConfigOptions { context: self.context.clone(), ..KubeConfigOptions::default() };
+        let named = |file: &std::path::Path| file.display().to_string();
+        match (&self.file, &self.context) {
+            (Some(file), _) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(file)
+                    .map_err(|source| ApplyError::Kubeconfig { file: named(file), source })?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .map_err(|source| ApplyError::Kubeconfig { file: named(file), source })
+            }
+            (None, Some(_)) => kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(|source| ApplyError::Kubeconfig { file: ambient_kubeconfig(), source }),
+            (None, None) => kube::Config::infer()
+                .await
+                .map_err(|source| ApplyError::NoConfig { kubeconfig: ambient_kubeconfig(), source }),
+        }
+    }
+}
+
+fn ambient_kubeconfig() -> String {
+    std::env::var("KUBECONFIG").unwrap_or_else(|_| "~/.kube/config".into())
+}
+
 impl Target {
-    /// Connects with the ambient kubeconfig (or in-cluster config) and runs discovery.
-    pub async fn connect() -> Result<Target, ApplyError> {
-        let config = kube::Config::infer().await.map_err(|source| ApplyError::NoConfig {
-            kubeconfig: std::env::var("KUBECONFIG").unwrap_or_else(|_| "~/.kube/config".into()),
-            source,
-        })?;
-        Target::with_config(config).await
+    /// Connects to the cluster `kubeconfig` names and runs discovery.
+    pub async fn connect(kubeconfig: &Kubeconfig) -> Result<Target, ApplyError> {
+        Target::with_config(kubeconfig.load().await?).await
     }
 
     pub async fn with_config(config: kube::Config) -> Result<Target, ApplyError> {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use super::{Color, Output};
 use crate::apply::diff::Change;
-use crate::apply::{self, Report, RunOptions, Target};
+use crate::apply::{self, Kubeconfig, Report, RunOptions, Target};
 use crate::config::SpannedStr;
 
 pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -29,6 +29,7 @@ pub fn apply(
     only: Option<&str>,
     run: RunOptions,
     output: Output,
+    kubeconfig: &Kubeconfig,
 ) -> anyhow::Result<ExitCode> {
     let (moor, config) = super::load(cache, file, only)?;
     let progress = progress_printer();
@@ -36,7 +37,7 @@ pub fn apply(
         progress(&format!("instance {} (derived from the config's path)", config.settings.instance));
     }
     let ran = runtime()?.block_on(async {
-        let target = Target::connect().await?;
+        let target = Target::connect(kubeconfig).await?;
         anyhow::Ok(moor.apply_config(config.clone(), &target, only, run, &progress).await)
     })?;
     let results = &ran.results;
@@ -86,7 +87,13 @@ pub(super) fn summary(r: &Report) -> String {
     line
 }
 
-pub fn diff(cache: &Path, file: &Path, only: Option<&str>, color: Color) -> anyhow::Result<ExitCode> {
+pub fn diff(
+    cache: &Path,
+    file: &Path,
+    only: Option<&str>,
+    color: Color,
+    kubeconfig: &Kubeconfig,
+) -> anyhow::Result<ExitCode> {
     let (moor, config) = super::load(cache, file, only)?;
     let colored = match color {
         Color::Always => true,
@@ -97,7 +104,7 @@ pub fn diff(cache: &Path, file: &Path, only: Option<&str>, color: Color) -> anyh
     let mut differs = false;
     let mut failed = false;
     runtime()?.block_on(async {
-        let target = Target::connect().await?;
+        let target = Target::connect(kubeconfig).await?;
         let prepared = moor.prepare(config.clone());
         let mut out = std::io::stdout().lock();
         for pipeline in config.pipelines_in_order() {
@@ -161,13 +168,19 @@ pub fn diff(cache: &Path, file: &Path, only: Option<&str>, color: Color) -> anyh
 
 /// `moor delete`: deletes what pipelines of the config's instance applied, then their
 /// inventories. Every pipeline of the instance that has an inventory, or only `only`.
-pub fn delete(file: &Path, only: Option<&str>, dry_run: bool, yes: bool) -> anyhow::Result<ExitCode> {
+pub fn delete(
+    file: &Path,
+    only: Option<&str>,
+    dry_run: bool,
+    yes: bool,
+    kubeconfig: &Kubeconfig,
+) -> anyhow::Result<ExitCode> {
     let builtin: Vec<&str> = crate::plugins::builtin_names().collect();
     let config = crate::config::Config::load(file, &builtin)?;
     let settings = &config.settings;
     let progress = progress_printer();
     runtime()?.block_on(async {
-        let target = Target::connect().await?;
+        let target = Target::connect(kubeconfig).await?;
         let store = apply::inventory::Store::for_settings(target.client.clone(), settings);
         let census = apply::remove::Census::take(&store).await?;
         let chosen: Vec<&String> = census.ours.keys().filter(|p| only.is_none_or(|o| o == p.as_str())).collect();

@@ -24,7 +24,12 @@ pub struct RunArgs {
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
-pub fn run(cache: &Path, file: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(
+    cache: &Path,
+    file: &Path,
+    args: RunArgs,
+    kubeconfig: &crate::apply::Kubeconfig,
+) -> anyhow::Result<ExitCode> {
     let builtin: Vec<&str> = crate::plugins::builtin_names().collect();
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let config = Config::parse(file, text.clone(), &builtin)?;
@@ -39,7 +44,7 @@ pub fn run(cache: &Path, file: &Path, args: RunArgs) -> anyhow::Result<ExitCode>
     };
     super::cluster::runtime()?.block_on(async move {
         let moor = Moor::new(cache)?;
-        let target = Target::connect().await?;
+        let target = Target::connect(kubeconfig).await?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -54,6 +54,36 @@ pub fn inspect(cache: &Path, what: &str, output: Output) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// `moor version`: moor's version, the contract's, and each built-in plugin's (as the
+/// plugin describes itself).
+pub fn version(cache: &Path, output: Output) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new(cache)?;
+    let mut builtin = serde_json::Map::new();
+    for name in plugins::builtin_names() {
+        let plugin = load(&runtime, name)?;
+        builtin.insert(name.to_owned(), plugin.info.version.clone().into());
+    }
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Json => {
+            let version = serde_json::json!({
+                "moor": env!("CARGO_PKG_VERSION"),
+                "contract": format!("moor:plugin@{}", plugins::CONTRACT_VERSION),
+                "builtin_plugins": builtin,
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&version)?)?;
+        }
+        Output::Text => {
+            writeln!(out, "moor {}", env!("CARGO_PKG_VERSION"))?;
+            writeln!(out, "contract moor:plugin@{}", plugins::CONTRACT_VERSION)?;
+            for (name, version) in &builtin {
+                writeln!(out, "plugin {name} {}", version.as_str().unwrap_or_default())?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[derive(Serialize, Default)]
 struct TestReport {
     objects: Vec<serde_json::Value>,

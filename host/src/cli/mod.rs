@@ -18,6 +18,10 @@ pub struct Cli {
     /// Where compiled plugins, git mirrors and snapshots are cached.
     #[arg(long, global = true, env = "MOOR_CACHE")]
     pub cache_dir: Option<PathBuf>,
+    /// Log lines as text or JSON (default: JSON in a cluster, text elsewhere). Which lines:
+    /// `MOOR_LOG` (`moor=debug,warn`; default `warn`, `moor=info,warn` for `moor run`).
+    #[arg(long, global = true, value_enum, env = "MOOR_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -36,6 +40,8 @@ pub enum Command {
         config: PathBuf,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Reconcile every pipeline once, in `depends_on` order: apply, prune, wait for health.
     Apply {
@@ -52,6 +58,8 @@ pub enum Command {
         allow_mass_prune: bool,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Delete what pipelines of this config's instance applied, and their inventories
     /// (like `kapp delete`). Asks first on a terminal.
@@ -66,6 +74,8 @@ pub enum Command {
         /// Do not ask; needed when stdin is not a terminal.
         #[arg(long, short = 'y')]
         yes: bool,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Show how the cluster differs from what the pipelines render (secrets redacted).
     Diff {
@@ -75,6 +85,8 @@ pub enum Command {
         /// Color the diff: auto (on a terminal), always, never.
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Controller mode: keep every pipeline reconciled, on its interval and on new
     /// revisions, drift, webhooks and manual requests; serve the status page and metrics.
@@ -95,6 +107,8 @@ pub enum Command {
         /// How long the Lease lasts without renewal; a standby takes over after it.
         #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
         lease_duration: std::time::Duration,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Ask a running controller to reconcile a pipeline now (or queue one run).
     Reconcile {
@@ -117,6 +131,41 @@ pub enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Print a shell completion script: `source <(moor completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print moor's version, the plugin contract's and each built-in plugin's.
+    Version {
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+/// Which cluster, as kubectl's flags say it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// The kubeconfig file (default: `KUBECONFIG`, then `~/.kube/config`, then the
+    /// in-cluster config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: the current one); its namespace is the default one.
+    #[arg(long)]
+    context: Option<String>,
+}
+
+impl ClusterArgs {
+    fn kubeconfig(&self) -> crate::apply::Kubeconfig {
+        crate::apply::Kubeconfig { file: self.kubeconfig.clone(), context: self.context.clone() }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Where a running controller is, and the token its API needs.
@@ -230,13 +279,15 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The controller logs what it does; one-shot commands only warnings.
     let default = if matches!(cli.command, Command::Run { .. }) { "moor=info,warn" } else { "warn" };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MOOR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MOOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    match cli.log_format.unwrap_or(if in_cluster { LogFormat::Json } else { LogFormat::Text }) {
+        LogFormat::Json => logs.json().init(),
+        // Colours only for a person at a terminal, never in a file or a pipe.
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+    }
     crate::init_tls();
     match run(cli) {
         Ok(code) => code,
@@ -267,19 +318,31 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let cache = cli.cache_dir();
     match cli.command {
         Command::Build { config, pipeline } => render::build(&cache, &config, pipeline.as_deref()),
-        Command::Plan { config, output } => render::plan(&cache, &config, output),
-        Command::Apply { config, pipeline, dry_run, allow_mass_prune, output } => {
+        Command::Plan { config, output, cluster } => render::plan(&cache, &config, output, &cluster.kubeconfig()),
+        Command::Apply { config, pipeline, dry_run, allow_mass_prune, output, cluster } => {
             let run = crate::apply::RunOptions { dry_run, allow_mass_prune };
-            cluster::apply(&cache, &config, pipeline.as_deref(), run, output)
+            cluster::apply(&cache, &config, pipeline.as_deref(), run, output, &cluster.kubeconfig())
         }
-        Command::Delete { config, pipeline, dry_run, yes } => {
-            cluster::delete(&config, pipeline.as_deref(), dry_run, yes)
+        Command::Delete { config, pipeline, dry_run, yes, cluster } => {
+            cluster::delete(&config, pipeline.as_deref(), dry_run, yes, &cluster.kubeconfig())
         }
-        Command::Diff { config, pipeline, color } => cluster::diff(&cache, &config, pipeline.as_deref(), color),
-        Command::Run { config, listen, leader_elect, identity, shutdown_grace, lease_duration } => {
+        Command::Diff { config, pipeline, color, cluster } => {
+            cluster::diff(&cache, &config, pipeline.as_deref(), color, &cluster.kubeconfig())
+        }
+        Command::Run { config, listen, leader_elect, identity, shutdown_grace, lease_duration, cluster } => {
             let args = controller::RunArgs { listen, leader_elect, identity, shutdown_grace, lease_duration };
-            controller::run(&cache, &config, args)
+            controller::run(&cache, &config, args, &cluster.kubeconfig())
         }
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "moor",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Version { output } => inspect::version(&cache, output),
         Command::Reconcile { pipeline, server } => {
             controller::request(&server.server, server.token.as_deref(), &pipeline, controller::Request::Reconcile)
         }

@@ -93,7 +93,12 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Renders and validates every pipeline, prints what would be applied, and fails when
 /// any pipeline has an error.
-pub fn plan(cache: &Path, file: &Path, output: Output) -> anyhow::Result<ExitCode> {
+pub fn plan(
+    cache: &Path,
+    file: &Path,
+    output: Output,
+    kubeconfig: &crate::apply::Kubeconfig,
+) -> anyhow::Result<ExitCode> {
     let (moor, config) = super::load(cache, file, None)?;
     let prepared = moor.prepare(config.clone());
     let results: Vec<(&str, Result<Rendered, StageError>)> = config
@@ -105,7 +110,7 @@ pub fn plan(cache: &Path, file: &Path, output: Output) -> anyhow::Result<ExitCod
     // With a reachable cluster, each rendered pipeline is diffed against it by a server
     // dry-run; without one, everything is a create against an empty cluster.
     let rt = super::cluster::runtime()?;
-    let target = rt.block_on(async { tokio::time::timeout(CONNECT_TIMEOUT, Target::connect()).await });
+    let target = rt.block_on(async { tokio::time::timeout(CONNECT_TIMEOUT, Target::connect(kubeconfig)).await });
     let (cluster, target) = match target {
         Ok(Ok(target)) => ("reachable: planned with server-side dry runs".to_owned(), Some(target)),
         Ok(Err(e)) => (format!("not reachable ({e}): planned against an empty cluster"), None),

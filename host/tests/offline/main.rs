@@ -2,6 +2,7 @@
 //! and the standard plugins, all through the library as `moor` uses it.
 
 mod config_errors;
+mod conventions;
 mod fixtures;
 mod git;
 mod hostile;

@@ -186,3 +186,55 @@ async fn moor_delete_lists_with_dry_run_then_deletes_and_asks_for_yes_without_a_
     moor_e2e::eventually(20, "api to be deleted", || async { Ok(names(&cms).await?.is_empty().then_some(())) }).await?;
     Ok(())
 }
+
+/// kubectl's `--kubeconfig` and `--context`: they win over `KUBECONFIG` and the current
+/// context, and the context's namespace is where objects that name none go.
+#[tokio::test]
+async fn kubeconfig_and_context_flags_choose_the_cluster_and_the_default_namespace() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "context").await?;
+    p.file("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: placed}\n");
+    let config = p.config("[[pipeline]]\nname = \"{ns}\"\nsource = \"local\"\n");
+    // Two contexts: the current one points at nothing; `test` is the cluster, in the
+    // test's namespace.
+    let admin: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&cluster().kubeconfig)?)?;
+    let mut kubeconfig = admin.clone();
+    kubeconfig["clusters"].as_sequence_mut().unwrap().push(serde_yaml_ng::from_str(
+        "{name: nowhere, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}",
+    )?);
+    let (cluster_name, user) =
+        (admin["contexts"][0]["context"]["cluster"].clone(), admin["contexts"][0]["context"]["user"].clone());
+    let contexts = kubeconfig["contexts"].as_sequence_mut().unwrap();
+    contexts.push(serde_yaml_ng::from_str(&format!(
+        "{{name: test, context: {{cluster: {}, user: {}, namespace: {}}}}}",
+        cluster_name.as_str().unwrap(),
+        user.as_str().unwrap(),
+        p.ns
+    ))?);
+    contexts.push(serde_yaml_ng::from_str(&format!(
+        "{{name: broken, context: {{cluster: nowhere, user: {}}}}}",
+        user.as_str().unwrap()
+    ))?);
+    kubeconfig["current-context"] = "broken".into();
+    let file = p.dir.path().join("kubeconfig");
+    std::fs::write(&file, serde_yaml_ng::to_string(&kubeconfig)?)?;
+
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["apply", config.to_str().unwrap(), "--kubeconfig", file.to_str().unwrap()])
+            .args(extra)
+            .env("KUBECONFIG", "/nonexistent")
+            .env("MOOR_CACHE", plugin_cache())
+            .output()
+            .expect("moor runs")
+    };
+    let current = run(&[]);
+    assert!(!current.status.success(), "the current context points at nothing, yet the apply succeeded");
+    let chosen = run(&["--context", "test"]);
+    assert!(chosen.status.success(), "{}", String::from_utf8_lossy(&chosen.stderr));
+    let placed = Api::<ConfigMap>::namespaced(client, &p.ns).get_opt("placed").await?;
+    assert!(placed.is_some(), "the object did not land in the context's namespace");
+    let unknown = run(&["--context", "nope"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("nope"), "{}", String::from_utf8_lossy(&unknown.stderr));
+    Ok(())
+}

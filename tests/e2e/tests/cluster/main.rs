@@ -4,3 +4,4 @@ mod apply;
 mod control_plane;
 mod controller;
 mod instances;
+mod realworld;
