@@ -46,6 +46,9 @@ pub const INSTANCE_LABEL: &str = "moor.dev/instance";
 pub const PIPELINE_LABEL: &str = "moor.dev/pipeline";
 /// Label that marks moor's own records (`inventory`), which are not managed objects.
 pub const ROLE_LABEL: &str = "moor.dev/role";
+/// Annotation with the number of objects an inventory names, so that one LIST of metadata
+/// tells how much every pipeline manages.
+pub const OBJECTS_ANNOTATION: &str = "moor.dev/objects";
 const KEY: &str = "inventory.json.gz";
 
 pub use crate::object::ObjKey;
@@ -167,6 +170,8 @@ pub async fn ensure_namespace(client: &kube::Client, namespace: &str) -> Result<
 pub struct Listed {
     pub instance: String,
     pub pipeline: String,
+    /// How many objects it names (absent on inventories of older versions).
+    pub objects: Option<usize>,
 }
 
 /// Where the inventories of one instance live.
@@ -254,6 +259,7 @@ impl Store {
                     ROLE_LABEL: "inventory",
                     "app.kubernetes.io/managed-by": "moor",
                 },
+                "annotations": {OBJECTS_ANNOTATION: inventory.len().to_string()},
             },
             "binaryData": {KEY: ByteString(bytes)},
         });
@@ -298,9 +304,11 @@ impl Store {
             .iter()
             .filter_map(|cm| {
                 let labels = cm.metadata.labels.as_ref()?;
+                let objects = cm.metadata.annotations.as_ref().and_then(|a| a.get(OBJECTS_ANNOTATION)?.parse().ok());
                 Some(Listed {
                     instance: labels.get(INSTANCE_LABEL)?.clone(),
                     pipeline: labels.get(PIPELINE_LABEL)?.clone(),
+                    objects,
                 })
             })
             .collect())

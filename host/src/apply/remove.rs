@@ -25,30 +25,34 @@ pub enum Why<'a> {
 /// What a look at the cluster's inventories found for one instance.
 #[derive(Debug, Default)]
 pub struct Census {
-    /// This instance's inventories, by pipeline.
-    pub ours: BTreeMap<String, Inventory>,
+    /// This instance's pipelines with an inventory, and how many objects each names.
+    pub ours: BTreeMap<String, usize>,
     /// Other instances with inventories in the same namespace, and how many pipelines each has.
     pub others: BTreeMap<String, usize>,
 }
 
 impl Census {
-    /// One LIST of the namespace's inventories, then a read of each of this instance's.
+    /// One LIST of the metadata of the namespace's inventories (a read of an inventory only
+    /// where an older version did not note its size).
     pub async fn take(store: &Store) -> Result<Census, ApplyError> {
         let mut census = Census::default();
         for listed in store.list().await? {
-            if listed.instance == store.instance() {
-                let inventory = store.load(&listed.pipeline).await?;
-                census.ours.insert(listed.pipeline, inventory);
-            } else {
+            if listed.instance != store.instance() {
                 *census.others.entry(listed.instance).or_default() += 1;
+                continue;
             }
+            let objects = match listed.objects {
+                Some(n) => n,
+                None => store.load(&listed.pipeline).await?.len(),
+            };
+            census.ours.insert(listed.pipeline, objects);
         }
         Ok(census)
     }
 
     /// Objects every inventory of this instance names.
     pub fn managed(&self) -> usize {
-        self.ours.values().map(Inventory::len).sum()
+        self.ours.values().sum()
     }
 
     /// A line saying which other instances were seen and left alone, if any.
@@ -71,23 +75,26 @@ pub async fn remove_gone(
     allow_mass_prune: bool,
     progress: Progress<'_>,
 ) -> Vec<(String, Result<Report, ApplyError>)> {
-    let gone: Vec<&String> = census.ours.keys().filter(|p| !configured.contains(p.as_str())).collect();
-    let deleting = gone
-        .iter()
-        .map(|p| &census.ours[*p])
-        .filter(|inv| inv.deletion_policy == DeletionPolicy::Delete)
-        .map(Inventory::len)
-        .sum();
+    let store = Store::for_settings(target.client.clone(), settings);
+    let mut gone = Vec::new();
+    for pipeline in census.ours.keys().filter(|p| !configured.contains(p.as_str())) {
+        match store.load(pipeline).await {
+            Ok(inventory) => gone.push((pipeline.clone(), inventory)),
+            Err(e) => return vec![(pipeline.clone(), Err(e.into()))],
+        }
+    }
+    let deleting =
+        gone.iter().filter(|(_, inv)| inv.deletion_policy == DeletionPolicy::Delete).map(|(_, inv)| inv.len()).sum();
     let deletion = Deletion { deleting, total: census.managed(), empty_render: false };
     if let Err(refusal) = prune::check(&settings.prune_guard, "[moor] prune_guard", deletion, allow_mass_prune) {
-        let names: Vec<&str> = gone.iter().map(|p| p.as_str()).collect();
+        let names: Vec<&str> = gone.iter().map(|(p, _)| p.as_str()).collect();
         let reason = format!("removing pipeline(s) {} that left the config: {refusal}", names.join(", "));
-        return gone.into_iter().map(|p| (p.clone(), Err(ApplyError::PruneRefused(reason.clone())))).collect();
+        return gone.into_iter().map(|(p, _)| (p, Err(ApplyError::PruneRefused(reason.clone())))).collect();
     }
     let mut results = Vec::new();
-    for pipeline in gone {
-        let result = remove(target, settings, pipeline, &census.ours[pipeline], Why::LeftConfig, progress).await;
-        results.push((pipeline.clone(), result));
+    for (pipeline, inventory) in gone {
+        let result = remove(target, settings, &pipeline, &inventory, Why::LeftConfig, progress).await;
+        results.push((pipeline, result));
     }
     results
 }

@@ -192,7 +192,7 @@ pub fn delete(
                 settings.namespace
             );
         }
-        let objects: usize = chosen.iter().map(|p| census.ours[*p].len()).sum();
+        let objects: usize = chosen.iter().map(|p| census.ours[*p]).sum();
         let names: Vec<&str> = chosen.iter().map(|p| p.as_str()).collect();
         if !dry_run && !yes {
             confirm(&format!(
@@ -207,7 +207,11 @@ pub fn delete(
             let default = crate::config::PruneGuard::default();
             let guard = config.pipeline(pipeline).map_or(&default, |p| &p.prune_guard);
             let why = apply::remove::Why::Deleted { guard, dry_run };
-            match apply::remove::remove(&target, settings, pipeline, &census.ours[pipeline], why, &progress).await {
+            let removed = match store.load(pipeline).await {
+                Ok(inventory) => apply::remove::remove(&target, settings, pipeline, &inventory, why, &progress).await,
+                Err(e) => Err(e.into()),
+            };
+            match removed {
                 Ok(report) => {
                     let verb = if dry_run { "would delete" } else { "deleted" };
                     writeln!(

@@ -63,13 +63,7 @@ impl Moor {
             }
             progress(&format!("pipeline {name}"));
             match self.reconcile(&prepared, pipeline, target, run, progress).await {
-                Ok(delivery) => results.push(PipelineResult {
-                    pipeline: name.into(),
-                    ok: true,
-                    stage: None,
-                    error: None,
-                    report: Some(delivery.report),
-                }),
+                Ok(delivery) => results.push(PipelineResult::succeeded(name, delivery.report)),
                 Err(e) => {
                     failed.insert(name);
                     results.push(PipelineResult::failed(name, &e));
@@ -111,9 +105,7 @@ impl Moor {
             .map(|(gone, result)| {
                 let name = format!("{gone} (removed from the config)");
                 match result {
-                    Ok(report) => {
-                        PipelineResult { pipeline: name, ok: true, stage: None, error: None, report: Some(report) }
-                    }
+                    Ok(report) => PipelineResult::succeeded(&name, report),
                     Err(e) => PipelineResult::failed(&name, &apply::at(Stage::Prune)(e).into()),
                 }
             })

@@ -113,6 +113,10 @@ pub struct PipelineResult {
 }
 
 impl PipelineResult {
+    pub fn succeeded(name: &str, report: apply::Report) -> PipelineResult {
+        PipelineResult { pipeline: name.into(), ok: true, stage: None, error: None, report: Some(report) }
+    }
+
     pub fn failed(name: &str, e: &StageError) -> PipelineResult {
         let mut error = e.to_string();
         for finding in e.findings() {

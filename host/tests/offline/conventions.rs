@@ -77,3 +77,25 @@ fn the_contract_version_is_the_one_of_the_wit_package() {
     let wit = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/plugin.wit")).unwrap();
     assert!(wit.contains(&format!("package moor:plugin@{};", moor::plugins::CONTRACT_VERSION)));
 }
+
+#[test]
+fn a_file_that_is_not_a_manifest_is_skipped_with_a_warning_naming_it() {
+    let dir = crate::support::tree(&[
+        ("moor.toml", "[[source]]\nname = \"s\"\npath = \"tree\"\n[[pipeline]]\nname = \"p\"\nsource = \"s\"\n"),
+        ("tree/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept}\n"),
+        ("tree/values.yaml", "replicas: 2\n"),
+        ("tree/list.json", "[{\"apiVersion\": \"v1\"}]\n"),
+    ]);
+    let out = moor(&["build", dir.path().join("moor.toml").to_str().unwrap()], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("name: kept"));
+    assert!(
+        stderr.contains("values.yaml:1: not a Kubernetes manifest (no apiVersion and kind), skipped"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("list.json:1: not a Kubernetes manifest (a list, not an object), skipped"),
+        "{stderr}"
+    );
+}

@@ -531,3 +531,17 @@ async fn the_quickstart_applies_healthy_then_unchanged_then_prunes_a_removed_man
     assert!(Api::<ConfigMap>::namespaced(client, "quickstart").get_opt("hello").await?.is_none());
     Ok(())
 }
+
+/// kstatus's rule: a ClusterIP Service is ready at once, even when the pods it selects come
+/// later (from an operator); before, the pipeline failed health after its timeout.
+#[tokio::test]
+async fn a_service_whose_pods_do_not_exist_yet_is_healthy_at_once() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "svc-health").await?;
+    p.config("[[pipeline]]\nname = \"{ns}\"\nsource = \"local\"\nhealth_timeout = \"10s\"\n");
+    p.file("svc.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: operated, namespace: '{ns}'}\nspec:\n  selector: {app: made-by-an-operator}\n  ports: [{port: 9090}]\n");
+    let report = p.apply_ok(&p.ns).await;
+    assert!(report.healthy, "{:?}", report.health);
+    assert_eq!(report.health, [(format!("Service/{}/operated", p.ns), "ready".to_owned())]);
+    Ok(())
+}
