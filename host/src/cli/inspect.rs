@@ -18,8 +18,8 @@ use crate::reconcile::Finding;
 /// Loads a plugin named on the command line: a file, or a built-in plugin's name.
 fn load(runtime: &Runtime, what: &str) -> anyhow::Result<Plugin> {
     let path = PathBuf::from(what);
-    let (name, source) = match plugins::builtin_bytes(what) {
-        Some(bytes) if !path.exists() => (what.to_owned(), PluginSource::Builtin(bytes)),
+    let (name, source) = match runtime.standard(what) {
+        Some(source) if !path.exists() => (what.to_owned(), source),
         _ => {
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| what.to_owned());
             (stem, PluginSource::Inspect(path))
@@ -39,7 +39,11 @@ pub fn inspect(cache: &Path, what: &str, output: Output) -> anyhow::Result<ExitC
             writeln!(out, "name:         {}", info.name)?;
             writeln!(out, "version:      {}", info.version)?;
             writeln!(out, "kind:         {}", info.kind)?;
-            writeln!(out, "contract:     moor:plugin@{}", info.contract)?;
+            writeln!(out, "flavor:       {}", info.flavor)?;
+            match info.flavor {
+                "component" => writeln!(out, "contract:     moor:plugin@{}", info.contract)?,
+                _ => writeln!(out, "contract:     {}", info.contract)?,
+            }
             writeln!(out, "sha256:       {}", info.sha256)?;
             if !info.description.is_empty() {
                 writeln!(out, "description:  {}", info.description)?;
@@ -60,8 +64,12 @@ pub fn version(cache: &Path, output: Output) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(cache)?;
     let mut builtin = serde_json::Map::new();
     for name in plugins::builtin_names() {
-        let plugin = load(&runtime, name)?;
-        builtin.insert(name.to_owned(), plugin.info.version.clone().into());
+        let version = match plugins::go_plugins().find(|(n, _)| *n == name) {
+            // Go plugins describe nothing of themselves; the binary pins their build.
+            Some((_, sha256)) => format!("go, sha256:{}", &sha256[..12]),
+            None => load(&runtime, name)?.info.version.clone(),
+        };
+        builtin.insert(name.to_owned(), version.into());
     }
     let mut out = std::io::stdout().lock();
     match output {

@@ -1,4 +1,4 @@
-//! On-disk cache of compiled components, so a restart does not recompile.
+//! On-disk cache of compiled components and modules, so a restart does not recompile.
 //!
 //! Layout, under the cache directory:
 //! ```text
@@ -13,8 +13,8 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use wasmtime::Engine;
 use wasmtime::component::Component;
+use wasmtime::{Engine, Module};
 
 #[derive(Debug)]
 pub struct CompileCache {
@@ -28,31 +28,71 @@ impl CompileCache {
         CompileCache { dir: root.join("compiled").join(format!("{:016x}", hasher.finish())) }
     }
 
-    /// The compiled component for `bytes` (whose digest is `sha256`), from the cache when
-    /// present, else compiled and stored. The bool says whether it came from the cache.
-    pub fn get(&self, engine: &Engine, sha256: &str, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
+    /// The compiled form of `bytes` (whose digest is `sha256`), a component or a core
+    /// module, from the cache when present, else compiled and stored. The bool says
+    /// whether it came from the cache.
+    pub fn get<T: Compiled>(&self, engine: &Engine, sha256: &str, bytes: &[u8]) -> wasmtime::Result<(T, bool)> {
         let path = self.dir.join(format!("{sha256}.cwasm"));
         if path.exists() {
-            // SAFETY: the file was written by `Component::serialize` of an engine with the
-            // same compatibility hash (the directory name), and only this cache writes it.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, true)),
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring unreadable compiled component: {e:#}"),
+            // SAFETY: the file was written by `serialize` of an engine with the same
+            // compatibility hash (the directory name), and only this cache writes it; the
+            // sha256 names the bytes, so a component and a module never share an entry.
+            match unsafe { T::deserialize_file(engine, &path) } {
+                Ok(compiled) => return Ok((compiled, true)),
+                Err(e) => tracing::warn!(path = %path.display(), "ignoring unreadable compiled code: {e:#}"),
             }
         }
-        let component = Component::new(engine, bytes)?;
-        if let Err(e) = self.store(&path, &component) {
-            tracing::warn!(path = %path.display(), "cannot cache compiled component: {e:#}");
+        let compiled = T::new(engine, bytes)?;
+        if let Err(e) = self.store(&path, &compiled.serialize()?) {
+            tracing::warn!(path = %path.display(), "cannot cache compiled code: {e:#}");
         }
-        Ok((component, false))
+        Ok((compiled, false))
     }
 
-    fn store(&self, path: &Path, component: &Component) -> wasmtime::Result<()> {
+    fn store(&self, path: &Path, serialized: &[u8]) -> wasmtime::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let serialized = component.serialize()?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        std::io::Write::write_all(&mut tmp, &serialized)?;
+        std::io::Write::write_all(&mut tmp, serialized)?;
         tmp.persist(path)?;
         Ok(())
+    }
+}
+
+/// What the cache holds: components (the WIT flavor) and core modules (KRM functions).
+pub trait Compiled: Sized {
+    fn new(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self>;
+    /// # Safety
+    /// `path` must hold what `serialize` wrote for an engine with the same compatibility hash.
+    unsafe fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Self>;
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>>;
+}
+
+impl Compiled for Component {
+    fn new(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        Component::new(engine, bytes)
+    }
+
+    unsafe fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Self> {
+        // SAFETY: passed on from the caller.
+        unsafe { Component::deserialize_file(engine, path) }
+    }
+
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Component::serialize(self)
+    }
+}
+
+impl Compiled for Module {
+    fn new(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        Module::new(engine, bytes)
+    }
+
+    unsafe fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Self> {
+        // SAFETY: passed on from the caller.
+        unsafe { Module::deserialize_file(engine, path) }
+    }
+
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Module::serialize(self)
     }
 }

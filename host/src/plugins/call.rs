@@ -12,7 +12,7 @@ use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::output::CappedOutput;
-use super::{CallError, Plugin, SNAPSHOT_MOUNT, TICK, bindings, http};
+use super::{CallError, Flavor, Plugin, SNAPSHOT_MOUNT, TICK, bindings, http};
 
 thread_local! {
     /// Secret values given to the plugin calls `f` makes on this thread (see [`redacting`]).
@@ -72,9 +72,24 @@ impl bindings::log::Host for CallState {
 }
 
 /// Refuses memory growth past the plugin's cap and remembers that it did.
-struct MemoryLimiter {
+pub(super) struct MemoryLimiter {
     limit: usize,
     hit: bool,
+}
+
+impl MemoryLimiter {
+    pub(super) fn new(limit: usize) -> MemoryLimiter {
+        MemoryLimiter { limit, hit: false }
+    }
+
+    pub(super) fn hit(&self) -> bool {
+        self.hit
+    }
+}
+
+/// The secret values given to the calls this thread makes now (see [`redacting`]).
+pub(super) fn redacted() -> Vec<String> {
+    REDACT.with(|r| r.borrow().clone())
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -125,9 +140,9 @@ impl Plugin {
             table: ResourceTable::new(),
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_grant,
-            limiter: MemoryLimiter { limit: self.limits.memory, hit: false },
+            limiter: MemoryLimiter::new(self.limits.memory),
             plugin: self.name.clone(),
-            redact: REDACT.with(|r| r.borrow().clone()),
+            redact: redacted(),
             log_budget: self.limits.log,
             log_dropped: 0,
         };
@@ -136,8 +151,8 @@ impl Plugin {
         store.set_epoch_deadline(self.limits.timeout.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64);
         store.epoch_deadline_trap();
 
-        let result = self
-            .pre
+        let Flavor::Component { pre, .. } = &self.flavor else { unreachable!("only components are called so") };
+        let result = pre
             .instantiate(&mut store)
             .map_err(|e| (true, e))
             .and_then(|instance| f(&mut store, &instance).map_err(|e| (false, e)));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::bindings::{self, CONTRACT_VERSION};
-use super::{KindIndices, Limits, LoadError, Plugin, PluginInfo, PluginKind, Runtime};
+use super::{Flavor, KindIndices, Limits, LoadError, Plugin, PluginInfo, PluginKind, Runtime, krm};
 
 /// Where a plugin's component comes from.
 #[derive(Debug, Clone)]
@@ -19,6 +19,8 @@ pub enum PluginSource {
     File { path: PathBuf, sha256: String },
     /// A file that is not pinned: only `moor plugin inspect` loads plugins this way.
     Inspect(PathBuf),
+    /// A Go plugin built by `scripts/go-plugins`, pinned by this binary.
+    Go { path: PathBuf, sha256: &'static str },
 }
 
 /// Where a loaded plugin came from, for messages.
@@ -26,6 +28,8 @@ pub enum PluginSource {
 #[serde(rename_all = "lowercase")]
 pub enum Origin {
     Builtin,
+    /// A Go plugin of this binary, from `scripts/go-plugins`.
+    Go,
     File(PathBuf),
 }
 
@@ -33,6 +37,7 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Builtin => f.write_str("the built-in component"),
+            Origin::Go => f.write_str("the standard Go plugin"),
             Origin::File(path) => write!(f, "{}", path.display()),
         }
     }
@@ -49,6 +54,17 @@ const INTERFACES: &[(&str, PluginKind)] = &[
 pub(super) fn load(runtime: &Runtime, name: &str, source: PluginSource, limits: Limits) -> Result<Plugin, LoadError> {
     let (bytes, origin): (std::borrow::Cow<'static, [u8]>, Origin) = match &source {
         PluginSource::Builtin(bytes) => ((*bytes).into(), Origin::Builtin),
+        PluginSource::Go { path, sha256 } => {
+            let missing = |problem: String| LoadError::GoPlugin { name: name.into(), file: path.clone(), problem };
+            let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => missing("missing".into()),
+                _ => missing(format!("unreadable: {e}")),
+            })?;
+            if hex::encode(Sha256::digest(&bytes)) != *sha256 {
+                return Err(missing(format!("not the build this moor pins (sha256 {sha256})")));
+            }
+            (bytes.into(), Origin::Go)
+        }
         PluginSource::File { path, .. } | PluginSource::Inspect(path) => {
             let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
                 name: name.into(),
@@ -70,20 +86,17 @@ pub(super) fn load(runtime: &Runtime, name: &str, source: PluginSource, limits: 
         });
     }
 
+    if wasmtime::wasmparser::Parser::is_core_wasm(&bytes) {
+        return load_krm(runtime, name, &bytes, sha256, origin, limits);
+    }
     if !wasmtime::wasmparser::Parser::is_component(&bytes) {
-        let what = if wasmtime::wasmparser::Parser::is_core_wasm(&bytes) {
-            "a core WebAssembly module, not a component"
-        } else {
-            "not WebAssembly at all"
-        };
-        return Err(LoadError::NotComponent { name: name.into(), origin, what });
+        return Err(LoadError::NotComponent { name: name.into(), origin, what: "not WebAssembly at all" });
     }
 
-    let (component, cached) = runtime.cache.get(&runtime.engine, &sha256, &bytes).map_err(|e| LoadError::Compile {
-        name: name.into(),
-        origin: origin.clone(),
-        message: format!("{e:#}"),
-    })?;
+    let (component, cached) = runtime
+        .cache
+        .get::<wasmtime::component::Component>(&runtime.engine, &sha256, &bytes)
+        .map_err(|e| LoadError::Compile { name: name.into(), origin: origin.clone(), message: format!("{e:#}") })?;
     tracing::debug!(plugin = name, cached, "component ready");
 
     let ty = component.component_type();
@@ -126,6 +139,7 @@ pub(super) fn load(runtime: &Runtime, name: &str, source: PluginSource, limits: 
             name: name.into(),
             version: String::new(),
             kind,
+            flavor: "component",
             description: String::new(),
             contract: version,
             config_schema: serde_json::json!({}),
@@ -135,8 +149,7 @@ pub(super) fn load(runtime: &Runtime, name: &str, source: PluginSource, limits: 
         origin,
         limits,
         engine: runtime.engine.clone(),
-        pre,
-        indices,
+        flavor: Flavor::Component { pre, indices },
         schema: jsonschema::validator_for(&serde_json::json!({})).expect("empty schema is valid"),
     };
 
@@ -160,6 +173,51 @@ pub(super) fn load(runtime: &Runtime, name: &str, source: PluginSource, limits: 
         plugin.info.name = described.name;
     }
     Ok(plugin)
+}
+
+/// A core module: a KRM function (the flavor for Go plugins), which says nothing about
+/// itself; it serves as a renderer or a validator, and takes any `with` table.
+fn load_krm(
+    runtime: &Runtime,
+    name: &str,
+    bytes: &[u8],
+    sha256: String,
+    origin: Origin,
+    limits: Limits,
+) -> Result<Plugin, LoadError> {
+    let (module, cached) = runtime
+        .cache
+        .get::<wasmtime::Module>(&runtime.engine, &sha256, bytes)
+        .map_err(|e| LoadError::Compile { name: name.into(), origin: origin.clone(), message: format!("{e:#}") })?;
+    tracing::debug!(plugin = name, cached, "KRM module ready");
+    if let Some(message) = krm::unfit(&module) {
+        return Err(LoadError::Link { name: name.into(), origin, message });
+    }
+    let pre = runtime.krm_linker.instantiate_pre(&module).map_err(|e| LoadError::Link {
+        name: name.into(),
+        origin: origin.clone(),
+        message: format!("{e:#}"),
+    })?;
+    Ok(Plugin {
+        name: Arc::from(name),
+        observer: runtime.observer.clone(),
+        info: PluginInfo {
+            name: name.into(),
+            version: String::new(),
+            kind: PluginKind::Renderer,
+            flavor: "krm-function",
+            description: "a KRM function (WASI preview 1 module): renderer or validator".into(),
+            contract: krm::CONTRACT.into(),
+            config_schema: serde_json::json!({}),
+            capabilities: krm::capabilities(),
+            sha256,
+        },
+        origin,
+        limits,
+        engine: runtime.engine.clone(),
+        flavor: Flavor::Krm(Arc::new(pre)),
+        schema: jsonschema::validator_for(&serde_json::json!({})).expect("empty schema is valid"),
+    })
 }
 
 /// The kind and contract version of the first `moor:plugin/<interface>@<version>` export.

@@ -13,6 +13,7 @@ mod bindings;
 mod cache;
 mod call;
 mod http;
+pub mod krm;
 mod load;
 mod output;
 
@@ -34,9 +35,22 @@ mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
 }
 
-/// Names of the plugins compiled into this binary.
+/// The Go plugins (KRM functions) this binary pins: `name sha256 go-version` lines, built
+/// by `scripts/go-plugins` into the cache's `go-plugins/`.
+const GO_PLUGINS: &str = include_str!("../../../plugins/go-plugins.lock");
+
+/// The Go plugins this binary knows, with the sha256 it requires of each.
+pub fn go_plugins() -> impl Iterator<Item = (&'static str, &'static str)> {
+    GO_PLUGINS.lines().filter(|l| !l.starts_with('#')).filter_map(|l| {
+        let mut fields = l.split_whitespace();
+        Some((fields.next()?, fields.next()?))
+    })
+}
+
+/// Names of the standard plugins, usable without a path: those compiled into this binary
+/// and the Go plugins it pins.
 pub fn builtin_names() -> impl Iterator<Item = &'static str> {
-    builtin::BUILTIN.iter().map(|(name, _)| *name)
+    builtin::BUILTIN.iter().map(|(name, _)| *name).chain(go_plugins().map(|(name, _)| name))
 }
 
 /// The component bytes of a built-in plugin.
@@ -90,6 +104,11 @@ pub enum LoadError {
     #[error("plugin `{name}`: {} has sha256 {actual}, but the config pins {expected}; refusing to load it", file.display())]
     HashMismatch { name: String, file: PathBuf, expected: String, actual: String },
     #[error(
+        "plugin `{name}` is built from Go and {} is {problem}: run `scripts/go-plugins` (it needs the Go the plugin is pinned to, see plugins/go-plugins.lock), or use the container image, which ships it",
+        file.display()
+    )]
+    GoPlugin { name: String, file: PathBuf, problem: String },
+    #[error(
         "plugin `{name}`: {origin} is {what}; expected a WebAssembly component implementing one of the moor:plugin@{CONTRACT_VERSION} worlds (build it with `cargo build --target wasm32-wasip2`)"
     )]
     NotComponent { name: String, origin: Origin, what: &'static str },
@@ -135,6 +154,10 @@ pub struct Runtime {
     observer: Arc<std::sync::OnceLock<CallObserver>>,
     engine: Engine,
     linker: Linker<CallState>,
+    /// The linker of KRM functions (core modules): WASI preview 1 only.
+    krm_linker: wasmtime::Linker<krm::KrmState>,
+    /// Where `scripts/go-plugins` puts the Go plugins.
+    go_plugins: std::path::PathBuf,
     cache: cache::CompileCache,
     ticker: Option<std::thread::JoinHandle<()>>,
     stop: Arc<AtomicBool>,
@@ -206,7 +229,18 @@ impl Runtime {
             })?
         };
         let cache = cache::CompileCache::new(cache_dir, &engine);
-        Ok(Runtime { observer: Default::default(), engine, linker, cache, ticker: Some(ticker), stop })
+        let krm_linker = krm::linker(&engine)?;
+        let go_plugins = cache_dir.join("go-plugins");
+        Ok(Runtime {
+            observer: Default::default(),
+            engine,
+            linker,
+            krm_linker,
+            go_plugins,
+            cache,
+            ticker: Some(ticker),
+            stop,
+        })
     }
 
     /// Sets the function told of every call's plugin and duration (once; for metrics).
@@ -216,6 +250,15 @@ impl Runtime {
 
     /// Loads a plugin: checks its pin, compiles it (or reads it from the cache), checks
     /// its world and contract version, pre-instantiates it and asks it to describe itself.
+    /// Where a standard plugin comes from: the binary, or the Go plugins' directory (pinned).
+    pub fn standard(&self, name: &str) -> Option<PluginSource> {
+        if let Some(bytes) = builtin_bytes(name) {
+            return Some(PluginSource::Builtin(bytes));
+        }
+        let (_, sha256) = go_plugins().find(|(n, _)| *n == name)?;
+        Some(PluginSource::Go { path: self.go_plugins.join(format!("{name}.wasm")), sha256 })
+    }
+
     pub fn load(&self, name: &str, source: PluginSource, limits: Limits) -> Result<Plugin, LoadError> {
         load::load(self, name, source, limits)
     }
@@ -223,6 +266,12 @@ impl Runtime {
 
 /// Told the plugin's name and the duration of every call.
 pub type CallObserver = Box<dyn Fn(&str, Duration) + Send + Sync>;
+
+/// How a plugin is run: a component through its kind's interface, or a KRM function.
+enum Flavor {
+    Component { pre: InstancePre<CallState>, indices: KindIndices },
+    Krm(krm::Pre),
+}
 
 /// Which interface a plugin is driven through.
 #[derive(Clone)]
@@ -240,7 +289,11 @@ pub struct PluginInfo {
     pub version: String,
     #[serde(serialize_with = "serialize_display")]
     pub kind: PluginKind,
+    /// `component` (a WIT world) or `krm-function` (a WASI preview 1 module).
+    pub flavor: &'static str,
     pub description: String,
+    /// The `moor:plugin` version a component speaks; for a KRM function, the KRM
+    /// Functions Specification.
     pub contract: String,
     pub config_schema: serde_json::Value,
     /// What the component imports beyond `log`, in words; see `load::capabilities`.
@@ -260,8 +313,7 @@ pub struct Plugin {
     pub origin: Origin,
     pub limits: Limits,
     engine: Engine,
-    pre: InstancePre<CallState>,
-    indices: KindIndices,
+    flavor: Flavor,
     schema: jsonschema::Validator,
 }
 
@@ -289,6 +341,15 @@ impl Plugin {
         self.info.kind
     }
 
+    /// Whether the plugin can serve as a `kind`: a component only as its own kind, a KRM
+    /// function as a renderer (generator or transformer) or a validator.
+    pub fn serves(&self, kind: PluginKind) -> bool {
+        match self.flavor {
+            Flavor::Component { .. } => self.info.kind == kind,
+            Flavor::Krm(_) => matches!(kind, PluginKind::Renderer | PluginKind::Validator),
+        }
+    }
+
     /// Checks a step's `with` table against the plugin's schema; returns every violation
     /// as `pointer: message`.
     pub fn check_config(&self, config: &serde_json::Value) -> Result<(), Vec<String>> {
@@ -309,7 +370,11 @@ impl Plugin {
         config: &serde_json::Value,
         input: RenderInput<'_>,
     ) -> Result<Result<Vec<Document>, Vec<Diagnostic>>, CallError> {
-        let KindIndices::Render(indices) = &self.indices else { unreachable!("checked at load") };
+        let indices = match &self.flavor {
+            Flavor::Krm(pre) => return self.render_krm(pre, config, input),
+            Flavor::Component { indices: KindIndices::Render(indices), .. } => indices,
+            Flavor::Component { .. } => unreachable!("checked at load"),
+        };
         let (snapshot, wit_input) = match input {
             RenderInput::Tree { snapshot, path } => (
                 Some(snapshot),
@@ -337,7 +402,16 @@ impl Plugin {
         config: &serde_json::Value,
         objects: &[Document],
     ) -> Result<Result<Vec<Diagnostic>, String>, CallError> {
-        let KindIndices::Validate(indices) = &self.indices else { unreachable!("checked at load") };
+        let indices = match &self.flavor {
+            Flavor::Krm(pre) => {
+                return Ok(match self.run_krm(pre, config, objects, None)? {
+                    Ok(response) => Ok(response.diagnostics),
+                    Err(diagnostics) => Ok(diagnostics),
+                });
+            }
+            Flavor::Component { indices: KindIndices::Validate(indices), .. } => indices,
+            Flavor::Component { .. } => unreachable!("checked at load"),
+        };
         let config = config.to_string();
         let result = self.call(None, |store, instance| {
             let guest = indices.load(&mut *store, instance)?;
@@ -356,7 +430,9 @@ impl Plugin {
         events: &[Event],
         allow_hosts: &[String],
     ) -> Result<Result<(), String>, CallError> {
-        let KindIndices::Notify(indices) = &self.indices else { unreachable!("checked at load") };
+        let Flavor::Component { indices: KindIndices::Notify(indices), .. } = &self.flavor else {
+            unreachable!("checked at load")
+        };
         let config = config.to_string();
         let grant = http::Grant { hosts: allow_hosts.to_vec(), timeout: self.limits.timeout };
         self.call_with(None, grant, |store, instance| {
@@ -371,7 +447,9 @@ impl Plugin {
         config: &serde_json::Value,
         known: Option<&str>,
     ) -> Result<Result<Option<bindings::fetch::Snapshot>, String>, CallError> {
-        let KindIndices::Fetch(indices) = &self.indices else { unreachable!("checked at load") };
+        let Flavor::Component { indices: KindIndices::Fetch(indices), .. } = &self.flavor else {
+            unreachable!("checked at load")
+        };
         let config = config.to_string();
         let known = known.map(str::to_owned);
         let result = self.call(None, |store, instance| {
@@ -386,12 +464,32 @@ impl Plugin {
 
     /// Asks the plugin to describe itself.
     fn describe(&self) -> Result<bindings::types::PluginInfo, CallError> {
-        self.call(None, |store, instance| match &self.indices {
+        let Flavor::Component { indices, .. } = &self.flavor else { unreachable!("components only") };
+        self.call(None, |store, instance| match indices {
             KindIndices::Render(i) => i.load(&mut *store, instance)?.call_info(store),
             KindIndices::Validate(i) => i.load(&mut *store, instance)?.call_info(store),
             KindIndices::Notify(i) => i.load(&mut *store, instance)?.call_info(store),
             KindIndices::Fetch(i) => i.load(&mut *store, instance)?.call_info(store),
         })
+    }
+
+    /// A KRM function as a renderer: on the snapshot (first in a chain) or on objects.
+    fn render_krm(
+        &self,
+        pre: &krm::Pre,
+        config: &serde_json::Value,
+        input: RenderInput<'_>,
+    ) -> Result<Result<Vec<Document>, Vec<Diagnostic>>, CallError> {
+        let outcome = match input {
+            RenderInput::Tree { snapshot, path } => self.run_krm(pre, config, &[], Some((snapshot, path)))?,
+            RenderInput::Objects(docs) => self.run_krm(pre, config, &docs, None)?,
+        };
+        Ok(outcome.map(|response| {
+            for d in response.diagnostics.iter().filter(|d| d.severity != Severity::Error) {
+                tracing::warn!(plugin = &*self.name, "{}", d.message);
+            }
+            response.items
+        }))
     }
 
     fn check_output(&self, size: usize) -> Result<(), CallError> {

@@ -34,6 +34,12 @@ impl CappedOutput {
         b.dropped += bytes.len() - keep;
     }
 
+    /// The kept bytes and the number of bytes dropped.
+    pub fn take_bytes(&self) -> (Vec<u8>, usize) {
+        let mut b = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        (std::mem::take(&mut b.kept), std::mem::take(&mut b.dropped))
+    }
+
     /// The kept text and the number of bytes dropped.
     pub fn take(&self) -> (String, usize) {
         let mut b = self.buffer.lock().unwrap_or_else(|e| e.into_inner());

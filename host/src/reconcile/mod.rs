@@ -201,12 +201,12 @@ impl Moor {
             output: spec.and_then(|s| s.max_output).map(|m| m.0).unwrap_or(defaults.output),
             log: defaults.log,
         };
-        let source = match (spec.and_then(|s| s.path.as_ref()), plugins::builtin_bytes(name)) {
+        let source = match (spec.and_then(|s| s.path.as_ref()), self.runtime.standard(name)) {
             (Some(path), _) => PluginSource::File {
                 path: config.resolve(path),
                 sha256: spec.and_then(|s| s.sha256.as_ref()).map(|s| s.s().to_owned()).unwrap_or_default(),
             },
-            (None, Some(bytes)) => PluginSource::Builtin(bytes),
+            (None, Some(standard)) => standard,
             (None, None) => unreachable!("config validation rejects unknown plugins"),
         };
         self.runtime.load(name, source, limits)

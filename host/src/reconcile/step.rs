@@ -79,7 +79,7 @@ pub(crate) fn resolve_step<'p>(
     let config = &prepared.config;
     let name = step.uses.s();
     let plugin = prepared.plugin(name).map_err(StageError::Load)?;
-    if plugin.kind() != kind {
+    if !plugin.serves(kind) {
         let message = format!("plugin `{name}` is a {}; `{chain}` takes {kind}s", plugin.kind());
         return Err(config.error_at(step.uses.span(), format!("{key}.use"), message).into());
     }

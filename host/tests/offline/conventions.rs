@@ -90,12 +90,6 @@ fn a_file_that_is_not_a_manifest_is_skipped_with_a_warning_naming_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("name: kept"));
-    assert!(
-        stderr.contains("values.yaml:1: not a Kubernetes manifest (no apiVersion and kind), skipped"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("list.json:1: not a Kubernetes manifest (a list, not an object), skipped"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("values.yaml:1: not a Kubernetes manifest (no apiVersion and kind), skipped"), "{stderr}");
+    assert!(stderr.contains("list.json:1: not a Kubernetes manifest (a list, not an object), skipped"), "{stderr}");
 }

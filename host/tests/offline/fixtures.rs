@@ -2,7 +2,9 @@
 //!
 //! Each directory under `tests/data/pipelines/` is one case: a `tree/` of files, a
 //! `case.toml` holding the pipeline's `render` and `validate` chains, and `expected.txt`,
-//! what `check` prints for it. Run with `MOOR_BLESS=1` to rewrite the expectations.
+//! what `check` prints for it. Run with `MOOR_BLESS=1` to rewrite the expectations. A case
+//! may use the test plugins (`tests/krm/*`, `tests/plugins/*`) by name, and the standard
+//! Go plugins (`kustomize`), which `scripts/go-plugins` builds into the cache.
 
 use std::path::{Path, PathBuf};
 
@@ -17,8 +19,16 @@ fn data_dir() -> PathBuf {
 /// Renders and validates one case and prints the outcome, one line per object or finding.
 fn run_case(case: &Path) -> String {
     let steps = std::fs::read_to_string(case.join("case.toml")).unwrap();
+    // Test plugins (tests/krm, tests/plugins) a case uses are declared with their pin.
+    let mut plugins = String::new();
+    for (name, path) in moor_test_artifacts::TEST_PLUGINS {
+        if steps.contains(&format!("use = \"{name}\"")) {
+            let sha256 = sha256_of(Path::new(path));
+            plugins.push_str(&format!("[[plugin]]\nname = \"{name}\"\npath = \"{path}\"\nsha256 = \"{sha256}\"\n\n"));
+        }
+    }
     let text = format!(
-        "[[source]]\nname = \"tree\"\npath = \"tree\"\n\n[[pipeline]]\nname = \"case\"\nsource = \"tree\"\n{steps}"
+        "[[source]]\nname = \"tree\"\npath = \"tree\"\n\n{plugins}[[pipeline]]\nname = \"case\"\nsource = \"tree\"\n{steps}"
     );
     let cfg = config(case, &text).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
     let moor = Moor::new(cache_dir()).unwrap();

@@ -7,10 +7,10 @@ use std::time::Duration;
 use moor::config::Config;
 use moor::plugins::{self, Limits, Plugin, PluginSource, Runtime};
 
-/// A cache directory shared by the tests of this binary, so each component compiles once.
+/// A cache directory shared by the tests of this binary (compiled code and the Go plugins
+/// shared with the machine's cache).
 pub fn cache_dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+    moor_test_artifacts::plugin_cache()
 }
 
 pub fn runtime() -> &'static Runtime {

@@ -252,10 +252,9 @@ pub fn git(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// Compiled plugins, shared by the tests of a run.
+/// Compiled plugins, shared by the tests of a run (and the Go plugins of the machine).
 pub fn plugin_cache() -> PathBuf {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path().to_owned()
+    moor_test_artifacts::plugin_cache().to_owned()
 }
 
 impl Cluster {

@@ -1,0 +1,194 @@
+//! The second plugin flavor: KRM functions, core WebAssembly modules for WASI preview 1 that
+//! speak the KRM Functions Specification (a `ResourceList` on stdin, one on stdout, the
+//! exit code, stderr to the log). Go plugins take this form, since Go cannot build
+//! components yet.
+//!
+//! A KRM function gets what a component gets and no more: a fresh instance per call, the
+//! epoch deadline, the memory cap and the output cap; no network (preview 1 has no
+//! sockets), no host environment, no arguments. A renderer first in its chain also gets the
+//! snapshot, read-only, at `/snapshot`, and its working directory (`PWD`, the only
+//! variable it sees) is the pipeline's directory there.
+
+pub mod resource_list;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::{InstancePre, Linker, Module, Store};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
+
+use super::call::MemoryLimiter;
+use super::output::CappedOutput;
+use super::{CallError, Diagnostic, Document, Plugin, SNAPSHOT_MOUNT, Severity, TICK};
+use resource_list::{Request, Response};
+
+/// The protocol KRM functions speak, as `moor plugin inspect` names it.
+pub const CONTRACT: &str = "KRM Functions Specification, config.kubernetes.io/v1 ResourceList";
+
+/// Store data of one KRM call.
+pub(crate) struct KrmState {
+    wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+}
+
+/// The linker of KRM functions: WASI preview 1, nothing else.
+pub(super) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<KrmState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut KrmState| &mut s.wasi)?;
+    Ok(linker)
+}
+
+/// Why a module is not a KRM function this host can run, or `None`.
+pub(super) fn unfit(module: &Module) -> Option<String> {
+    if module.get_export("_start").is_none() {
+        return Some("it exports no `_start`: build a command (GOOS=wasip1 GOARCH=wasm go build)".into());
+    }
+    let foreign: Vec<String> = module
+        .imports()
+        .filter(|i| i.module() != "wasi_snapshot_preview1")
+        .map(|i| format!("{}::{}", i.module(), i.name()))
+        .collect();
+    (!foreign.is_empty()).then(|| format!("it imports what this host does not provide: {}", foreign.join(", ")))
+}
+
+/// What KRM functions are allowed, in the words of `moor plugin inspect`.
+pub(super) fn capabilities() -> Vec<String> {
+    vec![
+        "filesystem: the source snapshot, read-only, as the working directory (renderers first in a chain)".into(),
+        "stdio: a ResourceList in and out; stderr to the log, capped".into(),
+        "environment: only PWD".into(),
+        "clocks".into(),
+        "random".into(),
+    ]
+}
+
+/// A KRM renderer's or validator's outcome: its objects and diagnostics, or the
+/// diagnostics that made it fail.
+pub(super) type Outcome = Result<Response, Vec<Diagnostic>>;
+
+impl Plugin {
+    /// Runs the function on `docs` with `config` as its `functionConfig`; with `tree`
+    /// (snapshot, pipeline path), in the pipeline's directory of the read-only snapshot.
+    pub(super) fn run_krm(
+        &self,
+        pre: &InstancePre<KrmState>,
+        config: &serde_json::Value,
+        docs: &[Document],
+        tree: Option<(&Path, &str)>,
+    ) -> Result<Outcome, CallError> {
+        let request = Request::new(docs, config).map_err(|message| self.trap(message))?;
+        let (stdout, code) = self.call_krm(pre, request.json.clone().into_bytes(), tree)?;
+        let generated_from = tree.map_or("", |(_, path)| path);
+        let response = match request.response(&stdout, generated_from) {
+            Ok(response) => response,
+            Err(problem) if code != 0 => return Ok(Err(vec![exited(code, &problem)])),
+            Err(problem) => return Err(self.trap(problem)),
+        };
+        if code != 0 || response.failed() {
+            let mut diagnostics = response.diagnostics;
+            if !diagnostics.iter().any(|d| d.severity == Severity::Error) {
+                diagnostics.push(exited(code, "it reported no error"));
+            }
+            return Ok(Err(diagnostics));
+        }
+        Ok(Ok(response))
+    }
+
+    fn trap(&self, message: String) -> CallError {
+        CallError::Trap { plugin: self.name.to_string(), message }
+    }
+
+    /// One run of the module's `_start` in a fresh store: its stdout and exit code.
+    fn call_krm(
+        &self,
+        pre: &InstancePre<KrmState>,
+        stdin: Vec<u8>,
+        tree: Option<(&Path, &str)>,
+    ) -> Result<(Vec<u8>, i32), CallError> {
+        let started = Instant::now();
+        let stdout = CappedOutput::new(self.limits.output);
+        let stderr = CappedOutput::new(self.limits.log);
+        let mut wasi = WasiCtx::builder();
+        wasi.stdin(MemoryInputPipe::new(stdin)).stdout(stdout.clone()).stderr(stderr.clone()).arg(&*self.name);
+        wasi.allow_blocking_current_thread(true);
+        if let Some((snapshot, path)) = tree {
+            wasi.preopened_dir(snapshot, SNAPSHOT_MOUNT, FsPerms::ReadOnly).map_err(|e| CallError::Snapshot {
+                plugin: self.name.to_string(),
+                dir: snapshot.to_owned(),
+                message: e.to_string(),
+            })?;
+            let dir = Path::new(SNAPSHOT_MOUNT).join(path);
+            wasi.env("PWD", dir.to_string_lossy());
+        }
+        let state = KrmState { wasi: wasi.build_p1(), limiter: MemoryLimiter::new(self.limits.memory) };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.limits.timeout.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64);
+        store.epoch_deadline_trap();
+
+        let result = pre.instantiate(&mut store).and_then(|instance| {
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call(&mut store, ())
+        });
+
+        let (log, dropped) = stderr.take();
+        for line in log.lines() {
+            tracing::info!(plugin = &*self.name, "{}", crate::secrets::redact(line, &super::call::redacted()));
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                plugin = &*self.name,
+                "dropped {dropped} bytes of stderr over the {} byte cap",
+                self.limits.log
+            );
+        }
+        tracing::debug!(plugin = &*self.name, elapsed = ?started.elapsed(), "KRM function call");
+        if let Some(observe) = self.observer.get() {
+            observe(&self.name, started.elapsed());
+        }
+        let (out, over) = stdout.take_bytes();
+        if over > 0 {
+            return Err(CallError::Output {
+                plugin: self.name.to_string(),
+                size: out.len() + over,
+                limit: self.limits.output,
+            });
+        }
+        let code = match result {
+            Ok(()) => 0,
+            Err(e) => match e.downcast_ref::<I32Exit>() {
+                Some(exit) => exit.0,
+                None => return Err(self.classify_krm(&store, e)),
+            },
+        };
+        Ok((out, code))
+    }
+
+    fn classify_krm(&self, store: &Store<KrmState>, error: wasmtime::Error) -> CallError {
+        let plugin = self.name.to_string();
+        if store.data().limiter.hit() {
+            return CallError::Memory { plugin, limit: self.limits.memory };
+        }
+        if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
+            return CallError::Timeout { plugin, limit: self.limits.timeout };
+        }
+        CallError::Trap { plugin, message: format!("{error:#}") }
+    }
+}
+
+/// The diagnostic for a function that exited with `code` without saying why.
+fn exited(code: i32, why: &str) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        message: format!("the KRM function exited with code {code}: {why}"),
+        file: None,
+        line: None,
+        object: None,
+    }
+}
+
+/// Shared between a loaded module's calls.
+pub(super) type Pre = Arc<InstancePre<KrmState>>;

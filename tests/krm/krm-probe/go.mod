@@ -1,0 +1,3 @@
+module moor.dev/tests/krm/krm-probe
+
+go 1.26
