@@ -37,20 +37,12 @@ type Config struct {
 
 func main() {
 	processor := framework.ResourceListProcessorFunc(func(rl *framework.ResourceList) error {
-		var cfg Config
-		if err := framework.LoadFunctionConfig(rl.FunctionConfig, &cfg); err != nil {
-			return failure("invalid config: %v", err)
-		}
-		dir, err := os.Getwd()
+		nodes, err := render(rl.FunctionConfig)
 		if err != nil {
-			return failure("no working directory: %v", err)
-		}
-		if cfg.Path != "" {
-			dir = filepath.Join(dir, cfg.Path)
-		}
-		nodes, err := build(dir)
-		if err != nil {
-			return failure("%s", explain(err))
+			// Results go out in the ResourceList; the error makes the exit code 1.
+			result := &framework.Result{Message: err.Error(), Severity: framework.Error}
+			rl.Results = append(rl.Results, result)
+			return framework.Results{result}
 		}
 		rl.Items = append(rl.Items, nodes...)
 		return nil
@@ -60,8 +52,25 @@ func main() {
 	}
 }
 
-func failure(format string, args ...any) error {
-	return framework.Results{{Message: fmt.Sprintf(format, args...), Severity: framework.Error}}
+// render builds the directory the functionConfig's `path` names, under the working
+// directory.
+func render(functionConfig *yaml.RNode) ([]*yaml.RNode, error) {
+	var cfg Config
+	if err := framework.LoadFunctionConfig(functionConfig, &cfg); err != nil {
+		return nil, fmt.Errorf("invalid config: %w", err)
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return nil, fmt.Errorf("no working directory: %w", err)
+	}
+	if cfg.Path != "" {
+		dir = filepath.Join(dir, cfg.Path)
+	}
+	nodes, err := build(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s", explain(err))
+	}
+	return nodes, nil
 }
 
 // build runs kustomize on dir, generating a kustomization when dir has none.
@@ -81,7 +90,13 @@ func build(dir string) ([]*yaml.RNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	return resources.ToRNodeSlice(), nil
+	// What `kustomize build` prints: objects through sigs.k8s.io/yaml, so that YAML 1.1
+	// spellings in the sources (`defaultMode: 0755`) come out as the values kubectl reads.
+	out, err := resources.AsYaml()
+	if err != nil {
+		return nil, err
+	}
+	return kio.FromBytes(out)
 }
 
 func hasKustomization(fSys filesys.FileSystem, dir string) bool {

@@ -4,4 +4,5 @@ mod apply;
 mod control_plane;
 mod controller;
 mod instances;
+mod kustomize;
 mod realworld;
