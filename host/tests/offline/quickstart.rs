@@ -30,3 +30,24 @@ fn the_quickstart_plan_lists_its_four_objects() {
         ]
     );
 }
+
+/// `examples/kustomize`: the prod overlay, rendered by the standard `kustomize` plugin
+/// (built by `scripts/go-plugins`, which `scripts/test` runs first).
+#[test]
+fn the_kustomize_example_plans_its_overlay() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kustomize/moor.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_moor"))
+        .args(["plan", config.to_str().unwrap(), "--output", "json"])
+        .env("MOOR_CACHE", crate::support::cache_dir())
+        .env("KUBECONFIG", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut objects: Vec<&str> =
+        plan["pipelines"][0]["changes"].as_array().unwrap().iter().map(|c| c["object"].as_str().unwrap()).collect();
+    objects.sort();
+    assert_eq!(objects.len(), 4, "{objects:?}");
+    assert!(objects.contains(&"Deployment/web-prod/prod-web"), "{objects:?}");
+    assert!(objects.iter().any(|o| o.starts_with("ConfigMap/web-prod/prod-web-settings-")), "{objects:?}");
+}

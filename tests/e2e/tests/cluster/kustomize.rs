@@ -47,12 +47,15 @@ fn canonical(objects: impl IntoIterator<Item = serde_json::Value>) -> BTreeSet<S
 
 #[test]
 fn every_podinfo_kustomization_renders_through_moor_as_native_kustomize_build_does() {
-    let root = podinfo();
-    let dirs = kustomizations(&root);
-    assert!(dirs.len() >= 8, "{dirs:?}");
+    // podinfo's kustomizations, the features fixture and the example: (source root, path).
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut cases: Vec<(PathBuf, String)> = kustomizations(&podinfo()).into_iter().map(|d| (podinfo(), d)).collect();
+    assert!(cases.len() >= 8, "{cases:?}");
+    cases.push((repo.join("tests/data/pipelines/kustomize-features/tree"), "overlay".into()));
+    cases.push((repo.join("examples/kustomize/manifests"), "prod".into()));
     let builtin: Vec<&str> = moor::plugins::builtin_names().collect();
     let moor = moor::reconcile::Moor::new(&plugin_cache()).unwrap();
-    for dir in &dirs {
+    for (root, dir) in &cases {
         let native = cluster().bin.join("kustomize");
         let out = std::process::Command::new(native).arg("build").arg(root.join(dir)).output().unwrap();
         assert!(out.status.success(), "{dir}: {}", String::from_utf8_lossy(&out.stderr));
