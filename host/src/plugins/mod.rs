@@ -12,12 +12,13 @@
 mod bindings;
 mod cache;
 mod call;
+mod error;
 mod http;
 pub mod krm;
 mod load;
 mod output;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub use bindings::CONTRACT_VERSION;
 pub use bindings::types::{Diagnostic, Document, Event, EventReason, File, ObjectRef, PluginKind, Severity};
 pub(crate) use call::CallState;
 pub use call::redacting;
+pub use error::{CallError, EngineError, LoadError};
 pub use load::{Origin, PluginSource};
 
 mod builtin {
@@ -96,59 +98,6 @@ impl Default for Limits {
     }
 }
 
-/// Why loading a plugin failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("plugin `{name}`: cannot read {}: {source}", file.display())]
-    Read { name: String, file: PathBuf, source: std::io::Error },
-    #[error("plugin `{name}`: {} has sha256 {actual}, but the config pins {expected}; refusing to load it", file.display())]
-    HashMismatch { name: String, file: PathBuf, expected: String, actual: String },
-    #[error(
-        "plugin `{name}` is built from Go and {} is {problem}: run `scripts/go-plugins` (it needs the Go the plugin is pinned to, see plugins/go-plugins.lock), or use the container image, which ships it",
-        file.display()
-    )]
-    GoPlugin { name: String, file: PathBuf, problem: String },
-    #[error(
-        "plugin `{name}`: {origin} is {what}; expected a WebAssembly component implementing one of the moor:plugin@{CONTRACT_VERSION} worlds (build it with `cargo build --target wasm32-wasip2`)"
-    )]
-    NotComponent { name: String, origin: Origin, what: &'static str },
-    #[error(
-        "plugin `{name}`: {origin} implements no Moor plugin world (it exports {exports}); expected a component exporting one of {expected}"
-    )]
-    WrongWorld { name: String, origin: Origin, exports: String, expected: String },
-    #[error(
-        "plugin `{name}`: {origin} targets moor:plugin@{found}, but this moor supports moor:plugin@{CONTRACT_VERSION}; {advice}"
-    )]
-    Version { name: String, origin: Origin, found: String, advice: &'static str },
-    #[error("plugin `{name}`: {origin} is a {found}, but it is used as a {expected}")]
-    WrongKind { name: String, origin: Origin, found: PluginKind, expected: PluginKind },
-    #[error("plugin `{name}`: {origin} needs something this host does not grant: {message}")]
-    Link { name: String, origin: Origin, message: String },
-    #[error("plugin `{name}`: {origin} failed to compile: {message}")]
-    Compile { name: String, origin: Origin, message: String },
-    #[error("plugin `{name}`: describing itself failed: {source}")]
-    Info { name: String, source: CallError },
-    #[error("plugin `{name}`: its config schema is not a valid JSON Schema: {message}")]
-    Schema { name: String, message: String },
-}
-
-/// Why a plugin call failed (as opposed to the plugin reporting diagnostics).
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    #[error("plugin `{plugin}` ran past its time limit of {}", humantime::format_duration(*limit))]
-    Timeout { plugin: String, limit: Duration },
-    #[error("plugin `{plugin}` hit its memory limit of {} MiB", limit >> 20)]
-    Memory { plugin: String, limit: usize },
-    #[error("plugin `{plugin}` returned {size} bytes, over its output limit of {limit} bytes")]
-    Output { plugin: String, size: usize, limit: usize },
-    #[error("plugin `{plugin}` crashed: {message}")]
-    Trap { plugin: String, message: String },
-    #[error("plugin `{plugin}` could not start: {message}")]
-    Instantiate { plugin: String, message: String },
-    #[error("plugin `{plugin}` cannot open the snapshot {}: {message}", dir.display())]
-    Snapshot { plugin: String, dir: PathBuf, message: String },
-}
-
 /// The one wasmtime engine, its cache and linker, and the epoch ticker.
 pub struct Runtime {
     observer: Arc<std::sync::OnceLock<CallObserver>>,
@@ -176,15 +125,6 @@ impl Drop for Runtime {
             let _ = t.join();
         }
     }
-}
-
-/// Why the plugin runtime could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("cannot set up the WebAssembly engine: {0:#}")]
-    Engine(#[from] wasmtime::Error),
-    #[error("cannot start the epoch ticker thread: {0}")]
-    Ticker(#[from] std::io::Error),
 }
 
 impl Runtime {
@@ -471,25 +411,6 @@ impl Plugin {
             KindIndices::Notify(i) => i.load(&mut *store, instance)?.call_info(store),
             KindIndices::Fetch(i) => i.load(&mut *store, instance)?.call_info(store),
         })
-    }
-
-    /// A KRM function as a renderer: on the snapshot (first in a chain) or on objects.
-    fn render_krm(
-        &self,
-        pre: &krm::Pre,
-        config: &serde_json::Value,
-        input: RenderInput<'_>,
-    ) -> Result<Result<Vec<Document>, Vec<Diagnostic>>, CallError> {
-        let outcome = match input {
-            RenderInput::Tree { snapshot, path } => self.run_krm(pre, config, &[], Some((snapshot, path)))?,
-            RenderInput::Objects(docs) => self.run_krm(pre, config, &docs, None)?,
-        };
-        Ok(outcome.map(|response| {
-            for d in response.diagnostics.iter().filter(|d| d.severity != Severity::Error) {
-                tracing::warn!(plugin = &*self.name, "{}", d.message);
-            }
-            response.items
-        }))
     }
 
     fn check_output(&self, size: usize) -> Result<(), CallError> {

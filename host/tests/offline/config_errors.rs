@@ -49,8 +49,8 @@ fn a_missing_reference_is_located() {
     let text = format!("{OK_SOURCE}\n[[pipeline]]\nname = \"web\"\nsource = \"nope\"\n");
     assert_eq!(error(&text), "moor.toml:7:10: pipeline[0].source: no source is named `nope`");
     let text =
-        format!("{OK_SOURCE}\n[[pipeline]]\nname = \"web\"\nsource = \"s\"\nrender = [{{ use = \"kustomize\" }}]\n");
-    assert_eq!(error(&text), "moor.toml:8:19: pipeline[0].render[0].use: no plugin is named `kustomize`");
+        format!("{OK_SOURCE}\n[[pipeline]]\nname = \"web\"\nsource = \"s\"\nrender = [{{ use = \"jsonnet\" }}]\n");
+    assert_eq!(error(&text), "moor.toml:8:19: pipeline[0].render[0].use: no plugin is named `jsonnet`");
     let text = format!("{OK_SOURCE}\n[[pipeline]]\nname = \"web\"\nsource = \"s\"\ndepends_on = [\"db\"]\n");
     assert_eq!(error(&text), "moor.toml:8:15: pipeline[0].depends_on[0]: no pipeline is named `db`");
 }

@@ -18,14 +18,16 @@ fn a_wrong_sha256_pin_refuses_to_load() {
     assert!(load_file(&path, &sha256_of(&path)).is_ok());
 }
 
+/// A core module is taken for a KRM function (issue #11); one that is no WASI command is
+/// refused, saying how to build one.
 #[test]
-fn a_core_module_is_not_a_component() {
+fn a_core_module_that_is_not_a_krm_command_is_refused() {
     let dir = tree(&[]);
     let file = dir.path().join("core.wasm");
     std::fs::write(&file, b"\0asm\x01\0\0\0").unwrap();
     let err = load_file(&file, &sha256_of(&file)).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("core.wasm") && text.contains("core WebAssembly module, not a component"), "{text}");
+    assert!(text.contains("core.wasm") && text.contains("exports no `_start`"), "{text}");
 }
 
 #[test]

@@ -22,7 +22,7 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
 
 use super::call::MemoryLimiter;
 use super::output::CappedOutput;
-use super::{CallError, Diagnostic, Document, Plugin, SNAPSHOT_MOUNT, Severity, TICK};
+use super::{CallError, Diagnostic, Document, Plugin, RenderInput, SNAPSHOT_MOUNT, Severity, TICK};
 use resource_list::{Request, Response};
 
 /// The protocol KRM functions speak, as `moor plugin inspect` names it.
@@ -70,6 +70,25 @@ pub(super) fn capabilities() -> Vec<String> {
 pub(super) type Outcome = Result<Response, Vec<Diagnostic>>;
 
 impl Plugin {
+    /// A KRM function as a renderer: on the snapshot (first in a chain) or on objects.
+    pub(super) fn render_krm(
+        &self,
+        pre: &Pre,
+        config: &serde_json::Value,
+        input: RenderInput<'_>,
+    ) -> Result<Result<Vec<Document>, Vec<Diagnostic>>, CallError> {
+        let outcome = match input {
+            RenderInput::Tree { snapshot, path } => self.run_krm(pre, config, &[], Some((snapshot, path)))?,
+            RenderInput::Objects(docs) => self.run_krm(pre, config, &docs, None)?,
+        };
+        Ok(outcome.map(|response| {
+            for d in response.diagnostics.iter().filter(|d| d.severity != Severity::Error) {
+                tracing::warn!(plugin = &*self.name, "{}", d.message);
+            }
+            response.items
+        }))
+    }
+
     /// Runs the function on `docs` with `config` as its `functionConfig`; with `tree`
     /// (snapshot, pipeline path), in the pipeline's directory of the read-only snapshot.
     pub(super) fn run_krm(
