@@ -237,18 +237,35 @@ pub fn parse_file(origin: &str, text: &str) -> Outcome<Vec<Object>> {
         }
     } else {
         for doc in split_documents(text) {
-            match serde_yaml_ng::from_str::<Value>(doc.text) {
+            match serde_saphyr::from_str_with_options::<Value>(doc.text, as_kubectl_reads()) {
                 Ok(value) => push_object(value, origin, doc.first_content_line, &mut objects),
-                Err(e) => {
-                    let offset = doc.start_line - 1;
-                    let line = e.location().map(|l| offset + l.line() as u32).unwrap_or(doc.start_line);
-                    let message = shift_lines(&e.to_string(), offset);
-                    diagnostics.push(Diagnostic::error(format!("invalid YAML: {message}")).at(origin, line));
-                }
+                // serde_yaml_ng's messages and locations are the clearer ones; it decides
+                // the message, not whether the document is valid.
+                Err(refusal) => match serde_yaml_ng::from_str::<Value>(doc.text) {
+                    Err(e) => {
+                        let offset = doc.start_line - 1;
+                        let line = e.location().map(|l| offset + l.line() as u32).unwrap_or(doc.start_line);
+                        let message = shift_lines(&e.to_string(), offset);
+                        diagnostics.push(Diagnostic::error(format!("invalid YAML: {message}")).at(origin, line));
+                    }
+                    Ok(_) => diagnostics
+                        .push(Diagnostic::error(format!("invalid YAML: {refusal}")).at(origin, doc.start_line)),
+                },
             }
         }
     }
     if diagnostics.is_empty() { Ok(objects) } else { Err(diagnostics) }
+}
+
+/// YAML as kubectl reads numbers (sigs.k8s.io/yaml, YAML 1.1): `0755` is octal, 493, as in
+/// `defaultMode: 0755`. Booleans are only `true` and `false`: YAML 1.1's `yes`, `no`, `on`
+/// and `off` stay strings (a name `off` stays a name). Anchors and aliases within the
+/// parser's budget.
+fn as_kubectl_reads() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.legacy_octal_numbers = true;
+    options.strict_booleans = true;
+    options
 }
 
 /// Rewrites every `line N` in a parser message, which counts from the start of the
@@ -450,6 +467,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(json[0].name(), "j");
+    }
+
+    #[test]
+    fn octal_numbers_are_read_as_kubectl_reads_them_and_quoted_ones_stay_strings() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  mode: 0755\n  quoted: '0755'\n  tty: yes\n  word: 'yes'\n  switch: off\n  n: 10\n  f: 1.5\n  s: hello\n";
+        let spec = &parse_file("p.yaml", text).unwrap()[0].value["spec"];
+        assert_eq!(spec["mode"], 493);
+        assert_eq!(spec["quoted"], "0755");
+        assert_eq!(spec["tty"], "yes", "YAML 1.1 booleans stay strings");
+        assert_eq!(spec["word"], "yes");
+        assert_eq!(spec["switch"], "off");
+        assert_eq!((spec["n"].as_i64(), spec["f"].as_f64(), spec["s"].as_str()), (Some(10), Some(1.5), Some("hello")));
     }
 
     #[test]
