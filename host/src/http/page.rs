@@ -122,10 +122,11 @@ fn pipeline(h: &mut String, p: &PipelineStatus) {
         }
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{} {}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{} {} <small>{}</small></td><td>{}</td></tr>",
             esc(step.chain),
             esc(&step.plugin),
             esc(step.version.as_deref().unwrap_or("")),
+            esc(step.flavor.unwrap_or("")),
             esc(&granted)
         );
     }

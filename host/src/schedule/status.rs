@@ -148,6 +148,8 @@ pub struct StepStatus {
     pub chain: &'static str,
     pub plugin: String,
     pub version: Option<String>,
+    /// `component` or `krm-function`.
+    pub flavor: Option<&'static str>,
     pub capabilities: Vec<String>,
     pub allow_hosts: Vec<String>,
     /// The plugin could not be loaded.
@@ -237,6 +239,7 @@ fn steps_status(prepared: &Prepared, pipeline: &PipelineSpec) -> Vec<StepStatus>
             chain,
             plugin: name.into(),
             version: loaded.as_ref().ok().map(|p| p.info.version.clone()),
+            flavor: loaded.as_ref().ok().map(|p| p.info.flavor),
             capabilities,
             allow_hosts: step.allow_hosts.iter().map(|h| h.s().to_owned()).collect(),
             error: loaded.err(),
