@@ -247,7 +247,8 @@ pub async fn apply(
     }
 
     // prune: what the inventory has and the render no longer does, behind the guard
-    let pruned = prune(target, &client, pipeline, owner, &old, &desired, run, progress).await;
+    let pruner = prune::Pruner { target, client: &client, owner };
+    let pruned = prune(pruner, pipeline, &old, &desired, run, progress).await;
     let kept = pruned.deleted.failed.clone();
     report.record_pruned(pruned.deleted);
 
@@ -328,12 +329,9 @@ struct Pruned {
 }
 
 /// Deletes what the inventory has and the render no longer does, behind the guard.
-#[allow(clippy::too_many_arguments)] // the stage's inputs, each used once
 async fn prune(
-    target: &Target,
-    client: &kube::Client,
+    pruner: prune::Pruner<'_>,
     pipeline: &PipelineSpec,
-    owner: prune::Owner<'_>,
     old: &Inventory,
     desired: &[Desired],
     run: RunOptions,
@@ -348,7 +346,7 @@ async fn prune(
         let failed = candidates.into_iter().map(|r| (r, "prune refused".to_owned())).collect();
         return Pruned { deleted: prune::Deleted { failed, ..Default::default() }, refused: Some(refusal.to_string()) };
     }
-    let deleted = prune::delete(target, client, owner, &pipeline.prune_guard, candidates, progress).await;
+    let deleted = pruner.delete(&pipeline.prune_guard, candidates, progress).await;
     Pruned { deleted, refused: None }
 }
 

@@ -110,10 +110,26 @@ pub struct Deleted {
     pub failed: Vec<(ObjKey, String)>,
 }
 
+/// Where deletions go, and whose objects they may touch.
+#[derive(Clone, Copy)]
+pub struct Pruner<'a> {
+    pub target: &'a Target,
+    /// The client of the run (impersonating the pipeline's service account, if any).
+    pub client: &'a kube::Client,
+    pub owner: Owner<'a>,
+}
+
+impl Pruner<'_> {
+    /// Deletes `refs` one by one, after the guard's size check passed: see [`delete`].
+    pub async fn delete(&self, guard: &PruneGuard, refs: Vec<ObjKey>, progress: Progress<'_>) -> Deleted {
+        delete(self.target, self.client, self.owner, guard, refs, progress).await
+    }
+}
+
 /// Deletes `refs` one by one, after the guard's size check passed. An object is deleted only
 /// when it is still labelled as `owner`'s and not annotated `moor.dev/prune=disabled`;
 /// CRDs and Namespaces only when `guard` allows them.
-pub async fn delete(
+async fn delete(
     target: &Target,
     client: &kube::Client,
     owner: Owner<'_>,

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::inventory::{Entry, Inventory, Store};
-use super::prune::{self, Deletion, Owner};
+use super::prune::{self, Deletion, Owner, Pruner};
 use super::{ApplyError, Progress, Report, Target};
 use crate::config::{DeletionPolicy, PruneGuard, Settings};
 
@@ -136,8 +136,8 @@ pub async fn remove(
         }
         Why::Deleted { guard, .. } => guard,
     };
-    let owner = Owner { instance: &settings.instance, pipeline };
-    let mut deleted = prune::delete(target, &target.client, owner, guard, refs, progress).await;
+    let pruner = Pruner { target, client: &target.client, owner: Owner { instance: &settings.instance, pipeline } };
+    let mut deleted = pruner.delete(guard, refs, progress).await;
     let failures = std::mem::take(&mut deleted.failed);
     report.record_pruned(deleted);
     if failures.is_empty() {
