@@ -1,16 +1,7 @@
-//! Readiness of live objects (FX-8): kstatus's rules for standard kinds, conditions for
-//! custom resources, and a pipeline's own CEL rules over both; and the wait for a set of
-//! objects to be ready. A failed rollout is reported at once, with its reason.
-
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+//! Readiness of a live object by kstatus's rules (`sigs.k8s.io/cli-utils/pkg/kstatus`), as
+//! Flux, Helm 4 and `kubectl wait` judge it: pure functions of the object.
 
 use serde_json::Value;
-
-use super::desired::Desired;
-use super::target::api_for;
-use super::{ApplyError, Progress};
-use crate::config::PipelineSpec;
 
 /// What an object's status says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,145 +258,22 @@ fn custom(live: &Value) -> Health {
     }
 }
 
-/// A pipeline's custom readiness rule for one kind, compiled.
-pub struct Custom {
-    group: Option<String>,
-    kind: String,
-    ready: (cel::Program, String),
-    failed: Option<(cel::Program, String)>,
-}
-
-impl std::fmt::Debug for Custom {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Custom").field("kind", &self.kind).field("ready", &self.ready.1).finish_non_exhaustive()
-    }
-}
-
-impl Custom {
-    /// Compiles a pipeline's checks (their syntax was checked when the config loaded).
-    pub fn compile(checks: &[crate::config::HealthCheck]) -> Vec<Custom> {
-        use crate::config::SpannedStr;
-        let program = |text: &str| cel::Program::compile(text).ok().map(|p| (p, text.to_owned()));
-        checks
-            .iter()
-            .filter_map(|c| {
-                let (group, kind) = match c.kind.split_once('/') {
-                    Some((g, k)) => (Some(g.to_owned()), k.to_owned()),
-                    None => (None, c.kind.clone()),
-                };
-                Some(Custom {
-                    group,
-                    kind,
-                    ready: program(c.ready.s())?,
-                    failed: c.failed.as_ref().and_then(|f| program(f.s())),
-                })
-            })
-            .collect()
-    }
-
-    pub fn applies_to(&self, group: &str, kind: &str) -> bool {
-        self.kind == kind && self.group.as_deref().is_none_or(|g| g == group)
-    }
-
-    /// Evaluates the rule on `live`. An expression that cannot be evaluated yet (a field
-    /// not there yet) means "not ready".
-    pub fn check(&self, live: &Value) -> Health {
-        let holds = |(program, _): &(cel::Program, String)| -> Result<bool, String> {
-            let mut context = cel::Context::default();
-            context.add_variable("object", live.clone()).map_err(|e| e.to_string())?;
-            match program.execute(&context) {
-                Ok(cel::Value::Bool(b)) => Ok(b),
-                Ok(other) => Err(format!("evaluates to {other:?}, not a boolean")),
-                Err(e) => Err(e.to_string()),
-            }
-        };
-        if let Some(failed) = &self.failed
-            && holds(failed) == Ok(true)
-        {
-            return Health::Failed(format!("`{}` holds", failed.1));
-        }
-        match holds(&self.ready) {
-            Ok(true) => Health::Ready,
-            Ok(false) => Health::Progressing(format!("waiting for `{}`", self.ready.1)),
-            Err(e) => Health::Progressing(format!("waiting for `{}` ({e})", self.ready.1)),
-        }
-    }
-}
-
-/// How a wait ended: each object's last state (`ready`, what it waits for, or
-/// `failed: why`), and the outcome.
-#[derive(Debug)]
-pub struct Waited {
-    pub states: Vec<(String, String)>,
-    pub outcome: Result<(), ApplyError>,
-}
-
-/// How often objects not ready yet are read again.
-const POLL: Duration = Duration::from_millis(500);
-
-/// Waits until every object of `pending` (with its live form) is ready, up to the
-/// pipeline's `health_timeout`; stops at once when one fails. The pipeline's CEL rules win
-/// over the built-in ones.
-pub async fn wait(
-    client: &kube::Client,
-    pipeline: &PipelineSpec,
-    mut pending: Vec<(&Desired, Value)>,
-    progress: Progress<'_>,
-) -> Waited {
-    let timeout = pipeline.health_timeout.0;
-    let deadline = Instant::now() + timeout;
-    let custom = Custom::compile(&pipeline.health);
-    let mut states: BTreeMap<String, String> = BTreeMap::new();
-    let done = |states: BTreeMap<String, String>, outcome| Waited { states: states.into_iter().collect(), outcome };
-    loop {
-        let mut still = Vec::new();
-        for (d, value) in pending {
-            let state = match custom.iter().find(|c| c.applies_to(&d.r.group, &d.r.kind)) {
-                Some(rule) => rule.check(&value),
-                None => check(&d.r.group, &d.r.kind, &value),
-            };
-            match state {
-                Health::Ready => {
-                    states.insert(d.r.to_string(), "ready".into());
-                }
-                Health::Failed(reason) => {
-                    states.insert(d.r.to_string(), format!("failed: {reason}"));
-                    return done(states, Err(ApplyError::Unhealthy { object: d.r.to_string(), reason }));
-                }
-                Health::Progressing(what) => {
-                    states.insert(d.r.to_string(), what);
-                    still.push((d, value));
-                }
-            }
-        }
-        if still.is_empty() {
-            return done(states, Ok(()));
-        }
-        if Instant::now() > deadline {
-            let waiting = still.iter().map(|(d, _)| d.r.to_string()).collect();
-            return done(states, Err(ApplyError::HealthTimeout { timeout, waiting }));
-        }
-        progress(&format!("waiting for {} object(s) to be ready", still.len()));
-        tokio::time::sleep(POLL).await;
-        let mut refreshed = Vec::with_capacity(still.len());
-        for (d, old) in still {
-            let resolved = d.resolved.as_ref().expect("only resolved objects are waited for");
-            let api = api_for(client, &resolved.resource, &d.r.namespace);
-            let value = match api.get_opt(&d.r.name).await {
-                Ok(Some(o)) => serde_json::to_value(o).unwrap_or_default(),
-                Ok(None) => old,
-                Err(e) => return done(states, Err(ApplyError::object(d, e))),
-            };
-            refreshed.push((d, value));
-        }
-        pending = refreshed;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn cr(status: Value) -> Value {
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"generation": 3}, "status": status})
+    }
+
+    fn state(group: &str, kind: &str, live: &Value) -> &'static str {
+        match check(group, kind, live) {
+            Health::Ready => "ready",
+            Health::Progressing(_) => "progressing",
+            Health::Failed(_) => "failed",
+        }
+    }
 
     #[test]
     fn a_deployment_past_its_deadline_fails_with_the_reason() {
@@ -420,32 +288,6 @@ mod tests {
                 "rollout failed: ProgressDeadlineExceeded: ReplicaSet \"web-1\" has timed out progressing.".into()
             )
         );
-    }
-
-    #[test]
-    fn custom_cel_checks_decide_readiness() {
-        let checks = Custom::compile(&[crate::config::HealthCheck {
-            kind: "example.com/Widget".into(),
-            ready: toml::Spanned::new(0..0, "object.status.phase == 'Ready'".into()),
-            failed: Some(toml::Spanned::new(0..0, "object.status.phase == 'Failed'".into())),
-        }]);
-        let check = &checks[0];
-        assert!(check.applies_to("example.com", "Widget") && !check.applies_to("other.com", "Widget"));
-        assert_eq!(check.check(&json!({"status": {"phase": "Ready"}})), Health::Ready);
-        assert!(matches!(check.check(&json!({"status": {"phase": "Failed"}})), Health::Failed(_)));
-        assert!(matches!(check.check(&json!({"spec": {}})), Health::Progressing(_)));
-    }
-
-    fn cr(status: Value) -> Value {
-        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"generation": 3}, "status": status})
-    }
-
-    fn state(group: &str, kind: &str, live: &Value) -> &'static str {
-        match check(group, kind, live) {
-            Health::Ready => "ready",
-            Health::Progressing(_) => "progressing",
-            Health::Failed(_) => "failed",
-        }
     }
 
     #[test]
