@@ -158,11 +158,18 @@ impl Plugin {
             .and_then(|instance| f(&mut store, &instance).map_err(|e| (false, e)));
 
         let (text, dropped) = stdio.take();
-        for line in text.lines() {
-            let line = crate::secrets::redact(line, &store.data().redact);
-            tracing::info!(plugin = &*self.name, "{line}");
+        self.after_call(started, &text, dropped + store.data().log_dropped, &store.data().redact);
+
+        result.map_err(|(instantiating, e)| self.classify(&store, instantiating, e))
+    }
+
+    /// After any call, of either flavor: what the plugin printed goes to the log (redacted,
+    /// with what was dropped over the cap said once), and the call's duration to the
+    /// observer (the controller's metrics).
+    pub(super) fn after_call(&self, started: Instant, printed: &str, dropped: usize, secrets: &[String]) {
+        for line in printed.lines() {
+            tracing::info!(plugin = &*self.name, "{}", crate::secrets::redact(line, secrets));
         }
-        let dropped = dropped + store.data().log_dropped;
         if dropped > 0 {
             tracing::warn!(
                 plugin = &*self.name,
@@ -174,8 +181,6 @@ impl Plugin {
         if let Some(observe) = self.observer.get() {
             observe(&self.name, started.elapsed());
         }
-
-        result.map_err(|(instantiating, e)| self.classify(&store, instantiating, e))
     }
 
     fn classify(&self, store: &Store<CallState>, instantiating: bool, error: wasmtime::Error) -> CallError {

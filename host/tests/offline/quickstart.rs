@@ -4,18 +4,23 @@
 use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn the_quickstart_plan_lists_its_four_objects() {
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart/moor.toml");
+/// `moor plan examples/<example>/moor.toml --output json`, offline whatever cluster the
+/// environment points at.
+fn plan(example: &str) -> serde_json::Value {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/{example}/moor.toml"));
     let out = Command::new(env!("CARGO_BIN_EXE_moor"))
         .args(["plan", config.to_str().unwrap(), "--output", "json"])
         .env("MOOR_CACHE", crate::support::cache_dir())
-        // Plan offline, whatever cluster the environment points at.
         .env("KUBECONFIG", "/nonexistent")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_quickstart_plan_lists_its_four_objects() {
+    let plan = plan("quickstart");
     assert!(plan["cluster"].as_str().unwrap().starts_with("not reachable"), "{plan}");
     let mut objects: Vec<&str> =
         plan["pipelines"][0]["changes"].as_array().unwrap().iter().map(|c| c["object"].as_str().unwrap()).collect();
@@ -35,15 +40,7 @@ fn the_quickstart_plan_lists_its_four_objects() {
 /// (built by `scripts/go-plugins`, which `scripts/test` runs first).
 #[test]
 fn the_kustomize_example_plans_its_overlay() {
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kustomize/moor.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_moor"))
-        .args(["plan", config.to_str().unwrap(), "--output", "json"])
-        .env("MOOR_CACHE", crate::support::cache_dir())
-        .env("KUBECONFIG", "/nonexistent")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = plan("kustomize");
     let mut objects: Vec<&str> =
         plan["pipelines"][0]["changes"].as_array().unwrap().iter().map(|c| c["object"].as_str().unwrap()).collect();
     objects.sort();

@@ -154,20 +154,7 @@ impl Plugin {
         });
 
         let (log, dropped) = stderr.take();
-        for line in log.lines() {
-            tracing::info!(plugin = &*self.name, "{}", crate::secrets::redact(line, &super::call::redacted()));
-        }
-        if dropped > 0 {
-            tracing::warn!(
-                plugin = &*self.name,
-                "dropped {dropped} bytes of stderr over the {} byte cap",
-                self.limits.log
-            );
-        }
-        tracing::debug!(plugin = &*self.name, elapsed = ?started.elapsed(), "KRM function call");
-        if let Some(observe) = self.observer.get() {
-            observe(&self.name, started.elapsed());
-        }
+        self.after_call(started, &log, dropped, &super::call::redacted());
         let (out, over) = stdout.take_bytes();
         if over > 0 {
             return Err(CallError::Output {
