@@ -29,6 +29,21 @@ impl Resources {
         Ok(Resources { discovery: Discovery::new(client.clone()).run_aggregated().await? })
     }
 
+    /// Every served `group/version` and `group/version/Kind` (`v1`, `v1/ConfigMap` for the
+    /// core group), sorted: Helm's `.Capabilities.APIVersions`.
+    pub fn api_versions(&self) -> Vec<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for group in self.discovery.groups() {
+            for version in group.versions() {
+                let resources = group.versioned_resources(version);
+                let Some((first, _)) = resources.first() else { continue };
+                out.insert(first.api_version.clone());
+                out.extend(resources.iter().map(|(r, _)| format!("{}/{}", r.api_version, r.kind)));
+            }
+        }
+        out.into_iter().collect()
+    }
+
     pub fn resolve(&self, api_version: &str, kind: &str) -> Option<Resolved> {
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         let gvk = GroupVersionKind::gvk(group, version, kind);

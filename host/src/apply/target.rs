@@ -2,6 +2,7 @@
 //! discovery, and small helpers around kube's API and errors.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use kube::api::{Api, DynamicObject};
 use kube::config::KubeConfigOptions;
@@ -11,6 +12,7 @@ use super::ApplyError;
 use super::resources::Resources;
 use crate::config::PipelineSpec;
 use crate::object::ObjKey;
+use crate::plugins::Cluster;
 
 /// A connection to the cluster, shared by the pipelines of one run.
 pub struct Target {
@@ -20,7 +22,13 @@ pub struct Target {
     pub resources: Resources,
     /// Namespace of objects that name none.
     pub default_namespace: String,
+    /// What the cluster serves, as renderers see it, and when it was read.
+    cluster: tokio::sync::Mutex<Option<(Instant, Cluster)>>,
 }
+
+/// How long the cluster's version and API versions are reused for renders: CRDs that one
+/// pipeline installs reach another's `.Capabilities` within this time.
+const CLUSTER_TTL: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,7 +86,22 @@ impl Target {
     pub async fn from_client(client: kube::Client, config: kube::Config) -> Result<Target, ApplyError> {
         let default_namespace = config.default_namespace.clone();
         let resources = Resources::discover(&client).await.map_err(ApplyError::Connect)?;
-        Ok(Target { client, config, resources, default_namespace })
+        Ok(Target { client, config, resources, default_namespace, cluster: Default::default() })
+    }
+
+    /// The cluster's version and API versions, read at most every [`CLUSTER_TTL`].
+    pub async fn cluster(&self) -> Result<Cluster, kube::Error> {
+        let mut cached = self.cluster.lock().await;
+        if let Some((at, cluster)) = cached.as_ref()
+            && at.elapsed() < CLUSTER_TTL
+        {
+            return Ok(cluster.clone());
+        }
+        let version = self.client.apiserver_version().await?.git_version;
+        let api_versions = Resources::discover(&self.client).await?.api_versions();
+        let cluster = Cluster { version, api_versions };
+        *cached = Some((Instant::now(), cluster.clone()));
+        Ok(cluster)
     }
 
     /// The client a pipeline writes with: impersonating its service account, if it has one.

@@ -111,7 +111,7 @@ pub fn diff(
             if only.is_some_and(|o| o != pipeline.name.s()) {
                 continue;
             }
-            let rendered = match moor.render_with_secrets(&prepared, pipeline, Some(&target.client)).await {
+            let rendered = match moor.render_with_secrets(&prepared, pipeline, Some(&target)).await {
                 Ok(r) => r,
                 Err(e) => {
                     failed = true;

@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::Output;
 use crate::object::Object;
 use crate::plugins::{
-    self, Diagnostic, Document, Event, EventReason, Limits, Plugin, PluginKind, PluginSource, RenderInput, Runtime,
-    Severity,
+    self, Diagnostic, Document, Event, EventReason, Limits, Plugin, PluginKind, PluginSource, RenderContext,
+    RenderInput, Runtime, Severity,
 };
 use crate::reconcile::Finding;
 
@@ -130,7 +130,7 @@ pub fn test(
             } else {
                 RenderInput::Tree { snapshot: dir, path: "" }
             };
-            match plugin.render(&config, input)? {
+            match plugin.render(&config, input, &RenderContext::default())? {
                 Ok(docs) => report.objects = docs.iter().map(|d| redacted(&d.json)).collect::<anyhow::Result<_>>()?,
                 Err(diags) => report.findings = findings(diags),
             }
@@ -198,7 +198,11 @@ fn yaml_documents(runtime: &Runtime, dir: &Path) -> anyhow::Result<Vec<Document>
         PluginSource::Builtin(plugins::builtin_bytes("yaml").expect("yaml is built in")),
         Limits::default(),
     )?;
-    match yaml.render(&serde_json::json!({}), RenderInput::Tree { snapshot: dir, path: "" })? {
+    match yaml.render(
+        &serde_json::json!({}),
+        RenderInput::Tree { snapshot: dir, path: "" },
+        &RenderContext::default(),
+    )? {
         Ok(docs) => Ok(docs),
         Err(diags) => {
             let text: Vec<String> =

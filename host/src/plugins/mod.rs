@@ -12,6 +12,7 @@
 mod bindings;
 mod cache;
 mod call;
+mod context;
 mod error;
 mod http;
 pub mod krm;
@@ -30,6 +31,7 @@ pub use bindings::CONTRACT_VERSION;
 pub use bindings::types::{Diagnostic, Document, Event, EventReason, File, ObjectRef, PluginKind, Severity};
 pub(crate) use call::CallState;
 pub use call::redacting;
+pub use context::{Cluster, RenderContext};
 pub use error::{CallError, EngineError, LoadError};
 pub use load::{Origin, PluginSource};
 
@@ -137,6 +139,12 @@ impl Runtime {
             .total_core_instances(2048)
             .total_memories(256)
             .total_tables(1024)
+            // Go's wasip1 modules have one large function table (helm: 53,388 entries).
+            // Tables reserve address space per slot, 8 bytes an element, committed on use.
+            .table_elements(65_536)
+            // …and many functions: helm's instance metadata takes 1.5 MiB (a bound, not a
+            // reservation).
+            .max_core_instance_size(4 << 20)
             .max_memories_per_component(4)
             .max_tables_per_component(8)
             .max_memory_size(MAX_MEMORY)
@@ -281,6 +289,11 @@ impl Plugin {
         self.info.kind
     }
 
+    /// Whether the plugin is given the [`RenderContext`] (KRM functions are).
+    pub fn sees_context(&self) -> bool {
+        matches!(self.flavor, Flavor::Krm(_))
+    }
+
     /// Whether the plugin can serve as a `kind`: a component only as its own kind, a KRM
     /// function as a renderer (generator or transformer) or a validator.
     pub fn serves(&self, kind: PluginKind) -> bool {
@@ -304,14 +317,16 @@ impl Plugin {
         if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 
-    /// Calls a renderer. `Ok(Err(_))` carries the plugin's own diagnostics.
+    /// Calls a renderer. `Ok(Err(_))` carries the plugin's own diagnostics. `context`
+    /// reaches KRM functions only (see [`RenderContext`]).
     pub fn render(
         &self,
         config: &serde_json::Value,
         input: RenderInput<'_>,
+        context: &RenderContext,
     ) -> Result<Result<Vec<Document>, Vec<Diagnostic>>, CallError> {
         let indices = match &self.flavor {
-            Flavor::Krm(pre) => return self.render_krm(pre, config, input),
+            Flavor::Krm(pre) => return self.render_krm(pre, config, input, context),
             Flavor::Component { indices: KindIndices::Render(indices), .. } => indices,
             Flavor::Component { .. } => unreachable!("checked at load"),
         };
@@ -344,7 +359,7 @@ impl Plugin {
     ) -> Result<Result<Vec<Diagnostic>, String>, CallError> {
         let indices = match &self.flavor {
             Flavor::Krm(pre) => {
-                return Ok(match self.run_krm(pre, config, objects, None)? {
+                return Ok(match self.run_krm(pre, config, objects, None, &RenderContext::default())? {
                     Ok(response) => Ok(response.diagnostics),
                     Err(diagnostics) => Ok(diagnostics),
                 });

@@ -23,7 +23,9 @@ pub(crate) use step::{StepCall, resolve_step};
 use crate::apply::{self, Progress, RunOptions, Target};
 use crate::config::{Config, ConfigError, PipelineSpec, SpannedStr};
 use crate::object::Object;
-use crate::plugins::{self, CallError, Document, Limits, Plugin, PluginKind, PluginSource, RenderInput, Runtime};
+use crate::plugins::{
+    self, CallError, Document, Limits, Plugin, PluginKind, PluginSource, RenderContext, RenderInput, Runtime,
+};
 use crate::secrets::SecretValues;
 use crate::source::{Snapshot, SourceError, Sources};
 use crate::stage::Stage;
@@ -43,6 +45,8 @@ pub enum StageError {
     Load(String),
     #[error("render: {0}")]
     RenderCall(CallError),
+    #[error("render: reading the cluster's version and API versions for the renderers: {0}")]
+    Cluster(#[source] kube::Error),
     #[error("render: plugin `{plugin}` failed with {} error(s)", findings.len())]
     Render { plugin: String, findings: Vec<Finding> },
     #[error("render: plugin `{plugin}` produced an object that is not valid: {message}")]
@@ -67,7 +71,10 @@ impl StageError {
         match self {
             StageError::Config(_) | StageError::Load(_) | StageError::Secrets(_) => Stage::Prepare,
             StageError::Source(_) | StageError::SourceCall(_) => Stage::Source,
-            StageError::RenderCall(_) | StageError::Render { .. } | StageError::Object { .. } => Stage::Render,
+            StageError::RenderCall(_)
+            | StageError::Cluster(_)
+            | StageError::Render { .. }
+            | StageError::Object { .. } => Stage::Render,
             StageError::ValidateCall(_) | StageError::Validator { .. } | StageError::Blocked { .. } => Stage::Validate,
             StageError::Apply(failed) => failed.stage,
             StageError::Timeout(_) => Stage::Timeout,
@@ -222,7 +229,7 @@ impl Moor {
         progress: Progress<'_>,
     ) -> Result<Delivery, StageError> {
         // source → snapshot → render chain → objects → validate chain
-        let rendered = self.render_with_secrets(prepared, pipeline, Some(&target.client)).await?;
+        let rendered = self.render_with_secrets(prepared, pipeline, Some(target)).await?;
         // plan → apply → prune → health → record
         let settings = &prepared.config.settings;
         let report =
@@ -231,16 +238,19 @@ impl Moor {
     }
 
     /// Reads the Secrets the pipeline's source and steps were given (only environment
-    /// variables without a `client`), then runs the offline stages on a blocking thread.
+    /// variables without a `target`) and what the cluster serves, then runs the offline
+    /// stages on a blocking thread.
     pub async fn render_with_secrets(
         &self,
         prepared: &Prepared,
         pipeline: &PipelineSpec,
-        client: Option<&kube::Client>,
+        target: Option<&Target>,
     ) -> Result<Rendered, StageError> {
+        let client = target.map(|t| &t.client);
         let secrets =
             SecretValues::for_pipeline(client, &prepared.config, pipeline).await.map_err(StageError::Secrets)?;
-        blocking(|| self.render_pipeline(prepared, pipeline, &secrets))
+        let context = render_context(prepared, pipeline, target).await?;
+        blocking(|| self.render_pipeline(prepared, pipeline, &secrets, &context))
     }
 
     /// Runs the offline stages of `pipeline`: fetch, render, validate.
@@ -249,13 +259,14 @@ impl Moor {
         prepared: &Prepared,
         pipeline: &PipelineSpec,
         secrets: &SecretValues,
+        context: &RenderContext,
     ) -> Result<Rendered, StageError> {
         let renderers = resolve_chain(prepared, pipeline, "render", &pipeline.render, PluginKind::Renderer, secrets)?;
         let validators =
             resolve_chain(prepared, pipeline, "validate", &pipeline.validate, PluginKind::Validator, secrets)?;
 
         let snapshot = self.fetch(prepared, pipeline, secrets)?;
-        let objects = render(&snapshot, pipeline.path.s(), &renderers)?;
+        let objects = render(&snapshot, pipeline.path.s(), &renderers, context)?;
         let findings = validate(&objects, &validators)?;
         Ok(Rendered { pipeline: pipeline.name.s().to_owned(), revision: snapshot.revision, objects, findings })
     }
@@ -295,9 +306,34 @@ impl Moor {
     }
 }
 
+/// What the pipeline's renderers are told about where their objects go; the cluster's
+/// version and API versions only when a renderer sees them and there is a cluster.
+async fn render_context(
+    prepared: &Prepared,
+    pipeline: &PipelineSpec,
+    target: Option<&Target>,
+) -> Result<RenderContext, StageError> {
+    let namespace = pipeline.target_namespace.clone().or_else(|| target.map(|t| t.default_namespace.clone()));
+    let mut context = RenderContext {
+        pipeline: pipeline.name.s().to_owned(),
+        namespace: namespace.unwrap_or_else(|| "default".into()),
+        cluster: None,
+    };
+    let wanted = pipeline.render.iter().any(|step| prepared.plugin(step.uses.s()).is_ok_and(|p| p.sees_context()));
+    if let Some(target) = target.filter(|_| wanted) {
+        context.cluster = Some(target.cluster().await.map_err(StageError::Cluster)?);
+    }
+    Ok(context)
+}
+
 /// Stage 2: the render chain. The first renderer reads the snapshot; each later one gets
 /// the previous stage's objects.
-fn render(snapshot: &Snapshot, path: &str, renderers: &[StepCall<'_>]) -> Result<Vec<Object>, StageError> {
+fn render(
+    snapshot: &Snapshot,
+    path: &str,
+    renderers: &[StepCall<'_>],
+    context: &RenderContext,
+) -> Result<Vec<Object>, StageError> {
     let mut docs: Option<Vec<Document>> = None;
     let mut last = "";
     for step in renderers {
@@ -305,7 +341,7 @@ fn render(snapshot: &Snapshot, path: &str, renderers: &[StepCall<'_>]) -> Result
             None => RenderInput::Tree { snapshot: &snapshot.root, path },
             Some(docs) => RenderInput::Objects(docs),
         };
-        match step.run(|plugin, with| plugin.render(with, input)).map_err(StageError::RenderCall)? {
+        match step.run(|plugin, with| plugin.render(with, input, context)).map_err(StageError::RenderCall)? {
             Ok(out) => docs = Some(out),
             Err(diagnostics) => {
                 let findings = diagnostics.into_iter().map(|d| step.finding(d)).collect();

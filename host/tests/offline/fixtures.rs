@@ -4,10 +4,11 @@
 //! `case.toml` holding the pipeline's `render` and `validate` chains, and `expected.txt`,
 //! what `check` prints for it. Run with `MOOR_BLESS=1` to rewrite the expectations. A case
 //! may use the test plugins (`tests/krm/*`, `tests/plugins/*`) by name, and the standard
-//! Go plugins (`kustomize`), which `scripts/go-plugins` builds into the cache.
+//! Go plugins (`kustomize`, `helm`), which `scripts/go-plugins` builds into the cache.
 
 use std::path::{Path, PathBuf};
 
+use moor::plugins::RenderContext;
 use moor::reconcile::Moor;
 
 use crate::support::*;
@@ -34,7 +35,9 @@ fn run_case(case: &Path) -> String {
     let moor = Moor::new(cache_dir()).unwrap();
     let prepared = moor.prepare(std::sync::Arc::new(cfg.clone()));
     let mut out = String::new();
-    match moor.render_pipeline(&prepared, cfg.pipeline("case").unwrap(), &Default::default()) {
+    // Renderers are told the pipeline and its namespace, as an offline `moor build` tells them.
+    let context = RenderContext { pipeline: "case".into(), namespace: "apps".into(), cluster: None };
+    match moor.render_pipeline(&prepared, cfg.pipeline("case").unwrap(), &Default::default(), &context) {
         Ok(rendered) => {
             for o in &rendered.objects {
                 out.push_str(&format!("{}  {}\n", o.origin(), o.display_name()));

@@ -78,13 +78,18 @@ fn a_yaml_alias_bomb_fails_its_pipeline_only() {
     let cfg = config(dir.path(), text).unwrap();
     let moor = moor::reconcile::Moor::new(cache_dir()).unwrap();
     let prepared = moor.prepare(std::sync::Arc::new(cfg.clone()));
-    let err = moor.render_pipeline(&prepared, cfg.pipeline("bomb").unwrap(), &Default::default()).unwrap_err();
+    let err = moor
+        .render_pipeline(&prepared, cfg.pipeline("bomb").unwrap(), &Default::default(), &Default::default())
+        .unwrap_err();
     let findings = err.findings();
     assert_eq!(findings.len(), 1, "{err}");
     assert!(findings[0].message.contains("repetition limit exceeded"), "{}", findings[0]);
     assert_eq!(findings[0].file.as_deref(), Some("bomb/laughs.yaml"));
     assert_eq!(
-        moor.render_pipeline(&prepared, cfg.pipeline("fine").unwrap(), &Default::default()).unwrap().objects.len(),
+        moor.render_pipeline(&prepared, cfg.pipeline("fine").unwrap(), &Default::default(), &Default::default())
+            .unwrap()
+            .objects
+            .len(),
         1
     );
 }
@@ -102,7 +107,7 @@ fn render_plugin_source(files: &str) -> Result<moor::reconcile::Rendered, moor::
     let cfg = config(dir.path(), &plugin_source_config(files)).unwrap();
     let moor = moor::reconcile::Moor::new(cache_dir()).unwrap();
     let prepared = moor.prepare(std::sync::Arc::new(cfg.clone()));
-    moor.render_pipeline(&prepared, cfg.pipeline("p").unwrap(), &Default::default())
+    moor.render_pipeline(&prepared, cfg.pipeline("p").unwrap(), &Default::default(), &Default::default())
 }
 
 #[test]

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use moor::plugins::{CallError, Document, Limits, Plugin, PluginKind, PluginSource, RenderInput, Severity};
+use moor::plugins::{
+    CallError, Document, Limits, Plugin, PluginKind, PluginSource, RenderContext, RenderInput, Severity,
+};
 use serde_json::json;
 
 use crate::support::*;
@@ -57,17 +59,17 @@ fn a_core_module_is_loaded_as_a_krm_function_that_serves_as_renderer_or_validato
 fn an_infinite_loop_is_stopped_at_its_deadline() {
     let plugin = go_probe();
     let started = Instant::now();
-    let err = plugin.render(&act("loop"), RenderInput::Objects(vec![])).unwrap_err();
+    let err = plugin.render(&act("loop"), RenderInput::Objects(vec![]), &RenderContext::default()).unwrap_err();
     assert!(matches!(err, CallError::Timeout { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
     // Usable again: a fresh instance per call.
-    assert!(plugin.render(&act("noop"), RenderInput::Objects(docs())).unwrap().is_ok());
+    assert!(plugin.render(&act("noop"), RenderInput::Objects(docs()), &RenderContext::default()).unwrap().is_ok());
 }
 
 #[test]
 fn a_memory_hog_hits_the_cap() {
     let plugin = go_probe();
-    let err = plugin.render(&act("hog"), RenderInput::Objects(vec![])).unwrap_err();
+    let err = plugin.render(&act("hog"), RenderInput::Objects(vec![]), &RenderContext::default()).unwrap_err();
     // Go's runtime may report the refused growth itself (exit 2) or trap on it.
     assert!(matches!(err, CallError::Memory { .. }), "{err:?}");
 }
@@ -76,7 +78,7 @@ fn a_memory_hog_hits_the_cap() {
 fn an_output_flood_is_refused() {
     let plugin =
         krm("krm-probe", Limits { output: 8 << 20, timeout: Duration::from_secs(20), memory: 256 << 20, ..quick() });
-    let err = plugin.render(&act("flood"), RenderInput::Objects(vec![])).unwrap_err();
+    let err = plugin.render(&act("flood"), RenderInput::Objects(vec![]), &RenderContext::default()).unwrap_err();
     assert!(matches!(err, CallError::Output { .. }), "{err:?}");
 }
 
@@ -86,10 +88,18 @@ fn it_sees_the_snapshot_read_only_as_its_working_directory_nothing_outside_and_n
     let dir = tree(&[("apps/web/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")]);
     // A renderer first in its chain works in the pipeline's directory of the snapshot (the
     // probe fails with what it saw, so that the test can read it).
-    let seen = plugin.render(&act("tree-fail"), RenderInput::Tree { snapshot: dir.path(), path: "apps/web" }).unwrap();
+    let seen = plugin
+        .render(
+            &act("tree-fail"),
+            RenderInput::Tree { snapshot: dir.path(), path: "apps/web" },
+            &RenderContext::default(),
+        )
+        .unwrap();
     let seen = seen.unwrap_err()[0].message.clone();
     assert_eq!(seen, "wd: /snapshot/apps/web files: cm.yaml env: PWD=/snapshot/apps/web");
-    let escape = plugin.render(&act("escape"), RenderInput::Tree { snapshot: dir.path(), path: "apps/web" }).unwrap();
+    let escape = plugin
+        .render(&act("escape"), RenderInput::Tree { snapshot: dir.path(), path: "apps/web" }, &RenderContext::default())
+        .unwrap();
     let notes: Vec<String> = escape.unwrap_err().into_iter().map(|d| d.message).collect();
     assert_eq!(notes.len(), 4, "{notes:#?}");
     assert!(notes.iter().all(|n| n.starts_with("cannot ")), "it got out of the read-only snapshot: {notes:#?}");
@@ -105,14 +115,18 @@ fn results_become_diagnostics_with_file_and_line_and_a_failure_is_the_functions_
     assert_eq!(d.severity, Severity::Error);
     assert_eq!((d.file.as_deref(), d.line), (Some("app.yaml"), Some(5)));
     assert_eq!(d.object.as_ref().map(|o| o.name.as_str()), Some("second"));
-    let crashed = plugin.render(&act("crash"), RenderInput::Objects(docs())).unwrap().unwrap_err();
+    let crashed =
+        plugin.render(&act("crash"), RenderInput::Objects(docs()), &RenderContext::default()).unwrap().unwrap_err();
     assert!(crashed[0].message.contains("exited with code 3"), "{:?}", crashed[0].message);
 }
 
 #[test]
 fn a_kyaml_transformer_keeps_each_objects_file_and_line() {
     let plugin = krm("set-label", quick_go());
-    let out = plugin.render(&json!({"key": "team", "value": "blue"}), RenderInput::Objects(docs())).unwrap().unwrap();
+    let out = plugin
+        .render(&json!({"key": "team", "value": "blue"}), RenderInput::Objects(docs()), &RenderContext::default())
+        .unwrap()
+        .unwrap();
     let origins: Vec<(String, u32)> = out.iter().map(|d| (d.file.clone(), d.line)).collect();
     assert_eq!(origins, [("app.yaml".to_owned(), 1), ("app.yaml".to_owned(), 5)]);
     for d in &out {

@@ -6,8 +6,9 @@
 //! A KRM function gets what a component gets and no more: a fresh instance per call, the
 //! epoch deadline, the memory cap and the output cap; no network (preview 1 has no
 //! sockets), no host environment, no arguments. A renderer first in its chain also gets the
-//! snapshot, read-only, at `/snapshot`, and its working directory (`PWD`, the only
-//! variable it sees) is the pipeline's directory there.
+//! snapshot, read-only, at `/snapshot`, and its working directory (`PWD`) is the pipeline's
+//! directory there. Renderers see the render context as `MOOR_*` variables
+//! ([`RenderContext`]); no other variable reaches a function.
 
 pub mod resource_list;
 
@@ -22,7 +23,7 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
 
 use super::call::MemoryLimiter;
 use super::output::CappedOutput;
-use super::{CallError, Diagnostic, Document, Plugin, RenderInput, SNAPSHOT_MOUNT, Severity, TICK};
+use super::{CallError, Diagnostic, Document, Plugin, RenderContext, RenderInput, SNAPSHOT_MOUNT, Severity, TICK};
 use resource_list::{Request, Response};
 
 /// The protocol KRM functions speak, as `moor plugin inspect` names it.
@@ -59,7 +60,8 @@ pub(super) fn capabilities() -> Vec<String> {
     vec![
         "filesystem: the source snapshot, read-only, as the working directory (renderers first in a chain)".into(),
         "stdio: a ResourceList in and out; stderr to the log, capped".into(),
-        "environment: only PWD".into(),
+        "environment: PWD and the render context (MOOR_PIPELINE, MOOR_NAMESPACE, MOOR_KUBE_VERSION, MOOR_API_VERSIONS)"
+            .into(),
         "clocks".into(),
         "random".into(),
     ]
@@ -76,10 +78,11 @@ impl Plugin {
         pre: &Pre,
         config: &serde_json::Value,
         input: RenderInput<'_>,
+        context: &RenderContext,
     ) -> Result<Result<Vec<Document>, Vec<Diagnostic>>, CallError> {
         let outcome = match input {
-            RenderInput::Tree { snapshot, path } => self.run_krm(pre, config, &[], Some((snapshot, path)))?,
-            RenderInput::Objects(docs) => self.run_krm(pre, config, &docs, None)?,
+            RenderInput::Tree { snapshot, path } => self.run_krm(pre, config, &[], Some((snapshot, path)), context)?,
+            RenderInput::Objects(docs) => self.run_krm(pre, config, &docs, None, context)?,
         };
         Ok(outcome.map(|response| {
             for d in response.diagnostics.iter().filter(|d| d.severity != Severity::Error) {
@@ -97,11 +100,12 @@ impl Plugin {
         config: &serde_json::Value,
         docs: &[Document],
         tree: Option<(&Path, &str)>,
+        context: &RenderContext,
     ) -> Result<Outcome, CallError> {
         let request = Request::new(docs, config).map_err(|message| self.trap(message))?;
-        let (stdout, code) = self.call_krm(pre, request.json.clone().into_bytes(), tree)?;
-        let generated_from = tree.map_or("", |(_, path)| path);
-        let response = match request.response(&stdout, generated_from) {
+        let (stdout, code) = self.call_krm(pre, request.json.clone().into_bytes(), tree, context)?;
+        let workdir = tree.map_or("", |(_, path)| path);
+        let response = match request.response(&stdout, workdir) {
             Ok(response) => response,
             Err(problem) if code != 0 => return Ok(Err(vec![exited(code, &problem)])),
             Err(problem) => return Err(self.trap(problem)),
@@ -126,6 +130,7 @@ impl Plugin {
         pre: &InstancePre<KrmState>,
         stdin: Vec<u8>,
         tree: Option<(&Path, &str)>,
+        context: &RenderContext,
     ) -> Result<(Vec<u8>, i32), CallError> {
         let started = Instant::now();
         let stdout = CappedOutput::new(self.limits.output);
@@ -133,6 +138,9 @@ impl Plugin {
         let mut wasi = WasiCtx::builder();
         wasi.stdin(MemoryInputPipe::new(stdin)).stdout(stdout.clone()).stderr(stderr.clone()).arg(&*self.name);
         wasi.allow_blocking_current_thread(true);
+        for (key, value) in context.env() {
+            wasi.env(key, value);
+        }
         if let Some((snapshot, path)) = tree {
             wasi.preopened_dir(snapshot, SNAPSHOT_MOUNT, FsPerms::ReadOnly).map_err(|e| CallError::Snapshot {
                 plugin: self.name.to_string(),

@@ -65,8 +65,11 @@ impl Request {
     }
 
     /// Reads the function's output: its objects (origin annotations turned back into file
-    /// and line, `generated_from` for objects that name none) and its results.
-    pub fn response(&self, stdout: &[u8], generated_from: &str) -> Result<Response, String> {
+    /// and line) and its results. `workdir` is the pipeline's directory for a function that
+    /// read the tree ("" otherwise): paths it names are relative to it, as the KRM
+    /// specification has them relative to the package, and objects that name none come
+    /// from it.
+    pub fn response(&self, stdout: &[u8], workdir: &str) -> Result<Response, String> {
         let text = std::str::from_utf8(stdout).map_err(|_| "its output is not UTF-8".to_owned())?;
         if text.trim().is_empty() {
             return Ok(Response::default());
@@ -81,18 +84,18 @@ impl Request {
             let (position, file) = take_origin(&mut item);
             let (file, line) = match (position.and_then(|p| self.origins.get(p)), file) {
                 (Some((file, line)), _) => (file.clone(), *line),
-                (None, Some(file)) => (file, 0),
-                (None, None) => (generated_from.to_owned(), 0),
+                (None, Some(file)) => (in_dir(workdir, &file), 0),
+                (None, None) => (workdir.to_owned(), 0),
             };
             out.items.push(Document { json: item.to_string(), file, line });
         }
         for result in list.get("results").and_then(Value::as_array).into_iter().flatten() {
-            out.diagnostics.push(self.diagnostic(result));
+            out.diagnostics.push(self.diagnostic(result, workdir));
         }
         Ok(out)
     }
 
-    fn diagnostic(&self, result: &Value) -> Diagnostic {
+    fn diagnostic(&self, result: &Value, workdir: &str) -> Diagnostic {
         let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
         let severity = match result.get("severity").and_then(Value::as_str) {
             Some("warning") => Severity::Warning,
@@ -109,11 +112,16 @@ impl Request {
             namespace: text(r.get("namespace")).filter(|n| !n.is_empty()),
             name: text(r.get("name")).unwrap_or_default(),
         });
-        let file = text(result.pointer("/file/path"));
-        let index = result.pointer("/file/index").and_then(|i| i.as_u64().or_else(|| i.as_str()?.parse().ok()));
-        // The index is the object's position in the list for kyaml's functions, its index in
-        // its file for others: a position whose object is of that file wins.
-        let line = file.as_ref().and_then(|f| {
+        let file = text(result.pointer("/file/path")).map(|f| in_dir(workdir, &f));
+        let number = |key: &str| {
+            result.pointer(&format!("/file/{key}")).and_then(|i| i.as_u64().or_else(|| i.as_str()?.parse().ok()))
+        };
+        let index = number("index");
+        // Moor's `file.line` (a template's line) first. Else the index: the object's position
+        // in the list for kyaml's functions, its index in its file for others; a position
+        // whose object is of that file wins.
+        let line = number("line").map(|l| l as u32).or_else(|| {
+            let f = file.as_ref()?;
             let by_position = index.and_then(|i| self.origins.get(i as usize)).filter(|(of, _)| of == f);
             by_position.map(|(_, line)| *line).or_else(|| self.lines.get(&(f.clone(), index.unwrap_or(0))).copied())
         });
@@ -131,6 +139,16 @@ pub struct Response {
 impl Response {
     pub fn failed(&self) -> bool {
         self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// `file`, named relative to `dir`, relative to the snapshot.
+fn in_dir(dir: &str, file: &str) -> String {
+    let file = file.trim_start_matches("./");
+    match dir.trim_end_matches('/') {
+        "" | "." => file.to_owned(),
+        dir if file.is_empty() || file == "." => dir.to_owned(),
+        dir => format!("{dir}/{file}"),
     }
 }
 
@@ -200,7 +218,7 @@ mod tests {
             - apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: x-a\n    annotations:\n      config.kubernetes.io/path: app.yaml\n      moor.dev/origin: '0'\n\
             - apiVersion: v1\n  kind: Secret\n  metadata:\n    name: new\n\
             results:\n- message: name too long\n  severity: warning\n  resourceRef: {apiVersion: v1, kind: ConfigMap, name: x-b}\n  file: {path: app.yaml, index: 1}\n";
-        let response = request.response(stdout.as_bytes(), "overlays/prod").unwrap();
+        let response = request.response(stdout.as_bytes(), "").unwrap();
         let back: Vec<(String, String, u32)> = response
             .items
             .iter()
@@ -208,7 +226,7 @@ mod tests {
             .collect();
         assert_eq!(back[0], (json!({"name": "x-b", "annotations": {"keep": "me"}}).to_string(), "app.yaml".into(), 7));
         assert_eq!(back[1], (json!({"name": "x-a"}).to_string(), "app.yaml".into(), 1));
-        assert_eq!(back[2], (json!({"name": "new"}).to_string(), "overlays/prod".into(), 0));
+        assert_eq!(back[2], (json!({"name": "new"}).to_string(), "".into(), 0));
         let d = &response.diagnostics[0];
         assert_eq!((d.severity, d.file.as_deref(), d.line), (Severity::Warning, Some("app.yaml"), Some(7)));
         assert_eq!(d.object.as_ref().map(|o| o.name.as_str()), Some("x-b"));
@@ -223,5 +241,27 @@ mod tests {
         assert_eq!(response.diagnostics[0].message, "boom");
         assert!(request.response(b"kind: ConfigMap\n", "").is_err());
         assert!(request.response(b"", "").unwrap().items.is_empty());
+    }
+
+    #[test]
+    fn a_tree_renderer_names_files_in_the_pipeline_directory_and_may_give_a_line() {
+        let request = Request::new(&[], &json!({})).unwrap();
+        let stdout = json!({
+            "kind": "ResourceList",
+            "items": [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web",
+                "annotations": {PATH: "chart/templates/service.yaml", INDEX: "0"}}}],
+            "results": [{"message": "values: replicas is required", "severity": "error",
+                "file": {"path": "chart/templates/deployment.yaml", "line": 12}}],
+        });
+        let response = request.response(stdout.to_string().as_bytes(), "apps/web").unwrap();
+        assert_eq!(response.items[0].file, "apps/web/chart/templates/service.yaml");
+        assert_eq!(
+            response.items[0].json,
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}}).to_string()
+        );
+        let d = &response.diagnostics[0];
+        assert_eq!((d.file.as_deref(), d.line), (Some("apps/web/chart/templates/deployment.yaml"), Some(12)));
+        assert_eq!(in_dir("", "./a.yaml"), "a.yaml");
+        assert_eq!(in_dir("apps", "."), "apps");
     }
 }
