@@ -2,14 +2,11 @@
 //! through Moor exactly as the native `kustomize build` (built by tests/cluster/build)
 //! renders it, and an overlay applies, becomes healthy and is unchanged on a re-run.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use moor_e2e::{Project, cluster, plugin_cache};
 
-fn podinfo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/realworld/podinfo")
-}
+use super::renders::{canonical, copy, podinfo, yaml_stream};
 
 /// Every directory under `root` holding a kustomization, relative to `root`.
 fn kustomizations(root: &Path) -> Vec<String> {
@@ -29,22 +26,6 @@ fn kustomizations(root: &Path) -> Vec<String> {
     found
 }
 
-/// Objects as canonical JSON (keys sorted), as a set.
-fn canonical(objects: impl IntoIterator<Item = serde_json::Value>) -> BTreeSet<String> {
-    fn sort(v: serde_json::Value) -> serde_json::Value {
-        match v {
-            serde_json::Value::Object(m) => {
-                let sorted: std::collections::BTreeMap<String, serde_json::Value> =
-                    m.into_iter().map(|(k, v)| (k, sort(v))).collect();
-                serde_json::to_value(sorted).unwrap()
-            }
-            serde_json::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(sort).collect()),
-            other => other,
-        }
-    }
-    objects.into_iter().map(|o| sort(o).to_string()).collect()
-}
-
 #[test]
 fn every_podinfo_kustomization_renders_through_moor_as_native_kustomize_build_does() {
     // podinfo's kustomizations, the features fixture and the example: (source root, path).
@@ -59,11 +40,7 @@ fn every_podinfo_kustomization_renders_through_moor_as_native_kustomize_build_do
         let native = cluster().bin.join("kustomize");
         let out = std::process::Command::new(native).arg("build").arg(root.join(dir)).output().unwrap();
         assert!(out.status.success(), "{dir}: {}", String::from_utf8_lossy(&out.stderr));
-        let expected = canonical(
-            serde_yaml_ng::Deserializer::from_slice(&out.stdout)
-                .map(|d| serde::Deserialize::deserialize(d).unwrap())
-                .filter(|v: &serde_json::Value| !v.is_null()),
-        );
+        let expected = canonical(yaml_stream(&out.stdout));
 
         let text = format!(
             "[[source]]\nname = \"podinfo\"\npath = \"{}\"\n[[pipeline]]\nname = \"p\"\nsource = \"podinfo\"\npath = \"{dir}\"\nrender = [{{ use = \"kustomize\" }}]\n",
@@ -72,7 +49,7 @@ fn every_podinfo_kustomization_renders_through_moor_as_native_kustomize_build_do
         let config = moor::config::Config::parse(&root.join("moor.toml"), text, &builtin).unwrap();
         let prepared = moor.prepare(std::sync::Arc::new(config.clone()));
         let rendered = moor
-            .render_pipeline(&prepared, config.pipeline("p").unwrap(), &Default::default())
+            .render_pipeline(&prepared, config.pipeline("p").unwrap(), &Default::default(), &Default::default())
             .unwrap_or_else(|e| panic!("{dir}: {e}"));
         let actual = canonical(rendered.objects.into_iter().map(|o| o.value));
         assert_eq!(actual, expected, "{dir}: Moor's render differs from `kustomize build`");
@@ -100,15 +77,5 @@ async fn a_kustomize_overlay_applies_healthy_and_is_unchanged_on_a_rerun() -> an
     let again = p.apply_ok(&p.ns).await;
     assert_eq!((again.created.len(), again.configured.len(), again.pruned.len()), (0, 0, 0), "{again:?}");
     assert_eq!(again.unchanged.len(), first.created.len());
-    Ok(())
-}
-
-fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let path = entry?.path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() { copy(&path, &target)? } else { std::fs::copy(&path, &target).map(|_| ())? }
-    }
     Ok(())
 }

@@ -3,6 +3,8 @@
 mod apply;
 mod control_plane;
 mod controller;
+mod helm;
 mod instances;
 mod kustomize;
 mod realworld;
+mod renders;
