@@ -48,3 +48,14 @@ fn the_kustomize_example_plans_its_overlay() {
     assert!(objects.contains(&"Deployment/web-prod/prod-web"), "{objects:?}");
     assert!(objects.iter().any(|o| o.starts_with("ConfigMap/web-prod/prod-web-settings-")), "{objects:?}");
 }
+
+/// `examples/helm`: the chart with its production values and inline values, rendered by the
+/// standard `helm` plugin.
+#[test]
+fn the_helm_example_plans_its_chart() {
+    let plan = plan("helm");
+    let changes = plan["pipelines"][0]["changes"].as_array().unwrap();
+    let mut objects: Vec<&str> = changes.iter().map(|c| c["object"].as_str().unwrap()).collect();
+    objects.sort();
+    assert_eq!(objects, ["Deployment/web-prod/web", "Namespace/web-prod", "Service/web-prod/web"]);
+}
