@@ -5,6 +5,7 @@
 //! compiled/
 //!   <engine>/              hex of the engine's precompile-compatibility hash
 //!     <sha256>.cwasm       the component with that digest, compiled by that engine
+//!     <sha256>.lock        held while one process compiles it
 //! ```
 //! A component compiled by one engine only loads into an engine with the same settings,
 //! so the engine hash is part of the key. Entries are written to a temporary file and
@@ -31,16 +32,16 @@ impl CompileCache {
     /// The compiled form of `bytes` (whose digest is `sha256`), a component or a core
     /// module, from the cache when present, else compiled and stored. The bool says
     /// whether it came from the cache.
+    /// Processes that want the same entry compile it once: the others wait for it (a big
+    /// module takes a minute and over a gigabyte to compile).
     pub fn get<T: Compiled>(&self, engine: &Engine, sha256: &str, bytes: &[u8]) -> wasmtime::Result<(T, bool)> {
         let path = self.dir.join(format!("{sha256}.cwasm"));
-        if path.exists() {
-            // SAFETY: the file was written by `serialize` of an engine with the same
-            // compatibility hash (the directory name), and only this cache writes it; the
-            // sha256 names the bytes, so a component and a module never share an entry.
-            match unsafe { T::deserialize_file(engine, &path) } {
-                Ok(compiled) => return Ok((compiled, true)),
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring unreadable compiled code: {e:#}"),
-            }
+        if let Some(compiled) = load(engine, &path) {
+            return Ok((compiled, true));
+        }
+        let _compiling = self.lock(sha256);
+        if let Some(compiled) = load(engine, &path) {
+            return Ok((compiled, true));
         }
         let compiled = T::new(engine, bytes)?;
         if let Err(e) = self.store(&path, &compiled.serialize()?) {
@@ -49,12 +50,38 @@ impl CompileCache {
         Ok((compiled, false))
     }
 
+    /// An exclusive lock on the entry `sha256`, held until dropped; `None` (compile anyway)
+    /// where the cache directory cannot be written.
+    fn lock(&self, sha256: &str) -> Option<std::fs::File> {
+        std::fs::create_dir_all(&self.dir).ok()?;
+        let file = std::fs::File::create(self.dir.join(format!("{sha256}.lock"))).ok()?;
+        file.lock().ok()?;
+        Some(file)
+    }
+
     fn store(&self, path: &Path, serialized: &[u8]) -> wasmtime::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
         std::io::Write::write_all(&mut tmp, serialized)?;
         tmp.persist(path)?;
         Ok(())
+    }
+}
+
+/// The cached entry at `path`, if there is a readable one.
+fn load<T: Compiled>(engine: &Engine, path: &Path) -> Option<T> {
+    if !path.exists() {
+        return None;
+    }
+    // SAFETY: the file was written by `serialize` of an engine with the same compatibility
+    // hash (the directory name), and only this cache writes it; the sha256 names the bytes,
+    // so a component and a module never share an entry.
+    match unsafe { T::deserialize_file(engine, path) } {
+        Ok(compiled) => Some(compiled),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "ignoring unreadable compiled code: {e:#}");
+            None
+        }
     }
 }
 
@@ -94,5 +121,26 @@ impl Compiled for Module {
 
     fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
         Module::serialize(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_gets_compile_once_and_the_others_load_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        let cache = CompileCache::new(dir.path(), &engine);
+        let empty_module = b"\0asm\x01\0\0\0";
+        let hits: Vec<bool> = std::thread::scope(|scope| {
+            let gets: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| cache.get::<Module>(&engine, "abc", empty_module).unwrap().1))
+                .collect();
+            gets.into_iter().map(|g| g.join().unwrap()).collect()
+        });
+        assert_eq!(hits.iter().filter(|hit| !**hit).count(), 1, "{hits:?}");
+        assert!(cache.get::<Module>(&engine, "abc", empty_module).unwrap().1);
     }
 }
