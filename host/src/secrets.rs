@@ -7,16 +7,25 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 
-use crate::config::{Config, PipelineSpec, SecretRef, SourceSpec, SpannedStr, Step};
+use crate::config::{Config, PipelineSpec, SecretRef, SourceSpec, SpannedStr, Step, VarsFrom};
 
-/// The Secrets and variables one run needs, read.
+/// The Secrets, ConfigMaps and variables one run needs, read.
 #[derive(Default, Clone)]
 pub struct SecretValues {
     /// `(namespace, name)` → data.
     secrets: HashMap<(String, String), BTreeMap<String, String>>,
+    /// ConfigMaps that `vars_from` names; not secret.
+    configmaps: HashMap<(String, String), BTreeMap<String, String>>,
     env: HashMap<String, String>,
+}
+
+/// What a step is given: its `with` table, and the secret values in it, to redact.
+#[derive(Debug)]
+pub struct StepConfig {
+    pub with: serde_json::Value,
+    pub secret_values: Vec<String>,
 }
 
 impl std::fmt::Debug for SecretValues {
@@ -69,10 +78,44 @@ impl SecretValues {
         if let Some(name) = git_secret {
             values.add_secret(client, name, namespace).await?;
         }
-        for r in steps.chain(source.and_then(|s| s.plugin.as_ref())).flat_map(|s| s.secrets.values()) {
-            values.add(client, r, namespace).await?;
+        for step in steps.chain(source.and_then(|s| s.plugin.as_ref())) {
+            for r in step.secrets.values() {
+                values.add(client, r, namespace).await?;
+            }
+            for from in &step.vars_from {
+                values.add_vars_from(client, from, namespace).await?;
+            }
         }
         Ok(values)
+    }
+
+    /// Reads a `vars_from` ConfigMap or Secret; an optional one may be missing.
+    async fn add_vars_from(
+        &mut self,
+        client: Option<&kube::Client>,
+        from: &VarsFrom,
+        namespace: &str,
+    ) -> Result<(), String> {
+        let (name, is_secret) = match (&from.configmap, &from.secret) {
+            (Some(name), _) => (name, false),
+            (None, Some(name)) => (name, true),
+            (None, None) => return Ok(()),
+        };
+        let key = secret_key(name, namespace);
+        let known = if is_secret { &self.secrets } else { &self.configmaps };
+        if known.contains_key(&key) {
+            return Ok(());
+        }
+        let (ns, n) = (&key.0, &key.1);
+        let data = if is_secret { read_secret(client, ns, n).await? } else { read_configmap(client, ns, n).await? };
+        let data = match data {
+            Some(data) => data,
+            None if from.optional => BTreeMap::new(),
+            None if is_secret => return Err(format!("Secret `{ns}/{n}` does not exist")),
+            None => return Err(format!("ConfigMap `{ns}/{n}` does not exist")),
+        };
+        if is_secret { &mut self.secrets } else { &mut self.configmaps }.insert(key, data);
+        Ok(())
     }
 
     /// Reads what `r` refers to (a whole Secret, or a variable) unless it was read already.
@@ -91,7 +134,7 @@ impl SecretValues {
     async fn add_secret(&mut self, client: Option<&kube::Client>, name: &str, namespace: &str) -> Result<(), String> {
         if let std::collections::hash_map::Entry::Vacant(entry) = self.secrets.entry(secret_key(name, namespace)) {
             let (ns, n) = entry.key();
-            let data = read_secret(client, ns, n).await?;
+            let data = read_secret(client, ns, n).await?.ok_or_else(|| format!("Secret `{ns}/{n}` does not exist"))?;
             entry.insert(data);
         }
         Ok(())
@@ -123,14 +166,37 @@ impl SecretValues {
         redact(text, self.secrets.values().flat_map(|data| data.values()).chain(self.env.values()))
     }
 
-    /// A step's `with` table with its `secrets` filled in.
-    pub fn step_config(&self, step: &Step, default_namespace: &str) -> Result<serde_json::Value, String> {
+    /// A step's `with` table with its `secrets` filled in and its `vars_from` added to
+    /// `vars`, and the secret values it now holds.
+    pub fn step_config(&self, step: &Step, default_namespace: &str) -> Result<StepConfig, String> {
         let mut with = step.config_json();
+        let mut secret_values = Vec::new();
         for (field, r) in &step.secrets {
             let value = self.get(r, default_namespace).map_err(|e| format!("secrets.{field}: {e}"))?;
             with[field] = serde_json::Value::String(value.to_owned());
+            secret_values.push(value.to_owned());
         }
-        Ok(with)
+        if !step.vars_from.is_empty() {
+            let mut vars = serde_json::Map::new();
+            for from in &step.vars_from {
+                let (data, secret) = match (&from.configmap, &from.secret) {
+                    (Some(name), _) => (self.configmaps.get(&secret_key(name, default_namespace)), false),
+                    (None, Some(name)) => (self.secrets.get(&secret_key(name, default_namespace)), true),
+                    (None, None) => (None, false),
+                };
+                for (k, v) in data.into_iter().flatten() {
+                    vars.insert(k.clone(), serde_json::Value::String(v.clone()));
+                    if secret {
+                        secret_values.push(v.clone());
+                    }
+                }
+            }
+            if let Some(inline) = with.get("vars").and_then(|v| v.as_object()) {
+                vars.extend(inline.clone());
+            }
+            with["vars"] = serde_json::Value::Object(vars);
+        }
+        Ok(StepConfig { with, secret_values })
     }
 }
 
@@ -146,24 +212,49 @@ pub async fn read_one(client: Option<&kube::Client>, r: &SecretRef, default_name
     values.get(r, default_namespace).map(str::to_owned)
 }
 
+/// A Secret's data, `None` when it does not exist.
 async fn read_secret(
     client: Option<&kube::Client>,
     namespace: &str,
     name: &str,
-) -> Result<BTreeMap<String, String>, String> {
-    let Some(client) = client else {
-        return Err(format!("Secret `{namespace}/{name}` needs a cluster connection"));
-    };
-    let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
-    let secret = api
-        .get(name)
-        .await
-        .map_err(|e| format!("cannot read Secret `{namespace}/{name}`: {}", crate::apply::target::kube_message(&e)))?;
+) -> Result<Option<BTreeMap<String, String>>, String> {
+    let Some(secret) = read_object::<Secret>(client, "Secret", namespace, name).await? else { return Ok(None) };
     let mut data: BTreeMap<String, String> = secret.string_data.unwrap_or_default();
     for (k, v) in secret.data.unwrap_or_default() {
         data.insert(k, String::from_utf8_lossy(&v.0).into_owned());
     }
-    Ok(data)
+    Ok(Some(data))
+}
+
+/// A ConfigMap's data, `None` when it does not exist.
+async fn read_configmap(
+    client: Option<&kube::Client>,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<BTreeMap<String, String>>, String> {
+    let configmap = read_object::<ConfigMap>(client, "ConfigMap", namespace, name).await?;
+    Ok(configmap.map(|c| c.data.unwrap_or_default()))
+}
+
+async fn read_object<K>(
+    client: Option<&kube::Client>,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<K>, String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let Some(client) = client else {
+        return Err(format!("{kind} `{namespace}/{name}` needs a cluster connection"));
+    };
+    let api: kube::Api<K> = kube::Api::namespaced(client.clone(), namespace);
+    api.get_opt(name)
+        .await
+        .map_err(|e| format!("cannot read {kind} `{namespace}/{name}`: {}", crate::apply::target::kube_message(&e)))
 }
 
 #[cfg(test)]
@@ -179,5 +270,22 @@ mod tests {
         let text = "POST https://hooks.example.com/T0K3N failed; token abcdef";
         assert_eq!(values.redact(text), "POST *** failed; token ***");
         assert!(!format!("{values:?}").contains("T0K3N"));
+    }
+
+    #[test]
+    fn vars_from_fill_vars_in_order_under_the_steps_own_and_secret_values_are_marked() {
+        let mut values = SecretValues::default();
+        let map = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        values.configmaps.insert(("ns".into(), "a".into()), map(&[("x", "from-a"), ("y", "from-a")]));
+        values.secrets.insert(("ns".into(), "b".into()), map(&[("y", "from-b"), ("pw", "hunter22")]));
+        let step: Step = toml::from_str(
+            "use = \"substitute\"\nwith = { vars = { x = \"inline\" } }\n\
+             vars_from = [{ configmap = \"a\" }, { secret = \"b\" }, { configmap = \"c\", optional = true }]",
+        )
+        .unwrap();
+        let StepConfig { with, mut secret_values } = values.step_config(&step, "ns").unwrap();
+        assert_eq!(with["vars"], serde_json::json!({"x": "inline", "y": "from-b", "pw": "hunter22"}));
+        secret_values.sort();
+        assert_eq!(secret_values, ["from-b", "hunter22"]);
     }
 }

@@ -146,6 +146,10 @@ impl Config {
                             .check()
                             .map_err(|m| (step.uses.span(), format!("{key}.{chain}[{j}].secrets.{field}"), m))?;
                     }
+                    for (k, from) in step.vars_from.iter().enumerate() {
+                        from.check()
+                            .map_err(|m| (step.uses.span(), format!("{key}.{chain}[{j}].vars_from[{k}]"), m))?;
+                    }
                     if !known_plugin(step.uses.s()) {
                         return Err((
                             step.uses.span(),

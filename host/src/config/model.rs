@@ -222,6 +222,30 @@ pub struct Step {
     /// Every other host is denied.
     #[serde(default)]
     pub allow_hosts: Vec<Spanned<String>>,
+    /// ConfigMaps and Secrets whose keys the host adds to `with.vars`, in order (a later one
+    /// wins; `with.vars` wins over all): Flux's `substituteFrom`.
+    #[serde(default)]
+    pub vars_from: Vec<VarsFrom>,
+}
+
+/// `{ configmap = "name" }` or `{ secret = "name" }` (`namespace/name` outside `[moor]
+/// namespace`), `optional = true` when it may be missing.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VarsFrom {
+    pub configmap: Option<String>,
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub optional: bool,
+}
+
+impl VarsFrom {
+    pub(super) fn check(&self) -> Result<(), String> {
+        match (&self.configmap, &self.secret) {
+            (Some(n), None) | (None, Some(n)) if !n.is_empty() => Ok(()),
+            _ => Err("`vars_from` entries are `{ configmap = \"name\" }` or `{ secret = \"name\" }`".into()),
+        }
+    }
 }
 
 impl Step {
@@ -397,6 +421,7 @@ fn default_render() -> Vec<Step> {
         config: None,
         secrets: BTreeMap::new(),
         allow_hosts: Vec::new(),
+        vars_from: Vec::new(),
     }]
 }
 

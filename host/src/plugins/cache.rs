@@ -135,9 +135,8 @@ mod tests {
         let cache = CompileCache::new(dir.path(), &engine);
         let empty_module = b"\0asm\x01\0\0\0";
         let hits: Vec<bool> = std::thread::scope(|scope| {
-            let gets: Vec<_> = (0..4)
-                .map(|_| scope.spawn(|| cache.get::<Module>(&engine, "abc", empty_module).unwrap().1))
-                .collect();
+            let gets: Vec<_> =
+                (0..4).map(|_| scope.spawn(|| cache.get::<Module>(&engine, "abc", empty_module).unwrap().1)).collect();
             gets.into_iter().map(|g| g.join().unwrap()).collect()
         });
         assert_eq!(hits.iter().filter(|hit| !**hit).count(), 1, "{hits:?}");

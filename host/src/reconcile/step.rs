@@ -83,13 +83,12 @@ pub(crate) fn resolve_step<'p>(
         let message = format!("plugin `{name}` is a {}; `{chain}` takes {kind}s", plugin.kind());
         return Err(config.error_at(step.uses.span(), format!("{key}.use"), message).into());
     }
-    let with =
+    let crate::secrets::StepConfig { with, secret_values } =
         secrets.step_config(step, &config.settings.namespace).map_err(|e| StageError::Secrets(format!("{key}.{e}")))?;
     if let Err(errors) = plugin.check_config(&with) {
         let span = step.config.as_ref().map(|c| c.span()).unwrap_or(step.uses.span());
         let message = format!("rejected by plugin `{name}`'s schema: {}", errors.join("; "));
         return Err(config.error_at(span, format!("{key}.with"), message).into());
     }
-    let secrets = step.secrets.keys().filter_map(|field| with[field].as_str().map(str::to_owned)).collect();
-    Ok(StepCall { plugin, with, secrets })
+    Ok(StepCall { plugin, with, secrets: secret_values })
 }

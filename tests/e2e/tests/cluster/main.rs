@@ -8,3 +8,4 @@ mod instances;
 mod kustomize;
 mod realworld;
 mod renders;
+mod substitute;
