@@ -50,7 +50,8 @@ import (
 
 // Config is the step's `with` table, the ResourceList's functionConfig.
 type Config struct {
-	// Chart directory or archive, relative to the working directory (default ".").
+	// Chart directory or archive, relative to the working directory (default: the working
+	// directory, or the one .tgz in it).
 	Chart string `json:"chart,omitempty"`
 	// Release name (default: the pipeline's name).
 	ReleaseName string `json:"release_name,omitempty"`
@@ -136,7 +137,11 @@ func run(in io.Reader) ([]map[string]any, string, error) {
 		}
 	}
 	if cfg.Chart == "" {
-		cfg.Chart = "."
+		chart, err := defaultChart()
+		if err != nil {
+			return nil, ".", err
+		}
+		cfg.Chart = chart
 	}
 	items, err := render(cfg)
 	return items, cfg.Chart, err
@@ -349,6 +354,23 @@ func diagnose(err error, chartDir string) result {
 		r.File = &resultFile{Path: inChart(chartDir, m[1]), Line: line}
 	}
 	return r
+}
+
+// defaultChart: the working directory when it is a chart, else the one chart archive in it
+// (what a Helm repository source puts in its snapshot).
+func defaultChart() (string, error) {
+	if _, err := os.Stat("Chart.yaml"); err == nil {
+		return ".", nil
+	}
+	archives, _ := filepath.Glob("*.tgz")
+	switch len(archives) {
+	case 0:
+		return ".", nil
+	case 1:
+		return archives[0], nil
+	default:
+		return "", fmt.Errorf("the directory holds several chart archives (%s): name one with `chart`", strings.Join(archives, ", "))
+	}
 }
 
 func firstOf(values ...string) string {

@@ -112,6 +112,8 @@ pub struct SourceSpec {
     /// A local directory, relative to the config file.
     pub path: Option<Spanned<PathBuf>>,
     pub git: Option<Spanned<GitSpec>>,
+    /// A chart from a Helm repository over HTTP.
+    pub helm: Option<Spanned<HelmSpec>>,
     /// A source plugin and its config: `plugin = { use = "...", with = { ... } }`.
     pub plugin: Option<Step>,
     /// Controller mode: how often to look for a new revision; "0s" turns polling off.
@@ -123,16 +125,40 @@ pub struct SourceSpec {
 
 impl SourceSpec {
     pub(super) fn check(&self) -> Result<(), (std::ops::Range<usize>, String)> {
-        let given =
-            usize::from(self.path.is_some()) + usize::from(self.git.is_some()) + usize::from(self.plugin.is_some());
+        let given = usize::from(self.path.is_some())
+            + usize::from(self.git.is_some())
+            + usize::from(self.helm.is_some())
+            + usize::from(self.plugin.is_some());
         if given != 1 {
-            return Err((self.name.span(), "a source needs exactly one of `path`, `git` or `plugin`".into()));
+            return Err((self.name.span(), "a source needs exactly one of `path`, `git`, `helm` or `plugin`".into()));
+        }
+        if let Some(helm) = &self.helm
+            && !(helm.get_ref().repo.starts_with("https://") || helm.get_ref().repo.starts_with("http://"))
+        {
+            let message = if helm.get_ref().repo.starts_with("oci://") {
+                "`oci://` chart repositories are not supported yet: use an HTTP repository".into()
+            } else {
+                format!("helm repository `{}` is not an http(s):// URL", helm.get_ref().repo)
+            };
+            return Err((helm.span(), message));
         }
         match &self.git {
             Some(git) => git.get_ref().check().map_err(|m| (git.span(), m)),
             None => Ok(()),
         }
     }
+}
+
+/// A chart of a Helm repository: `helm = { repo = "https://…", chart = "name", version = "1.2.x" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelmSpec {
+    /// The repository's URL (its `index.yaml` is under it).
+    pub repo: String,
+    pub chart: String,
+    /// A version or range (`1.2.3`, `1.2.x`, `^1.2`, `>=1.0 <2.0`); default: the newest
+    /// stable version.
+    pub version: Option<String>,
 }
 
 /// A git repository and what to take from it.

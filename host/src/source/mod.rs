@@ -5,11 +5,13 @@
 //! snapshots/<revision>/...   one finished tree per revision (commit id or tree digest)
 //! snapshots/.tmp-*/          trees being written; renamed into place when complete
 //! git/<url digest>.git/      bare mirrors of git sources (see `git`)
+//! helm/<sha256>.tgz           chart archives of Helm repository sources (see `helm`)
 //! ```
 //! Every file that enters a snapshot goes through [`tree::TreeBuilder`], which refuses
 //! paths that leave the tree, symlinks that point out of it, and trees over their caps.
 
 pub mod git;
+pub mod helm;
 pub mod tree;
 
 use std::collections::HashMap;
@@ -22,9 +24,13 @@ use crate::secrets::SecretValues;
 
 /// A revision for people: the first 12 characters of a commit id or of a tree digest
 /// (without its `sha256:`), as in every message, summary and notification.
-pub fn short(revision: &str) -> &str {
+/// A chart's `<version>@sha256:<digest>` is shown as `<version>@<12 characters>`.
+pub fn short(revision: &str) -> std::borrow::Cow<'_, str> {
+    if let Some((version, digest)) = revision.split_once("@sha256:") {
+        return format!("{version}@{}", &digest[..digest.len().min(12)]).into();
+    }
     let bare = revision.strip_prefix("sha256:").unwrap_or(revision);
-    &bare[..bare.len().min(12)]
+    bare[..bare.len().min(12)].into()
 }
 
 /// A finished, immutable source tree.
@@ -47,6 +53,8 @@ pub enum SourceError {
     Io { source_name: String, path: PathBuf, error: std::io::Error },
     #[error("source `{source_name}`: git: {message}")]
     Git { source_name: String, message: String },
+    #[error("source `{source_name}`: helm repository: {message}")]
+    Helm { source_name: String, message: String },
     #[error("source `{source_name}`: plugin `{plugin}`: {message}")]
     Plugin { source_name: String, plugin: String, message: String },
 }
@@ -90,7 +98,10 @@ impl Sources {
             let dir = config.resolve(path.get_ref());
             return tree::snapshot_dir(name, &dir, &self.store(), spec.limits);
         }
-        let git = spec.git.as_ref().expect("checked at load: path, git or plugin").get_ref();
+        if let Some(helm) = &spec.helm {
+            return helm::snapshot(name, helm.get_ref(), &self.cache, &self.store(), spec.limits);
+        }
+        let git = spec.git.as_ref().expect("checked at load: path, git, helm or plugin").get_ref();
         let secret = git.credentials.as_ref().and_then(|c| c.secret.as_ref());
         let secret = match secret {
             Some(secret_name) => Some(secrets.secret(secret_name, &config.settings.namespace).ok_or_else(|| {

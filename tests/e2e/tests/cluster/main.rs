@@ -4,6 +4,7 @@ mod apply;
 mod control_plane;
 mod controller;
 mod helm;
+mod helm_repo;
 mod instances;
 mod kustomize;
 mod realworld;
