@@ -62,7 +62,8 @@ pub fn snapshot(
     let bytes = match std::fs::read(&archive) {
         Ok(bytes) if sha256(&bytes) == digest => bytes,
         _ => {
-            let url = entry.urls.first().ok_or_else(|| failed(format!("{} {} has no URL", spec.chart, entry.version)))?;
+            let url =
+                entry.urls.first().ok_or_else(|| failed(format!("{} {} has no URL", spec.chart, entry.version)))?;
             let url = absolute(base, url);
             let bytes = get(&client, &url).map_err(failed)?;
             let got = sha256(&bytes);
@@ -118,12 +119,7 @@ fn version_req(range: &str) -> Result<semver::VersionReq, String> {
     } else {
         // Helm (Masterminds semver) separates comparators with spaces or commas, and
         // writes wildcards as `x`.
-        range
-            .replace(['x', 'X'], "*")
-            .split([' ', ','])
-            .filter(|part| !part.is_empty())
-            .collect::<Vec<_>>()
-            .join(", ")
+        range.replace(['x', 'X'], "*").split([' ', ',']).filter(|part| !part.is_empty()).collect::<Vec<_>>().join(", ")
     };
     semver::VersionReq::parse(&text).map_err(|e| format!("version `{range}` is not a version range: {e}"))
 }

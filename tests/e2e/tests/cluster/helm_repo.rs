@@ -76,10 +76,14 @@ fn a_chart_from_an_http_helm_repository_renders_in_the_version_asked_and_is_veri
         let chart = work.path().join(format!("src-{version}/web"));
         super::renders::copy(&repo_root().join("examples/helm/charts/web"), &chart).unwrap();
         let yaml = std::fs::read_to_string(chart.join("Chart.yaml")).unwrap();
-        std::fs::write(chart.join("Chart.yaml"), yaml.replace("version: 0.1.0", &format!("version: {version}"))).unwrap();
-        let values = std::fs::read_to_string(chart.join("values.yaml")).unwrap();
-        std::fs::write(chart.join("values.yaml"), values.replace("replicaCount: 1", &format!("replicaCount: {replicas}")))
+        std::fs::write(chart.join("Chart.yaml"), yaml.replace("version: 0.1.0", &format!("version: {version}")))
             .unwrap();
+        let values = std::fs::read_to_string(chart.join("values.yaml")).unwrap();
+        std::fs::write(
+            chart.join("values.yaml"),
+            values.replace("replicaCount: 1", &format!("replicaCount: {replicas}")),
+        )
+        .unwrap();
         helm(work.path(), &["package", chart.to_str().unwrap(), "--destination", repo.to_str().unwrap()]);
     }
     helm(&repo, &["repo", "index", "."]);
