@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 
-use crate::config::{Config, PipelineSpec, SecretRef, SourceSpec, SpannedStr, Step, VarsFrom};
+use crate::config::{Config, PipelineSpec, SecretRef, SourceSpec, SpannedStr, Step, VarsFrom, VarsKind};
 
 /// The Secrets, ConfigMaps and variables one run needs, read.
 #[derive(Default, Clone)]
@@ -96,26 +96,34 @@ impl SecretValues {
         from: &VarsFrom,
         namespace: &str,
     ) -> Result<(), String> {
-        let (name, is_secret) = match (&from.configmap, &from.secret) {
-            (Some(name), _) => (name, false),
-            (None, Some(name)) => (name, true),
-            (None, None) => return Ok(()),
-        };
+        let Some((kind, name)) = from.object() else { return Ok(()) };
         let key = secret_key(name, namespace);
-        let known = if is_secret { &self.secrets } else { &self.configmaps };
-        if known.contains_key(&key) {
+        if self.data(kind, &key).is_some() {
             return Ok(());
         }
         let (ns, n) = (&key.0, &key.1);
-        let data = if is_secret { read_secret(client, ns, n).await? } else { read_configmap(client, ns, n).await? };
+        let data = match kind {
+            VarsKind::Secret => read_secret(client, ns, n).await?,
+            VarsKind::ConfigMap => read_configmap(client, ns, n).await?,
+        };
         let data = match data {
             Some(data) => data,
             None if from.optional => BTreeMap::new(),
-            None if is_secret => return Err(format!("Secret `{ns}/{n}` does not exist")),
-            None => return Err(format!("ConfigMap `{ns}/{n}` does not exist")),
+            None => return Err(format!("{kind} `{ns}/{n}` does not exist")),
         };
-        if is_secret { &mut self.secrets } else { &mut self.configmaps }.insert(key, data);
+        match kind {
+            VarsKind::Secret => self.secrets.insert(key, data),
+            VarsKind::ConfigMap => self.configmaps.insert(key, data),
+        };
         Ok(())
+    }
+
+    /// The data read of a Secret or ConfigMap.
+    fn data(&self, kind: VarsKind, key: &(String, String)) -> Option<&BTreeMap<String, String>> {
+        match kind {
+            VarsKind::Secret => self.secrets.get(key),
+            VarsKind::ConfigMap => self.configmaps.get(key),
+        }
     }
 
     /// Reads what `r` refers to (a whole Secret, or a variable) unless it was read already.
@@ -178,15 +186,10 @@ impl SecretValues {
         }
         if !step.vars_from.is_empty() {
             let mut vars = serde_json::Map::new();
-            for from in &step.vars_from {
-                let (data, secret) = match (&from.configmap, &from.secret) {
-                    (Some(name), _) => (self.configmaps.get(&secret_key(name, default_namespace)), false),
-                    (None, Some(name)) => (self.secrets.get(&secret_key(name, default_namespace)), true),
-                    (None, None) => (None, false),
-                };
-                for (k, v) in data.into_iter().flatten() {
+            for (kind, name) in step.vars_from.iter().filter_map(VarsFrom::object) {
+                for (k, v) in self.data(kind, &secret_key(name, default_namespace)).into_iter().flatten() {
                     vars.insert(k.clone(), serde_json::Value::String(v.clone()));
-                    if secret {
+                    if kind == VarsKind::Secret {
                         secret_values.push(v.clone());
                     }
                 }

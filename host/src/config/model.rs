@@ -265,7 +265,32 @@ pub struct VarsFrom {
     pub optional: bool,
 }
 
+/// What a `vars_from` entry reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarsKind {
+    ConfigMap,
+    Secret,
+}
+
+impl std::fmt::Display for VarsKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VarsKind::ConfigMap => "ConfigMap",
+            VarsKind::Secret => "Secret",
+        })
+    }
+}
+
 impl VarsFrom {
+    /// The object it names (`configmap` or `secret`, one of them, as `check` ensures).
+    pub fn object(&self) -> Option<(VarsKind, &str)> {
+        match (&self.configmap, &self.secret) {
+            (Some(name), _) => Some((VarsKind::ConfigMap, name)),
+            (None, Some(name)) => Some((VarsKind::Secret, name)),
+            (None, None) => None,
+        }
+    }
+
     pub(super) fn check(&self) -> Result<(), String> {
         match (&self.configmap, &self.secret) {
             (Some(n), None) | (None, Some(n)) if !n.is_empty() => Ok(()),

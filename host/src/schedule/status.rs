@@ -235,12 +235,8 @@ fn steps_status(prepared: &Prepared, pipeline: &PipelineSpec) -> Vec<StepStatus>
             let keys: Vec<&str> = step.secrets.keys().map(String::as_str).collect();
             capabilities.push(format!("secrets: {}", keys.join(", ")));
         }
-        for from in &step.vars_from {
-            match (&from.configmap, &from.secret) {
-                (Some(name), _) => capabilities.push(format!("vars from ConfigMap {name}")),
-                (None, Some(name)) => capabilities.push(format!("vars from Secret {name}")),
-                (None, None) => {}
-            }
+        for (kind, name) in step.vars_from.iter().filter_map(|f| f.object()) {
+            capabilities.push(format!("vars from {kind} {name}"));
         }
         steps.push(StepStatus {
             chain,

@@ -266,7 +266,7 @@ pub fn parse_file(origin: &str, text: &str) -> Outcome<Vec<Object>> {
 /// `defaultMode: 0755`. Booleans are only `true` and `false`: YAML 1.1's `yes`, `no`, `on`
 /// and `off` stay strings (a name `off` stays a name). Anchors and aliases within the
 /// parser's budget.
-fn as_kubectl_reads() -> serde_saphyr::Options {
+pub fn as_kubectl_reads() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     options.legacy_octal_numbers = true;
     options.strict_booleans = true;

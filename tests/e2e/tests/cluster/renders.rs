@@ -27,10 +27,8 @@ pub fn canonical(objects: impl IntoIterator<Item = serde_json::Value>) -> BTreeS
 /// The objects of a YAML stream (a native tool's output), read as kubectl reads them
 /// (YAML 1.1 octals: a chart's `defaultMode: 0755` is 493), as the yaml renderer does.
 pub fn yaml_stream(text: &[u8]) -> Vec<serde_json::Value> {
-    let mut options = serde_saphyr::Options::default();
-    options.legacy_octal_numbers = true;
-    options.strict_booleans = true;
     let text = std::str::from_utf8(text).unwrap();
+    let options = moor_plugin_yaml::as_kubectl_reads();
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple_with_options(text, options).unwrap();
     docs.into_iter().filter(|v| !v.is_null()).collect()
 }
