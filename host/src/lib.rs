@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod object;
+pub mod oci;
 pub mod plugins;
 pub mod reconcile;
 pub mod schedule;

@@ -132,15 +132,8 @@ impl SourceSpec {
         if given != 1 {
             return Err((self.name.span(), "a source needs exactly one of `path`, `git`, `helm` or `plugin`".into()));
         }
-        if let Some(helm) = &self.helm
-            && !(helm.get_ref().repo.starts_with("https://") || helm.get_ref().repo.starts_with("http://"))
-        {
-            let message = if helm.get_ref().repo.starts_with("oci://") {
-                "`oci://` chart repositories are not supported yet: use an HTTP repository".into()
-            } else {
-                format!("helm repository `{}` is not an http(s):// URL", helm.get_ref().repo)
-            };
-            return Err((helm.span(), message));
+        if let Some(helm) = &self.helm {
+            helm.get_ref().check().map_err(|m| (helm.span(), m))?;
         }
         match &self.git {
             Some(git) => git.get_ref().check().map_err(|m| (git.span(), m)),
@@ -149,16 +142,38 @@ impl SourceSpec {
     }
 }
 
-/// A chart of a Helm repository: `helm = { repo = "https://…", chart = "name", version = "1.2.x" }`.
+/// A chart of a Helm repository: `helm = { repo = "https://…", chart = "name", version = "1.2.x" }`,
+/// or in an OCI registry: `repo = "oci://registry/path"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HelmSpec {
-    /// The repository's URL (its `index.yaml` is under it).
+    /// An HTTP repository's URL (its `index.yaml` is under it), or `oci://registry/path`
+    /// (the chart is `registry/path/<chart>`, as `helm push` stores it).
     pub repo: String,
     pub chart: String,
     /// A version or range (`1.2.3`, `1.2.x`, `^1.2`, `>=1.0 <2.0`); default: the newest
     /// stable version.
     pub version: Option<String>,
+    /// `oci://` only: talk plain HTTP to the registry (Flux's `insecure`, Helm's
+    /// `--plain-http`). HTTP repositories say `http://` in their URL instead.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl HelmSpec {
+    fn check(&self) -> Result<(), String> {
+        let oci = self.repo.starts_with("oci://");
+        if !(oci || self.repo.starts_with("https://") || self.repo.starts_with("http://")) {
+            return Err(format!("helm repository `{}` is not an http(s):// or oci:// URL", self.repo));
+        }
+        if self.insecure && !oci {
+            return Err("`insecure` is for oci:// repositories: an HTTP repository says http:// in its URL".into());
+        }
+        if self.chart.is_empty() || self.chart.contains(['/', ':', '@']) {
+            return Err(format!("`chart` must be a chart's name, not `{}`", self.chart));
+        }
+        Ok(())
+    }
 }
 
 /// A git repository and what to take from it.

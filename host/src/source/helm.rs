@@ -1,11 +1,15 @@
-//! Helm chart repositories over HTTP: `[[source]] helm = { repo, chart, version }`.
+//! Helm chart repositories: `[[source]] helm = { repo, chart, version }`, over HTTP
+//! (`https://…`, an `index.yaml`) or in an OCI registry (`oci://…`, as `helm push` stores
+//! charts).
 //!
-//! Each fetch reads the repository's `index.yaml`, picks the newest version of the chart
-//! that the version range allows (stable versions only, unless the range names a
-//! prerelease), and downloads its archive unless the cache holds it; the archive's sha256
-//! must equal the index's `digest`. The snapshot holds the one archive,
-//! `<chart>-<version>.tgz`, which the `helm` renderer reads (the sandboxed Helm unpacks it,
-//! not the host). The revision is `<version>@sha256:<digest>`.
+//! Each fetch lists the chart's versions (the index's entries, or the repository's tags,
+//! where Helm writes `+` as `_`), picks the newest one that the version range allows
+//! (stable versions only, unless the range names a prerelease), and downloads its archive
+//! unless the cache holds it. The archive's sha256 must equal the index's `digest`, or the
+//! OCI layer's digest. The snapshot holds the one archive, `<chart>-<version>.tgz`, which the
+//! `helm` renderer reads (the sandboxed Helm unpacks it, not the host). The revision is
+//! `<version>@sha256:<digest>`: the archive's digest (HTTP), or the manifest's (OCI, the
+//! digest `helm push` prints and registries show).
 //!
 //! ```text
 //! helm/<sha256>.tgz    downloaded archives, by digest (verified before they are kept)
@@ -36,6 +40,20 @@ struct Entry {
     urls: Vec<String>,
 }
 
+/// A chart version chosen and its archive, verified.
+struct Chart {
+    version: String,
+    archive: Vec<u8>,
+    /// `sha256:<hex>` of what the revision names.
+    digest: String,
+}
+
+/// The media types of a chart in an OCI registry (Helm's `registry` package).
+const OCI_CONFIG: &str = "application/vnd.cncf.helm.config.v1+json";
+const OCI_CHART: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+/// What charts pushed before Helm 3.8 carry as their layer.
+const OCI_CHART_LEGACY: &str = "application/tar+gzip";
+
 /// The chart version `spec` asks for, fetched (or from the cache) into a snapshot.
 pub fn snapshot(
     source: &str,
@@ -44,42 +62,104 @@ pub fn snapshot(
     store: &Path,
     limits: TreeLimits,
 ) -> Result<Snapshot, SourceError> {
-    let failed = |message: String| SourceError::Helm { source_name: source.into(), message };
+    let range = spec.version.as_deref().unwrap_or("*");
+    let chart = match spec.repo.strip_prefix("oci://") {
+        Some(repository) => from_registry(repository, spec, range, cache, limits),
+        None => from_index(spec, range, cache),
+    }
+    .map_err(|message| SourceError::Helm { source_name: source.into(), message })?;
+    let mut builder = TreeBuilder::new(source, store, limits)?;
+    builder.add_file(&format!("{}-{}.tgz", spec.chart, chart.version), false, &chart.archive)?;
+    let key = builder.digest();
+    builder.finish_keyed(&key, &format!("{}@{}", chart.version, chart.digest))
+}
+
+/// A chart of an HTTP repository: its `index.yaml` names the versions, their digests and URLs.
+fn from_index(spec: &HelmSpec, range: &str, cache: &Path) -> Result<Chart, String> {
     let client = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(60))
         .build()
-        .map_err(|e| failed(format!("HTTP client: {e}")))?;
+        .map_err(|e| format!("HTTP client: {e}"))?;
     let base = spec.repo.trim_end_matches('/');
     let index_url = format!("{base}/index.yaml");
-    let text = get(&client, &index_url).map_err(failed)?;
-    let index: Index = serde_yaml_ng::from_slice(&text).map_err(|e| failed(format!("{index_url}: {e}")))?;
-    let entry = choose(&index, &spec.chart, spec.version.as_deref().unwrap_or("*")).map_err(failed)?;
+    let text = get(&client, &index_url)?;
+    let index: Index = serde_yaml_ng::from_slice(&text).map_err(|e| format!("{index_url}: {e}"))?;
+    let entries =
+        index.entries.get(&spec.chart).ok_or_else(|| format!("the repository has no chart `{}`", spec.chart))?;
+    let entry = newest(entries.iter().map(|e| (e.version.as_str(), e)), &spec.chart, range)?;
     let digest = entry.digest.to_ascii_lowercase();
     if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(failed(format!("{} {} has no sha256 `digest` in {index_url}", spec.chart, entry.version)));
+        return Err(format!("{} {} has no sha256 `digest` in {index_url}", spec.chart, entry.version));
     }
-    let archive = cache.join("helm").join(format!("{digest}.tgz"));
-    let bytes = match std::fs::read(&archive) {
-        Ok(bytes) if sha256(&bytes) == digest => bytes,
-        _ => {
-            let url =
-                entry.urls.first().ok_or_else(|| failed(format!("{} {} has no URL", spec.chart, entry.version)))?;
-            let url = absolute(base, url);
-            let bytes = get(&client, &url).map_err(failed)?;
-            let got = sha256(&bytes);
-            if got != digest {
-                return Err(failed(format!(
-                    "{url}: sha256 {got} is not the digest {digest} that {index_url} gives: refusing the chart"
-                )));
-            }
-            keep(&archive, &bytes).map_err(|e| failed(format!("caching {}: {e}", archive.display())))?;
-            bytes
+    let archive = cached(cache, &digest, || {
+        let url = entry.urls.first().ok_or_else(|| format!("{} {} has no URL", spec.chart, entry.version))?;
+        let url = absolute(base, url);
+        let bytes = get(&client, &url)?;
+        let got = sha256(&bytes);
+        if got != digest {
+            return Err(format!(
+                "{url}: sha256 {got} is not the digest {digest} that {index_url} gives: refusing the chart"
+            ));
         }
-    };
-    let mut builder = TreeBuilder::new(source, store, limits)?;
-    builder.add_file(&format!("{}-{}.tgz", spec.chart, entry.version), false, &bytes)?;
-    let key = builder.digest();
-    builder.finish_keyed(&key, &format!("{}@sha256:{digest}", entry.version))
+        Ok(bytes)
+    })?;
+    Ok(Chart { version: entry.version.clone(), archive, digest: format!("sha256:{digest}") })
+}
+
+/// A chart in an OCI registry, `<repository>/<chart>:<version>`, as `helm push` stores it.
+fn from_registry(
+    repository: &str,
+    spec: &HelmSpec,
+    range: &str,
+    cache: &Path,
+    limits: TreeLimits,
+) -> Result<Chart, String> {
+    let name = format!("{}/{}", repository.trim_end_matches('/'), spec.chart);
+    let registry = crate::oci::Repository::new(&name, spec.insecure)?;
+    let tags = registry.tags()?;
+    // Helm writes a version's `+` (build metadata) as `_`: tags cannot hold `+`.
+    let versions: Vec<(String, &str)> = tags.iter().map(|tag| (tag.replace('_', "+"), tag.as_str())).collect();
+    let tag = newest(versions.iter().map(|(version, tag)| (version.as_str(), *tag)), &spec.chart, range)?;
+    let (manifest, manifest_digest) = registry.manifest(tag)?;
+    let config = &manifest.config.media_type;
+    if config != OCI_CONFIG {
+        return Err(format!("oci://{name}:{tag} is not a Helm chart: its config is `{config}`, not `{OCI_CONFIG}`"));
+    }
+    let layer = manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type == OCI_CHART || l.media_type == OCI_CHART_LEGACY)
+        .ok_or_else(|| format!("oci://{name}:{tag} has no layer of type `{OCI_CHART}`"))?;
+    if usize::try_from(layer.size).unwrap_or(usize::MAX) > limits.max_file_size.0 {
+        return Err(format!(
+            "oci://{name}:{tag}: the chart is {} bytes, over the source's max_file_size ({} bytes)",
+            layer.size, limits.max_file_size.0
+        ));
+    }
+    let digest = layer
+        .digest
+        .strip_prefix("sha256:")
+        .ok_or_else(|| format!("oci://{name}:{tag}: the chart's digest `{}` is not sha256", layer.digest))?;
+    // The client checks the blob against the layer's digest as it arrives; the cache checks
+    // it again on every read.
+    let archive = cached(cache, digest, || registry.blob(layer))?;
+    Ok(Chart { version: tag.replace('_', "+"), archive, digest: manifest_digest })
+}
+
+/// The archive of sha256 `digest` from the cache, or else from `download` and then kept.
+fn cached(cache: &Path, digest: &str, download: impl FnOnce() -> Result<Vec<u8>, String>) -> Result<Vec<u8>, String> {
+    let path = cache.join("helm").join(format!("{digest}.tgz"));
+    if let Ok(bytes) = std::fs::read(&path)
+        && sha256(&bytes) == digest
+    {
+        return Ok(bytes);
+    }
+    let bytes = download()?;
+    if sha256(&bytes) != digest {
+        return Err(format!("the chart's sha256 is not {digest}: refusing it"));
+    }
+    keep(&path, &bytes).map_err(|e| format!("caching {}: {e}", path.display()))?;
+    Ok(bytes)
 }
 
 fn get(client: &reqwest::blocking::Client, url: &str) -> Result<Vec<u8>, String> {
@@ -91,17 +171,16 @@ fn get(client: &reqwest::blocking::Client, url: &str) -> Result<Vec<u8>, String>
     Ok(response.bytes().map_err(|e| format!("{url}: {e}"))?.to_vec())
 }
 
-/// The newest version of `chart` that `range` allows.
-fn choose(index: &Index, chart: &str, range: &str) -> Result<Entry, String> {
-    let entries = index.entries.get(chart).ok_or_else(|| format!("the repository has no chart `{chart}`"))?;
+/// The newest of `versions` (version, item) that `range` allows.
+fn newest<'a, T: Copy>(versions: impl Iterator<Item = (&'a str, T)>, chart: &str, range: &str) -> Result<T, String> {
     let req = version_req(range)?;
-    let mut versions: Vec<(semver::Version, &Entry)> = entries
-        .iter()
-        .filter_map(|e| Some((semver::Version::parse(e.version.trim_start_matches('v')).ok()?, e)))
+    let mut versions: Vec<(semver::Version, T)> = versions
+        .filter_map(|(v, item)| Some((semver::Version::parse(v.trim_start_matches('v')).ok()?, item)))
         .collect();
     versions.sort_by(|a, b| b.0.cmp(&a.0));
     match versions.iter().find(|(v, _)| req.matches(v)) {
-        Some((_, entry)) => Ok((*entry).clone()),
+        Some((_, item)) => Ok(*item),
+        None if versions.is_empty() => Err(format!("`{chart}` has no versions")),
         None => {
             let known: Vec<String> = versions.iter().take(10).map(|(v, _)| v.to_string()).collect();
             Err(format!("no version of `{chart}` matches `{range}` (newest: {})", known.join(", ")))
@@ -157,7 +236,9 @@ mod tests {
     }
 
     fn pick(range: &str) -> Result<String, String> {
-        choose(&index(), "web", range).map(|e| e.version)
+        let index = index();
+        let entries = index.entries["web"].iter().map(|e| (e.version.as_str(), e));
+        newest(entries, "web", range).map(|e| e.version.clone())
     }
 
     #[test]
@@ -171,7 +252,7 @@ mod tests {
         assert_eq!(pick("2.0.0-rc.1").unwrap(), "2.0.0-rc.1");
         let none = pick("3.x").unwrap_err();
         assert!(none.contains("no version of `web` matches `3.x`") && none.contains("1.10.0"), "{none}");
-        assert!(choose(&index(), "api", "*").unwrap_err().contains("no chart `api`"));
+        assert_eq!(newest(std::iter::empty::<(&str, ())>(), "api", "*").unwrap_err(), "`api` has no versions");
         assert!(version_req("not a range").is_err());
     }
 

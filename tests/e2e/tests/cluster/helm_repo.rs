@@ -1,7 +1,8 @@
 //! Helm repository sources (issue #11): a real Helm HTTP repository (charts packaged and
 //! indexed by the native `helm package` and `helm repo index`, served by a static file
-//! server on loopback) feeds the `helm` renderer; version ranges pick the newest match,
-//! and a chart whose bytes differ from the index's digest is refused.
+//! server on loopback), and a real OCI registry (CNCF distribution's `registry`, charts
+//! pushed by the native `helm push`), feed the `helm` renderer; version ranges pick the
+//! newest match, and a chart whose bytes differ from its digest is refused.
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -18,26 +19,70 @@ impl Drop for Served {
     }
 }
 
-fn serve(dir: &Path, port: u16) -> Served {
-    let child = Command::new("python3")
-        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+/// `command`, started in `dir`, once it listens on `port`.
+fn start(command: &mut Command, dir: &Path, port: u16) -> Served {
+    let child = command
         .current_dir(dir)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .expect("python3 serves the repository");
-    for _ in 0..100 {
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    let served = Served(child);
+    for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
+            return served;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Served(child)
+    panic!("{command:?} does not listen on {port}");
 }
 
-fn helm(dir: &Path, args: &[&str]) {
-    let out = Command::new(cluster().bin.join("helm")).args(args).current_dir(dir).output().unwrap();
+fn serve(dir: &Path, port: u16) -> Served {
+    start(Command::new("python3").args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"]), dir, port)
+}
+
+/// An OCI registry (distribution's) storing under `dir/storage`.
+fn registry(dir: &Path, port: u16) -> Served {
+    let config = dir.join("registry.yml");
+    let storage = dir.join("storage");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\n",
+            storage.display()
+        ),
+    )
+    .unwrap();
+    start(Command::new(cluster().bin.join("registry")).arg("serve").arg(&config), dir, port)
+}
+
+/// Runs the native helm in `dir`; its output.
+fn helm(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(cluster().bin.join("helm"))
+        .args(args)
+        .current_dir(dir)
+        // Its registry logins and cache stay in the test's directory.
+        .env("HELM_CONFIG_HOME", dir.join(".helm/config"))
+        .env("HELM_CACHE_HOME", dir.join(".helm/cache"))
+        .env("HELM_DATA_HOME", dir.join(".helm/data"))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "helm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// The example chart at `version` with `replicas`, packaged by Helm into `into`; the archive.
+fn package(work: &Path, version: &str, replicas: u32, into: &Path) -> std::path::PathBuf {
+    let chart = work.join(format!("src-{version}/web"));
+    super::renders::copy(&repo_root().join("examples/helm/charts/web"), &chart).unwrap();
+    let yaml = std::fs::read_to_string(chart.join("Chart.yaml")).unwrap();
+    std::fs::write(chart.join("Chart.yaml"), yaml.replace("version: 0.1.0", &format!("version: {version}"))).unwrap();
+    let values = std::fs::read_to_string(chart.join("values.yaml")).unwrap();
+    std::fs::write(chart.join("values.yaml"), values.replace("replicaCount: 1", &format!("replicaCount: {replicas}")))
+        .unwrap();
+    helm(work, &["package", chart.to_str().unwrap(), "--destination", into.to_str().unwrap()]);
+    into.join(format!("web-{version}.tgz"))
 }
 
 /// Renders pipeline `p` of a config whose source is `source` (TOML).
@@ -73,18 +118,7 @@ fn a_chart_from_an_http_helm_repository_renders_in_the_version_asked_and_is_veri
     std::fs::create_dir_all(&repo).unwrap();
     // Two versions of the example chart, packaged and indexed by Helm itself.
     for (version, replicas) in [("0.1.0", 1), ("0.2.0", 4)] {
-        let chart = work.path().join(format!("src-{version}/web"));
-        super::renders::copy(&repo_root().join("examples/helm/charts/web"), &chart).unwrap();
-        let yaml = std::fs::read_to_string(chart.join("Chart.yaml")).unwrap();
-        std::fs::write(chart.join("Chart.yaml"), yaml.replace("version: 0.1.0", &format!("version: {version}")))
-            .unwrap();
-        let values = std::fs::read_to_string(chart.join("values.yaml")).unwrap();
-        std::fs::write(
-            chart.join("values.yaml"),
-            values.replace("replicaCount: 1", &format!("replicaCount: {replicas}")),
-        )
-        .unwrap();
-        helm(work.path(), &["package", chart.to_str().unwrap(), "--destination", repo.to_str().unwrap()]);
+        package(work.path(), version, replicas, &repo);
     }
     helm(&repo, &["repo", "index", "."]);
     let port = free_port();
@@ -112,4 +146,59 @@ fn a_chart_from_an_http_helm_repository_renders_in_the_version_asked_and_is_veri
     std::fs::write(&archive, bytes).unwrap();
     let refused = render(work.path(), &source("0.2.0")).unwrap_err();
     assert!(refused.contains("is not the digest") && refused.contains("refusing the chart"), "{refused}");
+}
+
+#[test]
+fn a_chart_from_an_oci_registry_renders_in_the_version_asked_and_is_verified() {
+    let work = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _registry = registry(work.path(), port);
+    let packages = work.path().join("packages");
+    // Three versions pushed by Helm itself; the third has build metadata, which Helm writes
+    // into the tag as `_`.
+    let mut pushed = std::collections::BTreeMap::new();
+    for (version, replicas) in [("0.1.0", 1), ("0.2.0", 4), ("0.3.0+build.7", 2)] {
+        let archive = package(work.path(), version, replicas, &packages);
+        let out = helm(
+            work.path(),
+            &["push", archive.to_str().unwrap(), &format!("oci://127.0.0.1:{port}/charts"), "--plain-http"],
+        );
+        let digest = out.lines().find_map(|l| l.strip_prefix("Digest: ")).expect("helm push prints the digest");
+        pushed.insert(version, digest.trim().to_owned());
+    }
+    let source = |chart: &str, version: &str| {
+        format!(
+            "helm = {{ repo = \"oci://127.0.0.1:{port}/charts\", chart = \"{chart}\", version = \"{version}\", \
+             insecure = true }}"
+        )
+    };
+
+    let newest = render(work.path(), &source("web", "*")).unwrap();
+    assert_eq!(replicas(&newest), 2);
+    // The revision names the manifest's digest, as `helm push` printed it.
+    assert_eq!(newest.revision, format!("0.3.0+build.7@{}", pushed["0.3.0+build.7"]));
+    assert_eq!(newest.objects[0].file, "web-0.3.0+build.7.tgz");
+    let pinned = render(work.path(), &source("web", "0.2.x")).unwrap();
+    assert_eq!(replicas(&pinned), 4);
+    assert_eq!(pinned.revision, format!("0.2.0@{}", pushed["0.2.0"]));
+
+    let missing = render(work.path(), &source("web", "3.x")).unwrap_err();
+    assert!(missing.contains("no version of `web` matches `3.x`"), "{missing}");
+    let unknown = render(work.path(), &source("api", "*")).unwrap_err();
+    assert!(unknown.contains(&format!("listing the tags of 127.0.0.1:{port}/charts/api")), "{unknown}");
+
+    // The registry now serves other bytes for 0.2.0's archive than its manifest's digest:
+    // refused, with the good archive gone from the cache.
+    let cached: Vec<_> =
+        std::fs::read_dir(work.path().join("cache/helm")).unwrap().map(|e| e.unwrap().path()).collect();
+    std::fs::remove_dir_all(work.path().join("cache/helm")).unwrap();
+    let good = std::fs::read(packages.join("web-0.2.0.tgz")).unwrap();
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&good));
+    assert!(cached.iter().any(|p| p.ends_with(format!("{digest}.tgz"))), "the archive was cached by its digest");
+    let blob = work.path().join(format!("storage/docker/registry/v2/blobs/sha256/{}/{digest}/data", &digest[..2]));
+    let mut bytes = std::fs::read(&blob).expect("the chart's blob in the registry's storage");
+    bytes.extend_from_slice(b"tampered");
+    std::fs::write(&blob, bytes).unwrap();
+    let refused = render(work.path(), &source("web", "0.2.0")).unwrap_err();
+    assert!(refused.contains("pulling") && refused.contains(&digest), "{refused}");
 }
