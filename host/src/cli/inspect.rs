@@ -28,6 +28,18 @@ fn load(runtime: &Runtime, what: &str) -> anyhow::Result<Plugin> {
     Ok(runtime.load(&name, source, Limits::default())?)
 }
 
+/// `moor plugin push`: loads the file first, so only a plugin this moor runs is published,
+/// with its self-description as the artifact's config.
+pub fn push(cache: &Path, file: &Path, reference: &str, insecure: bool) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new(cache)?;
+    let plugin = load(&runtime, &file.to_string_lossy())?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let info = serde_json::to_value(&plugin.info)?;
+    let pinned = plugins::oci::push(bytes, info, reference, insecure).map_err(anyhow::Error::msg)?;
+    println!("{pinned}");
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn inspect(cache: &Path, what: &str, output: Output) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(cache)?;
     let plugin = load(&runtime, what)?;
@@ -99,6 +111,39 @@ struct TestReport {
     revision: Option<String>,
     findings: Vec<Finding>,
     error: Option<String>,
+    summary: Summary,
+}
+
+/// What `moor plugin test` always prints last: what went in and out, the diagnostics by
+/// severity, and how long the plugin's call took.
+#[derive(Serialize, Default)]
+struct Summary {
+    /// Objects given to the plugin; none for a renderer reading a tree, a source or a notifier.
+    objects_in: Option<usize>,
+    /// Objects (renderers) or files (sources) returned.
+    out: usize,
+    errors: usize,
+    warnings: usize,
+    infos: usize,
+    millis: u128,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        match self.objects_in {
+            Some(n) => write!(f, "{} in, {} out", plural(n, "object", "objects"), self.out)?,
+            None => write!(f, "{} out", self.out)?,
+        }
+        write!(
+            f,
+            "; {}, {}, {}; {} ms",
+            plural(self.errors, "error", "errors"),
+            plural(self.warnings, "warning", "warnings"),
+            plural(self.infos, "info", "infos"),
+            self.millis
+        )
+    }
 }
 
 /// Runs a plugin once on `input` and prints what it returns; fails on any error.
@@ -122,14 +167,18 @@ pub fn test(
         diags.into_iter().map(|d| Finding::from_diagnostic(d, &plugin.info.name)).collect::<Vec<_>>()
     };
     let mut report = TestReport::default();
+    let started;
     match plugin.kind() {
         PluginKind::Renderer => {
             let dir = needs_input()?;
             let input = if after_yaml {
-                RenderInput::Objects(yaml_documents(&runtime, dir)?)
+                let docs = yaml_documents(&runtime, dir)?;
+                report.summary.objects_in = Some(docs.len());
+                RenderInput::Objects(docs)
             } else {
                 RenderInput::Tree { snapshot: dir, path: "" }
             };
+            started = std::time::Instant::now();
             match plugin.render(&config, input, &RenderContext::default())? {
                 Ok(docs) => report.objects = docs.iter().map(|d| redacted(&d.json)).collect::<anyhow::Result<_>>()?,
                 Err(diags) => report.findings = findings(diags),
@@ -137,20 +186,25 @@ pub fn test(
         }
         PluginKind::Validator => {
             let docs = yaml_documents(&runtime, needs_input()?)?;
+            report.summary.objects_in = Some(docs.len());
+            started = std::time::Instant::now();
             match plugin.validate(&config, &docs)? {
                 Ok(diags) => report.findings = findings(diags),
                 Err(message) => report.error = Some(message),
             }
         }
-        PluginKind::Source => match plugin.fetch(&config, None)? {
-            Ok(Some(snapshot)) => {
-                report.revision = Some(snapshot.revision);
-                report.files =
-                    snapshot.files.iter().map(|f| format!("{} ({} bytes)", f.path, f.contents.len())).collect();
+        PluginKind::Source => {
+            started = std::time::Instant::now();
+            match plugin.fetch(&config, None)? {
+                Ok(Some(snapshot)) => {
+                    report.revision = Some(snapshot.revision);
+                    report.files =
+                        snapshot.files.iter().map(|f| format!("{} ({} bytes)", f.path, f.contents.len())).collect();
+                }
+                Ok(None) => report.error = Some("returned no snapshot".into()),
+                Err(message) => report.error = Some(message),
             }
-            Ok(None) => report.error = Some("returned no snapshot".into()),
-            Err(message) => report.error = Some(message),
-        },
+        }
         PluginKind::Notifier => {
             let event = Event {
                 pipeline: "test".into(),
@@ -161,11 +215,21 @@ pub fn test(
                 objects: Vec::new(),
                 timestamp: "1970-01-01T00:00:00Z".into(),
             };
+            started = std::time::Instant::now();
             if let Err(message) = plugin.notify(&config, &[event], allow_hosts)? {
                 report.error = Some(message);
             }
         }
     }
+    let count = |severity: &str| report.findings.iter().filter(|f| f.severity == severity).count();
+    report.summary = Summary {
+        out: report.objects.len() + report.files.len(),
+        errors: count("error"),
+        warnings: count("warning"),
+        infos: count("info"),
+        millis: started.elapsed().as_millis(),
+        ..report.summary
+    };
     let failed = report.error.is_some() || report.findings.iter().any(Finding::is_error);
     let mut out = std::io::stdout().lock();
     match output {
@@ -186,6 +250,8 @@ pub fn test(
             if let Some(error) = &report.error {
                 writeln!(out, "error: {error}")?;
             }
+            // On stderr: stdout stays the plugin's output (YAML a renderer can pipe on).
+            eprintln!("summary: {}", report.summary);
         }
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })

@@ -187,6 +187,17 @@ pub enum PluginCommand {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Publish a plugin file to an OCI registry (as Kubewarden policies are published);
+    /// prints the reference pinned by digest, for `[[plugin]] oci = "…"`.
+    Push {
+        /// The plugin file (a component or a KRM function module).
+        file: PathBuf,
+        /// Where to push it: `registry[:port]/path:tag`.
+        reference: String,
+        /// Talk plain HTTP to the registry (a registry on loopback or in a lab).
+        #[arg(long)]
+        insecure: bool,
+    },
     /// Start a new plugin crate from a template.
     New {
         /// Name of the plugin and of its crate directory.
@@ -353,6 +364,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             controller::request(&server.server, server.token.as_deref(), &pipeline, controller::Request::Resume)
         }
         Command::Plugin(PluginCommand::Inspect { file, output }) => inspect::inspect(&cache, &file, output),
+        Command::Plugin(PluginCommand::Push { file, reference, insecure }) => {
+            inspect::push(&cache, &file, &reference, insecure)
+        }
         Command::Plugin(PluginCommand::New { name, kind, dir, sdk_path }) => {
             new::new(&name, kind, &dir, sdk_path.as_deref())
         }

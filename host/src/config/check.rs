@@ -38,41 +38,37 @@ impl Config {
         }
         for (i, plugin) in self.plugins.iter().enumerate() {
             let key = format!("plugin[{i}]");
-            match (&plugin.path, builtin.contains(&plugin.name.s())) {
-                (Some(_), true) => {
+            match (plugin.is_external(), builtin.contains(&plugin.name.s())) {
+                (true, true) => {
                     return Err((
                         plugin.name.span(),
                         format!("{key}.name"),
                         format!("`{}` is the name of a built-in plugin; give this one another name", plugin.name.s()),
                     ));
                 }
-                (None, false) => {
+                (false, false) => {
                     return Err((
                         plugin.name.span(),
                         format!("{key}.name"),
                         format!(
-                            "no built-in plugin is named `{}` (built in: {}); give a `path` and `sha256` for a plugin file",
+                            "no built-in plugin is named `{}` (built in: {}); give a `path` and `sha256`, or an \
+                             `oci` reference, for a plugin of your own",
                             plugin.name.s(),
                             builtin.join(", ")
                         ),
                     ));
                 }
-                (Some(_), false) => match &plugin.sha256 {
-                    None => {
-                        return Err((
-                            plugin.name.span(),
-                            key,
-                            "a plugin file needs a `sha256` pin (see `moor plugin inspect FILE`)".into(),
-                        ));
-                    }
-                    Some(sha) if sha.s().len() != 64 || !sha.s().chars().all(|c| c.is_ascii_hexdigit()) => {
-                        return Err((sha.span(), format!("{key}.sha256"), "expected 64 hexadecimal digits".into()));
-                    }
-                    Some(_) => {}
-                },
-                (None, true) => {
+                (true, false) => plugin.check_pin().map_err(|(span, under, m)| (span, format!("{key}{under}"), m))?,
+                (false, true) => {
                     if let Some(sha) = &plugin.sha256 {
                         return Err((sha.span(), format!("{key}.sha256"), "built-in plugins are not pinned".into()));
+                    }
+                    if plugin.insecure {
+                        return Err((
+                            plugin.name.span(),
+                            format!("{key}.insecure"),
+                            "`insecure` is for `oci` plugins".into(),
+                        ));
                     }
                 }
             }

@@ -236,16 +236,69 @@ impl Default for TreeLimits {
     }
 }
 
-/// A plugin file (pinned) or a built-in plugin whose limits are changed.
+/// A plugin file (pinned), a plugin in an OCI registry (pinned by its manifest digest), or
+/// a built-in plugin whose limits are changed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSpec {
     pub name: Spanned<String>,
     pub path: Option<PathBuf>,
     pub sha256: Option<Spanned<String>>,
+    /// `registry/path:tag@sha256:<manifest digest>`, as `moor plugin push` prints it.
+    pub oci: Option<Spanned<String>>,
+    /// `oci` only: talk plain HTTP to the registry.
+    #[serde(default)]
+    pub insecure: bool,
     pub timeout: Option<Seconds>,
     pub memory: Option<ByteSize>,
     pub max_output: Option<ByteSize>,
+}
+
+impl PluginSpec {
+    /// Whether the plugin comes from the config (a file or a registry), not from Moor.
+    pub fn is_external(&self) -> bool {
+        self.path.is_some() || self.oci.is_some()
+    }
+
+    /// Checks the pin of an external plugin: (span, key under the plugin, message).
+    pub(super) fn check_pin(&self) -> Result<(), (std::ops::Range<usize>, &'static str, String)> {
+        let whole = self.name.span();
+        if self.path.is_some() && self.oci.is_some() {
+            return Err((whole, "", "a plugin is a `path` or an `oci` reference, not both".into()));
+        }
+        if let Some(oci) = &self.oci {
+            if let Some(sha) = &self.sha256 {
+                return Err((sha.span(), ".sha256", "an `oci` plugin is pinned by the digest in its reference".into()));
+            }
+            let pinned = crate::oci::split_reference(oci.s())
+                .map_err(|m| (oci.span(), ".oci", m))?
+                .1
+                .digest()
+                .is_some_and(|d| d.strip_prefix("sha256:").is_some_and(is_sha256));
+            if !pinned {
+                return Err((
+                    oci.span(),
+                    ".oci",
+                    "an `oci` plugin needs its manifest digest: `registry/path:tag@sha256:…` \
+                     (`moor plugin push` prints it)"
+                        .into(),
+                ));
+            }
+            return Ok(());
+        }
+        if self.insecure {
+            return Err((whole, ".insecure", "`insecure` is for `oci` plugins".into()));
+        }
+        match &self.sha256 {
+            None => Err((whole, "", "a plugin file needs a `sha256` pin (see `moor plugin inspect FILE`)".into())),
+            Some(sha) if !is_sha256(sha.s()) => Err((sha.span(), ".sha256", "expected 64 hexadecimal digits".into())),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+fn is_sha256(hex: &str) -> bool {
+    hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// One step of a chain: which plugin, with which config.

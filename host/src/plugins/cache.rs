@@ -60,12 +60,19 @@ impl CompileCache {
     }
 
     fn store(&self, path: &Path, serialized: &[u8]) -> wasmtime::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        std::io::Write::write_all(&mut tmp, serialized)?;
-        tmp.persist(path)?;
-        Ok(())
+        Ok(write_atomically(path, serialized)?)
     }
+}
+
+/// Writes `bytes` to a temporary file next to `path` and renames it into place, so a
+/// reader of the cache never sees half a file.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("a file in a directory");
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// The cached entry at `path`, if there is a readable one.

@@ -10,6 +10,8 @@ use super::{Origin, PluginKind};
 /// Why loading a plugin failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    #[error("plugin `{name}`: {message}")]
+    Pull { name: String, message: String },
     #[error("plugin `{name}`: cannot read {}: {source}", file.display())]
     Read { name: String, file: PathBuf, source: std::io::Error },
     #[error("plugin `{name}`: {} has sha256 {actual}, but the config pins {expected}; refusing to load it", file.display())]

@@ -10,13 +10,14 @@
 //! - a limit hit is an error naming the plugin and the limit, and leaves the runtime usable.
 
 mod bindings;
-mod cache;
+pub(crate) mod cache;
 mod call;
 mod context;
 mod error;
 mod http;
 pub mod krm;
 mod load;
+pub mod oci;
 mod output;
 
 use std::path::Path;
@@ -109,6 +110,8 @@ pub struct Runtime {
     krm_linker: wasmtime::Linker<krm::KrmState>,
     /// Where `scripts/go-plugins` puts the Go plugins.
     go_plugins: std::path::PathBuf,
+    /// Where plugins pulled from OCI registries are kept.
+    oci_plugins: std::path::PathBuf,
     cache: cache::CompileCache,
     ticker: Option<std::thread::JoinHandle<()>>,
     stop: Arc<AtomicBool>,
@@ -179,12 +182,14 @@ impl Runtime {
         let cache = cache::CompileCache::new(cache_dir, &engine);
         let krm_linker = krm::linker(&engine)?;
         let go_plugins = cache_dir.join("go-plugins");
+        let oci_plugins = cache_dir.join("oci");
         Ok(Runtime {
             observer: Default::default(),
             engine,
             linker,
             krm_linker,
             go_plugins,
+            oci_plugins,
             cache,
             ticker: Some(ticker),
             stop,
@@ -205,6 +210,14 @@ impl Runtime {
         }
         let (_, sha256) = go_plugins().find(|(n, _)| *n == name)?;
         Some(PluginSource::Go { path: self.go_plugins.join(format!("{name}.wasm")), sha256 })
+    }
+
+    /// The plugin `reference` (pinned by its manifest digest) pulled from its registry,
+    /// or from the cache when it was pulled before.
+    pub fn pull(&self, name: &str, reference: &str, plain_http: bool) -> Result<PluginSource, LoadError> {
+        let (path, sha256) = oci::pull(&self.oci_plugins, reference, plain_http)
+            .map_err(|message| LoadError::Pull { name: name.to_owned(), message })?;
+        Ok(PluginSource::File { path, sha256 })
     }
 
     pub fn load(&self, name: &str, source: PluginSource, limits: Limits) -> Result<Plugin, LoadError> {

@@ -21,7 +21,7 @@ use step::resolve_chain;
 pub(crate) use step::{StepCall, resolve_step};
 
 use crate::apply::{self, Progress, RunOptions, Target};
-use crate::config::{Config, ConfigError, PipelineSpec, SpannedStr};
+use crate::config::{Config, ConfigError, PipelineSpec, PluginSpec, SpannedStr};
 use crate::object::Object;
 use crate::plugins::{
     self, CallError, Document, Limits, Plugin, PluginKind, PluginSource, RenderContext, RenderInput, Runtime,
@@ -208,13 +208,16 @@ impl Moor {
             output: spec.and_then(|s| s.max_output).map(|m| m.0).unwrap_or(defaults.output),
             log: defaults.log,
         };
-        let source = match (spec.and_then(|s| s.path.as_ref()), self.runtime.standard(name)) {
-            (Some(path), _) => PluginSource::File {
+        let source = match (spec, self.runtime.standard(name)) {
+            (Some(PluginSpec { path: Some(path), sha256, .. }), _) => PluginSource::File {
                 path: config.resolve(path),
-                sha256: spec.and_then(|s| s.sha256.as_ref()).map(|s| s.s().to_owned()).unwrap_or_default(),
+                sha256: sha256.as_ref().map(|s| s.s().to_owned()).unwrap_or_default(),
             },
-            (None, Some(standard)) => standard,
-            (None, None) => unreachable!("config validation rejects unknown plugins"),
+            (Some(PluginSpec { oci: Some(reference), insecure, .. }), _) => {
+                self.runtime.pull(name, reference.s(), *insecure)?
+            }
+            (_, Some(standard)) => standard,
+            (_, None) => unreachable!("config validation rejects unknown plugins"),
         };
         self.runtime.load(name, source, limits)
     }

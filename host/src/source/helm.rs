@@ -158,7 +158,7 @@ fn cached(cache: &Path, digest: &str, download: impl FnOnce() -> Result<Vec<u8>,
     if sha256(&bytes) != digest {
         return Err(format!("the chart's sha256 is not {digest}: refusing it"));
     }
-    keep(&path, &bytes).map_err(|e| format!("caching {}: {e}", path.display()))?;
+    crate::plugins::cache::write_atomically(&path, &bytes).map_err(|e| format!("caching {}: {e}", path.display()))?;
     Ok(bytes)
 }
 
@@ -210,16 +210,6 @@ fn absolute(base: &str, url: &str) -> String {
 
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-/// Writes a verified archive into the cache (a temporary file renamed into place).
-fn keep(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().expect("a file in a directory");
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[cfg(test)]

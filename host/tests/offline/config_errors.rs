@@ -112,3 +112,24 @@ fn a_helm_source_names_an_http_or_oci_repository_and_a_chart() {
     config(dir.path(), &source("{ repo = \"oci://h:5000/charts\", chart = \"web\", insecure = true }"))
         .expect("an oci:// repository is a helm source");
 }
+
+#[test]
+fn an_oci_plugin_is_pinned_by_its_manifest_digest() {
+    let plugin = |keys: &str| format!("[[plugin]]\nname = \"policy-x\"\n{keys}\n");
+    let e = error(&plugin("oci = \"ghcr.io/team/policy:1.0.0\""));
+    assert!(e.starts_with("moor.toml:3:7: plugin[0].oci: an `oci` plugin needs its manifest digest"), "{e}");
+    let e = error(&plugin(&format!(
+        "oci = \"ghcr.io/team/policy:1.0.0@sha256:{}\"\nsha256 = \"{}\"",
+        "a".repeat(64),
+        "b".repeat(64)
+    )));
+    assert!(e.ends_with("plugin[0].sha256: an `oci` plugin is pinned by the digest in its reference"), "{e}");
+    let e = error(&plugin(&format!("path = \"p.wasm\"\noci = \"ghcr.io/team/policy@sha256:{}\"", "a".repeat(64))));
+    assert!(e.ends_with("plugin[0]: a plugin is a `path` or an `oci` reference, not both"), "{e}");
+    let e = error(&plugin(&format!("path = \"p.wasm\"\nsha256 = \"{}\"\ninsecure = true", "a".repeat(64))));
+    assert!(e.ends_with("plugin[0].insecure: `insecure` is for `oci` plugins"), "{e}");
+    let dir = tree(&[]);
+    let pinned =
+        plugin(&format!("oci = \"localhost:5000/team/policy:1.0.0@sha256:{}\"\ninsecure = true", "a".repeat(64)));
+    config(dir.path(), &pinned).expect("a pinned oci plugin");
+}

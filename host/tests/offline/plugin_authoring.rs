@@ -77,6 +77,15 @@ fn a_new_plugin_of_every_kind_builds_inspects_and_runs() {
         let out = moor(&args);
         let shown = text(&out);
         assert!(shown.contains(expect), "{kind}: {shown}");
+        // A summary, always, even when the plugin returns nothing to show.
+        let summary = match kind {
+            "renderer" => "summary: 4 objects in, 4 out; 0 errors, 0 warnings, 0 infos; ",
+            "validator" => "summary: 4 objects in, 0 out; 1 error, 0 warnings, 0 infos; ",
+            "notifier" => "summary: 0 out; 0 errors, 0 warnings, 0 infos; ",
+            _ => "summary: 1 out; 0 errors, 0 warnings, 0 infos; ",
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.lines().any(|l| l.starts_with(summary) && l.ends_with(" ms")), "{kind}: {shown}");
         assert_eq!(out.status.success(), kind != "validator", "{kind}: {shown}");
     }
 }

@@ -9,8 +9,8 @@ use std::process::{Child, Command};
 
 use moor_e2e::{cluster, free_port, plugin_cache, repo_root};
 
-/// A static file server on loopback (Python's), stopped when dropped.
-struct Served(Child);
+/// A server on loopback, stopped when dropped.
+pub(super) struct Served(Child);
 
 impl Drop for Served {
     fn drop(&mut self) {
@@ -41,19 +41,28 @@ fn serve(dir: &Path, port: u16) -> Served {
     start(Command::new("python3").args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"]), dir, port)
 }
 
-/// An OCI registry (distribution's) storing under `dir/storage`.
-fn registry(dir: &Path, port: u16) -> Served {
+/// An OCI registry (distribution's) storing under `dir/storage`, anonymous.
+pub(super) fn registry(dir: &Path, port: u16) -> Served {
+    registry_with(dir, port, None)
+}
+
+/// An OCI registry storing under `dir/storage`; with `login`, only that user and password
+/// may read and write (htpasswd, bcrypt).
+pub(super) fn registry_with(dir: &Path, port: u16, login: Option<(&str, &str)>) -> Served {
     let config = dir.join("registry.yml");
     let storage = dir.join("storage");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-             http:\n  addr: 127.0.0.1:{port}\n",
-            storage.display()
-        ),
-    )
-    .unwrap();
+    let mut text = format!(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+         http:\n  addr: 127.0.0.1:{port}\n",
+        storage.display()
+    );
+    if let Some((user, password)) = login {
+        let htpasswd = dir.join("htpasswd");
+        let hash = bcrypt::hash(password, 4).unwrap();
+        std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
+        text.push_str(&format!("auth:\n  htpasswd:\n    realm: moor-test\n    path: {}\n", htpasswd.display()));
+    }
+    std::fs::write(&config, text).unwrap();
     start(Command::new(cluster().bin.join("registry")).arg("serve").arg(&config), dir, port)
 }
 

@@ -7,6 +7,7 @@ mod helm;
 mod helm_repo;
 mod instances;
 mod kustomize;
+mod oci_plugins;
 mod realworld;
 mod renders;
 mod substitute;
