@@ -68,10 +68,6 @@ impl Repository {
         Ok(Repository { client: Client::new(config), name: name.to_owned(), auth, runtime: Some(runtime) })
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Every tag of the repository.
     pub fn tags(&self) -> Result<Vec<String>, String> {
         let image = reference(&self.name, "latest")?;
