@@ -50,8 +50,8 @@ impl Repository {
     /// registry on loopback or in a lab, as Helm's `--plain-http` and Flux's `insecure`).
     pub fn new(name: &str, plain_http: bool) -> Result<Repository, String> {
         let name = name.trim_end_matches('/');
-        // Parsed once here so that a bad name fails before any request.
-        reference(name, "latest")?;
+        // A bad name fails here, before any request.
+        let auth = credentials(reference(name, "latest")?.resolve_registry())?;
         let config = ClientConfig {
             protocol: if plain_http { ClientProtocol::Http } else { ClientProtocol::Https },
             connect_timeout: Some(Duration::from_secs(10)),
@@ -64,7 +64,6 @@ impl Repository {
             .enable_all()
             .build()
             .map_err(|e| format!("a runtime for {name}: {e}"))?;
-        let auth = credentials(reference(name, "latest")?.resolve_registry())?;
         Ok(Repository { client: Client::new(config), name: name.to_owned(), auth, runtime: Some(runtime) })
     }
 

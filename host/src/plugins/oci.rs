@@ -9,8 +9,10 @@
 //!
 //! A pull is pinned by the manifest's digest, which the client checks against the
 //! manifest's bytes; the manifest names the layer's digest, which the client checks as the
-//! layer arrives. The file is kept as `<dir>/<layer sha256>.wasm` and loaded like a plugin
-//! file pinned by that sha256, so a cache file that changed is refused too.
+//! layer arrives. The file is kept as `<dir>/<layer sha256>.wasm`, with
+//! `<dir>/<manifest sha256>.layer` naming it (so a pinned plugin loads again without the
+//! registry), and loaded like a plugin file pinned by that sha256, so a cache file that
+//! changed is refused too.
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +33,15 @@ const MAX_SIZE: i64 = 256 << 20;
 /// there; (file, sha256 of the file).
 pub fn pull(dir: &Path, reference: &str, plain_http: bool) -> Result<(PathBuf, String), String> {
     let (name, image) = split_reference(reference)?;
+    // A manifest named by its digest never changes: once its layer is kept, the plugin
+    // loads without the registry (which may be down when a controller restarts).
+    let manifest_hex = image.digest().and_then(|d| d.strip_prefix("sha256:")).unwrap_or_default().to_owned();
+    let index = dir.join(format!("{manifest_hex}.layer"));
+    if let Ok(hex) = std::fs::read_to_string(&index)
+        && dir.join(format!("{hex}.wasm")).exists()
+    {
+        return Ok((dir.join(format!("{hex}.wasm")), hex));
+    }
     let repository = Repository::new(&name, plain_http)?;
     let (manifest, _) = repository.manifest_of(&image)?;
     let layers: Vec<_> =
@@ -56,6 +67,10 @@ pub fn pull(dir: &Path, reference: &str, plain_http: bool) -> Result<(PathBuf, S
         let bytes = repository.blob(layer)?;
         crate::plugins::cache::write_atomically(&file, &bytes)
             .map_err(|e| format!("caching {}: {e}", file.display()))?;
+    }
+    if !manifest_hex.is_empty() {
+        crate::plugins::cache::write_atomically(&index, hex.as_bytes())
+            .map_err(|e| format!("caching {}: {e}", index.display()))?;
     }
     Ok((file, hex))
 }

@@ -49,7 +49,7 @@ fn a_plugin_pushed_to_a_registry_runs_from_its_pinned_reference_and_a_tampered_o
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     let port = free_port();
-    let _registry = super::helm_repo::registry_with(dir, port, Some(("moor", PASSWORD)));
+    let registry = super::helm_repo::registry_with(dir, port, Some(("moor", PASSWORD)));
     let docker = dir.join("docker");
     std::fs::create_dir_all(&docker).unwrap();
     let login = format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"username":"moor","password":"{PASSWORD}"}}}}}}"#);
@@ -78,7 +78,16 @@ fn a_plugin_pushed_to_a_registry_runs_from_its_pinned_reference_and_a_tampered_o
     let built = moor(&cache, docker, &["build", &config(dir, &reference)]);
     assert!(built.status.success(), "{}", text(&built));
     assert!(String::from_utf8_lossy(&built.stdout).contains("hello: world"), "{}", text(&built));
-    let layer = std::fs::read_dir(cache.join("oci")).unwrap().next().unwrap().unwrap().path();
+    // Pulled once: with the registry down, the pinned plugin still loads from the cache.
+    drop(registry);
+    let offline = moor(&cache, docker, &["build", &config(dir, &reference)]);
+    assert!(offline.status.success(), "{}", text(&offline));
+    let _registry = super::helm_repo::registry_with(dir, port, Some(("moor", PASSWORD)));
+    let layer = std::fs::read_dir(cache.join("oci"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .unwrap();
     let digest = layer.file_stem().unwrap().to_string_lossy().into_owned();
     assert_eq!(std::fs::read(&layer).unwrap(), std::fs::read(&wasm).unwrap(), "the layer is the file pushed");
 
