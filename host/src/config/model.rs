@@ -297,7 +297,7 @@ impl PluginSpec {
     }
 }
 
-fn is_sha256(hex: &str) -> bool {
+pub(crate) fn is_sha256(hex: &str) -> bool {
     hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())
 }
 

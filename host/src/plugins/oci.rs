@@ -59,7 +59,7 @@ pub fn pull(dir: &Path, reference: &str, plain_http: bool) -> Result<(PathBuf, S
     let hex = layer
         .digest
         .strip_prefix("sha256:")
-        .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+        .filter(|h| crate::config::is_sha256(h))
         .ok_or_else(|| format!("{reference}: the layer's digest `{}` is not a sha256", layer.digest))?
         .to_owned();
     let file = dir.join(format!("{hex}.wasm"));

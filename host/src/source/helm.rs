@@ -88,7 +88,7 @@ fn from_index(spec: &HelmSpec, range: &str, cache: &Path) -> Result<Chart, Strin
         index.entries.get(&spec.chart).ok_or_else(|| format!("the repository has no chart `{}`", spec.chart))?;
     let entry = newest(entries.iter().map(|e| (e.version.as_str(), e)), &spec.chart, range)?;
     let digest = entry.digest.to_ascii_lowercase();
-    if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
+    if !crate::config::is_sha256(&digest) {
         return Err(format!("{} {} has no sha256 `digest` in {index_url}", spec.chart, entry.version));
     }
     let archive = cached(cache, &digest, || {
