@@ -13,7 +13,7 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
 
     // The workspace manifest holds the `plugin` profile.
-    for dir in ["wit", "plugins", "Cargo.toml", "host/wasm_plugins.rs"] {
+    for dir in ["plugins", "Cargo.toml", "host/wasm_plugins.rs"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
@@ -29,7 +29,7 @@ fn main() {
 
     // The contract version, defined once: by the package line of wit/plugin.wit. (The
     // `bindgen!` inline world names it too; it does not compile when the two differ.)
-    let wit = std::fs::read_to_string(root.join("wit/plugin.wit")).unwrap();
+    let wit = std::fs::read_to_string(root.join("plugins/sdk/wit/plugin.wit")).unwrap();
     let version = wit
         .lines()
         .find_map(|l| l.trim().strip_prefix("package moor:plugin@")?.strip_suffix(';'))

@@ -1,7 +1,8 @@
 //! Compiles the test-only plugins and hands their paths to the tests
 //! (`$OUT_DIR/test_plugins.rs`), as wasmtime's `crates/test-programs/artifacts` does: the
 //! Rust crates `tests/plugins/*` to wasm32-wasip2 components, the Go KRM functions
-//! `tests/krm/*` to wasip1 modules (with the machine's Go). The shipped `moor` crate knows
+//! `tests/krm/*` and the Go examples `examples/plugins/go/*` to wasip1 modules (with the
+//! machine's Go). The shipped `moor` crate knows
 //! nothing of them.
 
 #[path = "../../host/wasm_plugins.rs"]
@@ -13,14 +14,21 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().parent().unwrap().to_path_buf();
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    for dir in
-        ["wit", "plugins/sdk", "plugins/object", "tests/plugins", "tests/krm", "Cargo.toml", "host/wasm_plugins.rs"]
-    {
+    for dir in [
+        "plugins/sdk",
+        "plugins/object",
+        "tests/plugins",
+        "tests/krm",
+        "examples/plugins/go",
+        "Cargo.toml",
+        "host/wasm_plugins.rs",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let target = wasm_plugins::target_dir(&root);
     let mut tests = wasm_plugins::build_all(&root.join("tests/plugins"), &target, &[]);
     tests.extend(build_go(&root.join("tests/krm"), &target.join("krm")));
+    tests.extend(build_go(&root.join("examples/plugins/go"), &target.join("krm")));
     let mut src = String::from(
         "/// Test-only plugins: (name, path of the component).\npub static TEST_PLUGINS: &[(&str, &str)] = &[\n",
     );
@@ -57,8 +65,8 @@ fn build_go(dir: &std::path::Path, out: &std::path::Path) -> Vec<(String, PathBu
                 .env("GOTOOLCHAIN", "local")
                 .env("GOFLAGS", "-mod=readonly")
                 .status()
-                .expect("cannot run `go` to build the KRM test functions (tests/krm); is Go installed?");
-            assert!(status.success(), "building tests/krm/{name} with Go failed");
+                .expect("cannot run `go` to build the KRM functions; is Go installed?");
+            assert!(status.success(), "building {} with Go failed", module.display());
             (name, wasm)
         })
         .collect()

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::Output;
+use super::{Output, TestArgs};
 use crate::object::Object;
 use crate::plugins::{
     self, Diagnostic, Document, Event, EventReason, Limits, Plugin, PluginKind, PluginSource, RenderContext,
@@ -147,31 +147,31 @@ impl std::fmt::Display for Summary {
 }
 
 /// Runs a plugin once on `input` and prints what it returns; fails on any error.
-pub fn test(
-    cache: &Path,
-    what: &str,
-    input: Option<&Path>,
-    with: &str,
-    after_yaml: bool,
-    allow_hosts: &[String],
-    output: Output,
-) -> anyhow::Result<ExitCode> {
+pub fn test(cache: &Path, args: &TestArgs) -> anyhow::Result<ExitCode> {
+    let TestArgs { plugin: what, input, with, after_yaml, as_kind, allow_hosts, output } = args;
     let runtime = Runtime::new(cache)?;
     let plugin = load(&runtime, what)?;
+    let kind = match as_kind.map(PluginKind::from) {
+        Some(kind) if !plugin.serves(kind) => {
+            anyhow::bail!("plugin `{}` is a {}; it cannot run as a {kind}", plugin.info.name, plugin.kind())
+        }
+        Some(kind) => kind,
+        None => plugin.kind(),
+    };
     let config: serde_json::Value = serde_json::from_str(with).context("--with is not JSON")?;
     if let Err(errors) = plugin.check_config(&config) {
         anyhow::bail!("--with is rejected by the plugin's schema: {}", errors.join("; "));
     }
-    let needs_input = || input.context("this plugin needs --input DIR, a directory of manifests");
+    let needs_input = || input.as_deref().context("this plugin needs --input DIR, a directory of manifests");
     let findings = |diags: Vec<Diagnostic>| {
         diags.into_iter().map(|d| Finding::from_diagnostic(d, &plugin.info.name)).collect::<Vec<_>>()
     };
     let mut report = TestReport::default();
     let started;
-    match plugin.kind() {
+    match kind {
         PluginKind::Renderer => {
             let dir = needs_input()?;
-            let input = if after_yaml {
+            let input = if *after_yaml {
                 let docs = yaml_documents(&runtime, dir)?;
                 report.summary.objects_in = Some(docs.len());
                 RenderInput::Objects(docs)

@@ -11,6 +11,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::plugins::PluginKind;
+
 /// Moor keeps a Kubernetes cluster moored to Git, with sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
 #[command(name = "moor", version, about)]
@@ -198,38 +200,68 @@ pub enum PluginCommand {
         #[arg(long)]
         insecure: bool,
     },
-    /// Start a new plugin crate from a template.
+    /// Start a new plugin project from a template: the plugin, its SDK and the contract,
+    /// `build.sh`, `test.sh` (which runs `moor plugin test`) and a README.
     New {
-        /// Name of the plugin and of its crate directory.
+        /// Name of the plugin and of its directory.
         name: String,
         #[arg(long, value_enum)]
         kind: Kind,
-        /// Where to create the crate.
+        /// The language: Python, JavaScript and Go plugins are renderers or validators.
+        #[arg(long = "lang", value_enum, default_value_t = Language::Rust)]
+        language: Language,
+        /// Where to create the project.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// A local `plugins/sdk` of a moor checkout, instead of the SDK from git.
-        #[arg(long)]
-        sdk_path: Option<PathBuf>,
     },
     /// Run a plugin once on a tree of manifests, as a pipeline would, and print the result.
-    Test {
-        /// A component file, or the name of a built-in plugin.
-        plugin: String,
-        /// A directory of manifests (renderers and validators).
-        #[arg(long)]
-        input: Option<PathBuf>,
-        /// The step's `with` table, as JSON.
-        #[arg(long, default_value = "{}")]
-        with: String,
-        /// For a renderer that transforms objects: render the input with `yaml` first.
-        #[arg(long)]
-        after_yaml: bool,
-        /// For a notifier: a host (`host` or `host:port`) it may reach; repeatable.
-        #[arg(long = "allow-host")]
-        allow_hosts: Vec<String>,
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-    },
+    Test(TestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// A component or KRM function file, or the name of a built-in plugin.
+    pub plugin: String,
+    /// A directory of manifests (renderers and validators).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// The step's `with` table, as JSON.
+    #[arg(long, default_value = "{}")]
+    pub with: String,
+    /// For a renderer that transforms objects: render the input with `yaml` first.
+    #[arg(long)]
+    pub after_yaml: bool,
+    /// For a KRM function, which serves as either: run it as a `validator` (default: as a
+    /// `renderer`). A component runs as its own kind.
+    #[arg(long = "as", value_enum)]
+    pub as_kind: Option<Kind>,
+    /// For a notifier: a host (`host` or `host:port`) it may reach; repeatable.
+    #[arg(long = "allow-host")]
+    pub allow_hosts: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+impl From<Kind> for PluginKind {
+    fn from(kind: Kind) -> PluginKind {
+        match kind {
+            Kind::Renderer => PluginKind::Renderer,
+            Kind::Validator => PluginKind::Validator,
+            Kind::Notifier => PluginKind::Notifier,
+            Kind::Source => PluginKind::Source,
+        }
+    }
+}
+
+/// A language a plugin can be written in, on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Language {
+    Rust,
+    Python,
+    /// JavaScript, built with componentize-qjs.
+    Js,
+    /// Go, as a KRM function (kyaml's fn/framework).
+    Go,
 }
 
 /// A plugin kind, on the command line.
@@ -367,11 +399,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(PluginCommand::Push { file, reference, insecure }) => {
             inspect::push(&cache, &file, &reference, insecure)
         }
-        Command::Plugin(PluginCommand::New { name, kind, dir, sdk_path }) => {
-            new::new(&name, kind, &dir, sdk_path.as_deref())
-        }
-        Command::Plugin(PluginCommand::Test { plugin, input, with, after_yaml, allow_hosts, output }) => {
-            inspect::test(&cache, &plugin, input.as_deref(), &with, after_yaml, &allow_hosts, output)
-        }
+        Command::Plugin(PluginCommand::New { name, kind, language, dir }) => new::new(&name, kind, language, &dir),
+        Command::Plugin(PluginCommand::Test(args)) => inspect::test(&cache, &args),
     }
 }

@@ -1,5 +1,6 @@
-//! The plugin author's loop: `moor plugin new` for every kind, build for wasm32-wasip2,
-//! `moor plugin inspect`, `moor plugin test`.
+//! The plugin author's loop in every language: `moor plugin new`, the project's `build.sh`
+//! and `test.sh` (which runs `moor plugin test`), `moor plugin inspect`; and the example
+//! plugins in Python and JavaScript, built and tested the same way.
 
 use std::path::Path;
 use std::process::Command;
@@ -16,76 +17,101 @@ fn text(out: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-#[test]
-fn a_new_plugin_of_every_kind_builds_inspects_and_runs() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let sdk = root.join("plugins/sdk");
-    let dir = tempfile::tempdir().unwrap();
-    // One target directory for the four crates, kept between runs, so deps build once.
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("plugin-new-test");
-    let manifests = root.join("examples/quickstart/manifests");
+/// The PATH prefix with componentize-py and componentize-qjs (scripts/plugin-tools installs
+/// them once per machine, from PyPI and npm).
+fn plugin_tools(root: &Path) -> String {
+    let out = Command::new(root.join("scripts/plugin-tools")).output().expect("scripts/plugin-tools runs");
+    assert!(out.status.success(), "scripts/plugin-tools: {}", text(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
 
-    for (kind, name, with, expect) in [
-        ("renderer", "add-label", r#"{"label": "reviewed"}"#, "reviewed: 'true'"),
-        (
-            "validator",
-            "no-services",
-            r#"{"deny_kinds": ["Service"]}"#,
-            "kind `Service` is not allowed (Service/quickstart/hello) [no-services]",
-        ),
-        ("notifier", "say", r#"{"prefix": "> "}"#, ""),
-        ("source", "make-ns", r#"{"namespace": "made"}"#, "file: namespace.yaml"),
-    ] {
-        let out = moor(&[
-            "plugin",
-            "new",
-            name,
-            "--kind",
-            kind,
-            "--dir",
-            dir.path().to_str().unwrap(),
-            "--sdk-path",
-            sdk.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "{}", text(&out));
-        let build = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
-            .current_dir(dir.path().join(name))
-            .env("CARGO_TARGET_DIR", &target)
-            // Built as its author builds it: without CI's flags and lint wrapper.
+/// Runs a project's `build.sh` then its `test.sh` (which runs `moor plugin test` and checks
+/// the result), as its author would, without CI's flags and lint wrapper.
+fn build_and_test(dir: &Path, tools: &str, target: &Path) {
+    let path = format!("{tools}:{}", std::env::var("PATH").unwrap());
+    for script in ["build.sh", "test.sh"] {
+        let out = Command::new(dir.join(script))
+            .current_dir(dir)
+            .env("PATH", &path)
+            .env("MOOR", env!("CARGO_BIN_EXE_moor"))
+            .env("MOOR_CACHE", crate::support::cache_dir())
+            .env("CARGO_TARGET_DIR", target)
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .env_remove("RUSTC_WORKSPACE_WRAPPER")
             .output()
             .unwrap();
-        assert!(build.status.success(), "{kind}: {}", text(&build));
-        let wasm = target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
-
-        let out = moor(&["plugin", "inspect", wasm.to_str().unwrap(), "--output", "json"]);
-        assert!(out.status.success(), "{}", text(&out));
-        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!((info["name"].as_str(), info["kind"].as_str()), (Some(name), Some(kind)), "{info}");
-
-        let mut args =
-            vec!["plugin", "test", wasm.to_str().unwrap(), "--with", with, "--input", manifests.to_str().unwrap()];
-        if kind == "renderer" {
-            args.push("--after-yaml");
-        }
-        let out = moor(&args);
-        let shown = text(&out);
-        assert!(shown.contains(expect), "{kind}: {shown}");
-        // A summary, always, even when the plugin returns nothing to show.
-        let summary = match kind {
-            "renderer" => "summary: 4 objects in, 4 out; 0 errors, 0 warnings, 0 infos; ",
-            "validator" => "summary: 4 objects in, 0 out; 1 error, 0 warnings, 0 infos; ",
-            "notifier" => "summary: 0 out; 0 errors, 0 warnings, 0 infos; ",
-            _ => "summary: 1 out; 0 errors, 0 warnings, 0 infos; ",
-        };
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.lines().any(|l| l.starts_with(summary) && l.ends_with(" ms")), "{kind}: {shown}");
-        assert_eq!(out.status.success(), kind != "validator", "{kind}: {shown}");
+        assert!(out.status.success(), "{} {script}: {}", dir.display(), text(&out));
     }
+}
+
+#[test]
+fn a_new_plugin_in_every_language_and_kind_builds_and_passes_its_own_test() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let tools = plugin_tools(root);
+    let dir = tempfile::tempdir().unwrap();
+    // One target directory for the Rust projects, kept between runs, so deps build once.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("plugin-new-test");
+
+    for (lang, kinds) in [
+        ("rust", &["renderer", "validator", "notifier", "source"][..]),
+        ("python", &["renderer", "validator"][..]),
+        ("js", &["renderer", "validator"][..]),
+        ("go", &["renderer", "validator"][..]),
+    ] {
+        for kind in kinds {
+            let name = format!("{lang}-{kind}");
+            let out =
+                moor(&["plugin", "new", &name, "--kind", kind, "--lang", lang, "--dir", dir.path().to_str().unwrap()]);
+            assert!(out.status.success(), "{}", text(&out));
+            let project = dir.path().join(&name);
+            assert!(project.join("README.md").exists() && project.join("testdata/testdata.yaml").exists());
+            build_and_test(&project, &tools, &target);
+
+            let wasm = project.join(format!("{name}.wasm"));
+            let out = moor(&["plugin", "inspect", wasm.to_str().unwrap(), "--output", "json"]);
+            assert!(out.status.success(), "{}", text(&out));
+            let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let want = if lang == "go" { ("krm-function", "renderer") } else { ("component", *kind) };
+            assert_eq!((info["flavor"].as_str(), info["kind"].as_str()), (Some(want.0), Some(want.1)), "{info}");
+            assert_eq!(info["name"].as_str(), Some(name.as_str()), "{info}");
+        }
+    }
+
+    let out =
+        moor(&["plugin", "new", "x", "--kind", "source", "--lang", "python", "--dir", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("Python plugins can be renderers or validators; write sources in Rust"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn the_python_and_javascript_example_plugins_build_and_pass_their_tests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let tools = plugin_tools(root);
+    let target = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    for lang in ["python", "js"] {
+        let mut examples: Vec<_> = std::fs::read_dir(root.join("examples/plugins").join(lang))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.join("build.sh").exists())
+            .collect();
+        examples.sort();
+        for example in examples {
+            build_and_test(&example, &tools, target.path());
+            seen.push(format!("{lang}/{}", example.file_name().unwrap().to_string_lossy()));
+        }
+    }
+    assert_eq!(
+        seen,
+        ["python/common-labels", "python/image-allowlist", "js/image-tags", "js/require-limits"],
+        "a renderer and a validator in each language"
+    );
 }

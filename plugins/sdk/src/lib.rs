@@ -35,7 +35,7 @@ pub use object::{Object, ObjectExt, ObjectRefExt};
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         inline: "
             package moor:sdk;
             world shared {
@@ -249,7 +249,7 @@ macro_rules! world {
         #[doc(hidden)]
         pub mod $module {
             wit_bindgen::generate!({
-                path: "../../wit",
+                path: "wit",
                 world: $world,
                 with: {
                     "moor:plugin/types@0.1.0": crate::bindings::moor::plugin::types,

@@ -1,4 +1,4 @@
-module moor.dev/tests/krm/set-label
+module moor.dev/examples/plugins/go/require-label
 
 go 1.26.0
 

@@ -1,4 +1,4 @@
-module moor.dev/tests/krm/require-label
+module moor.dev/examples/plugins/go/set-label
 
 go 1.26.0
 

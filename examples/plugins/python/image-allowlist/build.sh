@@ -1,0 +1,7 @@
+#!/bin/sh
+# Builds image-allowlist.wasm with componentize-py (on PATH; scripts/plugin-tools installs it), from
+# app.py and the SDK in plugins/sdk-python.
+set -eu
+cd "$(dirname "$0")"
+root=../../../..
+componentize-py -d $root/wit -w validator componentize app -p . -p $root/plugins/sdk-python -o image-allowlist.wasm
