@@ -112,3 +112,27 @@ fn compiled_components_are_cached_on_disk_across_restarts() {
     second.load("probe", source(), Limits::default()).unwrap();
     assert_eq!(std::fs::metadata(&compiled[0]).unwrap().modified().unwrap(), written, "recompiled instead of reusing");
 }
+
+/// A component built for contract 0.1 (`moor plugin new deny-kinds --kind validator`, kept
+/// as built: tests/data/contract-0.1/README.md) loads and runs, whatever the contract has
+/// become since.
+#[test]
+fn a_component_built_for_contract_0_1_still_loads_and_validates() {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/contract-0.1/deny-kinds.wasm");
+    let plugin = load_file(&file, "7fea2b0231a5cabe783e933584430251fb8f0e4654f64f66c485ce3060136af1").unwrap();
+    assert_eq!((plugin.info.name.as_str(), plugin.info.contract.as_str()), ("deny-kinds", "0.1.0"));
+    assert_eq!(plugin.kind(), PluginKind::Validator);
+    let docs = vec![moor::plugins::Document {
+        json: serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}}).to_string(),
+        file: "app.yaml".into(),
+        line: 7,
+    }];
+    let diagnostics = plugin.validate(&serde_json::json!({"deny_kinds": ["Service"]}), &docs).unwrap().unwrap();
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+    let d = &diagnostics[0];
+    assert_eq!(
+        (d.message.as_str(), d.file.as_deref(), d.line),
+        ("kind `Service` is not allowed", Some("app.yaml"), Some(7))
+    );
+    assert_eq!(d.severity, moor::plugins::Severity::Error);
+}
