@@ -339,10 +339,22 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, as anyhow's `{:#}` prints them, without a cause
+/// that the message before it already ends with (an error whose text includes its source).
+fn message(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1).map(ToString::to_string) {
+        if !text.ends_with(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
 }
 
 /// Caps glibc's malloc arenas at two. With its default (eight per core), the many threads
@@ -401,5 +413,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Plugin(PluginCommand::New { name, kind, language, dir }) => new::new(&name, kind, language, &dir),
         Command::Plugin(PluginCommand::Test(args)) => inspect::test(&cache, &args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message;
+
+    #[test]
+    fn an_error_prints_each_cause_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read x.wasm: {source}")]
+        struct Read {
+            source: std::io::Error,
+        }
+        let e = anyhow::Error::new(Read { source: io() });
+        assert_eq!(message(&e), "cannot read x.wasm: No such file or directory");
+        let e = anyhow::Error::new(io()).context("plugin `x`");
+        assert_eq!(message(&e), "plugin `x`: No such file or directory");
     }
 }
