@@ -114,4 +114,98 @@ fn the_python_and_javascript_example_plugins_build_and_pass_their_tests() {
         ["python/common-labels", "python/image-allowlist", "js/image-tags", "js/require-limits"],
         "a renderer and a validator in each language"
     );
+    one_pipeline_with_plugins_in_every_language(root);
+}
+
+/// One pipeline whose chains mix the languages: renderers in Python, JavaScript and Go
+/// (KRM) after `yaml`, validators in the same three, pinned by sha256 like any plugin.
+fn one_pipeline_with_plugins_in_every_language(root: &Path) {
+    let examples = root.join("examples/plugins");
+    let plugins = [
+        ("common-labels", examples.join("python/common-labels/common-labels.wasm")),
+        ("image-allowlist", examples.join("python/image-allowlist/image-allowlist.wasm")),
+        ("image-tags", examples.join("js/image-tags/image-tags.wasm")),
+        ("require-limits", examples.join("js/require-limits/require-limits.wasm")),
+        ("set-label", moor_test_artifacts::path("set-label").into()),
+        ("require-label", moor_test_artifacts::path("require-label").into()),
+    ];
+    let mut config = String::new();
+    for (name, path) in &plugins {
+        let sha = crate::support::sha256_of(path);
+        config.push_str(&format!("[[plugin]]\nname = {name:?}\npath = {:?}\nsha256 = {sha:?}\n\n", path.display()));
+    }
+    config.push_str(
+        r#"[[source]]
+name = "app"
+path = "manifests"
+
+[[pipeline]]
+name = "web"
+source = "app"
+target_namespace = "shop"
+render = [
+  { use = "yaml" },
+  { use = "common-labels", with = { labels = { team = "payments" } } },
+  { use = "image-tags", with = { images = [{ name = "ghcr.io/acme/web", digest = "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945" }] } },
+  { use = "set-label", with = { key = "reviewed", value = "yes" } },
+]
+validate = [
+  { use = "image-allowlist", with = { allowed = ["ghcr.io/acme/"] } },
+  { use = "require-limits" },
+  { use = "require-label", with = { key = "owner" } },
+]
+"#,
+    );
+    let deployment = |name: &str, image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  labels: {{owner: shop}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers:\n        - name: {name}\n          image: {image}\n          resources: {{requests: {{cpu: 100m, memory: 64Mi}}, limits: {{cpu: 500m, memory: 128Mi}}}}\n"
+        )
+    };
+    let dir = crate::support::tree(&[
+        ("moor.toml", &config),
+        ("manifests/web.yaml", &deployment("web", "ghcr.io/acme/web:1.4.0")),
+    ]);
+    let file = dir.path().join("moor.toml");
+    let plan = || {
+        Command::new(env!("CARGO_BIN_EXE_moor"))
+            .args(["plan", file.to_str().unwrap(), "--output", "json"])
+            .env("MOOR_CACHE", crate::support::cache_dir())
+            .env("KUBECONFIG", "/nonexistent")
+            .output()
+            .unwrap()
+    };
+
+    // The image pinned by the JavaScript renderer passes the Python validator; limits and
+    // the owner label pass the JavaScript and Go validators.
+    let out = moor(&["build", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let built = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "team: payments",
+        "reviewed: yes",
+        "image: ghcr.io/acme/web@sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945",
+    ] {
+        assert!(built.contains(want), "{want}: {built}");
+    }
+    assert!(plan().status.success(), "{}", text(&plan()));
+
+    // An image from elsewhere: the Python validator blocks the pipeline, at the file and
+    // line of the object; the others have nothing to say.
+    std::fs::write(dir.path().join("manifests/cache.yaml"), deployment("cache", "docker.io/library/redis:7")).unwrap();
+    let out = plan();
+    assert!(!out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let findings = &report["pipelines"][0]["findings"];
+    assert_eq!(
+        findings,
+        &serde_json::json!([{
+            "severity": "error",
+            "message": "image docker.io/library/redis:7 is not from an allowed registry (ghcr.io/acme/)",
+            "file": "cache.yaml",
+            "line": 1,
+            "object": "Deployment/cache",
+            "plugin": "image-allowlist",
+        }]),
+        "{report}"
+    );
 }
