@@ -14,9 +14,10 @@ pub mod secrets;
 pub mod source;
 pub mod stage;
 
-/// Installs aws-lc-rs as the process's TLS provider. kube uses it; wasmtime-wasi-http's
-/// rustls also brings ring, and with two providers compiled in, rustls cannot pick one by
-/// itself. Call once at start-up (later calls do nothing).
+/// Installs ring as the process's TLS provider, for every TLS user (kube, reqwest and the
+/// git and OCI clients on it, wasmtime-wasi-http). It is the only provider built (the
+/// workspace's Cargo.toml keeps aws-lc-rs out); installing it says so where a second one
+/// would otherwise make rustls refuse to pick. Call once at start-up (later calls do nothing).
 pub fn init_tls() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
