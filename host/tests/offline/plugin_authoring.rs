@@ -209,3 +209,30 @@ validate = [
         "{report}"
     );
 }
+
+/// `moor plugin test --as` runs a KRM function as either kind, and refuses to run a
+/// component as another kind than its own, naming both.
+#[test]
+fn plugin_test_as_another_kind_is_refused_for_a_component() {
+    let component = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/contract-0.1/deny-kinds.wasm");
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart/manifests");
+    let out =
+        moor(&["plugin", "test", component.to_str().unwrap(), "--as", "renderer", "--input", input.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("plugin `deny-kinds` is a validator; it cannot run as a renderer"), "{}", text(&out));
+
+    let krm = moor_test_artifacts::path("require-label");
+    let out = moor(&[
+        "plugin",
+        "test",
+        krm,
+        "--as",
+        "validator",
+        "--input",
+        input.to_str().unwrap(),
+        "--with",
+        r#"{"key": "no-such-label"}"#,
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("error: missing label no-such-label"), "{}", text(&out));
+}
