@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use super::{Kind, Language};
+use crate::plugins::PluginKind;
 
 /// The contract, as every SDK builds against it.
 const WIT: &str = include_str!("../../../plugins/sdk/wit/plugin.wit");
@@ -48,22 +49,11 @@ pub fn new(name: &str, kind: Kind, language: Language, dir: &Path) -> anyhow::Re
             std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
         }
     }
-    println!("created {} {} plugin `{name}` in {}", language.title(), kind.name(), root.display());
+    println!("created {} {} plugin `{name}` in {}", language.title(), PluginKind::from(kind), root.display());
     println!("next:");
     println!("  cd {} && ./build.sh && ./test.sh", root.display());
     println!("  moor plugin inspect {name}.wasm");
     Ok(ExitCode::SUCCESS)
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Renderer => "renderer",
-            Kind::Validator => "validator",
-            Kind::Notifier => "notifier",
-            Kind::Source => "source",
-        }
-    }
 }
 
 impl Language {
@@ -107,7 +97,7 @@ fn files(language: Language, kind: Kind) -> anyhow::Result<Vec<File>> {
         (_, Kind::Notifier | Kind::Source) => bail!(
             "{} plugins can be renderers or validators; write {}s in Rust (--lang rust)",
             language.title(),
-            kind.name()
+            PluginKind::from(kind)
         ),
     };
     files.push(source);
@@ -154,7 +144,6 @@ fn vars(name: &str, kind: Kind, language: Language) -> anyhow::Result<Vec<(&'sta
         .and_then(|w| w.get("version"))
         .and_then(toml::Value::as_str)
         .context("the workspace manifest has no wit-bindgen version")?;
-    let kind_name = kind.name();
     let (files, needs) = match language {
         Language::Rust => (
             "| `src/lib.rs` | the plugin |\n| `vendor/` | Moor's Rust SDK and the contract (`wit/`) |\n",
@@ -183,7 +172,7 @@ fn vars(name: &str, kind: Kind, language: Language) -> anyhow::Result<Vec<(&'sta
     Ok(vec![
         ("name", name.to_owned()),
         ("crate", name.replace('-', "_")),
-        ("kind", kind_name.to_owned()),
+        ("kind", PluginKind::from(kind).to_string()),
         ("language", language.title().to_owned()),
         ("files", files.to_owned()),
         ("needs", needs.to_owned()),
