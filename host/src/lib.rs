@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod config_sync;
 pub mod http;
 pub mod object;
 pub mod oci;
@@ -13,6 +14,7 @@ pub mod schedule;
 pub mod secrets;
 pub mod source;
 pub mod stage;
+pub mod wait;
 
 /// Installs ring as the process's TLS provider, for every TLS user (kube, reqwest and the
 /// git and OCI clients on it, wasmtime-wasi-http). It is the only provider built (the

@@ -63,7 +63,7 @@ pub fn run(
 }
 
 /// SIGTERM or SIGINT.
-async fn signal() {
+pub(super) async fn signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => return std::future::pending().await,

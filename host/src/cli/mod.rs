@@ -1,10 +1,12 @@
 //! The `moor` command line: argument parsing and output; the work is done by the library.
 
 mod cluster;
+mod config_sync;
 mod controller;
 mod inspect;
 mod new;
 mod render;
+mod wait;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,6 +114,13 @@ pub enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Wait until dependencies hold (services, jobs, pods, daemonsets, containers, sockets,
+    /// custom resources), template config files, then run COMMAND in moor's place: the
+    /// container entrypoint of kubernetes-entrypoint, with its `DEPENDENCY_*` variables.
+    Wait(Box<wait::WaitArgs>),
+    /// Keep a ConfigMap or Secret unpacked in a directory, atomically, and reload the
+    /// application after each change: by HTTP (sidecar) or SIGHUP (`-- COMMAND`, subprocess).
+    ConfigSync(Box<config_sync::ConfigSyncArgs>),
     /// Ask a running controller to reconcile a pipeline now (or queue one run).
     Reconcile {
         pipeline: String,
@@ -320,8 +329,9 @@ pub fn default_cache_dir() -> PathBuf {
 pub fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
-    // The controller logs what it does; one-shot commands only warnings.
-    let default = if matches!(cli.command, Command::Run { .. }) { "moor=info,warn" } else { "warn" };
+    // The controller, `wait` and `config-sync` log what they do; one-shot commands only warnings.
+    let long_running = matches!(cli.command, Command::Run { .. } | Command::Wait(_) | Command::ConfigSync(_));
+    let default = if long_running { "moor=info,warn" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MOOR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -388,6 +398,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let args = controller::RunArgs { listen, leader_elect, identity, shutdown_grace, lease_duration };
             controller::run(&cache, &config, args, &cluster.kubeconfig())
         }
+        Command::Wait(args) => wait::wait(*args),
+        Command::ConfigSync(args) => config_sync::config_sync(*args),
         Command::Completion { shell } => {
             clap_complete::generate(
                 shell,

@@ -155,6 +155,9 @@ impl Config {
                     }
                 }
             }
+            if let Err((j, message)) = pipeline.gates(&self.settings.namespace) {
+                return Err((pipeline.wait_for[j].span(), format!("{key}.wait_for[{j}]"), message));
+            }
             for (j, dep) in pipeline.depends_on.iter().enumerate() {
                 if self.pipeline(dep.s()).is_none() {
                     return Err((

@@ -416,6 +416,13 @@ pub struct PipelineSpec {
     pub webhook_secret: Option<SecretRef>,
     #[serde(default)]
     pub depends_on: Vec<Spanned<String>>,
+    /// Gates (KE-4): what must hold in the cluster before a run, as `moor wait` checks it.
+    #[serde(default)]
+    pub wait_for: Vec<Spanned<WaitFor>>,
+    /// `moor apply`: how long it waits for `wait_for` before failing the pipeline (in
+    /// controller mode the pipeline waits, shown as waiting, until the gate opens).
+    #[serde(default = "default_health_timeout")]
+    pub wait_for_timeout: Seconds,
     #[serde(default = "yes")]
     pub prune: bool,
     pub target_namespace: Option<String>,
@@ -461,6 +468,49 @@ pub struct PipelineSpec {
     pub health: Vec<HealthCheck>,
 }
 
+/// One gate of `wait_for`: `{ service = "ns:name" }`, `{ job = "ns:name" }`,
+/// `{ job = { labels = { app = "migrate" }, namespace = "ns" } }`, `{ pod = { labels = {…} } }`,
+/// `{ daemonset = "ns:name" }` (rolled out), `{ socket = "/path" }`, or
+/// `{ custom_resource = { api_version, kind, name, namespace, fields = [{ key, value }] } }`.
+/// Names without a namespace are in the pipeline's `target_namespace`, else `[moor] namespace`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum WaitFor {
+    Service(String),
+    Job(JobWait),
+    Pod(PodWait),
+    Daemonset(String),
+    Socket(PathBuf),
+    CustomResource(CustomResourceWait),
+}
+
+/// A job by `[namespace:]name`, or every job with the labels.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "`[namespace:]name`, or a table with `labels` and an optional `namespace`")]
+pub enum JobWait {
+    Name(String),
+    Labels { labels: BTreeMap<String, String>, namespace: Option<String> },
+}
+
+/// A ready pod with the labels.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodWait {
+    pub labels: BTreeMap<String, String>,
+    pub namespace: Option<String>,
+}
+
+/// A custom resource whose fields (dotted paths) have values.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomResourceWait {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub fields: Vec<crate::wait::spec::Field>,
+}
+
 /// A custom readiness rule for one kind (FX-8), in CEL, with the live object as `object`:
 /// `{ kind = "Widget", ready = "object.status.phase == 'Ready'", failed = "object.status.phase == 'Failed'" }`.
 #[derive(Debug, Clone, Deserialize)]
@@ -476,6 +526,15 @@ impl PipelineSpec {
     /// The pipeline's plugin chains, by name: `render`, `validate`, `notify`.
     pub fn chain_lists(&self) -> [(&'static str, &[Step]); 3] {
         [("render", &self.render), ("validate", &self.validate), ("notify", &self.notify)]
+    }
+
+    /// The `wait_for` gates as dependencies; names without a namespace are in the
+    /// `target_namespace`, else `default_ns` (`[moor] namespace`). An error comes with the
+    /// gate's index.
+    pub fn gates(&self, default_ns: &str) -> Result<Vec<crate::wait::Dependency>, (usize, String)> {
+        let ns = self.target_namespace.as_deref().unwrap_or(default_ns);
+        let gates = self.wait_for.iter().enumerate();
+        gates.map(|(i, gate)| crate::wait::spec::gate(gate.get_ref(), ns).map_err(|e| (i, e))).collect()
     }
 
     /// Every step of every chain, with its chain's name.

@@ -93,7 +93,7 @@ fn pipeline(h: &mut String, p: &PipelineStatus) {
     }
     let _ = write!(
         h,
-        "<div class=meta>source <code>{}</code> · every {}s{}{} · {} run(s)</div>",
+        "<div class=meta>source <code>{}</code> · every {}s{}{}{} · {} run(s)</div>",
         esc(&p.source),
         p.interval_seconds,
         if p.depends_on.is_empty() {
@@ -101,6 +101,7 @@ fn pipeline(h: &mut String, p: &PipelineStatus) {
         } else {
             format!(" · depends on {}", esc(&p.depends_on.join(", ")))
         },
+        if p.wait_for.is_empty() { String::new() } else { format!(" · waits for {}", esc(&p.wait_for.join(", "))) },
         p.next_run_in_seconds.map(|s| format!(" · next run in {s:.0}s")).unwrap_or_default(),
         p.runs
     );

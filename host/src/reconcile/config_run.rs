@@ -19,6 +19,22 @@ pub struct ConfigRun {
     pub notes: Vec<String>,
 }
 
+/// Waits for a pipeline's `wait_for` gates (KE-4), at most its `wait_for_timeout`.
+async fn wait_for(
+    pipeline: &crate::config::PipelineSpec,
+    config: &Config,
+    target: &Target,
+    progress: Progress<'_>,
+) -> Result<(), crate::wait::TimedOut> {
+    let gates = pipeline.gates(&config.settings.namespace).unwrap_or_default();
+    if gates.is_empty() {
+        return Ok(());
+    }
+    progress(&format!("pipeline {}: waiting for its gates", pipeline.name.s()));
+    let gate = crate::wait::Gate::start(Some(&target.client), &gates, &crate::wait::Viewpoint::Pipeline);
+    gate.wait(Some(pipeline.wait_for_timeout.0), std::time::Duration::from_secs(10)).await
+}
+
 impl Moor {
     /// Reconciles every pipeline of `config` once (or only `only`), in `depends_on` order;
     /// a pipeline whose dependency failed is not run. Without `only`, this instance's
@@ -57,6 +73,19 @@ impl Moor {
                     ok: false,
                     stage: Some(Stage::Dependencies),
                     error: Some(error),
+                    report: None,
+                });
+                continue;
+            }
+            if !run.dry_run
+                && let Err(e) = wait_for(pipeline, &config, target, progress).await
+            {
+                failed.insert(name);
+                results.push(PipelineResult {
+                    pipeline: name.into(),
+                    ok: false,
+                    stage: Some(Stage::Dependencies),
+                    error: Some(format!("wait_for: {e}")),
                     report: None,
                 });
                 continue;

@@ -71,6 +71,8 @@ struct Tracked {
     /// When the last successful run ended.
     last_success: Option<String>,
     notify_error: Option<String>,
+    /// The `wait_for` gate (KE-4), followed by watches while the pipeline is configured.
+    gate: Option<(Vec<crate::wait::Dependency>, crate::wait::Gate)>,
 }
 
 impl Tracked {
@@ -84,6 +86,7 @@ impl Tracked {
             last_run: None,
             last_success: None,
             notify_error: None,
+            gate: None,
         }
     }
 }
@@ -114,7 +117,7 @@ struct State {
 }
 
 impl State {
-    /// Whether `pipeline`'s dependencies let it run.
+    /// Whether `pipeline`'s dependencies and its `wait_for` gate let it run.
     fn gate(&self, pipeline: &PipelineSpec) -> Result<(), Blocked> {
         let config = &self.prepared.config;
         let deps: Vec<Dependency<'_>> = pipeline
@@ -130,7 +133,12 @@ impl State {
                 })
             })
             .collect();
-        Slot::gate(&deps)
+        Slot::gate(&deps)?;
+        let gate = self.pipelines.get(pipeline.name.s()).and_then(|t| t.gate.as_ref());
+        match gate.map(|(_, gate)| gate.pending()).unwrap_or_default() {
+            pending if pending.is_empty() => Ok(()),
+            pending => Err(Blocked::Waiting(format!("waiting for {}", crate::wait::list(&pending)))),
+        }
     }
 }
 

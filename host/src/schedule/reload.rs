@@ -25,11 +25,15 @@ impl Controller {
             }
         }
         for pipeline in &config.pipelines {
-            match st.pipelines.get_mut(pipeline.name.s()) {
+            let name = pipeline.name.s();
+            match st.pipelines.get_mut(name) {
                 Some(tracked) => tracked.slot.reconfigured(now, trigger),
                 None => {
-                    st.pipelines.insert(pipeline.name.s().into(), Tracked::new(now, trigger));
+                    st.pipelines.insert(name.into(), Tracked::new(now, trigger));
                 }
+            }
+            if let Some(tracked) = st.pipelines.get_mut(name) {
+                self.follow_gate(tracked, pipeline.gates(&config.settings.namespace).unwrap_or_default());
             }
         }
         st.prepared = prepared;
@@ -41,6 +45,26 @@ impl Controller {
             tokio::spawn(self.clone().remove_gone_pipelines());
         }
         self.wake.notify_one();
+    }
+
+    /// Follows a pipeline's `wait_for` gate (a new one when it changed; none without one);
+    /// a change of what holds wakes the scheduler, which runs the pipeline once it opens.
+    fn follow_gate(self: &Arc<Self>, tracked: &mut Tracked, gates: Vec<crate::wait::Dependency>) {
+        if tracked.gate.as_ref().map(|(deps, _)| deps.as_slice()).unwrap_or_default() == gates.as_slice() {
+            return;
+        }
+        tracked.gate = None;
+        if gates.is_empty() {
+            return;
+        }
+        let mut gate = crate::wait::Gate::start(Some(&self.target.client), &gates, &crate::wait::Viewpoint::Pipeline);
+        let controller = Arc::downgrade(self);
+        gate.on_change(move || {
+            if let Some(c) = controller.upgrade() {
+                c.wake.notify_one();
+            }
+        });
+        tracked.gate = Some((gates, gate));
     }
 
     /// Watches the config file; a valid change takes effect, an invalid one is shown and

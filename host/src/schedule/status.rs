@@ -38,6 +38,8 @@ pub struct PipelineStatus {
     pub reason: Option<String>,
     pub suspended: bool,
     pub depends_on: Vec<String>,
+    /// Its `wait_for` gates, as `moor wait` names them.
+    pub wait_for: Vec<String>,
     pub interval_seconds: u64,
     /// Seconds until the next scheduled run (negative when overdue).
     pub next_run_in_seconds: Option<f64>,
@@ -211,6 +213,7 @@ fn view(st: &Scheduling, prepared: &Prepared, pipeline: &PipelineSpec, t: &Track
         reason,
         suspended,
         depends_on: pipeline.depends_on.iter().map(|d| d.s().to_owned()).collect(),
+        wait_for: t.gate.iter().flat_map(|(deps, _)| deps.iter().map(ToString::to_string)).collect(),
         interval_seconds: pipeline.interval.0.as_secs(),
         next_run_in_seconds,
         queued: t.slot.queued(),

@@ -133,3 +133,42 @@ fn an_oci_plugin_is_pinned_by_its_manifest_digest() {
         plugin(&format!("oci = \"localhost:5000/team/policy:1.0.0@sha256:{}\"\ninsecure = true", "a".repeat(64)));
     config(dir.path(), &pinned).expect("a pinned oci plugin");
 }
+
+#[test]
+fn wait_for_gates_are_read_and_bad_ones_located() {
+    let pipeline = |gates: &str| {
+        format!(
+            "{OK_SOURCE}\n[[pipeline]]\nname = \"web\"\nsource = \"s\"\ntarget_namespace = \"shop\"\nwait_for = {gates}\n"
+        )
+    };
+    let dir = tree(&[]);
+    let gates = "[{ service = \"db\" }, { job = \"infra:migrate\" }, { job = { labels = { step = \"seed\" } } }, \
+                 { pod = { labels = { app = \"cache\" }, namespace = \"data\" } }, { daemonset = \"kube-system:agent\" }, \
+                 { socket = \"/run/x.sock\" }, { custom_resource = { api_version = \"example.com/v1\", kind = \"Widget\", \
+                 name = \"w\", fields = [{ key = \"status.phase\", value = \"Ready\" }] } }]";
+    let cfg = config(dir.path(), &pipeline(gates)).unwrap();
+    let shown: Vec<String> =
+        cfg.pipeline("web").unwrap().gates("moor-system").unwrap().iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        shown,
+        [
+            "service shop/db",
+            "job infra/migrate",
+            "jobs step=seed in shop",
+            "pod app=cache in data",
+            "daemonset kube-system/agent",
+            "socket /run/x.sock",
+            "Widget shop/w"
+        ]
+    );
+    assert_eq!(
+        error(&pipeline("[{ service = \"a:b:c\" }]")),
+        "moor.toml:9:13: pipeline[0].wait_for[0]: `a:b:c` is not `namespace:name` or `name`"
+    );
+    let e = error(&pipeline("[{ container = \"sidecar\" }]"));
+    assert!(e.starts_with("moor.toml:9:") && e.contains("unknown variant `container`"), "{e}");
+    let e = error(&pipeline("[{ pod = { labels = {} } }]"));
+    assert!(e.ends_with("pipeline[0].wait_for[0]: `labels` is empty: it would match every pod"), "{e}");
+    let e = error(&pipeline("[{ job = 3 }]"));
+    assert!(e.contains("`[namespace:]name`, or a table with `labels`"), "{e}");
+}

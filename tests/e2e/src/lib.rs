@@ -386,3 +386,17 @@ impl Drop for Controller {
         let _ = self.child.wait();
     }
 }
+
+/// Waits (polling every 100 ms) for `child` to exit, for at most `seconds`.
+pub async fn exited(child: &mut Child, seconds: u64) -> anyhow::Result<std::process::ExitStatus> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out after {seconds}s waiting for process {} to exit", child.id());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -1,8 +1,10 @@
 //! Tests against the real control plane of tests/cluster (see moor_e2e's docs).
 
 mod apply;
+mod config_sync;
 mod control_plane;
 mod controller;
+mod entrypoint;
 mod helm;
 mod helm_repo;
 mod instances;
