@@ -334,7 +334,8 @@ async fn a_pipeline_waits_for_its_gate_then_runs() -> anyhow::Result<()> {
     let moor = Controller::start(BIN, &config, &[], &[]).await?;
     let waiting = eventually(30, "the pipeline to show its gate", || async {
         let status = moor.pipeline("app").await?;
-        Ok((status["state"] == "waiting" && status["reason"].as_str().unwrap_or_default().contains("job"))
+        let reason = status["reason"].as_str().unwrap_or_default();
+        Ok((status["state"] == "waiting" && reason.contains("job") && !reason.contains("not checked yet"))
             .then_some(status))
     })
     .await?;
