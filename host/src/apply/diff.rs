@@ -50,7 +50,7 @@ pub async fn diff(
                 object: name,
                 origin,
                 change: Change::Create,
-                diff: unified(&Value::Null, &d.object.value, pipeline),
+                diff: unified(&Value::Null, &d.object.value, pipeline, &d.object.sensitive),
             });
             continue;
         };
@@ -65,7 +65,11 @@ pub async fn diff(
                 (change, compare::for_display(live))
             }
         };
-        let diff = if change == Change::Unchanged { String::new() } else { unified(&before, &after, pipeline) };
+        let diff = if change == Change::Unchanged {
+            String::new()
+        } else {
+            unified(&before, &after, pipeline, &d.object.sensitive)
+        };
         out.push(ObjectDiff { object: name, origin, change, diff });
     }
     if pipeline.prune {
@@ -83,9 +87,11 @@ pub async fn diff(
     Ok(out)
 }
 
-/// Unified YAML diff of two objects after redaction.
-fn unified(before: &Value, after: &Value, pipeline: &PipelineSpec) -> String {
-    let (before, after) = redact_pair(before, after, &pipeline.redact);
+/// Unified YAML diff of two objects after redaction (of Secret data, the pipeline's
+/// `redact` pointers and the values a decrypting step revealed).
+fn unified(before: &Value, after: &Value, pipeline: &PipelineSpec, sensitive: &[String]) -> String {
+    let pointers: Vec<String> = pipeline.redact.iter().chain(sensitive).cloned().collect();
+    let (before, after) = redact_pair(before, after, &pointers);
     let yaml = |v: &Value| if v.is_null() { String::new() } else { serde_yaml_ng::to_string(v).unwrap_or_default() };
     let (a, b) = (yaml(&before), yaml(&after));
     similar::TextDiff::from_lines(&a, &b).unified_diff().context_radius(3).header("live", "desired").to_string()

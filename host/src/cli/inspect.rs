@@ -280,5 +280,5 @@ fn yaml_documents(runtime: &Runtime, dir: &Path) -> anyhow::Result<Vec<Document>
 
 fn redacted(json: &str) -> anyhow::Result<serde_json::Value> {
     let value = serde_json::from_str(json)?;
-    Ok(Object { value, file: String::new(), line: 0 }.redacted())
+    Ok(Object::new(value, "", 0).redacted())
 }

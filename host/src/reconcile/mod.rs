@@ -51,6 +51,12 @@ pub enum StageError {
     Render { plugin: String, findings: Vec<Finding> },
     #[error("render: plugin `{plugin}` produced an object that is not valid: {message}")]
     Object { plugin: String, message: String },
+    /// Nothing SOPS-encrypted is applied (FX-3): the host's own check after the chain.
+    #[error(
+        "render: {object} ({origin}) is still SOPS-encrypted after the render chain: add a `sops` step after the \
+         renderer that reads it, with the age key as a secret"
+    )]
+    Encrypted { object: String, origin: String },
     #[error("validate: {0}")]
     ValidateCall(CallError),
     #[error("validate: plugin `{plugin}` failed: {message}")]
@@ -74,7 +80,8 @@ impl StageError {
             StageError::RenderCall(_)
             | StageError::Cluster(_)
             | StageError::Render { .. }
-            | StageError::Object { .. } => Stage::Render,
+            | StageError::Object { .. }
+            | StageError::Encrypted { .. } => Stage::Render,
             StageError::ValidateCall(_) | StageError::Validator { .. } | StageError::Blocked { .. } => Stage::Validate,
             StageError::Apply(failed) => failed.stage,
             StageError::Timeout(_) => Stage::Timeout,
@@ -330,7 +337,8 @@ async fn render_context(
 }
 
 /// Stage 2: the render chain. The first renderer reads the snapshot; each later one gets
-/// the previous stage's objects.
+/// the previous stage's objects. Values that held SOPS ciphertext before a step and do not
+/// after it were decrypted: they are marked sensitive, and shown redacted from then on.
 fn render(
     snapshot: &Snapshot,
     path: &str,
@@ -339,13 +347,20 @@ fn render(
 ) -> Result<Vec<Object>, StageError> {
     let mut docs: Option<Vec<Document>> = None;
     let mut last = "";
+    let mut revealed: BTreeMap<crate::object::ObjKey, Vec<String>> = BTreeMap::new();
     for step in renderers {
+        let encrypted = docs.as_deref().map(ciphertexts).unwrap_or_default();
         let input = match docs.take() {
             None => RenderInput::Tree { snapshot: &snapshot.root, path },
             Some(docs) => RenderInput::Objects(docs),
         };
         match step.run(|plugin, with| plugin.render(with, input, context)).map_err(StageError::RenderCall)? {
-            Ok(out) => docs = Some(out),
+            Ok(out) => {
+                for (key, now) in ciphertexts_or_not(&out, &encrypted) {
+                    revealed.entry(key).or_default().extend(now);
+                }
+                docs = Some(out);
+            }
             Err(diagnostics) => {
                 let findings = diagnostics.into_iter().map(|d| step.finding(d)).collect();
                 return Err(StageError::Render { plugin: step.plugin.name().to_owned(), findings });
@@ -353,19 +368,61 @@ fn render(
         }
         last = step.plugin.name();
     }
-    normalize(docs.unwrap_or_default(), last)
+    normalize(docs.unwrap_or_default(), last, revealed)
+}
+
+/// The pointers of the SOPS ciphertext values of each object that has any.
+fn ciphertexts(docs: &[Document]) -> BTreeMap<crate::object::ObjKey, Vec<String>> {
+    docs.iter()
+        .filter(|d| d.json.contains(crate::object::SOPS_CIPHERTEXT))
+        .filter_map(|d| serde_json::from_str(&d.json).ok().map(|v| Object::new(v, d.file.clone(), d.line)))
+        .map(|o| (o.key(), o.encrypted_values()))
+        .collect()
+}
+
+/// Of the `before` ciphertext pointers, those whose values a step's output no longer
+/// holds encrypted, per object.
+fn ciphertexts_or_not(
+    out: &[Document],
+    before: &BTreeMap<crate::object::ObjKey, Vec<String>>,
+) -> Vec<(crate::object::ObjKey, Vec<String>)> {
+    if before.is_empty() {
+        return Vec::new();
+    }
+    out.iter()
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(&d.json).ok())
+        .filter_map(|value| {
+            let object = Object::new(value, "", 0);
+            let pointers = before.get(&object.key())?;
+            let decrypted: Vec<String> = pointers
+                .iter()
+                .filter(|p| {
+                    object
+                        .value
+                        .pointer(p)
+                        .is_some_and(|v| !v.as_str().is_some_and(|s| s.starts_with(crate::object::SOPS_CIPHERTEXT)))
+                })
+                .cloned()
+                .collect();
+            Some((object.key(), decrypted))
+        })
+        .collect()
 }
 
 /// Stage 3: every object is a JSON object with `apiVersion`, `kind` and `metadata.name`,
-/// and appears once.
-fn normalize(docs: Vec<Document>, plugin: &str) -> Result<Vec<Object>, StageError> {
+/// appears once, and is not SOPS-encrypted any more (nothing encrypted is ever applied).
+fn normalize(
+    docs: Vec<Document>,
+    plugin: &str,
+    mut revealed: BTreeMap<crate::object::ObjKey, Vec<String>>,
+) -> Result<Vec<Object>, StageError> {
     let mut seen: BTreeMap<crate::object::ObjKey, String> = BTreeMap::new();
     let mut objects = Vec::with_capacity(docs.len());
     for doc in docs {
-        let at = Object { value: serde_json::Value::Null, file: doc.file.clone(), line: doc.line }.origin();
+        let at = Object::new(serde_json::Value::Null, doc.file.clone(), doc.line).origin();
         let value: serde_json::Value = serde_json::from_str(&doc.json)
             .map_err(|e| StageError::Object { plugin: plugin.into(), message: format!("{at}: not JSON: {e}") })?;
-        let object = Object { value, file: doc.file, line: doc.line };
+        let mut object = Object::new(value, doc.file, doc.line);
         if !object.value.is_object()
             || object.api_version().is_empty()
             || object.kind().is_empty()
@@ -376,12 +433,16 @@ fn normalize(docs: Vec<Document>, plugin: &str) -> Result<Vec<Object>, StageErro
                 message: format!("{at}: an object needs `apiVersion`, `kind` and `metadata.name`"),
             });
         }
+        if object.is_sops_encrypted() {
+            return Err(StageError::Encrypted { object: object.display_name(), origin: object.origin() });
+        }
         if let Some(first) = seen.insert(object.key(), object.origin()) {
             return Err(StageError::Object {
                 plugin: plugin.into(),
                 message: format!("{} is defined twice, at {first} and at {}", object.display_name(), object.origin()),
             });
         }
+        object.sensitive = revealed.remove(&object.key()).unwrap_or_default();
         objects.push(object);
     }
     Ok(objects)

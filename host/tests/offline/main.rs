@@ -11,4 +11,5 @@ mod loading;
 mod plugin_authoring;
 mod quickstart;
 mod sandbox;
+mod sops;
 mod support;

@@ -82,11 +82,15 @@ pub struct Object {
     pub file: String,
     /// 1-based line where the object starts; 0 when unknown.
     pub line: u32,
+    /// JSON pointers of values a decrypting step revealed (the host sets them, comparing a
+    /// step's input and output); shown redacted wherever the object is, as Secret data is.
+    #[serde(skip)]
+    pub sensitive: Vec<String>,
 }
 
 impl Object {
     pub fn new(value: Value, file: impl Into<String>, line: u32) -> Self {
-        Object { value, file: file.into(), line }
+        Object { value, file: file.into(), line, sensitive: Vec::new() }
     }
 
     fn str_at(&self, pointer: &str) -> &str {
@@ -172,12 +176,53 @@ impl Object {
         }
     }
 
-    /// A copy safe to show anywhere: Secret `data` and `stringData` values are replaced,
-    /// keys kept.
+    /// A copy safe to show anywhere: Secret `data` and `stringData` values, and the
+    /// `sensitive` ones, are replaced, keys kept.
     pub fn redacted(&self) -> Value {
         let mut value = self.value.clone();
         redact(&mut value);
+        for pointer in &self.sensitive {
+            if let Some(v) = value.pointer_mut(pointer) {
+                *v = Value::String(REDACTED.into());
+            }
+        }
         value
+    }
+
+    /// JSON pointers of the string values that hold SOPS ciphertext (`ENC[AES256_GCM,…]`).
+    pub fn encrypted_values(&self) -> Vec<String> {
+        fn walk(value: &Value, at: &mut String, out: &mut Vec<String>) {
+            match value {
+                Value::String(s) if s.starts_with(SOPS_CIPHERTEXT) => out.push(at.clone()),
+                Value::Object(map) => {
+                    for (k, v) in map {
+                        let len = at.len();
+                        at.push('/');
+                        at.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                        walk(v, at, out);
+                        at.truncate(len);
+                    }
+                }
+                Value::Array(items) => {
+                    for (i, v) in items.iter().enumerate() {
+                        let len = at.len();
+                        at.push_str(&format!("/{i}"));
+                        walk(v, at, out);
+                        at.truncate(len);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.value, &mut String::new(), &mut out);
+        out
+    }
+
+    /// Whether it still carries SOPS metadata (a top-level `sops` with a `mac`) or ciphertext.
+    pub fn is_sops_encrypted(&self) -> bool {
+        self.value.get("sops").is_some_and(|s| s.get("mac").is_some() || s.get("lastmodified").is_some())
+            || !self.encrypted_values().is_empty()
     }
 }
 
@@ -187,6 +232,9 @@ fn ensure_object(value: &mut Value) -> &mut Map<String, Value> {
     }
     value.as_object_mut().expect("just made an object")
 }
+
+/// How a value SOPS encrypted begins.
+pub const SOPS_CIPHERTEXT: &str = "ENC[AES256_GCM,";
 
 /// Placeholder shown instead of secret values.
 pub const REDACTED: &str = "<redacted>";

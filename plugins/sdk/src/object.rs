@@ -29,7 +29,7 @@ pub(crate) fn into_document(object: Object) -> Document {
 
 pub(crate) fn from_document(doc: Document) -> Outcome<Object> {
     match serde_json::from_str(&doc.json) {
-        Ok(value) => Ok(Object { value, file: doc.file, line: doc.line }),
+        Ok(value) => Ok(Object::new(value, doc.file, doc.line)),
         Err(e) => {
             Err(vec![Diagnostic::error(format!("host sent an object that is not JSON: {e}")).at(doc.file, doc.line)])
         }

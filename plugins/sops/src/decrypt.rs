@@ -68,8 +68,13 @@ pub struct AgeKey {
 pub enum Error {
     Metadata(String),
     /// No identity given opens the data key.
-    NoKey { recipients: Vec<String> },
-    Value { path: String, why: String },
+    NoKey {
+        recipients: Vec<String>,
+    },
+    Value {
+        path: String,
+        why: String,
+    },
     Mac,
 }
 
@@ -113,7 +118,9 @@ impl Metadata {
         for key in &self.age {
             let reader = age::armor::ArmoredReader::new(key.enc.as_bytes());
             let Ok(decryptor) = age::Decryptor::new(reader) else { continue };
-            let Ok(mut plain) = decryptor.decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity)) else { continue };
+            let Ok(mut plain) = decryptor.decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity)) else {
+                continue;
+            };
             let mut bytes = Vec::new();
             if plain.read_to_end(&mut bytes).is_ok()
                 && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())

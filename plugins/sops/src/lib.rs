@@ -51,7 +51,11 @@ impl Renderer for Sops {
         for group in groups(&objects) {
             if let Err(e) = decrypt_group(&mut objects, &group, &identities) {
                 let first = &objects[group[0]];
-                let what = if group.len() > 1 { format!(" (and {} more of its file)", group.len() - 1) } else { String::new() };
+                let what = if group.len() > 1 {
+                    format!(" (and {} more of its file)", group.len() - 1)
+                } else {
+                    String::new()
+                };
                 errors.push(Diagnostic::error(format!("cannot decrypt {}{what}: {e}", first.display_name())).on(first));
             }
         }
