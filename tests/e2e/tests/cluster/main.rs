@@ -12,4 +12,5 @@ mod kustomize;
 mod oci_plugins;
 mod realworld;
 mod renders;
+mod sops;
 mod substitute;
