@@ -181,7 +181,15 @@ impl SecretValues {
         let mut secret_values = Vec::new();
         for (field, r) in &step.secrets {
             let value = self.get(r, default_namespace).map_err(|e| format!("secrets.{field}: {e}"))?;
-            with[field] = serde_json::Value::String(value.to_owned());
+            // `headers.authorization` sets a key of a table.
+            let mut at = &mut with;
+            for part in field.split('.') {
+                if !at.is_object() {
+                    *at = serde_json::Value::Object(serde_json::Map::new());
+                }
+                at = &mut at[part];
+            }
+            *at = serde_json::Value::String(value.to_owned());
             secret_values.push(value.to_owned());
         }
         if !step.vars_from.is_empty() {
@@ -273,6 +281,19 @@ mod tests {
         let text = "POST https://hooks.example.com/T0K3N failed; token abcdef";
         assert_eq!(values.redact(text), "POST *** failed; token ***");
         assert!(!format!("{values:?}").contains("T0K3N"));
+    }
+
+    #[test]
+    fn a_dotted_secret_field_sets_a_key_of_a_table() {
+        let mut values = SecretValues::default();
+        values.env.insert("TOKEN".into(), "Bearer t0k3n".into());
+        let step: Step = toml::from_str(
+            "use = \"webhook\"\nwith = { url = \"http://x\", headers = { x-team = \"a\" } }\n\
+             secrets = { \"headers.authorization\" = { env = \"TOKEN\" } }",
+        )
+        .unwrap();
+        let with = values.step_config(&step, "ns").unwrap().with;
+        assert_eq!(with["headers"], serde_json::json!({"x-team": "a", "authorization": "Bearer t0k3n"}));
     }
 
     #[test]

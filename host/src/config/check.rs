@@ -137,6 +137,20 @@ impl Config {
                             "only notify steps may reach the network".into(),
                         ));
                     }
+                    let filter = step
+                        .on
+                        .first()
+                        .map(|o| (o.span(), "on"))
+                        .or(step.min_severity.as_ref().map(|m| (m.span(), "min_severity")));
+                    if let Some((span, field)) = filter
+                        && chain != "notify"
+                    {
+                        return Err((
+                            span,
+                            format!("{key}.{chain}[{j}].{field}"),
+                            "only notify steps filter events".into(),
+                        ));
+                    }
                     for (field, secret) in &step.secrets {
                         secret
                             .check()

@@ -320,6 +320,32 @@ pub struct Step {
     /// wins; `with.vars` wins over all): Flux's `substituteFrom`.
     #[serde(default)]
     pub vars_from: Vec<VarsFrom>,
+    /// Notify steps: only events of these reasons (`run-failed`, …; default: all).
+    #[serde(default)]
+    pub on: Vec<Spanned<NotifyOn>>,
+    /// Notify steps: only events at least this severe.
+    #[serde(default)]
+    pub min_severity: Option<Spanned<MinSeverity>>,
+}
+
+/// An event reason a notify step takes, as `on` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyOn {
+    RunSucceeded,
+    RunFailed,
+    DriftCorrected,
+    HealthFailed,
+    Pruned,
+}
+
+/// The least severity a notify step takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MinSeverity {
+    Info,
+    Warning,
+    Error,
 }
 
 /// `{ configmap = "name" }` or `{ secret = "name" }` (`namespace/name` outside `[moor]
@@ -600,6 +626,8 @@ fn default_render() -> Vec<Step> {
         secrets: BTreeMap::new(),
         allow_hosts: Vec::new(),
         vars_from: Vec::new(),
+        on: Vec::new(),
+        min_severity: None,
     }]
 }
 

@@ -177,6 +177,10 @@ impl Controller {
                 let index = config.pipelines.iter().position(|p| p.name.s() == name).unwrap_or(0);
                 let mut errors = Vec::new();
                 for (j, step) in pipeline.notify.iter().enumerate() {
+                    let events = taken(step, &events);
+                    if events.is_empty() {
+                        continue;
+                    }
                     let key = format!("pipeline[{index}].notify[{j}]");
                     let sent = resolve_step(prepared, &key, "notify", step, PluginKind::Notifier, &secrets)
                         .map_err(|e| e.to_string())
@@ -201,6 +205,31 @@ impl Controller {
             tracked.notify_error = error;
         }
     }
+}
+
+/// The events a notify step takes: of its `on` reasons (all without), at least its
+/// `min_severity`.
+fn taken(step: &crate::config::Step, events: &[Event]) -> Vec<Event> {
+    use crate::config::{MinSeverity, NotifyOn};
+    let on = |reason: EventReason| match reason {
+        EventReason::RunSucceeded => NotifyOn::RunSucceeded,
+        EventReason::RunFailed => NotifyOn::RunFailed,
+        EventReason::DriftCorrected => NotifyOn::DriftCorrected,
+        EventReason::HealthFailed => NotifyOn::HealthFailed,
+        EventReason::Pruned => NotifyOn::Pruned,
+    };
+    let severity = |s: Severity| match s {
+        Severity::Info => MinSeverity::Info,
+        Severity::Warning => MinSeverity::Warning,
+        Severity::Error => MinSeverity::Error,
+    };
+    let floor = step.min_severity.as_ref().map(|m| *m.get_ref()).unwrap_or(MinSeverity::Info);
+    events
+        .iter()
+        .filter(|e| step.on.is_empty() || step.on.iter().any(|o| *o.get_ref() == on(e.reason)))
+        .filter(|e| severity(e.severity) >= floor)
+        .cloned()
+        .collect()
 }
 
 /// Kubernetes Events for applied and pruned objects, published off the run's path by one
@@ -295,5 +324,22 @@ mod tests {
         }
         let (sent, dropped) = limiter.admit(vec![event("one too many")]);
         assert_eq!((sent.len(), dropped), (0, 1), "over the rate limit");
+    }
+
+    #[test]
+    fn a_step_takes_only_the_reasons_and_severities_it_asks_for() {
+        let step =
+            |extra: &str| -> crate::config::Step { toml::from_str(&format!("use = \"webhook\"\n{extra}")).unwrap() };
+        let info = Event { reason: EventReason::RunSucceeded, severity: Severity::Info, ..event("applied") };
+        let warning = Event { reason: EventReason::DriftCorrected, severity: Severity::Warning, ..event("drift") };
+        let events = [info, warning, event("boom")];
+        let messages = |step: &crate::config::Step| -> Vec<String> {
+            taken(step, &events).into_iter().map(|e| e.message).collect()
+        };
+        assert_eq!(messages(&step("")), ["applied", "drift", "boom"]);
+        assert_eq!(messages(&step("on = [\"run-failed\", \"run-succeeded\"]")), ["applied", "boom"]);
+        assert_eq!(messages(&step("min_severity = \"warning\"")), ["drift", "boom"]);
+        assert_eq!(messages(&step("on = [\"run-succeeded\"]\nmin_severity = \"error\"")), Vec::<String>::new());
+        assert!(toml::from_str::<crate::config::Step>("use = \"x\"\non = [\"exploded\"]").is_err());
     }
 }

@@ -128,6 +128,11 @@ impl Diagnostic {
     }
 }
 
+pub mod events;
+/// Outgoing HTTP for notifiers (wasi:http, allow-listed hosts only).
+#[cfg(feature = "notifier")]
+pub mod http;
+
 /// Logging to the host; lines are attributed to the plugin. Outside a component (native
 /// unit tests, benchmarks) warnings and errors go to stderr and the rest is dropped.
 pub mod log {

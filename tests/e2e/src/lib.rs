@@ -400,3 +400,65 @@ pub async fn exited(child: &mut Child, seconds: u64) -> anyhow::Result<std::proc
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A loopback HTTP server that records each request (its head and body, as text) and
+/// answers every one with `status` (200 at first): a stand-in receiver for notifiers.
+#[derive(Debug)]
+pub struct Receiver {
+    pub port: u16,
+    pub requests: tokio::sync::mpsc::UnboundedReceiver<String>,
+    pub status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+}
+
+impl Receiver {
+    pub async fn start() -> anyhow::Result<Receiver> {
+        use std::sync::atomic::{AtomicU16, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let (tx, requests) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let status = std::sync::Arc::new(AtomicU16::new(200));
+        let answer = status.clone();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&data).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            let _ = tx.send(text.clone());
+                            break;
+                        }
+                    }
+                }
+                let code = answer.load(Ordering::Relaxed);
+                let reply = format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        Ok(Receiver { port, requests, status })
+    }
+
+    /// The next request within `seconds`: its head and its body parsed as JSON.
+    pub async fn next(&mut self, seconds: u64) -> anyhow::Result<(String, serde_json::Value)> {
+        let request = tokio::time::timeout(std::time::Duration::from_secs(seconds), self.requests.recv())
+            .await
+            .context("no request came")?
+            .context("the receiver stopped")?;
+        let (head, body) = request.split_once("\r\n\r\n").unwrap_or((&request, ""));
+        Ok((head.to_owned(), serde_json::from_str(body).with_context(|| format!("not JSON: {body}"))?))
+    }
+}

@@ -424,38 +424,8 @@ async fn leader_election_fails_over() -> anyhow::Result<()> {
 async fn webhook_notifier_and_allow_list() -> anyhow::Result<()> {
     let client = cluster().client().await?;
     let p = Project::new(&client, "ctl-notify").await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    let (tx, mut received) = tokio::sync::mpsc::unbounded_channel::<String>();
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let mut data = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                let n = socket.read(&mut buf).await.unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                data.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&data).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let length = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
-                        })
-                        .and_then(|v| v.parse::<usize>().ok())
-                        .unwrap_or(0);
-                    if body.len() >= length {
-                        let _ = tx.send(format!("{head}\r\n\r\n{body}"));
-                        break;
-                    }
-                }
-            }
-            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
-        }
-    });
+    let mut receiver = moor_e2e::Receiver::start().await?;
+    let port = receiver.port;
     secret(&client, &p.ns, "hook", json!({"url": format!("http://127.0.0.1:{port}/moor")})).await?;
     p.file("allowed/a.yaml", &cm("allowed", "one"));
     p.file("denied/a.yaml", &cm("denied", "one"));
@@ -467,10 +437,9 @@ async fn webhook_notifier_and_allow_list() -> anyhow::Result<()> {
         ns = p.ns
     ));
     let moor = Controller::start(BIN, &config, &[], &[]).await?;
-    let request = tokio::time::timeout(Duration::from_secs(60), received.recv()).await?.expect("a notification");
-    assert!(request.starts_with("POST /moor HTTP/1.1"), "{request}");
-    assert!(request.to_ascii_lowercase().contains("content-type: application/json"), "{request}");
-    let body: serde_json::Value = serde_json::from_str(request.split_once("\r\n\r\n").unwrap().1)?;
+    let (head, body) = receiver.next(60).await?;
+    assert!(head.starts_with("POST /moor HTTP/1.1"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
     let event = &body["events"][0];
     assert_eq!(event["pipeline"], "allowed", "{body}");
     assert_eq!(event["reason"], "run-succeeded");
@@ -485,7 +454,7 @@ async fn webhook_notifier_and_allow_list() -> anyhow::Result<()> {
     assert!(denied["notify_error"].as_str().unwrap().contains("denied"), "{denied}");
     assert!(moor.log_text().contains("plugin request denied"));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(received.try_recv().is_err(), "nothing reached the listener from the denied pipeline");
+    assert!(receiver.requests.try_recv().is_err(), "nothing reached the listener from the denied pipeline");
     let page = moor.get_text("/").await?.1;
     assert!(page.contains("hosts: 127.0.0.1:") && page.contains("secrets: url"), "{page}");
     Ok(())

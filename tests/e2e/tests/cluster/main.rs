@@ -9,6 +9,7 @@ mod helm;
 mod helm_repo;
 mod instances;
 mod kustomize;
+mod notifiers;
 mod oci_plugins;
 mod realworld;
 mod renders;
