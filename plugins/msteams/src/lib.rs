@@ -55,26 +55,13 @@ pub fn message(events: &[Event]) -> Option<Value> {
         "text": format!("{}: {}", lead.pipeline, lead.reason.as_str()),
     })];
     body.extend(events.iter().map(|e| json!({"type": "TextBlock", "wrap": true, "text": e.message})));
-    let objects: Vec<String> = events
-        .iter()
-        .flat_map(|e| &e.objects)
-        .map(|o| match &o.namespace {
-            Some(ns) => format!("{}/{}/{}", o.kind, ns, o.name),
-            None => format!("{}/{}", o.kind, o.name),
-        })
-        .collect();
     let mut facts = vec![
         json!({"title": "Pipeline", "value": lead.pipeline}),
         json!({"title": "Revision", "value": lead.revision}),
         json!({"title": "Time", "value": lead.timestamp}),
     ];
-    if !objects.is_empty() {
-        let more = objects.len().saturating_sub(MAX_OBJECTS);
-        let mut listed = objects.iter().take(MAX_OBJECTS).cloned().collect::<Vec<_>>().join(", ");
-        if more > 0 {
-            listed.push_str(&format!(" and {more} more"));
-        }
-        facts.push(json!({"title": "Objects", "value": listed}));
+    if let Some(line) = moor_plugin_sdk::events::objects_line(events, MAX_OBJECTS, str::to_owned) {
+        facts.push(json!({"title": "Objects", "value": line}));
     }
     body.push(json!({"type": "FactSet", "facts": facts}));
     Some(json!({

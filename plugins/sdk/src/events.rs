@@ -39,3 +39,25 @@ impl Severity {
 pub fn worst(events: &[Event]) -> Option<&Event> {
     events.iter().reduce(|a, b| if b.severity.rank() > a.severity.rank() { b } else { a })
 }
+
+/// The objects of a run's events as `Kind/namespace/name` (`Kind/name` when cluster-scoped),
+/// each wrapped by `quote`, at most `max` of them joined by `, `, then `and N more`; none
+/// when no event names an object.
+pub fn objects_line(events: &[Event], max: usize, quote: impl Fn(&str) -> String) -> Option<String> {
+    let names: Vec<String> = events
+        .iter()
+        .flat_map(|e| &e.objects)
+        .map(|o| match &o.namespace {
+            Some(ns) => format!("{}/{ns}/{}", o.kind, o.name),
+            None => format!("{}/{}", o.kind, o.name),
+        })
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    let mut line = names.iter().take(max).map(|n| quote(n)).collect::<Vec<_>>().join(", ");
+    if names.len() > max {
+        line.push_str(&format!(" and {} more", names.len() - max));
+    }
+    Some(line)
+}

@@ -72,21 +72,8 @@ pub fn message(config: &Config, events: &[Event]) -> Option<Value> {
         json!({"type": "header", "text": {"type": "plain_text", "text": title, "emoji": true}}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": lines.join("\n")}}),
     ];
-    let objects: Vec<String> = events
-        .iter()
-        .flat_map(|e| &e.objects)
-        .map(|o| match &o.namespace {
-            Some(ns) => format!("`{}/{}/{}`", o.kind, ns, o.name),
-            None => format!("`{}/{}`", o.kind, o.name),
-        })
-        .collect();
-    if !objects.is_empty() {
-        let more = objects.len().saturating_sub(MAX_OBJECTS);
-        let mut text = objects.iter().take(MAX_OBJECTS).cloned().collect::<Vec<_>>().join(", ");
-        if more > 0 {
-            text.push_str(&format!(" and {more} more"));
-        }
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": escape(&text)}}));
+    if let Some(line) = moor_plugin_sdk::events::objects_line(events, MAX_OBJECTS, |n| format!("`{n}`")) {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": escape(&line)}}));
     }
     let short: String = lead.revision.chars().take(12).collect();
     let revision = match &config.revision_url {
