@@ -111,6 +111,7 @@ fn files(language: Language, kind: Kind) -> anyhow::Result<Vec<File>> {
             ("vendor/moor-plugin-sdk/src/object.rs", include_str!("../../../plugins/sdk/src/object.rs")),
             ("vendor/moor-plugin-sdk/src/events.rs", include_str!("../../../plugins/sdk/src/events.rs")),
             ("vendor/moor-plugin-sdk/src/http.rs", include_str!("../../../plugins/sdk/src/http.rs")),
+            ("vendor/moor-plugin-sdk/src/status.rs", include_str!("../../../plugins/sdk/src/status.rs")),
             ("vendor/moor-plugin-sdk/wit/plugin.wit", WIT),
             ("vendor/moor-object/Cargo.toml", include_str!("templates/rust/object.Cargo.toml.tmpl")),
             ("vendor/moor-object/src/lib.rs", include_str!("../../../plugins/object/src/lib.rs")),

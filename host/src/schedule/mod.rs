@@ -421,7 +421,14 @@ impl Controller {
         let interval = pipeline.interval.0;
         let timing = Timing { interval, jitter: slot::jitter(interval, name), retry: pipeline.retry_interval.0 };
         let (_, recovered) = tracked.slot.finish(Instant::now(), run.outcome(), timing);
-        let outcome = notify::Outcome::of(pipeline, run.trigger, &record, run.result, recovered);
+        // What the run was for: the revision it applied, else (it failed, perhaps before
+        // saying) the newest one known for its source, which a commit status belongs on.
+        let attempted = match (run.result, &seen) {
+            (Ok(d), _) => d.report.revision.clone(),
+            (Err(_), Some(seen)) => seen.revision.clone(),
+            (Err(_), None) => record.revision.clone(),
+        };
+        let outcome = notify::Outcome::of(pipeline, run.trigger, &record, &attempted, run.result, recovered);
         tracked.last_run = Some(record);
         let config = st.prepared.config.clone();
         drop(st);

@@ -47,11 +47,14 @@ fn object_ref(r: &ObjKey) -> ObjectRef {
 
 impl Outcome {
     /// Run failed (or health failed); drift corrected; pruned; succeeded when it changed
-    /// something or recovered from a failure. Nothing for a run that changed nothing.
+    /// something or recovered from a failure. Nothing for a run that changed nothing. The
+    /// events carry `revision`, what the run was for (a failed run's record keeps the one
+    /// before).
     pub fn of(
         pipeline: &PipelineSpec,
         trigger: Trigger,
         record: &RunRecord,
+        revision: &str,
         result: &Result<Delivery, StageError>,
         recovered: bool,
     ) -> Option<Outcome> {
@@ -62,7 +65,7 @@ impl Outcome {
             pipeline: pipeline.name.s().into(),
             reason,
             severity,
-            revision: record.revision.clone(),
+            revision: revision.to_owned(),
             message,
             objects,
             timestamp: record.finished.clone(),

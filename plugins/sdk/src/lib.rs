@@ -132,6 +132,9 @@ pub mod events;
 /// Outgoing HTTP for notifiers (wasi:http, allow-listed hosts only).
 #[cfg(feature = "notifier")]
 pub mod http;
+/// Commit statuses (GitHub, GitLab) from a run's events.
+#[cfg(feature = "notifier")]
+pub mod status;
 
 /// Logging to the host; lines are attributed to the plugin. Outside a component (native
 /// unit tests, benchmarks) warnings and errors go to stderr and the rest is dropped.

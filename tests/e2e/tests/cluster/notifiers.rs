@@ -126,3 +126,70 @@ async fn a_receiver_answering_500_or_a_denied_host_does_not_fail_the_delivery_an
     assert!(page.contains("answered 500"), "the status page shows the notifier's error");
     Ok(())
 }
+
+fn head_commit(repo: &std::path::Path) -> String {
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).current_dir(repo).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// GitHub's and GitLab's commit statuses on the commit each run applied: success, then
+/// failure for a commit that does not render; the tokens from a Secret, as each API wants them.
+#[tokio::test(flavor = "multi_thread")]
+async fn commit_statuses_go_to_github_and_gitlab_on_the_revision_of_the_run() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "notify-status").await?;
+    let (mut github, mut gitlab) = (Receiver::start().await?, Receiver::start().await?);
+    let tokens = json!({"github": "ghp_t0ken", "gitlab": "glpat-t0ken"});
+    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "tokens"}, "stringData": tokens}))?;
+    Api::<Secret>::namespaced(client.clone(), &p.ns).create(&PostParams::default(), &secret).await?;
+    let repo = p.dir.path().join("repo");
+    std::fs::create_dir_all(&repo)?;
+    moor_e2e::git(&repo, &["init", "-q"]);
+    let cm = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: app, namespace: {}}}\n", p.ns);
+    std::fs::write(repo.join("app.yaml"), &cm)?;
+    moor_e2e::git(&repo, &["add", "-A"]);
+    moor_e2e::git(&repo, &["commit", "-q", "-m", "v1"]);
+    let config = p.config(&format!(
+        "[[source]]\nname = \"repo\"\ngit = {{ url = \"file://{repo}\", ref = \"main\" }}\npoll_interval = \"1s\"\n\n\
+         [[pipeline]]\nname = \"web\"\nsource = \"repo\"\ninterval = \"1h\"\nnotify = [\n\
+         {{ use = \"github-status\", with = {{ repository = \"acme/deploy\", api_url = \"http://127.0.0.1:{gh}\" }}, \
+            secrets = {{ token = {{ secret = \"{ns}/tokens\", key = \"github\" }} }}, allow_hosts = [\"127.0.0.1:{gh}\"] }},\n\
+         {{ use = \"gitlab-status\", with = {{ project = \"acme/platform/deploy\", api_url = \"http://127.0.0.1:{gl}/api/v4\" }}, \
+            secrets = {{ token = {{ secret = \"{ns}/tokens\", key = \"gitlab\" }} }}, allow_hosts = [\"127.0.0.1:{gl}\"] }},\n]\n",
+        repo = repo.display(),
+        gh = github.port,
+        gl = gitlab.port,
+        ns = p.ns
+    ));
+    let moor = Controller::start(BIN, &config, &[], &[]).await?;
+    let v1 = head_commit(&repo);
+    let (head, body) = github.next(60).await?;
+    assert!(head.starts_with(&format!("POST /repos/acme/deploy/statuses/{v1} HTTP/1.1")), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("authorization: bearer ghp_t0ken"), "{head}");
+    assert!(
+        lower.contains("accept: application/vnd.github+json") && lower.contains("x-github-api-version: 2022-11-28")
+    );
+    assert_eq!((body["state"].as_str(), body["context"].as_str()), (Some("success"), Some("moor/web")), "{body}");
+    let (head, body) = gitlab.next(60).await?;
+    assert!(
+        head.starts_with(&format!("POST /api/v4/projects/acme%2Fplatform%2Fdeploy/statuses/{v1} HTTP/1.1")),
+        "{head}"
+    );
+    assert!(head.to_ascii_lowercase().contains("private-token: glpat-t0ken"), "{head}");
+    assert_eq!((body["state"].as_str(), body["name"].as_str()), (Some("success"), Some("moor/web")), "{body}");
+
+    // A commit that does not render: a failure on that commit.
+    std::fs::write(repo.join("broken.yaml"), "apiVersion: v1\nkind: [unclosed\n")?;
+    moor_e2e::git(&repo, &["add", "-A"]);
+    moor_e2e::git(&repo, &["commit", "-q", "-m", "broken"]);
+    let v2 = head_commit(&repo);
+    let (head, body) = github.next(60).await?;
+    assert!(head.contains(&format!("/statuses/{v2} ")), "{head}");
+    assert_eq!(body["state"], "failure", "{body}");
+    assert!(body["description"].as_str().unwrap().chars().count() <= 140);
+    let (_, body) = gitlab.next(60).await?;
+    assert_eq!(body["state"], "failed", "{body}");
+    assert!(!moor.log_text().contains("t0ken"), "tokens are never logged");
+    Ok(())
+}
