@@ -174,53 +174,75 @@ pub async fn run(client: kube::Client, options: Options, health: Arc<Health>, st
     };
     let mut contents = contents;
     let mut stop = std::pin::pin!(stop);
-    let mut child: Option<tokio::process::Child> = None;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+    let mut app = App { what, options: &options, health: &health, http, child: None };
     loop {
         tokio::select! {
             item = contents.next() => match item {
                 None => return 1,
-                Some(Err(e)) => tracing::warn!("cannot watch {what}: {e}"),
-                Some(Ok(None)) => tracing::warn!("{what} is not there; the files stay as they are"),
+                Some(Err(e)) => tracing::warn!("cannot watch {}: {e}", app.what),
+                Some(Ok(None)) => tracing::warn!("{} is not there; the files stay as they are", app.what),
                 Some(Ok(Some((keys, paths)))) => {
-                    let unpacked = unpack::payload(keys, paths.as_deref())
-                        .and_then(|payload| options.unpacker.unpack(&payload));
-                    match unpacked {
-                        Err(e) => health.reloaded(Err(format!("cannot unpack {what}: {e}"))),
-                        Ok(changed) => {
-                            if changed {
-                                tracing::info!("unpacked a new version of {what} into {}", options.unpacker.root.display());
-                                health.unpacked();
-                            } else {
-                                health.state().ready = true;
-                            }
-                            match (&options.reload, &child) {
-                                (Reload::Child(command), None) => match spawn(command) {
-                                    Ok(c) => child = Some(c),
-                                    Err(e) => {
-                                        tracing::error!("{e}");
-                                        return 127;
-                                    }
-                                },
-                                _ if !changed => {}
-                                (Reload::Child(_), Some(c)) => health.reloaded(signal(c, libc::SIGHUP)),
-                                (Reload::Http { url, method }, _) => health.reloaded(call(&http, method, url).await),
-                                (Reload::None, _) => {}
-                            }
-                        }
+                    if let Err(code) = app.update(keys, paths.as_deref()).await {
+                        return code;
                     }
                 }
             },
-            status = async { child.as_mut().unwrap().wait().await }, if child.is_some() => {
+            status = async { app.child.as_mut().unwrap().wait().await }, if app.child.is_some() => {
                 return exit_code(status, &options.reload);
             }
             _ = &mut stop => {
-                let Some(mut c) = child.take() else { return 0 };
+                let Some(mut c) = app.child.take() else { return 0 };
                 tracing::info!("stopping: SIGTERM to the application");
                 let _ = signal(&c, libc::SIGTERM);
                 return exit_code(c.wait().await, &options.reload);
             }
         }
+    }
+}
+
+/// The application config-sync keeps up to date, and how it tells it.
+struct App<'a> {
+    /// `configmap ns/name`.
+    what: String,
+    options: &'a Options,
+    health: &'a Health,
+    http: reqwest::Client,
+    /// Subprocess mode: the application, once started.
+    child: Option<tokio::process::Child>,
+}
+
+impl App<'_> {
+    /// A state of the object: unpacked, then the application started (subprocess mode,
+    /// the first time) or told, when the files changed. An exit code when it cannot start.
+    async fn update(&mut self, keys: BTreeMap<String, Vec<u8>>, paths: Option<&str>) -> Result<(), i32> {
+        let unpacked = unpack::payload(keys, paths).and_then(|payload| self.options.unpacker.unpack(&payload));
+        let changed = match unpacked {
+            Ok(changed) => changed,
+            Err(e) => {
+                self.health.reloaded(Err(format!("cannot unpack {}: {e}", self.what)));
+                return Ok(());
+            }
+        };
+        if changed {
+            tracing::info!("unpacked a new version of {} into {}", self.what, self.options.unpacker.root.display());
+            self.health.unpacked();
+        } else {
+            self.health.state().ready = true;
+        }
+        match (&self.options.reload, &self.child) {
+            (Reload::Child(command), None) => {
+                self.child = Some(spawn(command).map_err(|e| {
+                    tracing::error!("{e}");
+                    127
+                })?);
+            }
+            _ if !changed => {}
+            (Reload::Child(_), Some(c)) => self.health.reloaded(signal(c, libc::SIGHUP)),
+            (Reload::Http { url, method }, _) => self.health.reloaded(call(&self.http, method, url).await),
+            (Reload::None, _) => {}
+        }
+        Ok(())
     }
 }
 
