@@ -49,7 +49,7 @@ pub fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
     let namespace = namespace
         .or_else(|| config.as_ref().ok().map(|c| c.default_namespace.clone()))
         .unwrap_or_else(|| "default".into());
-    let env = spec::from_env(|name| std::env::var(name).ok(), &namespace)?;
+    let env = crate::wait::env::from_env(|name| std::env::var(name).ok(), &namespace)?;
     let mut dependencies = args.dependencies.dependencies(&namespace)?;
     dependencies.extend(env.dependencies);
     let pod_name = args.pod_name.clone().filter(|n| !n.is_empty());

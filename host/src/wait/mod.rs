@@ -6,6 +6,7 @@
 //! Files and sockets are not in the API: they are looked at every half second.
 
 pub mod check;
+pub mod env;
 pub mod spec;
 pub mod template;
 
