@@ -131,7 +131,7 @@ pub fn plan(
                 run,
                 &|_| {},
             ));
-            live_plans.insert(name, report.map_err(StageError::from));
+            live_plans.insert(name, report.map_err(|failed| StageError::from(failed).hiding(&rendered.revealed)));
         }
     }
 

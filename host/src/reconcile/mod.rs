@@ -22,7 +22,7 @@ pub(crate) use step::{StepCall, resolve_step};
 
 use crate::apply::{self, Progress, RunOptions, Target};
 use crate::config::{Config, ConfigError, PipelineSpec, PluginSpec, SpannedStr};
-use crate::object::Object;
+use crate::object::{ObjKey, Object};
 use crate::plugins::{
     self, CallError, Document, Limits, Plugin, PluginKind, PluginSource, RenderContext, RenderInput, Runtime,
 };
@@ -69,6 +69,10 @@ pub enum StageError {
     Apply(#[from] apply::Failed),
     #[error("run: stopped after its timeout of {}", humantime::format_duration(*.0))]
     Timeout(std::time::Duration),
+    /// A failure whose message quoted plaintext a decrypting step revealed (an apiserver
+    /// error echoing a value): the message with it hidden, instead of the error itself.
+    #[error("{message}")]
+    Hidden { stage: Stage, message: String },
 }
 
 impl StageError {
@@ -85,7 +89,15 @@ impl StageError {
             StageError::ValidateCall(_) | StageError::Validator { .. } | StageError::Blocked { .. } => Stage::Validate,
             StageError::Apply(failed) => failed.stage,
             StageError::Timeout(_) => Stage::Timeout,
+            StageError::Hidden { stage, .. } => *stage,
         }
+    }
+
+    /// This error, or its message with `revealed` plaintext hidden when it quotes any.
+    pub fn hiding(self, revealed: &[String]) -> StageError {
+        let message = self.to_string();
+        let hidden = crate::secrets::redact(&message, revealed);
+        if hidden == message { self } else { StageError::Hidden { stage: self.stage(), message: hidden } }
     }
 
     /// Findings that explain the failure, if any.
@@ -105,6 +117,9 @@ pub struct Rendered {
     pub objects: Vec<Object>,
     /// Warnings and infos from validators (errors end up in [`StageError::Blocked`]).
     pub findings: Vec<Finding>,
+    /// The plaintext a decrypting step revealed, hidden from every message after it.
+    #[serde(skip)]
+    pub revealed: Vec<String>,
 }
 
 /// What a delivery did, and the validators' warnings on the way.
@@ -242,8 +257,9 @@ impl Moor {
         let rendered = self.render_with_secrets(prepared, pipeline, Some(target)).await?;
         // plan → apply → prune → health → record
         let settings = &prepared.config.settings;
-        let report =
-            apply::apply(target, settings, pipeline, &rendered.revision, rendered.objects, run, progress).await?;
+        let report = apply::apply(target, settings, pipeline, &rendered.revision, rendered.objects, run, progress)
+            .await
+            .map_err(|failed| StageError::from(failed).hiding(&rendered.revealed))?;
         Ok(Delivery { report, findings: rendered.findings })
     }
 
@@ -271,14 +287,17 @@ impl Moor {
         secrets: &SecretValues,
         context: &RenderContext,
     ) -> Result<Rendered, StageError> {
-        let renderers = resolve_chain(prepared, pipeline, "render", &pipeline.render, PluginKind::Renderer, secrets)?;
-        let validators =
+        let mut renderers =
+            resolve_chain(prepared, pipeline, "render", &pipeline.render, PluginKind::Renderer, secrets)?;
+        let mut validators =
             resolve_chain(prepared, pipeline, "validate", &pipeline.validate, PluginKind::Validator, secrets)?;
 
         let snapshot = self.fetch(prepared, pipeline, secrets)?;
-        let objects = render(&snapshot, pipeline.path.s(), &renderers, context)?;
+        let (objects, revealed) = render(&snapshot, pipeline.path.s(), &mut renderers, context)?;
+        validators.iter_mut().for_each(|v| v.hide(&revealed));
         let findings = validate(&objects, &validators)?;
-        Ok(Rendered { pipeline: pipeline.name.s().to_owned(), revision: snapshot.revision, objects, findings })
+        let pipeline = pipeline.name.s().to_owned();
+        Ok(Rendered { pipeline, revision: snapshot.revision, objects, findings, revealed })
     }
 
     /// Stage 1: the source's snapshot.
@@ -338,17 +357,20 @@ async fn render_context(
 
 /// Stage 2: the render chain. The first renderer reads the snapshot; each later one gets
 /// the previous stage's objects. Values that held SOPS ciphertext before a step and do not
-/// after it were decrypted: they are marked sensitive, and shown redacted from then on.
+/// after it were decrypted: they are marked sensitive, shown redacted from then on, and
+/// their plaintext (returned) is hidden from what every later step says.
 fn render(
     snapshot: &Snapshot,
     path: &str,
-    renderers: &[StepCall<'_>],
+    renderers: &mut [StepCall<'_>],
     context: &RenderContext,
-) -> Result<Vec<Object>, StageError> {
+) -> Result<(Vec<Object>, Vec<String>), StageError> {
     let mut docs: Option<Vec<Document>> = None;
     let mut last = "";
-    let mut revealed: BTreeMap<crate::object::ObjKey, Vec<String>> = BTreeMap::new();
-    for step in renderers {
+    let mut revealed: BTreeMap<ObjKey, Vec<String>> = BTreeMap::new();
+    let mut plaintext = Vec::new();
+    for step in renderers.iter_mut() {
+        step.hide(&plaintext);
         let encrypted = docs.as_deref().map(ciphertexts).unwrap_or_default();
         let input = match docs.take() {
             None => RenderInput::Tree { snapshot: &snapshot.root, path },
@@ -356,8 +378,9 @@ fn render(
         };
         match step.run(|plugin, with| plugin.render(with, input, context)).map_err(StageError::RenderCall)? {
             Ok(out) => {
-                for (key, now) in ciphertexts_or_not(&out, &encrypted) {
-                    revealed.entry(key).or_default().extend(now);
+                for decrypted in decrypted_values(&out, &encrypted) {
+                    plaintext.extend(decrypted.plaintext);
+                    revealed.entry(decrypted.key).or_default().extend(decrypted.pointers);
                 }
                 docs = Some(out);
             }
@@ -368,11 +391,12 @@ fn render(
         }
         last = step.plugin.name();
     }
-    normalize(docs.unwrap_or_default(), last, revealed)
+    let objects = normalize(docs.unwrap_or_default(), last, revealed)?;
+    Ok((objects, plaintext))
 }
 
 /// The pointers of the SOPS ciphertext values of each object that has any.
-fn ciphertexts(docs: &[Document]) -> BTreeMap<crate::object::ObjKey, Vec<String>> {
+fn ciphertexts(docs: &[Document]) -> BTreeMap<ObjKey, Vec<String>> {
     docs.iter()
         .filter(|d| d.json.contains(crate::object::SOPS_CIPHERTEXT))
         .filter_map(|d| serde_json::from_str(&d.json).ok().map(|v| Object::new(v, d.file.clone(), d.line)))
@@ -380,12 +404,20 @@ fn ciphertexts(docs: &[Document]) -> BTreeMap<crate::object::ObjKey, Vec<String>
         .collect()
 }
 
+/// What a step decrypted in one object: where, and the plaintext.
+#[derive(Debug, PartialEq)]
+struct Decrypted {
+    key: ObjKey,
+    pointers: Vec<String>,
+    /// Each value as text, and a Secret's `data` values also base64-decoded, since that
+    /// is how a later step would quote them.
+    plaintext: Vec<String>,
+}
+
 /// Of the `before` ciphertext pointers, those whose values a step's output no longer
 /// holds encrypted, per object.
-fn ciphertexts_or_not(
-    out: &[Document],
-    before: &BTreeMap<crate::object::ObjKey, Vec<String>>,
-) -> Vec<(crate::object::ObjKey, Vec<String>)> {
+fn decrypted_values(out: &[Document], before: &BTreeMap<ObjKey, Vec<String>>) -> Vec<Decrypted> {
+    use base64::Engine as _;
     if before.is_empty() {
         return Vec::new();
     }
@@ -394,17 +426,22 @@ fn ciphertexts_or_not(
         .filter_map(|value| {
             let object = Object::new(value, "", 0);
             let pointers = before.get(&object.key())?;
-            let decrypted: Vec<String> = pointers
-                .iter()
-                .filter(|p| {
-                    object
-                        .value
-                        .pointer(p)
-                        .is_some_and(|v| !v.as_str().is_some_and(|s| s.starts_with(crate::object::SOPS_CIPHERTEXT)))
-                })
-                .cloned()
-                .collect();
-            Some((object.key(), decrypted))
+            let mut decrypted = Decrypted { key: object.key(), pointers: Vec::new(), plaintext: Vec::new() };
+            for pointer in pointers {
+                let Some(value) = object.value.pointer(pointer) else { continue };
+                let text = match value {
+                    serde_json::Value::String(s) if s.starts_with(crate::object::SOPS_CIPHERTEXT) => continue,
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if object.kind() == "Secret" && pointer.starts_with("/data/") {
+                    let decoded = base64::engine::general_purpose::STANDARD.decode(&text).ok();
+                    decrypted.plaintext.extend(decoded.and_then(|d| String::from_utf8(d).ok()));
+                }
+                decrypted.plaintext.push(text);
+                decrypted.pointers.push(pointer.clone());
+            }
+            Some(decrypted)
         })
         .collect()
 }
@@ -414,9 +451,9 @@ fn ciphertexts_or_not(
 fn normalize(
     docs: Vec<Document>,
     plugin: &str,
-    mut revealed: BTreeMap<crate::object::ObjKey, Vec<String>>,
+    mut revealed: BTreeMap<ObjKey, Vec<String>>,
 ) -> Result<Vec<Object>, StageError> {
-    let mut seen: BTreeMap<crate::object::ObjKey, String> = BTreeMap::new();
+    let mut seen: BTreeMap<ObjKey, String> = BTreeMap::new();
     let mut objects = Vec::with_capacity(docs.len());
     for doc in docs {
         let at = Object::new(serde_json::Value::Null, doc.file.clone(), doc.line).origin();

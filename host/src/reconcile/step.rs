@@ -54,6 +54,15 @@ impl StepCall<'_> {
         plugins::redacting(&self.secrets, || f(self.plugin, &self.with))
     }
 
+    /// Hides `values` too (plaintext an earlier step decrypted) from what the plugin says.
+    pub(super) fn hide(&mut self, values: &[String]) {
+        for value in values {
+            if !self.secrets.contains(value) {
+                self.secrets.push(value.clone());
+            }
+        }
+    }
+
     /// A message from the plugin, without the secret values it was given.
     pub fn redact(&self, text: &str) -> String {
         crate::secrets::redact(text, &self.secrets)
