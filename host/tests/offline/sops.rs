@@ -95,3 +95,34 @@ fn a_wrong_key_or_a_tampered_file_fails_the_step_naming_the_object_and_leaks_not
     let identity = key.lines().find(|l| l.starts_with("AGE-SECRET-KEY")).unwrap();
     assert!(!stderr.contains(identity), "the identity is never shown");
 }
+
+#[test]
+fn a_later_step_quoting_decrypted_values_has_them_hidden_from_its_log_and_diagnostics() {
+    let probe = probe_path();
+    let plugin =
+        format!("[[plugin]]\nname = \"probe\"\npath = \"{}\"\nsha256 = \"{}\"\n\n", probe.display(), sha256_of(&probe));
+    let chain = "{ use = \"sops\", secrets = { age_key = { env = \"MOOR_TEST_AGE_KEY\" } } }";
+    let config =
+        plugin + &WITH_SOPS.replace(chain, &format!("{chain}, {{ use = \"probe\", with = {{ action = \"quote\" }} }}"));
+    let dir = project(&config, |s| s);
+    let out = Command::new(env!("CARGO_BIN_EXE_moor"))
+        .args(["build"])
+        .arg(dir.path().join("moor.toml"))
+        .env("MOOR_CACHE", cache_dir())
+        .env("MOOR_LOG", "info")
+        .env("MOOR_TEST_AGE_KEY", testdata("key.txt"))
+        .output()
+        .unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "the probe fails on purpose: {all}");
+    // The probe quoted every value it was given: the plain ones stay, the decrypted ones
+    // (of 4 bytes or more) are hidden wherever it said them.
+    for said in ["quoted: ", "stdout: quoted ", "refused quoted "] {
+        assert!(all.contains(said), "{said:?} missing:\n{all}");
+    }
+    assert!(all.contains("db-credentials") && all.contains("Opaque"), "{all}");
+    for plain in PLAINTEXTS {
+        assert!(!all.contains(plain), "{plain} shown:\n{all}");
+    }
+    assert!(all.contains("***"), "{all}");
+}

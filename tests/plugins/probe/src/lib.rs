@@ -1,7 +1,8 @@
 //! A renderer that misbehaves on request, for the sandbox tests and the call-overhead
 //! benchmark. `with = { action = "..." }` picks the behaviour:
 //! `noop`, `echo`, `loop`, `hog`, `snoop`, `flood`, `trap`, `chatter`, `leak` (writes its
-//! `token` to its log, stdout and an error diagnostic).
+//! `token` to its log, stdout and an error diagnostic), `quote` (does the same with every
+//! string value of the objects it is given, as a careless plugin might).
 
 use moor_plugin_sdk::{Diagnostic, Info, Input, Object, Outcome, Renderer, export_renderer};
 use serde::Deserialize;
@@ -24,7 +25,7 @@ impl Renderer for Probe {
             "type": "object",
             "required": ["action"],
             "properties": {
-                "action": {"enum": ["noop", "echo", "loop", "hog", "snoop", "flood", "trap", "chatter", "leak"]},
+                "action": {"enum": ["noop", "echo", "loop", "hog", "snoop", "flood", "trap", "chatter", "leak", "quote"]},
                 "token": {"type": "string"}
             }
         }))
@@ -67,8 +68,29 @@ impl Renderer for Probe {
                 println!("stdout: token {}", config.token);
                 Err(vec![Diagnostic::error(format!("failed with token {}", config.token))])
             }
+            "quote" => {
+                let mut values = Vec::new();
+                for object in input.objects()? {
+                    strings(&object.value, &mut values);
+                }
+                let all = values.join(", ");
+                moor_plugin_sdk::log::warn(&format!("quoted: {all}"));
+                println!("stdout: quoted {all}");
+                Err(vec![Diagnostic::error(format!("refused quoted {all}"))])
+            }
             other => Err(vec![Diagnostic::error(format!("unknown action {other}"))]),
         }
+    }
+}
+
+/// Every string and number in `value`.
+fn strings(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Number(n) => out.push(n.to_string()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+        _ => {}
     }
 }
 
