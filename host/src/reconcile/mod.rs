@@ -7,6 +7,7 @@
 
 mod config_run;
 mod findings;
+mod overlay;
 mod step;
 
 use std::collections::{BTreeMap, HashMap};
@@ -51,6 +52,8 @@ pub enum StageError {
     Render { plugin: String, findings: Vec<Finding> },
     #[error("render: plugin `{plugin}` produced an object that is not valid: {message}")]
     Object { plugin: String, message: String },
+    #[error("render: plugin `{plugin}` returned a tree overlay that cannot be used: {message}")]
+    Overlay { plugin: String, message: String },
     /// Nothing SOPS-encrypted is applied (FX-3): the host's own check after the chain.
     #[error(
         "render: {object} ({origin}) is still SOPS-encrypted after the render chain: add a `sops` step after the \
@@ -85,6 +88,7 @@ impl StageError {
             | StageError::Cluster(_)
             | StageError::Render { .. }
             | StageError::Object { .. }
+            | StageError::Overlay { .. }
             | StageError::Encrypted { .. } => Stage::Render,
             StageError::ValidateCall(_) | StageError::Validator { .. } | StageError::Blocked { .. } => Stage::Validate,
             StageError::Apply(failed) => failed.stage,
@@ -356,9 +360,11 @@ async fn render_context(
 }
 
 /// Stage 2: the render chain. The first renderer reads the snapshot; each later one gets
-/// the previous stage's objects. Values that held SOPS ciphertext before a step and do not
-/// after it were decrypted: they are marked sensitive, shown redacted from then on, and
-/// their plaintext (returned) is hidden from what every later step says.
+/// the previous stage's objects, or, after a renderer that returned a tree overlay, the
+/// tree with the overlay's files replaced ([`overlay`]). Values that held SOPS ciphertext
+/// before a step and do not after it were decrypted: they are marked sensitive, shown
+/// redacted from then on, and their plaintext (returned) is hidden from what every later
+/// step says; so is what an overlay revealed.
 fn render(
     snapshot: &Snapshot,
     path: &str,
@@ -366,33 +372,75 @@ fn render(
     context: &RenderContext,
 ) -> Result<(Vec<Object>, Vec<String>), StageError> {
     let mut docs: Option<Vec<Document>> = None;
+    let mut tree: Option<overlay::Laid> = None;
     let mut last = "";
     let mut revealed: BTreeMap<ObjKey, Vec<String>> = BTreeMap::new();
     let mut plaintext = Vec::new();
-    for step in renderers.iter_mut() {
+    let mut overlaid = Vec::new();
+    let count = renderers.len();
+    for (index, step) in renderers.iter_mut().enumerate() {
         step.hide(&plaintext);
         let encrypted = docs.as_deref().map(ciphertexts).unwrap_or_default();
+        let root = tree.as_ref().map_or(snapshot.root.as_path(), overlay::Laid::root);
+        let given_tree = docs.is_none();
         let input = match docs.take() {
-            None => RenderInput::Tree { snapshot: &snapshot.root, path },
+            None => RenderInput::Tree { snapshot: root, path },
             Some(docs) => RenderInput::Objects(docs),
         };
-        match step.run(|plugin, with| plugin.render(with, input, context)).map_err(StageError::RenderCall)? {
-            Ok(out) => {
-                for decrypted in decrypted_values(&out, &encrypted) {
-                    plaintext.extend(decrypted.plaintext);
-                    revealed.entry(decrypted.key).or_default().extend(decrypted.pointers);
-                }
-                docs = Some(out);
-            }
+        let out = match step.run(|plugin, with| plugin.render(with, input, context)).map_err(StageError::RenderCall)? {
+            Ok(out) => out,
             Err(diagnostics) => {
                 let findings = diagnostics.into_iter().map(|d| step.finding(d)).collect();
                 return Err(StageError::Render { plugin: step.plugin.name().to_owned(), findings });
             }
-        }
+        };
         last = step.plugin.name();
+        if let Some(found) = overlay::TreeOverlay::of(&out) {
+            let refused = |message: String| StageError::Overlay { plugin: last.to_owned(), message };
+            let found = found.map_err(refused)?;
+            if !given_tree || index + 1 == count {
+                return Err(refused(
+                    "only a renderer given the tree, with another renderer after it to read the new tree, may return one"
+                        .into(),
+                ));
+            }
+            plaintext.extend(found.revealed.iter().cloned());
+            overlaid.extend(found.revealed.iter().cloned());
+            if !found.files.is_empty() {
+                let laid = overlay::lay_out(root, &found).map_err(refused)?;
+                tree = Some(laid);
+            }
+            continue;
+        }
+        for decrypted in decrypted_values(&out, &encrypted) {
+            plaintext.extend(decrypted.plaintext);
+            revealed.entry(decrypted.key).or_default().extend(decrypted.pointers);
+        }
+        docs = Some(out);
     }
-    let objects = normalize(docs.unwrap_or_default(), last, revealed)?;
+    let mut objects = normalize(docs.unwrap_or_default(), last, revealed)?;
+    mark_sensitive(&mut objects, &overlaid);
     Ok((objects, plaintext))
+}
+
+/// Marks the string values of `objects` that equal a value an overlay revealed (as a
+/// decrypted patch puts them) as sensitive.
+fn mark_sensitive(objects: &mut [Object], revealed: &[String]) {
+    let revealed: std::collections::BTreeSet<&str> =
+        revealed.iter().map(String::as_str).filter(|v| v.len() >= 4).collect();
+    if revealed.is_empty() {
+        return;
+    }
+    for object in objects {
+        let found: Vec<String> = object
+            .string_values()
+            .into_iter()
+            .filter(|(_, s)| revealed.contains(s))
+            .map(|(pointer, _)| pointer)
+            .filter(|pointer| !object.sensitive.contains(pointer))
+            .collect();
+        object.sensitive.extend(found);
+    }
 }
 
 /// The pointers of the SOPS ciphertext values of each object that has any.
@@ -417,7 +465,6 @@ struct Decrypted {
 /// Of the `before` ciphertext pointers, those whose values a step's output no longer
 /// holds encrypted, per object.
 fn decrypted_values(out: &[Document], before: &BTreeMap<ObjKey, Vec<String>>) -> Vec<Decrypted> {
-    use base64::Engine as _;
     if before.is_empty() {
         return Vec::new();
     }
@@ -427,16 +474,16 @@ fn decrypted_values(out: &[Document], before: &BTreeMap<ObjKey, Vec<String>>) ->
             let object = Object::new(value, "", 0);
             let pointers = before.get(&object.key())?;
             let mut decrypted = Decrypted { key: object.key(), pointers: Vec::new(), plaintext: Vec::new() };
-            for pointer in pointers {
+            let still = object.encrypted_values();
+            for pointer in pointers.iter().filter(|p| !still.contains(p)) {
                 let Some(value) = object.value.pointer(pointer) else { continue };
                 let text = match value {
-                    serde_json::Value::String(s) if s.starts_with(crate::object::SOPS_CIPHERTEXT) => continue,
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
                 if object.kind() == "Secret" && pointer.starts_with("/data/") {
-                    let decoded = base64::engine::general_purpose::STANDARD.decode(&text).ok();
-                    decrypted.plaintext.extend(decoded.and_then(|d| String::from_utf8(d).ok()));
+                    let decoded = crate::object::decode_secret_data(&text).and_then(|d| String::from_utf8(d).ok());
+                    decrypted.plaintext.extend(decoded.map(quotable).unwrap_or_default());
                 }
                 decrypted.plaintext.push(text);
                 decrypted.pointers.push(pointer.clone());
@@ -444,6 +491,22 @@ fn decrypted_values(out: &[Document], before: &BTreeMap<ObjKey, Vec<String>>) ->
             Some(decrypted)
         })
         .collect()
+}
+
+/// How a step could quote a decrypted text: whole, and, for a file (a Secret's `data`
+/// value decrypted from a SOPS file), each line and each line's value after `=` or `: `.
+fn quotable(text: String) -> Vec<String> {
+    let mut out = Vec::new();
+    if text.contains('\n') {
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if let Some((_, value)) = line.split_once('=').or_else(|| line.split_once(": ")) {
+                out.push(value.trim().trim_matches('"').to_owned());
+            }
+            out.push(line.to_owned());
+        }
+    }
+    out.push(text);
+    out
 }
 
 /// Stage 3: every object is a JSON object with `apiVersion`, `kind` and `metadata.name`,

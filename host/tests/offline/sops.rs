@@ -126,3 +126,150 @@ fn a_later_step_quoting_decrypted_values_has_them_hidden_from_its_log_and_diagno
     }
     assert!(all.contains("***"), "{all}");
 }
+
+/// The kustomize tree of plugins/sops/testdata (an overlay whose base generates a Secret
+/// from an encrypted dotenv file, and which itself generates one from three encrypted
+/// files and applies an encrypted patch), under `tree/`, with `render` as its chain.
+fn kustomize_project(render: &str) -> tempfile::TempDir {
+    kustomize_project_with(render, |_, text| text)
+}
+
+/// [`kustomize_project`] with each file as `edit(path, text)` makes it.
+fn kustomize_project_with(render: &str, edit: impl Fn(&str, String) -> String) -> tempfile::TempDir {
+    let files = [
+        "base/kustomization.yaml",
+        "base/deployment.yaml",
+        "base/app.enc.env",
+        "overlay/kustomization.yaml",
+        "overlay/settings.enc.yaml",
+        "overlay/tls.enc.key",
+        "overlay/dockerconfig.enc.json",
+        "overlay/patch.enc.yaml",
+    ];
+    let contents: Vec<(String, String)> =
+        files.iter().map(|f| (format!("tree/{f}"), edit(f, testdata(&format!("kustomize/{f}"))))).collect();
+    let config = format!(
+        "[[source]]\nname = \"s\"\npath = \"tree\"\n\n[[pipeline]]\nname = \"app\"\nsource = \"s\"\npath = \"overlay\"\nrender = [{render}]\n"
+    );
+    let mut all: Vec<(&str, &str)> = contents.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    all.push(("moor.toml", &config));
+    tree(&all)
+}
+
+const SOPS_STEP: &str = "{ use = \"sops\", secrets = { age_key = { env = \"MOOR_TEST_AGE_KEY\" } } }";
+
+/// What the kustomize tree's encrypted files hold.
+const SOURCE_PLAINTEXTS: [&str; 5] = ["s3cr3t-pass", "k-7f3e9a", "lic-0042-secret", "not-a-real-key", "line one"];
+
+#[test]
+fn a_sops_step_before_kustomize_decrypts_what_its_generators_and_patches_read() {
+    let dir = kustomize_project(&format!("{SOPS_STEP}, {{ use = \"kustomize\" }}"));
+    // Through the library, with the (test) identity in the step's `with` table: the
+    // generated Secrets and the patched Deployment hold plaintext.
+    let inline = format!("with = {{ age_key = {:?} }}", testdata("key.txt"));
+    let text = std::fs::read_to_string(dir.path().join("moor.toml")).unwrap();
+    let cfg =
+        config(dir.path(), &text.replace("secrets = { age_key = { env = \"MOOR_TEST_AGE_KEY\" } }", &inline)).unwrap();
+    let moor = moor::reconcile::Moor::new(cache_dir()).unwrap();
+    let prepared = moor.prepare(std::sync::Arc::new(cfg.clone()));
+    let pipeline = cfg.pipeline("app").unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let secrets = runtime.block_on(moor::secrets::SecretValues::for_pipeline(None, &cfg, pipeline)).unwrap();
+    let rendered = moor.render_pipeline(&prepared, pipeline, &secrets, &Default::default()).unwrap();
+    let named = |prefix: &str| rendered.objects.iter().find(|o| o.name().starts_with(prefix)).unwrap();
+    let data = |prefix: &str, key: &str| {
+        let value = named(prefix).value["data"][key].as_str().unwrap();
+        String::from_utf8(moor::object::decode_secret_data(value).unwrap()).unwrap()
+    };
+    assert_eq!(data("app-env-", "DB_PASSWORD"), "s3cr3t-pass");
+    assert_eq!(data("app-env-", "MULTI"), "line one\\nline two", "as kustomize reads a dotenv value");
+    assert!(named("app-env-").value["data"].get("sops_mac").is_none(), "no SOPS metadata became a key");
+    assert!(data("app-files-", "settings.yaml").contains("api_key: k-7f3e9a"));
+    assert!(data("app-files-", "tls.key").starts_with("-----BEGIN FAKE KEY-----"));
+    assert!(data("app-files-", ".dockerconfigjson").contains("dXNlcjpwYXNzd29yZA=="));
+    let web = named("web");
+    let env = "/spec/template/spec/containers/0/env/0/value";
+    assert_eq!(web.value.pointer(env).unwrap(), "lic-0042-secret");
+    assert!(web.sensitive.iter().any(|p| p == env), "the decrypted patch value is marked: {:?}", web.sensitive);
+    assert!(web.value.get("sops").is_none());
+
+    // `moor build` shows none of it, and no decrypted file is left on disk.
+    let (ok, stdout, stderr) = build(dir.path(), "key.txt");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("name: web") && stdout.contains("value: <redacted>"), "{stdout}");
+    for plain in SOURCE_PLAINTEXTS {
+        assert!(!stdout.contains(plain) && !stderr.contains(plain), "{plain} shown:\n{stdout}\n{stderr}");
+    }
+    let left: Vec<_> =
+        walk_files(cache_dir()).into_iter().filter(|p| p.to_string_lossy().contains(".overlay-")).collect();
+    assert!(left.is_empty(), "overlays left behind: {left:?}");
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walk_files(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+#[test]
+fn a_sops_step_after_kustomize_decrypts_secrets_it_generated_from_whole_encrypted_files() {
+    // Only the `files` generator: its Secret's values are whole SOPS files, which the step
+    // decrypts into the format each key names, as Flux does.
+    let only_files = |path: &str, text: String| match path {
+        "base/kustomization.yaml" => "resources:\n  - deployment.yaml\n".to_owned(),
+        "overlay/kustomization.yaml" => text[..text.find("patches:").unwrap()].to_owned(),
+        _ => text,
+    };
+    let chain = format!("{{ use = \"kustomize\" }}, {SOPS_STEP}");
+    let dir = kustomize_project_with(&chain, only_files);
+    let out = Command::new(env!("CARGO_BIN_EXE_moor"))
+        .args(["plan", "--output", "json"])
+        .arg(dir.path().join("moor.toml"))
+        .env("MOOR_CACHE", cache_dir())
+        .env("KUBECONFIG", "/nonexistent")
+        .env("MOOR_TEST_AGE_KEY", testdata("key.txt"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("Secret/app-files-"), "{stdout}");
+    for plain in SOURCE_PLAINTEXTS {
+        assert!(!stdout.contains(plain) && !stderr.contains(plain), "{plain} shown:\n{stdout}\n{stderr}");
+    }
+    // Without the step, the generated Secret is refused, named.
+    let dir = kustomize_project_with("{ use = \"kustomize\" }", only_files);
+    let (ok, _, stderr) = build(dir.path(), "key.txt");
+    assert!(!ok);
+    assert!(stderr.contains("Secret/app-files-") && stderr.contains("is still SOPS-encrypted"), "{stderr}");
+}
+
+#[test]
+fn kustomize_without_a_decrypting_step_generates_secrets_that_are_refused_before_apply() {
+    let dir = kustomize_project("{ use = \"kustomize\" }");
+    let (ok, stdout, stderr) = build(dir.path(), "key.txt");
+    assert!(!ok && stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("is still SOPS-encrypted after the render chain"), "{stderr}");
+}
+
+#[test]
+fn a_wrong_key_for_a_generator_file_names_the_file_and_a_lone_overlay_is_refused() {
+    let dir = kustomize_project(&format!("{SOPS_STEP}, {{ use = \"kustomize\" }}"));
+    let (ok, _, stderr) = build(dir.path(), "other-key.txt");
+    assert!(!ok);
+    assert!(stderr.contains("cannot decrypt overlay/settings.enc.yaml"), "{stderr}");
+    assert!(stderr.contains("no age identity given opens the data key"), "{stderr}");
+    let dir = kustomize_project(SOPS_STEP);
+    let (ok, _, stderr) = build(dir.path(), "key.txt");
+    assert!(!ok);
+    assert!(stderr.contains("returned a tree overlay that cannot be used"), "{stderr}");
+    for plain in SOURCE_PLAINTEXTS {
+        assert!(!stderr.contains(plain), "{plain} in {stderr}");
+    }
+}

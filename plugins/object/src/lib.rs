@@ -189,11 +189,35 @@ impl Object {
         value
     }
 
-    /// JSON pointers of the string values that hold SOPS ciphertext (`ENC[AES256_GCM,…]`).
+    /// JSON pointers of the string values that hold SOPS ciphertext (`ENC[AES256_GCM,…]`),
+    /// and of a Secret's `data` values that hold it once base64-decoded (what a kustomize
+    /// `secretGenerator` makes of an encrypted file).
     pub fn encrypted_values(&self) -> Vec<String> {
-        fn walk(value: &Value, at: &mut String, out: &mut Vec<String>) {
+        let mut out: Vec<String> = self
+            .string_values()
+            .into_iter()
+            .filter(|(_, s)| s.starts_with(SOPS_CIPHERTEXT))
+            .map(|(pointer, _)| pointer)
+            .collect();
+        if self.kind() == "Secret"
+            && let Some(Value::Object(data)) = self.value.get("data")
+        {
+            let cipher = SOPS_CIPHERTEXT.as_bytes();
+            for (key, value) in data {
+                let Some(bytes) = value.as_str().and_then(decode_secret_data) else { continue };
+                if bytes.windows(cipher.len()).any(|w| w == cipher) {
+                    out.push(format!("/data/{}", key.replace('~', "~0").replace('/', "~1")));
+                }
+            }
+        }
+        out
+    }
+
+    /// Every string value, with its JSON pointer, in document order.
+    pub fn string_values(&self) -> Vec<(String, &str)> {
+        fn walk<'v>(value: &'v Value, at: &mut String, out: &mut Vec<(String, &'v str)>) {
             match value {
-                Value::String(s) if s.starts_with(SOPS_CIPHERTEXT) => out.push(at.clone()),
+                Value::String(s) => out.push((at.clone(), s)),
                 Value::Object(map) => {
                     for (k, v) in map {
                         let len = at.len();
@@ -231,6 +255,14 @@ fn ensure_object(value: &mut Value) -> &mut Map<String, Value> {
         *value = Value::Object(Map::new());
     }
     value.as_object_mut().expect("just made an object")
+}
+
+/// A Secret's `data` value decoded, as the apiserver decodes it: base64 whose line breaks
+/// (kustomize wraps long values) are ignored.
+pub fn decode_secret_data(value: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let compact: String = value.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(compact).ok()
 }
 
 /// How a value SOPS encrypted begins.
@@ -304,5 +336,25 @@ mod tests {
         let cm = Object::new(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}}), "", 0);
         assert_eq!(cm.redacted()["data"]["k"], "v");
         assert_eq!((secret.origin(), cm.origin()), ("s.yaml:3".to_owned(), "generated".to_owned()));
+    }
+
+    #[test]
+    fn ciphertext_is_found_in_values_and_in_secret_data_once_decoded() {
+        // "ENC[AES256_GCM,data:x]" and "sops_mac=ENC[AES256_GCM,data:x]\n", base64-encoded.
+        let secret = Object::new(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                   "data": {"a": "RU5DW0FFUzI1Nl9H\nQ00sZGF0YTp4XQ==\n", "b/c": "c29wc19tYWM9RU5DW0FFUzI1Nl9HQ00sZGF0YTp4XQo=", "plain": "aGk="},
+                   "stringData": {"d": "ENC[AES256_GCM,data:y]"}}),
+            "",
+            0,
+        );
+        assert_eq!(secret.encrypted_values(), ["/stringData/d", "/data/a", "/data/b~1c"]);
+        assert!(secret.is_sops_encrypted());
+        let cm = Object::new(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "RU5DW0FFUzI1Nl9HQ00sZGF0YTp4XQ=="}}),
+            "",
+            0,
+        );
+        assert!(!cm.is_sops_encrypted(), "only a Secret's data is base64");
     }
 }

@@ -173,10 +173,11 @@ impl Rules {
 }
 
 /// Decrypts the documents of one file, which share `meta`, in place (their `sops` keys
-/// already removed), and checks the MAC over all of them.
-pub fn decrypt(documents: &mut [&mut Value], meta: &Metadata, key: &[u8; 32]) -> Result<(), Error> {
+/// already removed), and checks the MAC over all of them. Returns the plaintext of each
+/// value it decrypted, for the host to hide.
+pub fn decrypt(documents: &mut [&mut Value], meta: &Metadata, key: &[u8; 32]) -> Result<Vec<String>, Error> {
     let rules = Rules::of(meta)?;
-    let mut walk = Walk { meta, rules: &rules, key, hash: Sha512::new() };
+    let mut walk = Walk { meta, rules: &rules, key, hash: Sha512::new(), revealed: Vec::new() };
     if meta.mac_only_encrypted {
         walk.hash.update(MAC_ONLY_ENCRYPTED_PREFIX);
     }
@@ -188,7 +189,7 @@ pub fn decrypt(documents: &mut [&mut Value], meta: &Metadata, key: &[u8; 32]) ->
     if stored.1 != computed.as_bytes() {
         return Err(Error::Mac);
     }
-    Ok(())
+    Ok(walk.revealed)
 }
 
 struct Walk<'a> {
@@ -196,6 +197,7 @@ struct Walk<'a> {
     rules: &'a Rules,
     key: &'a [u8; 32],
     hash: Sha512,
+    revealed: Vec<String>,
 }
 
 impl Walk<'_> {
@@ -229,6 +231,10 @@ impl Walk<'_> {
                 let aad = format!("{}:", path.join(":"));
                 let (kind, plain) = open(text, self.key, aad.as_bytes()).map_err(fail)?;
                 *leaf = typed(&kind, plain).map_err(fail)?;
+                self.revealed.push(match &*leaf {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
             }
         }
         if encrypted || !self.meta.mac_only_encrypted {

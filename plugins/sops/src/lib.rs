@@ -1,20 +1,39 @@
 //! `sops` renderer: decrypts the objects SOPS encrypted (FX-3), as Flux's
 //! kustomize-controller does, with age identities.
 //!
-//! Objects with a top-level `sops` section are decrypted ([`decrypt`]) and leave without
-//! it; the documents of one file that share one `sops` section are one SOPS tree, whose
-//! MAC covers them all, so they are decrypted together. Any other object passes unchanged.
+//! Later in a chain, it decrypts objects:
+//! - objects with a top-level `sops` section are decrypted ([`decrypt`]) and leave without
+//!   it; the documents of one file that share one `sops` section are one SOPS tree, whose
+//!   MAC covers them all, so they are decrypted together;
+//! - a Secret's `data` value that is a whole SOPS file (as a kustomize `secretGenerator`
+//!   makes from an encrypted file) is decrypted and written in the format its key names
+//!   (`config.yaml`, `.env`, anything else as the raw bytes), as Flux does.
+//!
+//! Any other object passes unchanged.
+//!
+//! First in a chain, it decrypts files instead: those the kustomization files of the
+//! pipeline's directory read through generators and patches ([`sources`]). It returns one
+//! `moor.dev/v1alpha1` `TreeOverlay` document with the decrypted files, and the host gives
+//! the next renderer (`kustomize`) the tree with those files replaced.
+//!
 //! A wrong key, a changed value or a changed MAC fails the step, naming the object and its
-//! `file:line`; no decrypted value is ever in a message.
+//! `file:line`, or the file; no decrypted value is ever in a message.
 //!
 //! Config (`with`): `age_key`, the contents of an age identity file (`AGE-SECRET-KEY-1…`
 //! lines, comments allowed). Give it through the step's `secrets`, from a Kubernetes Secret,
 //! so that only this step sees it and the host redacts it.
 
 pub mod decrypt;
+pub mod files;
+pub mod sources;
 
+use base64::Engine as _;
 use moor_plugin_sdk::{Diagnostic, Info, Input, Object, Outcome, Renderer, export_renderer};
 use serde::Deserialize;
+
+use files::Format;
+
+type Identities = Vec<Box<dyn age::Identity + Send + Sync>>;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,8 +65,14 @@ impl Renderer for Sops {
             .and_then(|file| file.into_identities().ok())
             .filter(|ids| !ids.is_empty())
             .ok_or_else(|| vec![Diagnostic::error("`age_key` holds no age identity (`AGE-SECRET-KEY-1…` lines)")])?;
-        let mut objects = input.objects()?;
+        let mut objects = match input {
+            Input::Objects(objects) => objects,
+            Input::Tree { root, path } => return tree_overlay(&root, &path, &identities),
+        };
         let mut errors = Vec::new();
+        for object in objects.iter_mut().filter(|o| o.value.get("sops").is_none()) {
+            errors.extend(decrypt_secret_files(object, &identities));
+        }
         for group in groups(&objects) {
             if let Err(e) = decrypt_group(&mut objects, &group, &identities) {
                 let first = &objects[group[0]];
@@ -64,6 +89,54 @@ impl Renderer for Sops {
 }
 
 export_renderer!(Sops);
+
+/// The decrypted sources of the kustomization in `root/path`, as one `TreeOverlay`.
+fn tree_overlay(root: &std::path::Path, path: &str, identities: &Identities) -> Outcome<Vec<Object>> {
+    let decrypted = sources::decrypt_sources(root, path, identities)
+        .map_err(|f| vec![Diagnostic::error(format!("cannot decrypt {}: {}", f.file, f.error)).at(&f.file, 0)])?;
+    let mut revealed = Vec::new();
+    let files: Vec<serde_json::Value> = decrypted
+        .into_iter()
+        .map(|d| {
+            revealed.extend(d.plain.revealed);
+            let contents = base64::engine::general_purpose::STANDARD.encode(&d.plain.bytes);
+            serde_json::json!({"path": d.path, "contents": contents})
+        })
+        .collect();
+    let overlay = serde_json::json!({
+        "apiVersion": "moor.dev/v1alpha1",
+        "kind": "TreeOverlay",
+        "metadata": {"name": "sops"},
+        "files": files,
+        "revealed": revealed,
+    });
+    Ok(vec![Object::new(overlay, "", 0)])
+}
+
+/// Decrypts the `data` values of a Secret that are whole SOPS files, in place.
+fn decrypt_secret_files(object: &mut Object, identities: &Identities) -> Vec<Diagnostic> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if object.kind() != "Secret" {
+        return Vec::new();
+    }
+    let mut errors = Vec::new();
+    let name = object.display_name();
+    let mut decrypted = Vec::new();
+    if let Some(data) = object.value.get("data").and_then(serde_json::Value::as_object) {
+        for (key, value) in data {
+            let Some(bytes) = value.as_str().and_then(moor_object::decode_secret_data) else { continue };
+            let Some(input) = Format::detect(&bytes) else { continue };
+            match files::decrypt_file(&bytes, input, Format::for_path(key), identities) {
+                Ok(plain) => decrypted.push((key.clone(), b64.encode(plain.bytes))),
+                Err(e) => errors.push(Diagnostic::error(format!("cannot decrypt {name} `data.{key}`: {e}"))),
+            }
+        }
+    }
+    for (key, value) in decrypted {
+        object.value["data"][key] = serde_json::Value::String(value);
+    }
+    errors.into_iter().map(|d| d.on(object)).collect()
+}
 
 /// Indexes of encrypted objects, grouped by file and equal `sops` section, in order.
 fn groups(objects: &[Object]) -> Vec<Vec<usize>> {
