@@ -77,6 +77,28 @@ impl Config {
             located(inner.span(), key, inner.message().trim().to_owned())
         })?;
         let base = file.parent().map(Path::to_owned).unwrap_or_default();
+        for (i, pipeline) in raw.pipeline.iter().enumerate() {
+            for (chain, steps) in pipeline.chain_lists() {
+                for (j, step) in steps.iter().enumerate() {
+                    if let Some(glob) = step.pipelines.first() {
+                        let message = "a pipeline's own step serves that pipeline only: pick pipelines in a top-level `[[notify]]`";
+                        return Err(located(
+                            Some(glob.span()),
+                            format!("pipeline[{i}].{chain}[{j}].pipelines"),
+                            message.into(),
+                        ));
+                    }
+                }
+            }
+        }
+        let mut pipelines = raw.pipeline;
+        for (i, step) in raw.notify.into_iter().enumerate() {
+            let picks = globs(&step.pipelines)
+                .map_err(|(k, span, e)| located(Some(span), format!("notify[{i}].pipelines[{k}]"), e))?;
+            for pipeline in pipelines.iter_mut().filter(|p| picks.as_ref().is_none_or(|g| g.is_match(p.name.s()))) {
+                pipeline.notify.push(step.clone());
+            }
+        }
         let mut settings = raw.moor;
         if settings.instance.is_empty() {
             settings.instance = derive_instance(file);
@@ -90,7 +112,7 @@ impl Config {
             settings,
             sources: raw.source,
             plugins: raw.plugin,
-            pipelines: raw.pipeline,
+            pipelines,
         };
         config.check(builtin).map_err(|(span, key, message)| located(Some(span), key, message))?;
         Ok(config)
@@ -178,6 +200,19 @@ fn display_path(path: &serde_path_to_error::Path) -> String {
     out
 }
 
+/// The pipeline names `patterns` match (`None`: no patterns, so every pipeline), or the
+/// index, span and error of a pattern that is not a glob.
+fn globs(patterns: &[toml::Spanned<String>]) -> Result<Option<globset::GlobSet>, (usize, Range<usize>, String)> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut set = globset::GlobSetBuilder::new();
+    for (k, pattern) in patterns.iter().enumerate() {
+        set.add(globset::Glob::new(pattern.s()).map_err(|e| (k, pattern.span(), format!("not a glob: {e}")))?);
+    }
+    set.build().map(Some).map_err(|e| (0, patterns[0].span(), e.to_string()))
+}
+
 /// 1-based line and column of byte `offset` in `text`.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -224,6 +259,35 @@ mod tests {
         let roundabout = root.path().join("b/../Team A/./moor.toml");
         std::fs::create_dir_all(root.path().join("b")).unwrap();
         assert_eq!(derive_instance(&roundabout), derive_instance(&a));
+    }
+
+    #[test]
+    fn a_top_level_notify_step_joins_the_pipelines_its_globs_pick() {
+        let text = |notify: &str| {
+            format!(
+                "[[source]]\nname = \"s\"\npath = \".\"\n\n\
+                 [[pipeline]]\nname = \"prod-web\"\nsource = \"s\"\nnotify = [{{ use = \"webhook\" }}]\n\n\
+                 [[pipeline]]\nname = \"prod-db\"\nsource = \"s\"\n\n\
+                 [[pipeline]]\nname = \"staging-web\"\nsource = \"s\"\n\n{notify}"
+            )
+        };
+        let parse = |notify: &str| Config::parse(Path::new("moor.toml"), text(notify), &["webhook", "slack", "yaml"]);
+        let uses = |config: &Config, name: &str| -> Vec<String> {
+            config.pipeline(name).unwrap().notify.iter().map(|s| s.uses.s().to_owned()).collect()
+        };
+        let config = parse("[[notify]]\nuse = \"slack\"\npipelines = [\"prod-*\"]\non = [\"run-failed\"]\n").unwrap();
+        assert_eq!(uses(&config, "prod-web"), ["webhook", "slack"]);
+        assert_eq!(uses(&config, "prod-db"), ["slack"]);
+        assert!(uses(&config, "staging-web").is_empty());
+        let everyone = parse("[[notify]]\nuse = \"slack\"\n").unwrap();
+        assert_eq!(uses(&everyone, "staging-web"), ["slack"]);
+        let e = parse("[[notify]]\nuse = \"slack\"\npipelines = [\"prod-[\"]\n").unwrap_err();
+        assert_eq!(e.key, "notify[0].pipelines[0]");
+        assert!(e.message.contains("not a glob"), "{e}");
+        let own = text("")
+            .replace("notify = [{ use = \"webhook\" }]", "notify = [{ use = \"webhook\", pipelines = [\"x\"] }]");
+        let e = Config::parse(Path::new("moor.toml"), own, &["webhook", "yaml"]).unwrap_err();
+        assert!(e.message.contains("top-level `[[notify]]`"), "{e}");
     }
 
     #[test]

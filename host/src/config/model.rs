@@ -31,6 +31,10 @@ pub(super) struct File {
     pub plugin: Vec<PluginSpec>,
     #[serde(default)]
     pub pipeline: Vec<PipelineSpec>,
+    /// Notify steps for many pipelines, each picking them by `pipelines` (globs), as a Flux
+    /// Alert picks its sources; loading adds each to the `notify` of the pipelines it picks.
+    #[serde(default)]
+    pub notify: Vec<Step>,
 }
 
 /// Settings of the whole instance (`[moor]`).
@@ -326,6 +330,10 @@ pub struct Step {
     /// Notify steps: only events at least this severe.
     #[serde(default)]
     pub min_severity: Option<Spanned<MinSeverity>>,
+    /// Top-level `[[notify]]` steps: the pipelines whose events they take, as globs
+    /// (`prod-*`); all pipelines without.
+    #[serde(default)]
+    pub pipelines: Vec<Spanned<String>>,
 }
 
 /// An event reason a notify step takes, as `on` names it.
@@ -628,6 +636,7 @@ fn default_render() -> Vec<Step> {
         vars_from: Vec::new(),
         on: Vec::new(),
         min_severity: None,
+        pipelines: Vec::new(),
     }]
 }
 
