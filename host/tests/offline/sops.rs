@@ -25,11 +25,19 @@ fn project(config: &str, tamper: impl Fn(String) -> String) -> tempfile::TempDir
 }
 
 fn build(dir: &Path, key: &str) -> (bool, String, String) {
+    moor(dir, &["build"], key, &[])
+}
+
+/// `moor <args> dir/moor.toml` offline, with the identity in `key` as `MOOR_TEST_AGE_KEY`
+/// and `env` besides: whether it succeeded, its stdout and its stderr.
+fn moor(dir: &Path, args: &[&str], key: &str, env: &[(&str, &str)]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_moor"))
-        .args(["build"])
+        .args(args)
         .arg(dir.join("moor.toml"))
         .env("MOOR_CACHE", cache_dir())
+        .env("KUBECONFIG", "/nonexistent")
         .env("MOOR_TEST_AGE_KEY", testdata(key))
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
@@ -105,16 +113,9 @@ fn a_later_step_quoting_decrypted_values_has_them_hidden_from_its_log_and_diagno
     let config =
         plugin + &WITH_SOPS.replace(chain, &format!("{chain}, {{ use = \"probe\", with = {{ action = \"quote\" }} }}"));
     let dir = project(&config, |s| s);
-    let out = Command::new(env!("CARGO_BIN_EXE_moor"))
-        .args(["build"])
-        .arg(dir.path().join("moor.toml"))
-        .env("MOOR_CACHE", cache_dir())
-        .env("MOOR_LOG", "info")
-        .env("MOOR_TEST_AGE_KEY", testdata("key.txt"))
-        .output()
-        .unwrap();
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(!out.status.success(), "the probe fails on purpose: {all}");
+    let (ok, stdout, stderr) = moor(dir.path(), &["build"], "key.txt", &[("MOOR_LOG", "info")]);
+    let all = format!("{stdout}{stderr}");
+    assert!(!ok, "the probe fails on purpose: {all}");
     // The probe quoted every value it was given: the plain ones stay, the decrypted ones
     // (of 4 bytes or more) are hidden wherever it said them.
     for said in ["quoted: ", "stdout: quoted ", "refused quoted "] {
@@ -229,16 +230,8 @@ fn a_sops_step_after_kustomize_decrypts_secrets_it_generated_from_whole_encrypte
     };
     let chain = format!("{{ use = \"kustomize\" }}, {SOPS_STEP}");
     let dir = kustomize_project_with(&chain, only_files);
-    let out = Command::new(env!("CARGO_BIN_EXE_moor"))
-        .args(["plan", "--output", "json"])
-        .arg(dir.path().join("moor.toml"))
-        .env("MOOR_CACHE", cache_dir())
-        .env("KUBECONFIG", "/nonexistent")
-        .env("MOOR_TEST_AGE_KEY", testdata("key.txt"))
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{stderr}");
+    let (ok, stdout, stderr) = moor(dir.path(), &["plan", "--output", "json"], "key.txt", &[]);
+    assert!(ok, "{stderr}");
     assert!(stdout.contains("Secret/app-files-"), "{stdout}");
     for plain in SOURCE_PLAINTEXTS {
         assert!(!stdout.contains(plain) && !stderr.contains(plain), "{plain} shown:\n{stdout}\n{stderr}");
