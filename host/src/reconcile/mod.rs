@@ -8,6 +8,7 @@
 mod config_run;
 mod findings;
 mod overlay;
+mod revealed;
 mod step;
 
 use std::collections::{BTreeMap, HashMap};
@@ -380,7 +381,7 @@ fn render(
     let count = renderers.len();
     for (index, step) in renderers.iter_mut().enumerate() {
         step.hide(&plaintext);
-        let encrypted = docs.as_deref().map(ciphertexts).unwrap_or_default();
+        let encrypted = docs.as_deref().map(revealed::ciphertexts).unwrap_or_default();
         let root = tree.as_ref().map_or(snapshot.root.as_path(), overlay::Laid::root);
         let given_tree = docs.is_none();
         let input = match docs.take() {
@@ -412,101 +413,15 @@ fn render(
             }
             continue;
         }
-        for decrypted in decrypted_values(&out, &encrypted) {
+        for decrypted in revealed::decrypted_values(&out, &encrypted) {
             plaintext.extend(decrypted.plaintext);
             revealed.entry(decrypted.key).or_default().extend(decrypted.pointers);
         }
         docs = Some(out);
     }
     let mut objects = normalize(docs.unwrap_or_default(), last, revealed)?;
-    mark_sensitive(&mut objects, &overlaid);
+    revealed::mark_sensitive(&mut objects, &overlaid);
     Ok((objects, plaintext))
-}
-
-/// Marks the string values of `objects` that equal a value an overlay revealed (as a
-/// decrypted patch puts them) as sensitive.
-fn mark_sensitive(objects: &mut [Object], revealed: &[String]) {
-    let revealed: std::collections::BTreeSet<&str> =
-        revealed.iter().map(String::as_str).filter(|v| v.len() >= 4).collect();
-    if revealed.is_empty() {
-        return;
-    }
-    for object in objects {
-        let found: Vec<String> = object
-            .string_values()
-            .into_iter()
-            .filter(|(_, s)| revealed.contains(s))
-            .map(|(pointer, _)| pointer)
-            .filter(|pointer| !object.sensitive.contains(pointer))
-            .collect();
-        object.sensitive.extend(found);
-    }
-}
-
-/// The pointers of the SOPS ciphertext values of each object that has any.
-fn ciphertexts(docs: &[Document]) -> BTreeMap<ObjKey, Vec<String>> {
-    docs.iter()
-        .filter(|d| d.json.contains(crate::object::SOPS_CIPHERTEXT))
-        .filter_map(|d| serde_json::from_str(&d.json).ok().map(|v| Object::new(v, d.file.clone(), d.line)))
-        .map(|o| (o.key(), o.encrypted_values()))
-        .collect()
-}
-
-/// What a step decrypted in one object: where, and the plaintext.
-#[derive(Debug, PartialEq)]
-struct Decrypted {
-    key: ObjKey,
-    pointers: Vec<String>,
-    /// Each value as text, and a Secret's `data` values also base64-decoded, since that
-    /// is how a later step would quote them.
-    plaintext: Vec<String>,
-}
-
-/// Of the `before` ciphertext pointers, those whose values a step's output no longer
-/// holds encrypted, per object.
-fn decrypted_values(out: &[Document], before: &BTreeMap<ObjKey, Vec<String>>) -> Vec<Decrypted> {
-    if before.is_empty() {
-        return Vec::new();
-    }
-    out.iter()
-        .filter_map(|d| serde_json::from_str::<serde_json::Value>(&d.json).ok())
-        .filter_map(|value| {
-            let object = Object::new(value, "", 0);
-            let pointers = before.get(&object.key())?;
-            let mut decrypted = Decrypted { key: object.key(), pointers: Vec::new(), plaintext: Vec::new() };
-            let still = object.encrypted_values();
-            for pointer in pointers.iter().filter(|p| !still.contains(p)) {
-                let Some(value) = object.value.pointer(pointer) else { continue };
-                let text = match value {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                if object.kind() == "Secret" && pointer.starts_with("/data/") {
-                    let decoded = crate::object::decode_secret_data(&text).and_then(|d| String::from_utf8(d).ok());
-                    decrypted.plaintext.extend(decoded.map(quotable).unwrap_or_default());
-                }
-                decrypted.plaintext.push(text);
-                decrypted.pointers.push(pointer.clone());
-            }
-            Some(decrypted)
-        })
-        .collect()
-}
-
-/// How a step could quote a decrypted text: whole, and, for a file (a Secret's `data`
-/// value decrypted from a SOPS file), each line and each line's value after `=` or `: `.
-fn quotable(text: String) -> Vec<String> {
-    let mut out = Vec::new();
-    if text.contains('\n') {
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            if let Some((_, value)) = line.split_once('=').or_else(|| line.split_once(": ")) {
-                out.push(value.trim().trim_matches('"').to_owned());
-            }
-            out.push(line.to_owned());
-        }
-    }
-    out.push(text);
-    out
 }
 
 /// Stage 3: every object is a JSON object with `apiVersion`, `kind` and `metadata.name`,
