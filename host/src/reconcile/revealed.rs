@@ -27,12 +27,14 @@ pub(super) fn mark_sensitive(objects: &mut [Object], revealed: &[String]) {
     }
 }
 
-/// The pointers of the SOPS ciphertext values of each object that has any.
+/// The pointers of the SOPS ciphertext values of each object that has any (a Secret's
+/// `data` holds it base64-encoded, so every Secret is looked into).
 pub(super) fn ciphertexts(docs: &[Document]) -> BTreeMap<ObjKey, Vec<String>> {
     docs.iter()
-        .filter(|d| d.json.contains(crate::object::SOPS_CIPHERTEXT))
+        .filter(|d| d.json.contains(crate::object::SOPS_CIPHERTEXT) || d.json.contains("\"Secret\""))
         .filter_map(|d| serde_json::from_str(&d.json).ok().map(|v| Object::new(v, d.file.clone(), d.line)))
         .map(|o| (o.key(), o.encrypted_values()))
+        .filter(|(_, pointers)| !pointers.is_empty())
         .collect()
 }
 
