@@ -11,7 +11,7 @@ use super::{Output, TestArgs};
 use crate::object::Object;
 use crate::plugins::{
     self, Diagnostic, Document, Event, EventReason, Limits, Plugin, PluginKind, PluginSource, RenderContext,
-    RenderInput, Runtime, Severity,
+    RenderInput, RunStart, Runtime, Severity,
 };
 use crate::reconcile::Finding;
 
@@ -216,7 +216,15 @@ pub fn test(cache: &Path, args: &TestArgs) -> anyhow::Result<ExitCode> {
                 timestamp: "1970-01-01T00:00:00Z".into(),
             };
             started = std::time::Instant::now();
-            if let Err(message) = plugin.notify(&config, &[event], allow_hosts)? {
+            // A notifier of the `status-notifier` world hears the run start first.
+            let run = RunStart {
+                pipeline: event.pipeline.clone(),
+                revision: event.revision.clone(),
+                timestamp: event.timestamp.clone(),
+            };
+            if let Err(message) = plugin.started(&config, &run, allow_hosts)? {
+                report.error = Some(format!("run start: {message}"));
+            } else if let Err(message) = plugin.notify(&config, &[event], allow_hosts)? {
                 report.error = Some(message);
             }
         }

@@ -340,6 +340,8 @@ pub struct Step {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NotifyOn {
+    /// A run of a new revision starts (notifiers of the `status-notifier` world only).
+    RunStarted,
     RunSucceeded,
     RunFailed,
     DriftCorrected,

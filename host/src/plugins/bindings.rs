@@ -13,6 +13,7 @@ wasmtime::component::bindgen!({
             export moor:plugin/render@0.1.0;
             export moor:plugin/validate@0.1.0;
             export moor:plugin/notify@0.1.0;
+            export moor:plugin/notify-start@0.1.0;
             export moor:plugin/fetch@0.1.0;
         }
     ",
@@ -20,7 +21,7 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize],
 });
 
-pub use self::exports::moor::plugin::{fetch, notify, render, validate};
+pub use self::exports::moor::plugin::{fetch, notify, notify_start, render, validate};
 pub use self::moor::plugin::log;
 pub use self::moor::plugin::types;
 

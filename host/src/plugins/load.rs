@@ -44,6 +44,9 @@ impl fmt::Display for Origin {
 }
 
 /// The interface each kind exports.
+/// What a notifier may export beside `notify`: the `status-notifier` world's run start.
+const START_INTERFACE: &str = "notify-start";
+
 const INTERFACES: &[(&str, PluginKind)] = &[
     ("render", PluginKind::Renderer),
     ("validate", PluginKind::Validator),
@@ -114,7 +117,11 @@ pub(super) fn load(runtime: &Runtime, name: &str, source: PluginSource, limits: 
     if let Some(advice) = version_problem(&version) {
         return Err(LoadError::Version { name: name.into(), origin, found: version, advice });
     }
-    let capabilities = capabilities(ty.imports(&runtime.engine).map(|(n, _)| n));
+    let mut capabilities = capabilities(ty.imports(&runtime.engine).map(|(n, _)| n));
+    if kind == PluginKind::Notifier && exports.iter().any(|e| e.starts_with(&format!("moor:plugin/{START_INTERFACE}@")))
+    {
+        capabilities.push("run start: told when a run of a new revision starts".into());
+    }
 
     let pre = runtime.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
         name: name.into(),
@@ -128,7 +135,14 @@ pub(super) fn load(runtime: &Runtime, name: &str, source: PluginSource, limits: 
         PluginKind::Validator => {
             KindIndices::Validate(bindings::validate::GuestIndices::new(&pre).map_err(link_error)?)
         }
-        PluginKind::Notifier => KindIndices::Notify(bindings::notify::GuestIndices::new(&pre).map_err(link_error)?),
+        PluginKind::Notifier => KindIndices::Notify {
+            notify: bindings::notify::GuestIndices::new(&pre).map_err(link_error)?,
+            // Optional: notifiers of the `status-notifier` world are also told when a run starts.
+            start: match exports.iter().any(|e| *e == format!("moor:plugin/{START_INTERFACE}@{version}")) {
+                true => Some(bindings::notify_start::GuestIndices::new(&pre).map_err(link_error)?),
+                false => None,
+            },
+        },
         PluginKind::Source => KindIndices::Fetch(bindings::fetch::GuestIndices::new(&pre).map_err(link_error)?),
     };
 

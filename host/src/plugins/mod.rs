@@ -29,6 +29,7 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 
 pub use bindings::CONTRACT_VERSION;
+pub use bindings::notify_start::RunStart;
 pub use bindings::types::{Diagnostic, Document, Event, EventReason, File, ObjectRef, PluginKind, Severity};
 pub(crate) use call::CallState;
 pub use call::redacting;
@@ -239,7 +240,7 @@ enum Flavor {
 enum KindIndices {
     Render(bindings::render::GuestIndices),
     Validate(bindings::validate::GuestIndices),
-    Notify(bindings::notify::GuestIndices),
+    Notify { notify: bindings::notify::GuestIndices, start: Option<bindings::notify_start::GuestIndices> },
     Fetch(bindings::fetch::GuestIndices),
 }
 
@@ -398,14 +399,38 @@ impl Plugin {
         events: &[Event],
         allow_hosts: &[String],
     ) -> Result<Result<(), String>, CallError> {
-        let Flavor::Component { indices: KindIndices::Notify(indices), .. } = &self.flavor else {
+        let Flavor::Component { indices: KindIndices::Notify { notify, .. }, .. } = &self.flavor else {
             unreachable!("checked at load")
         };
         let config = config.to_string();
         let grant = http::Grant { hosts: allow_hosts.to_vec(), timeout: self.limits.timeout };
         self.call_with(None, grant, |store, instance| {
-            let guest = indices.load(&mut *store, instance)?;
+            let guest = notify.load(&mut *store, instance)?;
             guest.call_notify(store, &config, events)
+        })
+    }
+
+    /// Whether this notifier wants to hear when a run starts ([`Plugin::started`]).
+    pub fn tells_starts(&self) -> bool {
+        matches!(&self.flavor, Flavor::Component { indices: KindIndices::Notify { start: Some(_), .. }, .. })
+    }
+
+    /// Tells a notifier of the `status-notifier` world that a run starts; `Ok(Ok(()))`
+    /// without a call for other notifiers.
+    pub fn started(
+        &self,
+        config: &serde_json::Value,
+        run: &RunStart,
+        allow_hosts: &[String],
+    ) -> Result<Result<(), String>, CallError> {
+        let Flavor::Component { indices: KindIndices::Notify { start: Some(start), .. }, .. } = &self.flavor else {
+            return Ok(Ok(()));
+        };
+        let config = config.to_string();
+        let grant = http::Grant { hosts: allow_hosts.to_vec(), timeout: self.limits.timeout };
+        self.call_with(None, grant, |store, instance| {
+            let guest = start.load(&mut *store, instance)?;
+            guest.call_started(store, &config, run)
         })
     }
 
@@ -436,7 +461,7 @@ impl Plugin {
         self.call(None, |store, instance| match indices {
             KindIndices::Render(i) => i.load(&mut *store, instance)?.call_info(store),
             KindIndices::Validate(i) => i.load(&mut *store, instance)?.call_info(store),
-            KindIndices::Notify(i) => i.load(&mut *store, instance)?.call_info(store),
+            KindIndices::Notify { notify: i, .. } => i.load(&mut *store, instance)?.call_info(store),
             KindIndices::Fetch(i) => i.load(&mut *store, instance)?.call_info(store),
         })
     }

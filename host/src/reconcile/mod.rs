@@ -261,6 +261,19 @@ impl Moor {
         // source → snapshot → render chain → objects → validate chain
         let rendered = self.render_with_secrets(prepared, pipeline, Some(target)).await?;
         // plan → apply → prune → health → record
+        self.deliver(prepared, pipeline, target, rendered, run, progress).await
+    }
+
+    /// The cluster half of [`Moor::reconcile`]: applies what was rendered.
+    pub async fn deliver(
+        &self,
+        prepared: &Prepared,
+        pipeline: &PipelineSpec,
+        target: &Target,
+        rendered: Rendered,
+        run: RunOptions,
+        progress: Progress<'_>,
+    ) -> Result<Delivery, StageError> {
         let settings = &prepared.config.settings;
         let report = apply::apply(target, settings, pipeline, &rendered.revision, rendered.objects, run, progress)
             .await

@@ -17,6 +17,8 @@ pub struct Run<'a> {
     pub started: SystemTime,
     pub took: Duration,
     pub result: &'a Result<Delivery, StageError>,
+    /// Its start was told to the notifiers that hear of starts.
+    pub told_start: bool,
 }
 
 impl Run<'_> {

@@ -360,11 +360,20 @@ impl Controller {
         let started = SystemTime::now();
         let clock = Instant::now();
         tracing::info!(pipeline = name, trigger = trigger.as_str(), "run started");
-        let delivery = self.moor.reconcile(&prepared, &pipeline, &self.target, RunOptions::default(), &|_| {});
+        // The halves of `Moor::reconcile`, with the start told in between, once the revision is known.
+        let told_start = std::sync::atomic::AtomicBool::new(false);
+        let delivery = async {
+            let rendered = self.moor.render_with_secrets(&prepared, &pipeline, Some(&self.target)).await?;
+            if self.tell_started(&prepared, &pipeline, &rendered.revision).await {
+                told_start.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            self.moor.deliver(&prepared, &pipeline, &self.target, rendered, RunOptions::default(), &|_| {}).await
+        };
         let result = match tokio::time::timeout(pipeline.timeout.0, delivery).await {
             Ok(result) => result,
             Err(_) => Err(StageError::Timeout(pipeline.timeout.0)),
         };
+        let told_start = told_start.into_inner();
         let took = clock.elapsed();
         match &result {
             Ok(d) => tracing::info!(pipeline = name, revision = d.report.revision, ?took, "run succeeded"),
@@ -374,8 +383,15 @@ impl Controller {
         if let Ok(delivery) = &result {
             self.remember_applied(&name, &delivery.report);
         }
-        let run =
-            bookkeeping::Run { config: &prepared.config, pipeline: &name, trigger, started, took, result: &result };
+        let run = bookkeeping::Run {
+            config: &prepared.config,
+            pipeline: &name,
+            trigger,
+            started,
+            took,
+            result: &result,
+            told_start,
+        };
         let outcome = self.finish(&pipeline, &run);
         if let Ok(delivery) = &result {
             self.watch_kinds(&delivery.report.kinds);
@@ -428,7 +444,8 @@ impl Controller {
             (Err(_), Some(seen)) => seen.revision.clone(),
             (Err(_), None) => record.revision.clone(),
         };
-        let outcome = notify::Outcome::of(pipeline, run.trigger, &record, &attempted, run.result, recovered);
+        let news = notify::News { recovered, told_start: run.told_start };
+        let outcome = notify::Outcome::of(pipeline, run.trigger, &record, &attempted, run.result, news);
         tracked.last_run = Some(record);
         let config = st.prepared.config.clone();
         drop(st);

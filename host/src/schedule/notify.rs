@@ -17,7 +17,7 @@ use crate::apply::inventory::ObjKey;
 use crate::apply::{Action, Change, Report};
 use crate::config::{PipelineSpec, SpannedStr};
 use crate::http::metrics::PipelineLabels;
-use crate::plugins::{Event, EventReason, ObjectRef, PluginKind, Severity};
+use crate::plugins::{CallError, Event, EventReason, ObjectRef, Plugin, PluginKind, RunStart, Severity};
 use crate::reconcile::{Delivery, Prepared, StageError, blocking, resolve_step};
 use crate::secrets::SecretValues;
 use crate::source::short;
@@ -29,6 +29,15 @@ const RATE_LIMIT: usize = 20;
 const RATE_WINDOW: Duration = Duration::from_secs(600);
 /// Objects named in one event.
 const MAX_OBJECTS: usize = 50;
+
+/// Why a run that changed nothing still has news.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct News {
+    /// It succeeded after a failure.
+    pub recovered: bool,
+    /// Its start was told ([`Controller::tell_started`]): its end is told too.
+    pub told_start: bool,
+}
 
 /// What a run has to say.
 #[derive(Debug)]
@@ -47,16 +56,16 @@ fn object_ref(r: &ObjKey) -> ObjectRef {
 
 impl Outcome {
     /// Run failed (or health failed); drift corrected; pruned; succeeded when it changed
-    /// something or recovered from a failure. Nothing for a run that changed nothing. The
-    /// events carry `revision`, what the run was for (a failed run's record keeps the one
-    /// before).
+    /// something, recovered from a failure or was told as started. Nothing for a run that
+    /// changed nothing. The events carry `revision`, what the run was for (a failed run's
+    /// record keeps the one before).
     pub fn of(
         pipeline: &PipelineSpec,
         trigger: Trigger,
         record: &RunRecord,
         revision: &str,
         result: &Result<Delivery, StageError>,
-        recovered: bool,
+        news: News,
     ) -> Option<Outcome> {
         if pipeline.notify.is_empty() {
             return None;
@@ -105,7 +114,7 @@ impl Outcome {
                     let message = format!("pruned {} object(s)", report.pruned.len());
                     events.push(event(EventReason::Pruned, Severity::Info, message, pruned));
                 }
-                if !changed.is_empty() || recovered {
+                if !changed.is_empty() || news.recovered || news.told_start {
                     let c = &record.counts;
                     let message = format!(
                         "applied {} ({} applied, {} unchanged, {} pruned) in {:.1}s",
@@ -128,16 +137,38 @@ impl Outcome {
 pub(super) struct Limiter {
     sent: HashMap<(String, String, String), Instant>,
     recent: VecDeque<Instant>,
+    /// The revision whose start was last told (or found already applied after a restart).
+    started: Option<String>,
 }
 
 impl Limiter {
-    /// Keeps the events not sent recently, within the rate; the rest are dropped.
-    fn admit(&mut self, events: Vec<Event>) -> (Vec<Event>, usize) {
-        let now = Instant::now();
+    fn expire(&mut self, now: Instant) {
         self.sent.retain(|_, at| now.duration_since(*at) < DEDUPE_WINDOW);
         while self.recent.front().is_some_and(|at| now.duration_since(*at) >= RATE_WINDOW) {
             self.recent.pop_front();
         }
+    }
+
+    /// Whether to tell that a run of `revision` starts: once per new revision (the
+    /// retries of a failed one say nothing more), within the rate.
+    fn admit_start(&mut self, revision: &str) -> bool {
+        if self.started.as_deref() == Some(revision) {
+            return false;
+        }
+        self.started = Some(revision.to_owned());
+        let now = Instant::now();
+        self.expire(now);
+        if self.recent.len() >= RATE_LIMIT {
+            return false;
+        }
+        self.recent.push_back(now);
+        true
+    }
+
+    /// Keeps the events not sent recently, within the rate; the rest are dropped.
+    fn admit(&mut self, events: Vec<Event>) -> (Vec<Event>, usize) {
+        let now = Instant::now();
+        self.expire(now);
         let before = events.len();
         let fresh: Vec<Event> = events
             .into_iter()
@@ -156,6 +187,42 @@ impl Limiter {
 }
 
 impl Controller {
+    /// Before a run applies `revision`: tells the steps that hear of starts (notifiers of
+    /// the `status-notifier` world, such as `github-status`), once per new revision. After
+    /// a restart, the revision the inventory was last written for is not new. Returns
+    /// whether it told, so that the run's outcome is told too.
+    pub(super) async fn tell_started(&self, prepared: &Prepared, pipeline: &PipelineSpec, revision: &str) -> bool {
+        let hears = |step: &crate::config::Step| {
+            (hears_starts(step) && prepared.plugin(step.uses.s()).is_ok_and(|p| p.tells_starts())).then_some(())
+        };
+        if !pipeline.notify.iter().any(|s| hears(s).is_some()) {
+            return false;
+        }
+        let name = pipeline.name.s();
+        let first = self.lock().pipelines.get(name).is_some_and(|t| t.notifications.started.is_none());
+        if first {
+            let store =
+                crate::apply::inventory::Store::for_settings(self.target.client.clone(), &prepared.config.settings);
+            if store.load(name).await.is_ok_and(|inventory| inventory.revision == revision) {
+                if let Some(tracked) = self.lock().pipelines.get_mut(name) {
+                    tracked.notifications.started = Some(revision.to_owned());
+                }
+                return false;
+            }
+        }
+        let admitted = self.lock().pipelines.get_mut(name).is_some_and(|t| t.notifications.admit_start(revision));
+        if !admitted {
+            return false;
+        }
+        let run = RunStart {
+            pipeline: name.into(),
+            revision: revision.into(),
+            timestamp: super::status::rfc3339(std::time::SystemTime::now()),
+        };
+        self.send(prepared, pipeline, hears, |plugin, with, hosts, ()| plugin.started(with, &run, hosts)).await;
+        true
+    }
+
     /// Sends a run's events through the pipeline's notify chain.
     pub(super) async fn notify(&self, prepared: &Prepared, pipeline: &PipelineSpec, outcome: Outcome) {
         let name = pipeline.name.s();
@@ -173,6 +240,20 @@ impl Controller {
         if events.is_empty() {
             return;
         }
+        let taken = |step: &crate::config::Step| Some(taken(step, &events)).filter(|e| !e.is_empty());
+        self.send(prepared, pipeline, taken, |plugin, with, hosts, events| plugin.notify(with, &events, hosts)).await;
+    }
+
+    /// Calls each notify step that `pick` picks; what failed is logged and shown on the
+    /// status page (`notify_error`), and never fails the delivery.
+    async fn send<T>(
+        &self,
+        prepared: &Prepared,
+        pipeline: &PipelineSpec,
+        pick: impl Fn(&crate::config::Step) -> Option<T> + Sync,
+        call: impl Fn(&Plugin, &serde_json::Value, &[String], T) -> Result<Result<(), String>, CallError> + Sync,
+    ) {
+        let name = pipeline.name.s();
         let config = &prepared.config;
         let error = match SecretValues::for_pipeline(Some(&self.target.client), config, pipeline).await {
             Err(e) => Some(format!("secrets: {e}")),
@@ -180,18 +261,16 @@ impl Controller {
                 let index = config.pipelines.iter().position(|p| p.name.s() == name).unwrap_or(0);
                 let mut errors = Vec::new();
                 for (j, step) in pipeline.notify.iter().enumerate() {
-                    let events = taken(step, &events);
-                    if events.is_empty() {
-                        continue;
-                    }
+                    let Some(picked) = pick(step) else { continue };
                     let key = format!("pipeline[{index}].notify[{j}]");
                     let sent = resolve_step(prepared, &key, "notify", step, PluginKind::Notifier, &secrets)
                         .map_err(|e| e.to_string())
-                        .and_then(|call| {
+                        .and_then(|step_call| {
                             let hosts: Vec<String> = step.allow_hosts.iter().map(|h| h.s().to_owned()).collect();
-                            match call.run(|plugin, with| plugin.notify(with, &events, &hosts)) {
+                            let plugin = step_call.plugin.name().to_owned();
+                            match step_call.run(|p, with| call(p, with, &hosts, picked)) {
                                 Ok(Ok(())) => Ok(()),
-                                Ok(Err(message)) => Err(format!("notifier `{}`: {message}", call.plugin.name())),
+                                Ok(Err(message)) => Err(format!("notifier `{plugin}`: {message}")),
                                 Err(e) => Err(e.to_string()),
                             }
                         });
@@ -208,6 +287,14 @@ impl Controller {
             tracked.notify_error = error;
         }
     }
+}
+
+/// Whether a step's filters let a run start through: `on` names `run-started` (or is
+/// empty) and `min_severity` is `info`, a start's severity.
+fn hears_starts(step: &crate::config::Step) -> bool {
+    use crate::config::{MinSeverity, NotifyOn};
+    let on = step.on.is_empty() || step.on.iter().any(|o| *o.get_ref() == NotifyOn::RunStarted);
+    on && step.min_severity.as_ref().is_none_or(|m| *m.get_ref() == MinSeverity::Info)
 }
 
 /// The events a notify step takes: of its `on` reasons (all without), at least its
@@ -344,5 +431,25 @@ mod tests {
         assert_eq!(messages(&step("min_severity = \"warning\"")), ["drift", "boom"]);
         assert_eq!(messages(&step("on = [\"run-succeeded\"]\nmin_severity = \"error\"")), Vec::<String>::new());
         assert!(toml::from_str::<crate::config::Step>("use = \"x\"\non = [\"exploded\"]").is_err());
+        assert!(hears_starts(&step("")) && hears_starts(&step("on = [\"run-started\", \"run-failed\"]")));
+        assert!(!hears_starts(&step("on = [\"run-failed\"]")), "`on` leaves starts out");
+        assert!(!hears_starts(&step("min_severity = \"warning\"")), "a start is info");
+        assert!(messages(&step("on = [\"run-started\"]")).is_empty(), "no event is a start");
+    }
+
+    #[test]
+    fn a_start_is_told_once_per_new_revision_within_the_rate() {
+        let mut limiter = Limiter::default();
+        assert!(limiter.admit_start("r1"));
+        assert!(!limiter.admit_start("r1"), "a retry of the same revision");
+        assert!(limiter.admit_start("r2") && limiter.admit_start("r1"), "a new revision, then going back");
+        // Three starts so far; the events take all but one of the rest.
+        for i in 0..RATE_LIMIT - 4 {
+            let (sent, _) = limiter.admit(vec![event(&format!("failure {i}"))]);
+            assert_eq!(sent.len(), 1);
+        }
+        assert!(limiter.admit_start("r3"), "the rate's last slot");
+        assert!(!limiter.admit_start("r4"), "starts and events share the rate");
+        assert_eq!(limiter.admit(vec![event("late")]).0.len(), 0);
     }
 }

@@ -1,10 +1,10 @@
-//! `github-status`: the run's outcome as a commit status on the revision it applied
-//! (`success` or `failure`), with context `moor/<pipeline>`, through GitHub's REST API
-//! (`POST /repos/{owner}/{repo}/statuses/{sha}`). The token comes from a Secret, through the
-//! step's `secrets`; allow `api.github.com` (or your GitHub Enterprise host).
+//! `github-status`: a run as a commit status on the revision it applies, with context
+//! `moor/<pipeline>`: `pending` when the run starts, then `success` or `failure`. Through
+//! GitHub's REST API (`POST /repos/{owner}/{repo}/statuses/{sha}`). The token comes from a
+//! Secret, through the step's `secrets`; allow `api.github.com` (or your GitHub Enterprise host).
 
-use moor_plugin_sdk::status::CommitStatus;
-use moor_plugin_sdk::{Event, Info, Notifier, export_notifier};
+use moor_plugin_sdk::status::{CommitStatus, State};
+use moor_plugin_sdk::{Event, Info, Notifier, RunStart, StatusNotifier, export_status_notifier};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -52,34 +52,50 @@ impl Notifier for Plugin {
     }
 
     fn notify(config: Config, events: Vec<Event>) -> Result<(), String> {
-        let Some((url, body)) = request(&config, &events)? else { return Ok(()) };
-        let headers = [
-            ("authorization".to_owned(), format!("Bearer {}", config.token)),
-            ("accept".to_owned(), "application/vnd.github+json".to_owned()),
-            ("x-github-api-version".to_owned(), "2022-11-28".to_owned()),
-            ("user-agent".to_owned(), "moor".to_owned()),
-        ];
-        moor_plugin_sdk::http::post_json(&url, &headers, &body)
+        match CommitStatus::of(&events, MAX_DESCRIPTION, config.target_url.as_deref())? {
+            Some(status) => post(&config, status),
+            None => Ok(()),
+        }
     }
 }
 
-export_notifier!(Plugin);
+impl StatusNotifier for Plugin {
+    /// `pending` on the commit.
+    fn started(config: Config, run: RunStart) -> Result<(), String> {
+        post(&config, CommitStatus::started(&run, MAX_DESCRIPTION, config.target_url.as_deref())?)
+    }
+}
+
+fn post(config: &Config, status: CommitStatus) -> Result<(), String> {
+    let (url, body) = request(config, status);
+    let headers = [
+        ("authorization".to_owned(), format!("Bearer {}", config.token)),
+        ("accept".to_owned(), "application/vnd.github+json".to_owned()),
+        ("x-github-api-version".to_owned(), "2022-11-28".to_owned()),
+        ("user-agent".to_owned(), "moor".to_owned()),
+    ];
+    moor_plugin_sdk::http::post_json(&url, &headers, &body)
+}
+
+export_status_notifier!(Plugin);
 
 /// The status request's URL and body.
-pub fn request(config: &Config, events: &[Event]) -> Result<Option<(String, Value)>, String> {
-    let Some(status) = CommitStatus::of(events, MAX_DESCRIPTION, config.target_url.as_deref())? else {
-        return Ok(None);
-    };
+pub fn request(config: &Config, status: CommitStatus) -> (String, Value) {
     let url = format!("{}/repos/{}/statuses/{}", config.api_url.trim_end_matches('/'), config.repository, status.sha);
+    let state = match status.state {
+        State::Pending => "pending",
+        State::Success => "success",
+        State::Failure => "failure",
+    };
     let mut body = json!({
-        "state": if status.failed { "failure" } else { "success" },
+        "state": state,
         "context": status.context,
         "description": status.description,
     });
     if let Some(target) = status.target_url {
         body["target_url"] = json!(target);
     }
-    Ok(Some((url, body)))
+    (url, body)
 }
 
 #[cfg(test)]
@@ -105,11 +121,15 @@ mod tests {
             objects: Vec::new(),
             timestamp: "t".into(),
         };
-        let (url, body) = request(&config, &[event]).unwrap().unwrap();
+        let status = CommitStatus::of(&[event], MAX_DESCRIPTION, None).unwrap().unwrap();
+        let (url, body) = request(&config, status);
         assert_eq!(url, format!("https://api.github.com/repos/acme/deploy/statuses/{sha}"));
         assert_eq!(
             body,
             json!({"state": "failure", "context": "moor/web", "description": "render: plugin `yaml` failed"})
         );
+        let run = RunStart { pipeline: "web".into(), revision: sha.into(), timestamp: "t".into() };
+        let (_, body) = request(&config, CommitStatus::started(&run, MAX_DESCRIPTION, None).unwrap());
+        assert_eq!(body, json!({"state": "pending", "context": "moor/web", "description": "applying 0123456"}));
     }
 }

@@ -1,10 +1,10 @@
-//! `gitlab-status`: the run's outcome as a commit status on the revision it applied
-//! (`success` or `failed`), named `moor/<pipeline>`, through GitLab's REST API
-//! (`POST /projects/:id/statuses/:sha`). The token (`PRIVATE-TOKEN`) comes from a Secret,
-//! through the step's `secrets`; allow `gitlab.com` (or your GitLab host).
+//! `gitlab-status`: a run as a commit status on the revision it applies, named
+//! `moor/<pipeline>`: `running` when the run starts, then `success` or `failed`. Through
+//! GitLab's REST API (`POST /projects/:id/statuses/:sha`). The token (`PRIVATE-TOKEN`)
+//! comes from a Secret, through the step's `secrets`; allow `gitlab.com` (or your GitLab host).
 
-use moor_plugin_sdk::status::CommitStatus;
-use moor_plugin_sdk::{Event, Info, Notifier, export_notifier};
+use moor_plugin_sdk::status::{CommitStatus, State};
+use moor_plugin_sdk::{Event, Info, Notifier, RunStart, StatusNotifier, export_status_notifier};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -52,13 +52,27 @@ impl Notifier for Plugin {
     }
 
     fn notify(config: Config, events: Vec<Event>) -> Result<(), String> {
-        let Some((url, body)) = request(&config, &events)? else { return Ok(()) };
-        let headers = [("private-token".to_owned(), config.token.clone())];
-        moor_plugin_sdk::http::post_json(&url, &headers, &body)
+        match CommitStatus::of(&events, MAX_DESCRIPTION, config.target_url.as_deref())? {
+            Some(status) => post(&config, status),
+            None => Ok(()),
+        }
     }
 }
 
-export_notifier!(Plugin);
+impl StatusNotifier for Plugin {
+    /// `running` on the commit: GitLab's state for work under way (`pending` means queued).
+    fn started(config: Config, run: RunStart) -> Result<(), String> {
+        post(&config, CommitStatus::started(&run, MAX_DESCRIPTION, config.target_url.as_deref())?)
+    }
+}
+
+fn post(config: &Config, status: CommitStatus) -> Result<(), String> {
+    let (url, body) = request(config, status);
+    let headers = [("private-token".to_owned(), config.token.clone())];
+    moor_plugin_sdk::http::post_json(&url, &headers, &body)
+}
+
+export_status_notifier!(Plugin);
 
 /// A project path as one URL path segment (`group/sub/project` → `group%2Fsub%2Fproject`).
 fn encoded(project: &str) -> String {
@@ -72,21 +86,23 @@ fn encoded(project: &str) -> String {
 }
 
 /// The status request's URL and body.
-pub fn request(config: &Config, events: &[Event]) -> Result<Option<(String, Value)>, String> {
-    let Some(status) = CommitStatus::of(events, MAX_DESCRIPTION, config.target_url.as_deref())? else {
-        return Ok(None);
-    };
+pub fn request(config: &Config, status: CommitStatus) -> (String, Value) {
     let api = config.api_url.trim_end_matches('/');
     let url = format!("{api}/projects/{}/statuses/{}", encoded(&config.project), status.sha);
+    let state = match status.state {
+        State::Pending => "running",
+        State::Success => "success",
+        State::Failure => "failed",
+    };
     let mut body = json!({
-        "state": if status.failed { "failed" } else { "success" },
+        "state": state,
         "name": status.context,
         "description": status.description,
     });
     if let Some(target) = status.target_url {
         body["target_url"] = json!(target);
     }
-    Ok(Some((url, body)))
+    (url, body)
 }
 
 #[cfg(test)]
@@ -112,10 +128,14 @@ mod tests {
             objects: Vec::new(),
             timestamp: "t".into(),
         };
-        let (url, body) = request(&config, &[event]).unwrap().unwrap();
+        let target = config.target_url.as_deref();
+        let (url, body) = request(&config, CommitStatus::of(&[event], MAX_DESCRIPTION, target).unwrap().unwrap());
         assert_eq!(url, format!("https://gitlab.com/api/v4/projects/acme%2Fplatform%2Fdeploy/statuses/{sha}"));
         assert_eq!(body["state"], "success");
         assert_eq!(body["name"], "moor/web");
         assert_eq!(body["target_url"], "https://moor.example.com/api/v1/pipelines/web");
+        let run = RunStart { pipeline: "web".into(), revision: sha.into(), timestamp: "t".into() };
+        let (_, body) = request(&config, CommitStatus::started(&run, MAX_DESCRIPTION, target).unwrap());
+        assert_eq!((&body["state"], &body["name"]), (&json!("running"), &json!("moor/web")));
     }
 }

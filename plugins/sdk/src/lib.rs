@@ -132,8 +132,8 @@ pub mod events;
 /// Outgoing HTTP for notifiers (wasi:http, allow-listed hosts only).
 #[cfg(feature = "notifier")]
 pub mod http;
-/// Commit statuses (GitHub, GitLab) from a run's events.
-#[cfg(feature = "notifier")]
+/// Commit statuses (GitHub, GitLab) from a run's start and events.
+#[cfg(feature = "status-notifier")]
 pub mod status;
 
 /// Logging to the host; lines are attributed to the plugin. Outside a component (native
@@ -221,6 +221,18 @@ pub trait Notifier {
     fn notify(config: Self::Config, events: Vec<Event>) -> Result<(), String>;
 }
 
+/// A run about to apply a revision its pipeline has not been run for.
+#[cfg(feature = "status-notifier")]
+pub use status_notifier::exports::moor::plugin::notify_start::RunStart;
+
+/// A notifier that is also told when a run of a new revision starts, before its outcome
+/// reaches [`Notifier::notify`] (a commit status `pending`). Export it with
+/// [`export_status_notifier!`] (cargo feature `status-notifier`).
+#[cfg(feature = "status-notifier")]
+pub trait StatusNotifier: Notifier {
+    fn started(config: Self::Config, run: RunStart) -> Result<(), String>;
+}
+
 /// A fetched tree of files and its revision.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -252,8 +264,8 @@ fn from_documents(docs: Vec<bindings::moor::plugin::types::Document>) -> Outcome
 }
 
 macro_rules! world {
-    ($feature:literal, $module:ident, $world:literal, $macro:literal, $path:literal) => {
-        #[cfg(feature = $feature)]
+    ($cfg:meta, $module:ident, $world:literal, $macro:literal, $path:literal) => {
+        #[cfg($cfg)]
         #[doc(hidden)]
         pub mod $module {
             wit_bindgen::generate!({
@@ -273,10 +285,23 @@ macro_rules! world {
     };
 }
 
-world!("renderer", renderer, "renderer", "__export_renderer_world", "moor_plugin_sdk::renderer");
-world!("validator", validator, "validator", "__export_validator_world", "moor_plugin_sdk::validator");
-world!("notifier", notifier, "notifier", "__export_notifier_world", "moor_plugin_sdk::notifier");
-world!("source", source, "source", "__export_source_world", "moor_plugin_sdk::source");
+world!(feature = "renderer", renderer, "renderer", "__export_renderer_world", "moor_plugin_sdk::renderer");
+world!(feature = "validator", validator, "validator", "__export_validator_world", "moor_plugin_sdk::validator");
+world!(
+    all(feature = "notifier", not(feature = "status-notifier")),
+    notifier,
+    "notifier",
+    "__export_notifier_world",
+    "moor_plugin_sdk::notifier"
+);
+world!(
+    feature = "status-notifier",
+    status_notifier,
+    "status-notifier",
+    "__export_status_notifier_world",
+    "moor_plugin_sdk::status_notifier"
+);
+world!(feature = "source", source, "source", "__export_source_world", "moor_plugin_sdk::source");
 
 #[cfg(feature = "renderer")]
 mod renderer_glue {
@@ -326,7 +351,7 @@ mod validator_glue {
     }
 }
 
-#[cfg(feature = "notifier")]
+#[cfg(all(feature = "notifier", not(feature = "status-notifier")))]
 mod notifier_glue {
     use crate::notifier::Adapter;
     use crate::notifier::exports::moor::plugin::notify;
@@ -339,6 +364,29 @@ mod notifier_glue {
 
         fn notify(config: String, events: Vec<crate::Event>) -> Result<(), String> {
             T::notify(crate::parse_config(&config)?, events)
+        }
+    }
+}
+
+#[cfg(feature = "status-notifier")]
+mod status_notifier_glue {
+    use crate::status_notifier::Adapter;
+    use crate::status_notifier::exports::moor::plugin::{notify, notify_start};
+    use crate::{PluginKind, StatusNotifier};
+
+    impl<T: StatusNotifier> notify::Guest for Adapter<T> {
+        fn info() -> crate::bindings::moor::plugin::types::PluginInfo {
+            T::info().into_wit(PluginKind::Notifier)
+        }
+
+        fn notify(config: String, events: Vec<crate::Event>) -> Result<(), String> {
+            T::notify(crate::parse_config(&config)?, events)
+        }
+    }
+
+    impl<T: StatusNotifier> notify_start::Guest for Adapter<T> {
+        fn started(config: String, run: notify_start::RunStart) -> Result<(), String> {
+            T::started(crate::parse_config(&config)?, run)
         }
     }
 }
@@ -388,7 +436,7 @@ macro_rules! export_validator {
 }
 
 /// Exports a [`Notifier`] implementation as this component's notifier.
-#[cfg(feature = "notifier")]
+#[cfg(all(feature = "notifier", not(feature = "status-notifier")))]
 #[macro_export]
 macro_rules! export_notifier {
     ($plugin:ty) => {
@@ -397,6 +445,31 @@ macro_rules! export_notifier {
         type __MoorNotifier = $crate::notifier::Adapter<$plugin>;
         #[cfg(target_arch = "wasm32")]
         $crate::notifier::__export_notifier_world!(__MoorNotifier with_types_in $crate::notifier);
+    };
+}
+
+/// With `status-notifier` on (a workspace build may unify it in), plain notifiers still
+/// build natively; a component must use [`export_status_notifier!`].
+#[cfg(feature = "status-notifier")]
+#[macro_export]
+macro_rules! export_notifier {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        compile_error!("moor-plugin-sdk's `status-notifier` feature is on: export with `export_status_notifier!`");
+    };
+}
+
+/// Exports a [`StatusNotifier`] implementation as this component's notifier, of the
+/// `status-notifier` world: the host also tells it when runs start.
+#[cfg(feature = "status-notifier")]
+#[macro_export]
+macro_rules! export_status_notifier {
+    ($plugin:ty) => {
+        // Only components export; a native build (unit tests, clippy) links no exports.
+        #[cfg(target_arch = "wasm32")]
+        type __MoorStatusNotifier = $crate::status_notifier::Adapter<$plugin>;
+        #[cfg(target_arch = "wasm32")]
+        $crate::status_notifier::__export_status_notifier_world!(__MoorStatusNotifier with_types_in $crate::status_notifier);
     };
 }
 

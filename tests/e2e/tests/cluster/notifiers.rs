@@ -132,8 +132,9 @@ fn head_commit(repo: &std::path::Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// GitHub's and GitLab's commit statuses on the commit each run applied: success, then
-/// failure for a commit that does not render; the tokens from a Secret, as each API wants them.
+/// GitHub's and GitLab's commit statuses on the commit each run applies: pending when it
+/// starts, then success; failure for a commit that does not render; nothing after a
+/// restart that finds its revision applied. The tokens come from a Secret, as each API wants them.
 #[tokio::test(flavor = "multi_thread")]
 async fn commit_statuses_go_to_github_and_gitlab_on_the_revision_of_the_run() -> anyhow::Result<()> {
     let client = cluster().client().await?;
@@ -163,6 +164,15 @@ async fn commit_statuses_go_to_github_and_gitlab_on_the_revision_of_the_run() ->
     ));
     let moor = Controller::start(BIN, &config, &[], &[]).await?;
     let v1 = head_commit(&repo);
+    // The run starts: pending on GitHub, running on GitLab; then its outcome.
+    let (head, body) = github.next(60).await?;
+    assert!(head.starts_with(&format!("POST /repos/acme/deploy/statuses/{v1} HTTP/1.1")), "{head}");
+    assert_eq!((body["state"].as_str(), body["context"].as_str()), (Some("pending"), Some("moor/web")), "{body}");
+    assert_eq!(body["description"], format!("applying {}", &v1[..7]));
+    assert!(head.to_ascii_lowercase().contains("authorization: bearer ghp_t0ken"), "{head}");
+    let (head, body) = gitlab.next(60).await?;
+    assert!(head.contains(&format!("/statuses/{v1} ")), "{head}");
+    assert_eq!((body["state"].as_str(), body["name"].as_str()), (Some("running"), Some("moor/web")), "{body}");
     let (head, body) = github.next(60).await?;
     assert!(head.starts_with(&format!("POST /repos/acme/deploy/statuses/{v1} HTTP/1.1")), "{head}");
     let lower = head.to_ascii_lowercase();
@@ -179,7 +189,8 @@ async fn commit_statuses_go_to_github_and_gitlab_on_the_revision_of_the_run() ->
     assert!(head.to_ascii_lowercase().contains("private-token: glpat-t0ken"), "{head}");
     assert_eq!((body["state"].as_str(), body["name"].as_str()), (Some("success"), Some("moor/web")), "{body}");
 
-    // A commit that does not render: a failure on that commit.
+    // A commit that does not render: a failure on that commit, and no start (nothing was
+    // about to be applied).
     std::fs::write(repo.join("broken.yaml"), "apiVersion: v1\nkind: [unclosed\n")?;
     moor_e2e::git(&repo, &["add", "-A"]);
     moor_e2e::git(&repo, &["commit", "-q", "-m", "broken"]);
@@ -190,6 +201,28 @@ async fn commit_statuses_go_to_github_and_gitlab_on_the_revision_of_the_run() ->
     assert!(body["description"].as_str().unwrap().chars().count() <= 140);
     let (_, body) = gitlab.next(60).await?;
     assert_eq!(body["state"], "failed", "{body}");
+
+    // The fix: pending, then success, on the new commit, though the ConfigMap is unchanged.
+    std::fs::remove_file(repo.join("broken.yaml"))?;
+    moor_e2e::git(&repo, &["add", "-A"]);
+    moor_e2e::git(&repo, &["commit", "-q", "-m", "fixed"]);
+    let v3 = head_commit(&repo);
+    for state in ["pending", "success"] {
+        let (head, body) = github.next(60).await?;
+        assert!(head.contains(&format!("/statuses/{v3} ")), "{head}");
+        assert_eq!(body["state"], state, "{body}");
+    }
+    for state in ["running", "success"] {
+        assert_eq!(gitlab.next(60).await?.1["state"], state);
+    }
     assert!(!moor.log_text().contains("t0ken"), "tokens are never logged");
+
+    // A restart: the revision in the inventory is not new, so its first run, which
+    // changes nothing, says nothing.
+    drop(moor);
+    let moor = Controller::start(BIN, &config, &[], &[]).await?;
+    moor.runs("web", 1, 60).await?;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(github.requests.try_recv().is_err() && gitlab.requests.try_recv().is_err(), "{}", moor.log_text());
     Ok(())
 }
