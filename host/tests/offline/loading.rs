@@ -88,6 +88,12 @@ fn builtin_plugins_describe_themselves() {
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert_eq!(builtin("policy").kind(), PluginKind::Validator);
     assert_eq!(builtin("hello-renderer").info.name, "hello-renderer");
+    // The `status-notifier` world is found by its extra export; plain notifiers are not told starts.
+    let github = builtin("github-status");
+    assert!(github.tells_starts() && github.info.capabilities.iter().any(|c| c.starts_with("run start")));
+    let slack = builtin("slack");
+    assert_eq!(slack.kind(), PluginKind::Notifier);
+    assert!(!slack.tells_starts() && !slack.info.capabilities.iter().any(|c| c.starts_with("run start")));
 }
 
 #[test]
