@@ -18,6 +18,7 @@ use crate::schedule::{Controller, Options};
 pub struct RunArgs {
     pub listen: SocketAddr,
     pub leader_elect: bool,
+    pub shard: bool,
     pub identity: Option<String>,
     pub shutdown_grace: Duration,
     pub lease_duration: Duration,
@@ -37,6 +38,7 @@ pub fn run(
     let options = Options {
         config_file: file.to_owned(),
         leader_election: args.leader_elect,
+        shard: args.shard,
         identity,
         shutdown_grace: args.shutdown_grace,
         lease_duration: args.lease_duration,

@@ -102,6 +102,10 @@ pub enum Command {
         /// Take part in leader election on a Lease: only the holder runs pipelines.
         #[arg(long)]
         leader_elect: bool,
+        /// Split the pipelines with the other replicas run with `--shard`: each member
+        /// holds a Lease, and each pipeline runs on exactly one member at a time.
+        #[arg(long, conflicts_with = "leader_elect")]
+        shard: bool,
         /// This instance's name in the Lease (default: host name and process id).
         #[arg(long, env = "MOOR_IDENTITY")]
         identity: Option<String>,
@@ -394,8 +398,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff { config, pipeline, color, cluster } => {
             cluster::diff(&cache, &config, pipeline.as_deref(), color, &cluster.kubeconfig())
         }
-        Command::Run { config, listen, leader_elect, identity, shutdown_grace, lease_duration, cluster } => {
-            let args = controller::RunArgs { listen, leader_elect, identity, shutdown_grace, lease_duration };
+        Command::Run { config, listen, leader_elect, shard, identity, shutdown_grace, lease_duration, cluster } => {
+            let args = controller::RunArgs { listen, leader_elect, shard, identity, shutdown_grace, lease_duration };
             controller::run(&cache, &config, args, &cluster.kubeconfig())
         }
         Command::Wait(args) => wait::wait(*args),

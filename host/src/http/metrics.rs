@@ -69,6 +69,9 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     pub running: Gauge,
     pub leader: Gauge,
+    /// Sharded (`moor run --shard`): the live members this one sees, and the pipelines it owns.
+    pub shard_members: Gauge,
+    pub shard_pipelines: Gauge,
 }
 
 fn run_buckets() -> Histogram {
@@ -85,7 +88,15 @@ fn deploy_buckets() -> Histogram {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("moor");
+        Metrics::new(None)
+    }
+}
+
+impl Metrics {
+    /// Every metric; a member of a shard labels them all `shard="<identity>"`.
+    pub fn new(shard: Option<&str>) -> Self {
+        let labels = shard.map(|s| (std::borrow::Cow::Borrowed("shard"), std::borrow::Cow::Owned(s.to_owned())));
+        let mut registry = Registry::with_prefix_and_labels("moor", labels.into_iter());
         let run_duration: Histograms<RunLabels> = Family::new_with_constructor(run_buckets);
         let objects = Family::<ActionLabels, Counter>::default();
         let file_applies = Family::<FileLabels, Counter>::default();
@@ -97,6 +108,8 @@ impl Default for Metrics {
         let queue_depth = Gauge::default();
         let running = Gauge::default();
         let leader = Gauge::default();
+        let shard_members = Gauge::default();
+        let shard_pipelines = Gauge::default();
         registry.register("run_duration_seconds", "Pipeline run latency by result", run_duration.clone());
         registry.register("objects", "Objects handled by runs, by action", objects.clone());
         registry.register("file_applies", "Objects applied per source file, by result", file_applies.clone());
@@ -116,6 +129,10 @@ impl Default for Metrics {
         registry.register("queue_depth", "Pipelines due or queued but not running", queue_depth.clone());
         registry.register("runs_in_progress", "Pipeline runs in progress", running.clone());
         registry.register("leader", "1 when this instance holds the lease", leader.clone());
+        if shard.is_some() {
+            registry.register("shard_members", "Live members of the shard this one sees", shard_members.clone());
+            registry.register("shard_pipelines", "Pipelines this member of the shard owns", shard_pipelines.clone());
+        }
         Metrics {
             registry,
             run_duration,
@@ -129,11 +146,11 @@ impl Default for Metrics {
             queue_depth,
             running,
             leader,
+            shard_members,
+            shard_pipelines,
         }
     }
-}
 
-impl Metrics {
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();

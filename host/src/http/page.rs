@@ -41,7 +41,12 @@ pub fn render(status: &Status) -> String {
          <meta http-equiv=refresh content=10><style>{STYLE}</style></head><body>",
         esc(&status.instance)
     );
-    let role = if status.leader { "leader" } else { "standby" };
+    let role = match (&status.shard, status.leader) {
+        (Some(_), true) => "shard member",
+        (Some(_), false) => "shard member, fenced: its Lease is not renewed",
+        (None, true) => "leader",
+        (None, false) => "standby",
+    };
     let _ = write!(
         h,
         "<h1>moor · {}</h1><div class=meta>{} · {} · config <code>{}</code> loaded {} · up since {}</div>",
@@ -52,6 +57,16 @@ pub fn render(status: &Status) -> String {
         esc(&status.config_loaded),
         esc(&status.started)
     );
+    if let Some(shard) = &status.shard {
+        let _ = write!(
+            h,
+            "<div class=meta id=shard>shard of {} member(s): {} · owns {} of {} pipeline(s)</div>",
+            shard.members.len(),
+            esc(&shard.members.join(", ")),
+            shard.owned.len(),
+            status.pipelines.len()
+        );
+    }
     if let Some(e) = &status.config_error {
         let _ = write!(
             h,

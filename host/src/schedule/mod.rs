@@ -23,6 +23,7 @@ mod notify;
 mod poll;
 mod reload;
 mod requests;
+pub mod shard;
 pub mod slot;
 pub mod status;
 
@@ -43,12 +44,17 @@ use slot::{Blocked, Dependency, Slot, Timing};
 pub use slot::{Trigger, Triggered};
 use status::RunRecord;
 
+/// Runs whose times the status keeps per pipeline.
+const HISTORY: usize = 10;
+
 /// How `moor run` was started.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub config_file: PathBuf,
     /// Take part in leader election on a Lease; without it this instance always leads.
     pub leader_election: bool,
+    /// Split the pipelines with the other replicas of the instance ([`shard`]).
+    pub shard: bool,
     pub identity: String,
     /// How long a SIGTERM waits for runs in progress before stopping them.
     pub shutdown_grace: Duration,
@@ -68,6 +74,8 @@ struct Tracked {
     deployed: Option<String>,
     notifications: notify::Limiter,
     last_run: Option<RunRecord>,
+    /// The last runs' times, newest last, at most [`HISTORY`].
+    history: std::collections::VecDeque<status::RunSpan>,
     /// When the last successful run ended.
     last_success: Option<String>,
     notify_error: Option<String>,
@@ -84,6 +92,7 @@ impl Tracked {
             deployed: None,
             notifications: notify::Limiter::default(),
             last_run: None,
+            history: std::collections::VecDeque::new(),
             last_success: None,
             notify_error: None,
             gate: None,
@@ -114,6 +123,10 @@ struct State {
     next_poll: HashMap<String, Instant>,
     /// Notes already logged (inventories of other instances seen), so each is said once.
     noted: HashSet<String>,
+    /// Sharded: what this member knows of the shard, and the config's shard keys.
+    membership: Option<shard::core::Membership>,
+    shard_keys: BTreeMap<String, String>,
+    keys_digest: String,
 }
 
 impl State {
@@ -158,6 +171,8 @@ pub struct Controller {
     pub options: Options,
     state: Mutex<State>,
     wake: Notify,
+    /// Sharded: renew this member's Lease now (its view changed).
+    shard_wake: Notify,
     workers: Arc<Semaphore>,
     lifecycle: Lifecycle,
     started: SystemTime,
@@ -180,8 +195,8 @@ impl Controller {
         let controller = Arc::new(Controller {
             moor,
             target,
-            metrics: Metrics::default(),
-            options,
+            metrics: Metrics::new(options.shard.then_some(options.identity.as_str())),
+            options: options.clone(),
             state: Mutex::new(State {
                 prepared: prepared.clone(),
                 file: ConfigFile { text, error: None, loaded: SystemTime::now() },
@@ -189,8 +204,15 @@ impl Controller {
                 sources: HashMap::new(),
                 next_poll: HashMap::new(),
                 noted: HashSet::new(),
+                membership: options.shard.then(|| shard::core::Membership {
+                    me: options.identity.clone(),
+                    ..Default::default()
+                }),
+                shard_keys: BTreeMap::new(),
+                keys_digest: String::new(),
             }),
             wake: Notify::new(),
+            shard_wake: Notify::new(),
             workers,
             lifecycle: Lifecycle::default(),
             started: SystemTime::now(),
@@ -226,16 +248,21 @@ impl Controller {
                     return;
                 }
             }
-        } else {
+        } else if !self.options.shard {
             self.set_leader(true);
+            None
+        } else {
             None
         };
         self.lifecycle.ready.store(true, Ordering::Relaxed);
-        let tasks = [
+        let mut tasks = vec![
             tokio::spawn(self.clone().schedule_loop()),
             tokio::spawn(self.clone().poll_loop()),
             tokio::spawn(self.clone().reload_loop()),
         ];
+        if self.options.shard {
+            tasks.push(tokio::spawn(self.clone().shard_loop()));
+        }
         stop.await;
         tracing::info!("stopping: no new runs; waiting for runs in progress");
         self.lifecycle.stopping.store(true, Ordering::Relaxed);
@@ -250,6 +277,9 @@ impl Controller {
         }
         if let Some(lease) = lease {
             lease.release().await;
+        }
+        if self.options.shard {
+            self.leave_shard().await;
         }
         self.events.flush().await;
     }
@@ -318,6 +348,9 @@ impl Controller {
         let mut waiting = 0;
         for pipeline in prepared.config.pipelines_in_order() {
             let name = pipeline.name.s();
+            if !st.runs_here(name) {
+                continue;
+            }
             let gate = st.gate(pipeline);
             let Some(tracked) = st.pipelines.get_mut(name) else { continue };
             if tracked.slot.is_running() || tracked.slot.suspended(pipeline.suspend) {
@@ -446,6 +479,14 @@ impl Controller {
         };
         let news = notify::News { recovered, told_start: run.told_start };
         let outcome = notify::Outcome::of(pipeline, run.trigger, &record, &attempted, run.result, news);
+        if tracked.history.len() == HISTORY {
+            tracked.history.pop_front();
+        }
+        tracked.history.push_back(status::RunSpan {
+            started: status::rfc3339_millis(run.started),
+            finished: status::rfc3339_millis(SystemTime::now()),
+            ok: run.result.is_ok(),
+        });
         tracked.last_run = Some(record);
         let config = st.prepared.config.clone();
         drop(st);

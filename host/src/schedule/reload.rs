@@ -36,6 +36,9 @@ impl Controller {
                 self.follow_gate(tracked, pipeline.gates(&config.settings.namespace).unwrap_or_default());
             }
         }
+        if st.membership.is_some() && st.set_shard_keys(super::shard::core::keys(&config)) {
+            self.shard_wake.notify_one();
+        }
         st.prepared = prepared;
         st.file.error = None;
         st.file.loaded = SystemTime::now();
@@ -112,6 +115,10 @@ impl Controller {
     /// This instance's pipelines with an inventory in the cluster but not in the config are
     /// removed, as `moor apply` does (FA-10), behind `[moor] prune_guard`.
     pub(super) async fn remove_gone_pipelines(self: Arc<Self>) {
+        // Sharded, one member does it: the owner of its key.
+        if !self.lock().runs_here(super::shard::core::REMOVALS) {
+            return;
+        }
         let config = self.config();
         let (removed, notes) = self.moor.remove_gone(&config, &self.target, RunOptions::default(), &|_| {}).await;
         for note in notes {

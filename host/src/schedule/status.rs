@@ -25,6 +25,8 @@ pub struct Status {
     pub config_error: Option<String>,
     pub config_loaded: String,
     pub started: String,
+    /// Sharded (`moor run --shard`): the members this one sees and the pipelines it owns.
+    pub shard: Option<super::shard::ShardStatus>,
     pub pipelines: Vec<PipelineStatus>,
 }
 
@@ -49,6 +51,8 @@ pub struct PipelineStatus {
     pub runs: u64,
     pub failures_in_a_row: u32,
     pub last_run: Option<RunRecord>,
+    /// The last runs' times on this instance, newest last.
+    pub history: Vec<RunSpan>,
     /// When the last successful run ended.
     pub last_success: Option<String>,
     pub webhook: bool,
@@ -72,6 +76,8 @@ pub enum State {
     Suspended,
     /// Its last run was stopped before it finished (the reason says why).
     Stopped,
+    /// Sharded: another member of the shard runs it (the reason names it).
+    Elsewhere,
 }
 
 impl State {
@@ -84,8 +90,17 @@ impl State {
             State::Blocked => "blocked",
             State::Suspended => "suspended",
             State::Stopped => "stopped",
+            State::Elsewhere => "elsewhere",
         }
     }
+}
+
+/// When one run started and finished (RFC 3339, to the millisecond).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSpan {
+    pub started: String,
+    pub finished: String,
+    pub ok: bool,
 }
 
 /// One finished run.
@@ -174,6 +189,7 @@ impl Controller {
             config_error: st.file.error.clone(),
             config_loaded: rfc3339(st.file.loaded),
             started: rfc3339(self.started),
+            shard: st.shard_status(),
             pipelines: config
                 .pipelines
                 .iter()
@@ -186,8 +202,13 @@ impl Controller {
 /// One pipeline as the status shows it.
 fn view(st: &Scheduling, prepared: &Prepared, pipeline: &PipelineSpec, t: &Tracked, now: Instant) -> PipelineStatus {
     let suspended = t.slot.suspended(pipeline.suspend);
+    let name = pipeline.name.s();
     let (state, reason) = if t.slot.is_running() {
         (State::Running, None)
+    } else if let Some(owner) = st.owner_elsewhere(name) {
+        (State::Elsewhere, Some(format!("run by {owner}, another member of the shard")))
+    } else if !st.runs_here(name) {
+        (State::Waiting, Some("moving here: waiting for the other members of the shard to let go".into()))
     } else if suspended {
         (State::Suspended, None)
     } else if let Some(why) = t.slot.stopped() {
@@ -220,6 +241,7 @@ fn view(st: &Scheduling, prepared: &Prepared, pipeline: &PipelineSpec, t: &Track
         runs: t.slot.runs(),
         failures_in_a_row: t.slot.failures_in_a_row(),
         last_run: t.last_run.clone(),
+        history: t.history.iter().cloned().collect(),
         last_success: t.last_success.clone(),
         webhook: pipeline.webhook_secret.is_some(),
         plugins: steps_status(prepared, pipeline),
@@ -257,6 +279,11 @@ fn steps_status(prepared: &Prepared, pipeline: &PipelineSpec) -> Vec<StepStatus>
 /// Findings as `file:line: severity: message` lines.
 pub fn diagnostics(findings: &[Finding]) -> Vec<String> {
     findings.iter().map(ToString::to_string).collect()
+}
+
+/// An RFC 3339 time, to the millisecond.
+pub fn rfc3339_millis(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// An RFC 3339 time, to the second.

@@ -1,0 +1,241 @@
+//! The pure core of sharding: who owns a pipeline, and when its owner may run it.
+//!
+//! Ownership is rendezvous hashing (highest random weight) of a pipeline's shard key over
+//! the live members, so a join or a leave moves only the pipelines the member takes or
+//! leaves. Exclusivity is a handshake on the members' own Leases: each member publishes
+//! the view (the members it sees) that it acts on, and a member runs a pipeline only when
+//! it owns it in its own view and no other live member's published view gives it to that
+//! member. A member stops what it no longer owns before it publishes a new view.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, SpannedStr};
+
+/// The key of the task that removes pipelines gone from the config: one member does it.
+pub const REMOVALS: &str = "moor:removals";
+
+/// What a member acts on, as its Lease publishes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct View {
+    /// The live members it sees, itself included, sorted.
+    pub members: Vec<String>,
+    /// Digest of the config's shard keys ([`keys_digest`]): members whose configs group
+    /// pipelines differently run nothing until they agree.
+    pub keys: String,
+}
+
+/// Another live member and the view it published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub identity: String,
+    pub view: View,
+}
+
+/// What this member knows of the shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    pub me: String,
+    /// The view this member acts on (and has published, or is about to).
+    pub mine: View,
+    /// The other live members.
+    pub others: Vec<Member>,
+    /// It has seen the membership since its first publication: a member that has just
+    /// started runs nothing, so replicas started together do not all run everything first.
+    pub settled: bool,
+}
+
+/// The member of `members` that owns `key`: the highest `sha256(member, key)`.
+pub fn rendezvous<'a>(key: &str, members: &'a [String]) -> Option<&'a str> {
+    members.iter().max_by_key(|m| weight(m, key)).map(String::as_str)
+}
+
+fn weight(member: &str, key: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(member.as_bytes());
+    h.update([0]);
+    h.update(key.as_bytes());
+    h.finalize().into()
+}
+
+impl Membership {
+    /// The owner of `key` in this member's view.
+    pub fn owner(&self, key: &str) -> Option<&str> {
+        rendezvous(key, &self.mine.members)
+    }
+
+    /// Whether this member may run what is keyed `key` now.
+    pub fn may_run(&self, key: &str) -> bool {
+        self.settled
+            && self.owner(key) == Some(self.me.as_str())
+            && self.others.iter().all(|m| {
+                m.view.keys == self.mine.keys && rendezvous(key, &m.view.members) != Some(m.identity.as_str())
+            })
+    }
+
+    /// The view to act on, given the other live members now seen and the config's keys.
+    pub fn next_view(&self, others: &[Member], keys: &str) -> View {
+        let mut members: Vec<String> = others.iter().map(|m| m.identity.clone()).collect();
+        members.push(self.me.clone());
+        members.sort();
+        members.dedup();
+        View { members, keys: keys.to_owned() }
+    }
+}
+
+/// Each pipeline's shard key: the first name (in order) of the pipelines it is joined to
+/// through `depends_on`, so that a dependency and its dependents run on one member, where
+/// their gates can see each other.
+pub fn keys(config: &Config) -> BTreeMap<String, String> {
+    let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.s()).collect();
+    let mut parent: BTreeMap<&str, &str> = names.iter().map(|n| (*n, *n)).collect();
+    fn root<'a>(parent: &BTreeMap<&'a str, &'a str>, mut n: &'a str) -> &'a str {
+        while let Some(&p) = parent.get(n).filter(|p| **p != n) {
+            n = p;
+        }
+        n
+    }
+    for p in &config.pipelines {
+        for dep in p.depends_on.iter().map(|d| d.s()) {
+            if !parent.contains_key(dep) {
+                continue;
+            }
+            let (a, b) = (root(&parent, p.name.s()), root(&parent, dep));
+            let (low, high) = if a <= b { (a, b) } else { (b, a) };
+            parent.insert(high, low);
+        }
+    }
+    names.iter().map(|n| (n.to_string(), root(&parent, n).to_owned())).collect()
+}
+
+/// A digest of the keys that are not the pipeline's own name (the grouped pipelines):
+/// pipelines on their own never change it.
+pub fn keys_digest(keys: &BTreeMap<String, String>) -> String {
+    let grouped: BTreeSet<(&String, &String)> = keys.iter().filter(|(n, k)| n != k).collect();
+    let mut h = Sha256::new();
+    for (name, key) in grouped {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(key.as_bytes());
+        h.update([0]);
+    }
+    let digest: [u8; 32] = h.finalize().into();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: &[&str]) -> Vec<String> {
+        n.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn member(identity: &str, view: &[&str]) -> Member {
+        Member { identity: identity.into(), view: View { members: names(view), keys: String::new() } }
+    }
+
+    fn membership(me: &str, view: &[&str], others: Vec<Member>) -> Membership {
+        Membership { me: me.into(), mine: View { members: names(view), keys: String::new() }, others, settled: true }
+    }
+
+    #[test]
+    fn rendezvous_moves_only_what_a_joining_member_takes() {
+        let keys: Vec<String> = (0..1000).map(|i| format!("pipeline-{i}")).collect();
+        let two = names(&["a", "b"]);
+        let three = names(&["a", "b", "c"]);
+        let mut moved = 0;
+        let mut shares = BTreeMap::new();
+        for k in &keys {
+            let (before, after) = (rendezvous(k, &two).unwrap(), rendezvous(k, &three).unwrap());
+            *shares.entry(after).or_insert(0) += 1;
+            if before != after {
+                assert_eq!(after, "c", "a key moves only to the new member");
+                moved += 1;
+            }
+        }
+        assert!((250..420).contains(&moved), "about a third moves: {moved}");
+        assert!(shares.values().all(|n| (250..420).contains(n)), "{shares:?}");
+        assert_eq!(rendezvous("x", &[]), None);
+    }
+
+    #[test]
+    fn a_member_runs_a_key_only_when_no_other_view_gives_it_to_its_holder() {
+        // `c` joined: it sees a, b, c; `a` has not seen `c` yet.
+        let all = ["a", "b", "c"];
+        let key = (0..).map(|i| format!("k{i}")).find(|k| rendezvous(k, &names(&all)) == Some("c")).unwrap();
+        let before = rendezvous(&key, &names(&["a", "b"])).unwrap().to_owned();
+        let others_seen = |a_view: &[&str]| vec![member("a", a_view), member("b", &all)];
+        let c = membership("c", &all, others_seen(&["a", "b"]));
+        assert_eq!(c.may_run(&key), before != "a", "waits while `a`'s view may still give `a` the key");
+        let c = membership("c", &all, others_seen(&all));
+        assert!(c.may_run(&key), "once every view agrees, the new owner runs it");
+        // The old owner, having seen `c`, no longer runs it.
+        let old = membership(&before, &all, vec![member("c", &all)]);
+        assert!(!old.may_run(&key));
+    }
+
+    #[test]
+    fn nothing_runs_before_settling_or_while_configs_disagree() {
+        let solo = Membership { settled: false, ..membership("a", &["a"], Vec::new()) };
+        assert!(!solo.may_run("anything"));
+        let agreed = membership("a", &["a", "b"], vec![member("b", &["a", "b"])]);
+        let key = (0..).map(|i| format!("k{i}")).find(|k| agreed.owner(k) == Some("a")).unwrap();
+        assert!(agreed.may_run(&key));
+        let mut other = member("b", &["a", "b"]);
+        other.view.keys = "different".into();
+        assert!(!Membership { others: vec![other], ..agreed }.may_run(&key));
+    }
+
+    #[test]
+    fn pipelines_joined_by_depends_on_share_a_key() {
+        let config = Config::parse(
+            std::path::Path::new("moor.toml"),
+            r#"
+[[source]]
+name = "s"
+path = "."
+
+[[pipeline]]
+name = "web"
+source = "s"
+depends_on = ["db"]
+
+[[pipeline]]
+name = "db"
+source = "s"
+depends_on = ["crds"]
+
+[[pipeline]]
+name = "crds"
+source = "s"
+
+[[pipeline]]
+name = "alone"
+source = "s"
+"#
+            .into(),
+            &["yaml"],
+        )
+        .unwrap();
+        let keys = keys(&config);
+        assert_eq!(keys["web"], "crds");
+        assert_eq!(keys["db"], "crds");
+        assert_eq!(keys["crds"], "crds");
+        assert_eq!(keys["alone"], "alone");
+        let mut more = keys.clone();
+        more.insert("another".into(), "another".into());
+        assert_eq!(keys_digest(&keys), keys_digest(&more), "a pipeline on its own changes nothing");
+        more.insert("another".into(), "crds".into());
+        assert_ne!(keys_digest(&keys), keys_digest(&more));
+    }
+
+    #[test]
+    fn the_next_view_is_every_live_member_sorted() {
+        let m = membership("b", &["b"], Vec::new());
+        let view = m.next_view(&[member("c", &[]), member("a", &[])], "d");
+        assert_eq!(view, View { members: names(&["a", "b", "c"]), keys: "d".into() });
+    }
+}
