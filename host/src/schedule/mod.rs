@@ -204,10 +204,9 @@ impl Controller {
                 sources: HashMap::new(),
                 next_poll: HashMap::new(),
                 noted: HashSet::new(),
-                membership: options.shard.then(|| shard::core::Membership {
-                    me: options.identity.clone(),
-                    ..Default::default()
-                }),
+                membership: options
+                    .shard
+                    .then(|| shard::core::Membership { me: options.identity.clone(), ..Default::default() }),
                 shard_keys: BTreeMap::new(),
                 keys_digest: String::new(),
             }),

@@ -42,7 +42,7 @@ pub struct Membership {
     pub mine: View,
     /// The other live members.
     pub others: Vec<Member>,
-    /// It has seen the membership since its first publication: a member that has just
+    /// A lease duration has passed since its first publication: a member that has just
     /// started runs nothing, so replicas started together do not all run everything first.
     pub settled: bool,
 }
@@ -70,9 +70,10 @@ impl Membership {
     pub fn may_run(&self, key: &str) -> bool {
         self.settled
             && self.owner(key) == Some(self.me.as_str())
-            && self.others.iter().all(|m| {
-                m.view.keys == self.mine.keys && rendezvous(key, &m.view.members) != Some(m.identity.as_str())
-            })
+            && self
+                .others
+                .iter()
+                .all(|m| m.view.keys == self.mine.keys && rendezvous(key, &m.view.members) != Some(m.identity.as_str()))
     }
 
     /// The view to act on, given the other live members now seen and the config's keys.

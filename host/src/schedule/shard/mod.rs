@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
 use self::core::{Member, Membership, REMOVALS, View};
@@ -85,12 +86,19 @@ impl Controller {
         let duration = self.options.lease_duration;
         let period = (duration / 3).max(Duration::from_millis(500));
         let mut renewed: Option<Instant> = None;
+        // A member settles a lease duration after it first published: by then it has seen
+        // every live member, also those started with it.
+        let mut first: Option<Instant> = None;
         if let Err(e) = crate::apply::inventory::ensure_namespace(&self.target.client, &settings.namespace).await {
             tracing::warn!("shard: {e}");
         }
         loop {
-            match self.shard_tick(&api, &name, &settings.instance).await {
-                Ok(()) => renewed = Some(Instant::now()),
+            let settled = first.is_some_and(|at| at.elapsed() >= duration);
+            match self.shard_tick(&api, &name, &settings.instance, settled).await {
+                Ok(()) => {
+                    renewed = Some(Instant::now());
+                    first = first.or(renewed);
+                }
                 Err(e) => tracing::warn!(lease = name, "shard: cannot renew this member's Lease: {e}"),
             }
             // Self-fencing: stop before the others may count this member gone.
@@ -108,12 +116,17 @@ impl Controller {
 
     /// One round: the live members, the view to act on (stopping what moves away first),
     /// then this member's Lease renewed with that view.
-    async fn shard_tick(self: &Arc<Self>, api: &Api<Lease>, name: &str, instance: &str) -> kube::Result<()> {
+    async fn shard_tick(
+        self: &Arc<Self>,
+        api: &Api<Lease>,
+        name: &str,
+        instance: &str,
+        settled: bool,
+    ) -> kube::Result<()> {
         let leases = api.list(&ListParams::default().labels(&format!("{LABEL}={instance}"))).await?;
         let now_ms = k8s_openapi::jiff::Timestamp::now().as_millisecond();
         let others = live_members(&leases.items, &self.options.identity, now_ms);
-        let published = leases.items.iter().any(|l| l.metadata.name.as_deref() == Some(name));
-        let (view, removals) = self.follow_membership(others, published);
+        let (view, removals) = self.follow_membership(others, settled);
         let lease = serde_json::json!({
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -125,7 +138,7 @@ impl Controller {
             "spec": {
                 "holderIdentity": self.options.identity,
                 "leaseDurationSeconds": self.options.lease_duration.as_secs().max(1),
-                "renewTime": k8s_openapi::jiff::Timestamp::now().to_string(),
+                "renewTime": MicroTime(k8s_openapi::jiff::Timestamp::now()),
             },
         });
         let params = PatchParams::apply(&format!("moor-shard-{}", self.options.identity)).force();
@@ -139,13 +152,13 @@ impl Controller {
     /// Acts on the members now seen: the new view, the runs of pipelines that move away
     /// stopped, the pipelines that move here due now. Returns the view to publish, and
     /// whether this member just became the one that removes pipelines gone from the config.
-    fn follow_membership(&self, others: Vec<Member>, published: bool) -> (View, bool) {
+    fn follow_membership(&self, others: Vec<Member>, settled: bool) -> (View, bool) {
         let now = Instant::now();
         let mut st = self.lock();
         let keys = st.shard_keys.clone();
         let Some(before) = st.membership.clone() else { return (View::default(), false) };
         let view = before.next_view(&others, &st.keys_digest);
-        let after = Membership { me: before.me.clone(), mine: view.clone(), others, settled: published };
+        let after = Membership { me: before.me.clone(), mine: view.clone(), others, settled };
         let me = Some(after.me.as_str());
         let key = |name: &str| keys.get(name).cloned().unwrap_or_else(|| name.to_owned());
         let mut owned = 0;

@@ -13,5 +13,6 @@ mod notifiers;
 mod oci_plugins;
 mod realworld;
 mod renders;
+mod shard;
 mod sops;
 mod substitute;
