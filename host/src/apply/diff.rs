@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::plan::{as_server_would, changes};
 use super::target::api_for;
-use super::{ApplyError, Progress, Target, compare, inventory};
+use super::{ApplyError, Progress, Target, compare};
 use crate::config::{PipelineSpec, Settings, SpannedStr};
 use crate::object::{Object, REDACTED};
 
@@ -73,7 +73,7 @@ pub async fn diff(
         out.push(ObjectDiff { object: name, origin, change, diff });
     }
     if pipeline.prune {
-        let store = inventory::Store::for_settings(target.client.clone(), settings);
+        let store = target.inventories(settings);
         let old = store.load(pipeline.name.s()).await?;
         for r in super::prune::candidates(&old, desired.iter().map(|d| &d.r)) {
             out.push(ObjectDiff {

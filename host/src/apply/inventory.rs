@@ -76,6 +76,9 @@ pub struct Inventory {
     pub deletion_policy: DeletionPolicy,
     #[serde(default)]
     pub revision: String,
+    /// The `[[cluster]]` its objects live in; empty for the cluster moor runs in.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
     /// Stored as a map from `group/kind/namespace/name` to `[key, entry]`.
     #[serde(with = "stored")]
     pub(super) objects: BTreeMap<ObjKey, Entry>,

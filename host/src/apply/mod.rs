@@ -10,6 +10,7 @@
 //! object is compared locally with its live copy ([`compare::covers`]) and is only sent to
 //! the server when it differs or is new.
 
+pub mod clusters;
 pub mod compare;
 pub mod desired;
 pub mod diff;
@@ -68,6 +69,12 @@ pub enum ApplyError {
     PruneRefused(String),
     #[error("{} object(s) could not be pruned: {}", .0.len(), .0.join("; "))]
     Prune(Vec<String>),
+    #[error("cluster `{name}`: {message}")]
+    Cluster { name: String, message: String },
+    #[error(
+        "the pipeline's objects are in cluster `{was}` and it now names `{now}`: remove the pipeline from the config first (its objects are pruned), then add it back"
+    )]
+    ClusterChanged { was: String, now: String },
     #[error("{object} is unhealthy: {reason}")]
     Unhealthy { object: String, reason: String },
     #[error("health checks timed out after {} waiting for {}", humantime::format_duration(*timeout), waiting.join(", "))]
@@ -216,12 +223,18 @@ pub async fn apply(
     let owner = prune::Owner { instance: &settings.instance, pipeline: name };
     let dry_run = run.dry_run || pipeline.dry_run;
     let client = target.client_for(pipeline).map_err(at(Stage::Plan))?;
-    let store = inventory::Store::for_settings(target.client.clone(), settings);
+    let store = target.inventories(settings);
 
     // plan: what the pipeline wants, what is there, what changes
     let Wanted { mut desired, skipped } =
         wanted(target, &client, pipeline, owner, objects).await.map_err(at(Stage::Plan))?;
     let old = store.load(name).await.map_err(at(Stage::Plan))?;
+    // Its objects are where its inventory says; a pipeline that moved would prune the wrong cluster.
+    if !old.is_empty() && old.cluster != cluster_of(pipeline) {
+        let named = |c: &str| if c.is_empty() { "(the one moor runs in)".to_owned() } else { c.to_owned() };
+        let error = ApplyError::ClusterChanged { was: named(&old.cluster), now: named(cluster_of(pipeline)) };
+        return Err(at(Stage::Plan)(error));
+    }
     let observed = observe::observe(&client, owner, &desired, old.is_empty()).await.map_err(at(Stage::Plan))?;
     let planned = plan::decide(&client, pipeline, owner, &desired, &old, &observed).await.map_err(at(Stage::Plan))?;
     let mut report = Report { pipeline: name.into(), revision: revision.into(), dry_run, skipped, ..Report::default() };
@@ -238,7 +251,7 @@ pub async fn apply(
     }
 
     // apply: the inventory names old and new objects before anything new is created
-    record_union(&store, name, &old, &desired).await.map_err(at(Stage::Apply))?;
+    record_union(&store, pipeline, &old, &desired).await.map_err(at(Stage::Apply))?;
     let writes = write::write(&client, pipeline, planned, progress).await?;
     report.record_written(&writes);
     // Kinds this pipeline's CRDs defined were resolved on the way; health needs them too.
@@ -301,17 +314,24 @@ async fn wanted(
     desired::desire(objects, &cx)
 }
 
+/// The `[[cluster]]` a pipeline applies to, as its inventory records it ("" at home).
+fn cluster_of(pipeline: &PipelineSpec) -> &str {
+    pipeline.cluster.as_ref().map(|c| c.s()).unwrap_or_default()
+}
+
 /// Before anything new is created, the inventory names old and new objects alike.
 async fn record_union(
     store: &inventory::Store,
-    pipeline: &str,
+    pipeline_spec: &PipelineSpec,
     old: &Inventory,
     desired: &[Desired],
 ) -> Result<(), InventoryError> {
+    let pipeline = pipeline_spec.name.s();
     if desired.iter().all(|d| old.contains(&d.r)) {
         return Ok(());
     }
     let mut union = old.clone();
+    union.cluster = cluster_of(pipeline_spec).into();
     for d in desired.iter().filter(|d| !old.contains(&d.r)) {
         union.insert(d.r.clone(), Entry::default());
     }
@@ -360,8 +380,12 @@ async fn record(
     failed_deletes: &[(ObjKey, String)],
 ) -> Result<(), InventoryError> {
     let name = pipeline.name.s();
-    let mut next =
-        Inventory { deletion_policy: pipeline.deletion_policy, revision: revision.into(), ..Inventory::default() };
+    let mut next = Inventory {
+        deletion_policy: pipeline.deletion_policy,
+        revision: revision.into(),
+        cluster: cluster_of(pipeline).into(),
+        ..Inventory::default()
+    };
     for d in desired.iter().filter(|d| !d.dry_run_only) {
         next.insert(d.r.clone(), Entry { hash: d.hash.clone() });
     }

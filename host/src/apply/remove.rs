@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use super::inventory::{Entry, Inventory, Store};
 use super::prune::{self, Deletion, Owner, Pruner};
 use super::{ApplyError, Progress, Report, Target};
-use crate::config::{DeletionPolicy, PruneGuard, Settings};
+use crate::config::{Config, DeletionPolicy, PruneGuard};
 
 /// Why a pipeline is being removed.
 #[derive(Debug, Clone, Copy)]
@@ -69,13 +69,14 @@ impl Census {
 /// object the instance manages; a refusal removes nothing.
 pub async fn remove_gone(
     target: &Target,
-    settings: &Settings,
+    config: &Config,
     census: &Census,
     configured: &HashSet<&str>,
     allow_mass_prune: bool,
     progress: Progress<'_>,
 ) -> Vec<(String, Result<Report, ApplyError>)> {
-    let store = Store::for_settings(target.client.clone(), settings);
+    let settings = &config.settings;
+    let store = target.inventories(settings);
     let mut gone = Vec::new();
     for pipeline in census.ours.keys().filter(|p| !configured.contains(p.as_str())) {
         match store.load(pipeline).await {
@@ -93,7 +94,7 @@ pub async fn remove_gone(
     }
     let mut results = Vec::new();
     for (pipeline, inventory) in gone {
-        let result = remove(target, settings, &pipeline, &inventory, Why::LeftConfig, progress).await;
+        let result = remove(target, config, &pipeline, &inventory, Why::LeftConfig, progress).await;
         results.push((pipeline, result));
     }
     results
@@ -102,14 +103,17 @@ pub async fn remove_gone(
 /// Removes one pipeline of this instance: deletes (or orphans) what `inventory` names, then
 /// the inventory. What could not be deleted stays in it.
 pub async fn remove(
-    target: &Target,
-    settings: &Settings,
+    home: &Target,
+    config: &Config,
     pipeline: &str,
     inventory: &Inventory,
     why: Why<'_>,
     progress: Progress<'_>,
 ) -> Result<Report, ApplyError> {
-    let store = Store::for_settings(target.client.clone(), settings);
+    let settings = &config.settings;
+    let store = home.inventories(settings);
+    // Its objects are in the cluster its inventory names.
+    let target = &home.place(config, (!inventory.cluster.is_empty()).then_some(inventory.cluster.as_str())).await?;
     let mut report =
         Report { pipeline: pipeline.into(), revision: inventory.revision.clone(), healthy: true, ..Report::default() };
     let refs: Vec<_> = inventory.refs().cloned().collect();

@@ -24,6 +24,10 @@ pub struct Target {
     pub default_namespace: String,
     /// What the cluster serves, as renderers see it, and when it was read.
     cluster: tokio::sync::Mutex<Option<(Instant, Cluster)>>,
+    /// The remote clusters (`[[cluster]]`) connected through this one.
+    pub(super) remotes: super::clusters::Remotes,
+    /// Where inventories are kept: this cluster's, or (a remote cluster) moor's own.
+    pub(super) inventory_client: kube::Client,
 }
 
 /// How long the cluster's version and API versions are reused for renders: CRDs that one
@@ -86,7 +90,15 @@ impl Target {
     pub async fn from_client(client: kube::Client, config: kube::Config) -> Result<Target, ApplyError> {
         let default_namespace = config.default_namespace.clone();
         let resources = Resources::discover(&client).await.map_err(ApplyError::Connect)?;
-        Ok(Target { client, config, resources, default_namespace, cluster: Default::default() })
+        Ok(Target {
+            inventory_client: client.clone(),
+            client,
+            config,
+            resources,
+            default_namespace,
+            cluster: Default::default(),
+            remotes: Default::default(),
+        })
     }
 
     /// The cluster's version and API versions, read at most every [`CLUSTER_TTL`].
@@ -102,6 +114,11 @@ impl Target {
         let cluster = Cluster { version, api_versions };
         *cached = Some((Instant::now(), cluster.clone()));
         Ok(cluster)
+    }
+
+    /// The inventories, in the cluster moor runs in (also for a remote cluster's pipelines).
+    pub fn inventories(&self, settings: &crate::config::Settings) -> super::inventory::Store {
+        super::inventory::Store::for_settings(self.inventory_client.clone(), settings)
     }
 
     /// The client a pipeline writes with: impersonating its service account, if it has one.

@@ -119,7 +119,12 @@ pub fn diff(
                     continue;
                 }
             };
-            let diffs = match apply::diff::diff(&target, &config.settings, pipeline, rendered.objects, &progress).await
+            let cluster = pipeline.cluster.as_ref().map(|c| c.s());
+            let diffs = match async {
+                let place = target.place(&config, cluster).await?;
+                apply::diff::diff(&place, &config.settings, pipeline, rendered.objects, &progress).await
+            }
+            .await
             {
                 Ok(d) => d,
                 Err(e) => {
@@ -181,7 +186,7 @@ pub fn delete(
     let progress = progress_printer();
     runtime()?.block_on(async {
         let target = Target::connect(kubeconfig).await?;
-        let store = apply::inventory::Store::for_settings(target.client.clone(), settings);
+        let store = target.inventories(settings);
         let census = apply::remove::Census::take(&store).await?;
         let chosen: Vec<&String> = census.ours.keys().filter(|p| only.is_none_or(|o| o == p.as_str())).collect();
         if chosen.is_empty() {
@@ -208,7 +213,7 @@ pub fn delete(
             let guard = config.pipeline(pipeline).map_or(&default, |p| &p.prune_guard);
             let why = apply::remove::Why::Deleted { guard, dry_run };
             let removed = match store.load(pipeline).await {
-                Ok(inventory) => apply::remove::remove(&target, settings, pipeline, &inventory, why, &progress).await,
+                Ok(inventory) => apply::remove::remove(&target, &config, pipeline, &inventory, why, &progress).await,
                 Err(e) => Err(e.into()),
             };
             match removed {

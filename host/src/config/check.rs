@@ -12,6 +12,10 @@ impl Config {
         unique("source", self.sources.iter().map(|s| &s.name))?;
         unique("plugin", self.plugins.iter().map(|p| &p.name))?;
         unique("pipeline", self.pipelines.iter().map(|p| &p.name))?;
+        unique("cluster", self.clusters.iter().map(|c| &c.name))?;
+        for (i, cluster) in self.clusters.iter().enumerate() {
+            cluster.kubeconfig.check().map_err(|m| (cluster.name.span(), format!("cluster[{i}].kubeconfig"), m))?;
+        }
 
         let whole = 0..0;
         let instance = &self.settings.instance;
@@ -116,6 +120,15 @@ impl Config {
             }
             check_guard(&pipeline.prune_guard)
                 .map_err(|m| (pipeline.name.span(), format!("{key}.prune_guard.max_fraction"), m))?;
+            if let Some(cluster) = &pipeline.cluster
+                && self.cluster(cluster.s()).is_none()
+            {
+                return Err((
+                    cluster.span(),
+                    format!("{key}.cluster"),
+                    format!("no `[[cluster]]` is named `{}`", cluster.s()),
+                ));
+            }
             if self.source(pipeline.source.s()).is_none() {
                 return Err((
                     pipeline.source.span(),

@@ -48,6 +48,7 @@ pub struct Config {
     pub sources: Vec<SourceSpec>,
     pub plugins: Vec<PluginSpec>,
     pub pipelines: Vec<PipelineSpec>,
+    pub clusters: Vec<ClusterSpec>,
 }
 
 impl Config {
@@ -113,6 +114,7 @@ impl Config {
             sources: raw.source,
             plugins: raw.plugin,
             pipelines,
+            clusters: raw.cluster,
         };
         config.check(builtin).map_err(|(span, key, message)| located(Some(span), key, message))?;
         Ok(config)
@@ -127,6 +129,10 @@ impl Config {
 
     pub fn source(&self, name: &str) -> Option<&SourceSpec> {
         self.sources.iter().find(|s| s.name.s() == name)
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&ClusterSpec> {
+        self.clusters.iter().find(|c| c.name.s() == name)
     }
 
     pub fn plugin(&self, name: &str) -> Option<&PluginSpec> {
@@ -288,6 +294,26 @@ mod tests {
             .replace("notify = [{ use = \"webhook\" }]", "notify = [{ use = \"webhook\", pipelines = [\"x\"] }]");
         let e = Config::parse(Path::new("moor.toml"), own, &["webhook", "yaml"]).unwrap_err();
         assert!(e.message.contains("top-level `[[notify]]`"), "{e}");
+    }
+
+    #[test]
+    fn a_pipeline_names_a_configured_cluster() {
+        let text = |cluster: &str, uses: &str| {
+            format!(
+                "{cluster}\n[[source]]\nname = \"s\"\npath = \".\"\n\n[[pipeline]]\nname = \"p\"\nsource = \"s\"\ncluster = \"{uses}\"\n"
+            )
+        };
+        let parse = |t: String| Config::parse(Path::new("moor.toml"), t, &["yaml"]);
+        let prod = "[[cluster]]\nname = \"prod\"\nkubeconfig = { secret = \"prod-kubeconfig\", key = \"value\" }\n";
+        let config = parse(text(prod, "prod")).unwrap();
+        assert_eq!(config.cluster("prod").unwrap().kubeconfig.key.as_deref(), Some("value"));
+        let e = parse(text(prod, "staging")).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("pipeline[0].cluster", 12));
+        assert!(e.message.contains("no `[[cluster]]` is named `staging`"), "{e}");
+        let e = parse(text("[[cluster]]\nname = \"prod\"\nkubeconfig = { key = \"value\" }\n", "prod")).unwrap_err();
+        assert_eq!(e.key, "cluster[0].kubeconfig");
+        let twice = format!("{prod}{prod}");
+        assert!(parse(text(&twice, "prod")).unwrap_err().message.contains("prod"));
     }
 
     #[test]

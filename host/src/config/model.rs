@@ -31,6 +31,9 @@ pub(super) struct File {
     pub plugin: Vec<PluginSpec>,
     #[serde(default)]
     pub pipeline: Vec<PipelineSpec>,
+    /// Remote clusters pipelines may apply to (`pipeline.cluster`).
+    #[serde(default)]
+    pub cluster: Vec<ClusterSpec>,
     /// Notify steps for many pipelines, each picking them by `pipelines` (globs), as a Flux
     /// Alert picks its sources; loading adds each to the `notify` of the pipelines it picks.
     #[serde(default)]
@@ -106,6 +109,19 @@ impl SecretRef {
             _ => Err("a secret reference is `{ secret = \"name\", key = \"key\" }` or `{ env = \"VARIABLE\" }`".into()),
         }
     }
+}
+
+/// A remote cluster (`[[cluster]]`), as Flux's `kubeConfig.secretRef` and Argo CD's
+/// cluster Secrets name one: a kubeconfig in a Secret of the cluster moor runs in (or an
+/// environment variable in CLI use). Inventories stay in moor's own cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    pub name: Spanned<String>,
+    /// The kubeconfig's text: `{ secret = "prod-kubeconfig", key = "value" }`.
+    pub kubeconfig: SecretRef,
+    /// A context of that kubeconfig other than its current one.
+    pub context: Option<String>,
 }
 
 /// Where manifests come from: exactly one of `path`, `git` or `plugin`.
@@ -492,6 +508,8 @@ pub struct PipelineSpec {
     pub namespaces: Option<Vec<String>>,
     /// Apply as this service account (`namespace/name`), by impersonation.
     pub service_account: Option<String>,
+    /// Apply to this `[[cluster]]` instead of the one moor runs in.
+    pub cluster: Option<Spanned<String>>,
     /// kube-applier's convention: a namespace is managed only when labelled
     /// `moor.dev/enabled=on` (or `dry-run`); a resource labelled `moor.dev/enabled=off` is left alone.
     #[serde(default)]

@@ -117,7 +117,7 @@ impl Moor {
         progress: Progress<'_>,
     ) -> (Vec<PipelineResult>, Vec<String>) {
         let settings = &config.settings;
-        let store = apply::inventory::Store::for_settings(target.client.clone(), settings);
+        let store = target.inventories(settings);
         let census = match apply::remove::Census::take(&store).await {
             Ok(census) => census,
             Err(e) => {
@@ -128,7 +128,7 @@ impl Moor {
         let notes: Vec<String> = census.others_note(&settings.namespace).into_iter().collect();
         let configured: std::collections::HashSet<&str> = config.pipelines.iter().map(|p| p.name.s()).collect();
         let removed =
-            apply::remove::remove_gone(target, settings, &census, &configured, run.allow_mass_prune, progress).await;
+            apply::remove::remove_gone(target, config, &census, &configured, run.allow_mass_prune, progress).await;
         let results = removed
             .into_iter()
             .map(|(gone, result)| {

@@ -275,7 +275,8 @@ impl Moor {
         progress: Progress<'_>,
     ) -> Result<Delivery, StageError> {
         let settings = &prepared.config.settings;
-        let report = apply::apply(target, settings, pipeline, &rendered.revision, rendered.objects, run, progress)
+        let place = placed(prepared, pipeline, target).await?;
+        let report = apply::apply(&place, settings, pipeline, &rendered.revision, rendered.objects, run, progress)
             .await
             .map_err(|failed| StageError::from(failed).hiding(&rendered.revealed))?;
         Ok(Delivery { report, findings: rendered.findings })
@@ -368,9 +369,20 @@ async fn render_context(
     };
     let wanted = pipeline.render.iter().any(|step| prepared.plugin(step.uses.s()).is_ok_and(|p| p.sees_context()));
     if let Some(target) = target.filter(|_| wanted) {
-        context.cluster = Some(target.cluster().await.map_err(StageError::Cluster)?);
+        let place = placed(prepared, pipeline, target).await?;
+        context.cluster = Some(place.cluster().await.map_err(StageError::Cluster)?);
     }
     Ok(context)
+}
+
+/// The cluster `pipeline` applies to (`pipeline.cluster`, else `target`'s own).
+async fn placed<'t>(
+    prepared: &Prepared,
+    pipeline: &PipelineSpec,
+    target: &'t Target,
+) -> Result<apply::clusters::Place<'t>, StageError> {
+    let cluster = pipeline.cluster.as_ref().map(|c| c.s());
+    target.place(&prepared.config, cluster).await.map_err(|e| apply::at(crate::stage::Stage::Plan)(e).into())
 }
 
 /// Stage 2: the render chain. The first renderer reads the snapshot; each later one gets

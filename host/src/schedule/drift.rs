@@ -5,7 +5,8 @@
 //! (status, an autoscaler's replicas, annotations of others) are not drift.
 //!
 //! Kinds defined by a pipeline's own CRDs are watched once discovery (at start-up) knows
-//! them; until then their drift is corrected by the interval run.
+//! them; until then their drift is corrected by the interval run. A pipeline's objects in
+//! a remote cluster (`[[cluster]]`) are watched there.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -16,23 +17,47 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use super::{Controller, Trigger};
 use crate::apply::inventory::{INSTANCE_LABEL, PIPELINE_LABEL, ROLE_LABEL};
-use crate::apply::{Report, compare};
+use crate::apply::{Report, Target, compare};
+use crate::config::SpannedStr;
 use crate::object::ObjKey;
 
 impl Controller {
-    /// Starts a watch for every kind in `kinds` not watched yet.
-    pub(super) fn watch_kinds(self: &Arc<Self>, kinds: &BTreeSet<(String, String)>) {
+    /// Starts a watch for every kind in `kinds` not watched yet in the cluster `pipeline`
+    /// applies to.
+    pub(super) async fn watch_kinds(
+        self: &Arc<Self>,
+        pipeline: &crate::config::PipelineSpec,
+        kinds: &BTreeSet<(String, String)>,
+    ) {
+        let cluster = pipeline.cluster.as_ref().map(|c| c.s().to_owned());
+        let new: Vec<(String, String)> = {
+            let memory = self.drift.lock();
+            kinds
+                .iter()
+                .filter(|k| !memory.watched.contains(&(cluster.clone(), k.0.clone(), k.1.clone())))
+                .cloned()
+                .collect()
+        };
+        if new.is_empty() {
+            return;
+        }
+        // A remote cluster's watches hold its target; it was reached by the run just done.
+        let remote = match self.target.place(&self.config(), cluster.as_deref()).await {
+            Ok(place) => place.remote(),
+            Err(e) => return tracing::debug!(pipeline = pipeline.name.s(), "drift watch: {e}"),
+        };
         let mut memory = self.drift.lock();
-        for kind in kinds {
-            if memory.watched.insert(kind.clone()) {
-                tokio::spawn(self.clone().watch_kind(kind.0.clone(), kind.1.clone()));
+        for (api_version, kind) in new {
+            if memory.watched.insert((cluster.clone(), api_version.clone(), kind.clone())) {
+                tokio::spawn(self.clone().watch_kind(remote.clone(), api_version, kind));
             }
         }
     }
 
-    async fn watch_kind(self: Arc<Self>, api_version: String, kind: String) {
-        let Some(resolved) = self.target.resources.resolve(&api_version, &kind) else { return };
-        let api: Api<DynamicObject> = Api::all_with(self.target.client.clone(), &resolved.resource);
+    async fn watch_kind(self: Arc<Self>, remote: Option<Arc<Target>>, api_version: String, kind: String) {
+        let target = remote.as_deref().unwrap_or(&self.target);
+        let Some(resolved) = target.resources.resolve(&api_version, &kind) else { return };
+        let api: Api<DynamicObject> = Api::all_with(target.client.clone(), &resolved.resource);
         // This instance's objects; inventories carry a role: they are moor's own records.
         let instance = self.config().settings.instance.clone();
         let selector = format!("{PIPELINE_LABEL},{INSTANCE_LABEL}={instance},!{ROLE_LABEL}");
@@ -43,16 +68,25 @@ impl Controller {
                 // The initial list too: a change made between the run and the watch's
                 // start is still drift.
                 Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
-                    self.changed(&resolved.resource, &kind, &object, false).await
+                    self.changed(target, &resolved.resource, &kind, &object, false).await
                 }
-                Ok(watcher::Event::Delete(object)) => self.changed(&resolved.resource, &kind, &object, true).await,
+                Ok(watcher::Event::Delete(object)) => {
+                    self.changed(target, &resolved.resource, &kind, &object, true).await
+                }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(kind, "drift watch: {e}"),
             }
         }
     }
 
-    async fn changed(&self, resource: &ApiResource, kind: &str, object: &DynamicObject, deleted: bool) {
+    async fn changed(
+        &self,
+        target: &Target,
+        resource: &ApiResource,
+        kind: &str,
+        object: &DynamicObject,
+        deleted: bool,
+    ) {
         if !self.drifted(resource, object, deleted) {
             return;
         }
@@ -60,8 +94,8 @@ impl Controller {
         // object as it is now counts.
         let name = object.metadata.name.as_deref().unwrap_or_default();
         let api: Api<DynamicObject> = match &object.metadata.namespace {
-            Some(ns) => Api::namespaced_with(self.target.client.clone(), ns, resource),
-            None => Api::all_with(self.target.client.clone(), resource),
+            Some(ns) => Api::namespaced_with(target.client.clone(), ns, resource),
+            None => Api::all_with(target.client.clone(), resource),
         };
         let confirmed = match api.get_opt(name).await {
             Ok(Some(now)) => self.drifted(resource, &now, false),
@@ -117,7 +151,8 @@ pub(super) struct Memory(Mutex<Remembered>);
 
 #[derive(Debug, Default)]
 pub(super) struct Remembered {
-    watched: BTreeSet<(String, String)>,
+    /// `(cluster, apiVersion, kind)`; the cluster is `None` for the one moor runs in.
+    watched: BTreeSet<(Option<String>, String, String)>,
     applied: HashMap<String, HashMap<ObjKey, serde_json::Value>>,
 }
 

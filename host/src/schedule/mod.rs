@@ -426,8 +426,11 @@ impl Controller {
         };
         let outcome = self.finish(&pipeline, &run);
         if let Ok(delivery) = &result {
-            self.watch_kinds(&delivery.report.kinds);
-            self.events.record(&name, &delivery.report);
+            self.watch_kinds(&pipeline, &delivery.report.kinds).await;
+            // Kubernetes Events go to the cluster moor runs in, about its objects only.
+            if pipeline.cluster.is_none() {
+                self.events.record(&name, &delivery.report);
+            }
         }
         if let Some(outcome) = outcome {
             self.notify(&prepared, &pipeline, outcome).await;

@@ -34,25 +34,39 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
-static WATCHDOG: Mutex<Option<Child>> = Mutex::new(None);
+static WATCHDOGS: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
 /// The cluster of this test binary, started on first use.
 pub fn cluster() -> &'static Cluster {
     moor::init_tls();
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| start().unwrap_or_else(|e| panic!("cannot start the test control plane: {e:#}")))
+    CLUSTER.get_or_init(|| {
+        start("MOOR_TEST_KUBECONFIG", "test").unwrap_or_else(|e| panic!("cannot start the test control plane: {e:#}"))
+    })
 }
 
-fn start() -> anyhow::Result<Cluster> {
-    if let Ok(kubeconfig) = std::env::var("MOOR_TEST_KUBECONFIG") {
-        let bin = std::env::var("MOOR_TEST_BIN").context("MOOR_TEST_KUBECONFIG is set but MOOR_TEST_BIN is not")?;
+/// A second control plane, for pipelines that apply to a remote cluster (`[[cluster]]`):
+/// `MOOR_TEST_REMOTE_KUBECONFIG`'s, else a private one started on first use.
+pub fn remote_cluster() -> &'static Cluster {
+    moor::init_tls();
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        start("MOOR_TEST_REMOTE_KUBECONFIG", "remote")
+            .unwrap_or_else(|e| panic!("cannot start the second test control plane: {e:#}"))
+    })
+}
+
+fn start(kubeconfig_var: &str, name: &str) -> anyhow::Result<Cluster> {
+    if let Ok(kubeconfig) = std::env::var(kubeconfig_var) {
+        let bin = std::env::var("MOOR_TEST_BIN")
+            .with_context(|| format!("{kubeconfig_var} is set but MOOR_TEST_BIN is not"))?;
         return Ok(Cluster { kubeconfig: kubeconfig.into(), bin: bin.into() });
     }
     let root = repo_root();
     let cache = std::env::var_os("MOOR_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/moor"));
-    let state = cache.join(format!("cluster-test-{}", std::process::id()));
+    let state = cache.join(format!("cluster-{name}-{}", std::process::id()));
 
     // The watchdog first, so that even a failed start is cleaned up.
     let watchdog = Command::new("setsid")
@@ -64,7 +78,7 @@ fn start() -> anyhow::Result<Cluster> {
         .stderr(Stdio::null())
         .spawn()
         .context("cannot start the cluster watchdog")?;
-    *WATCHDOG.lock().unwrap() = Some(watchdog);
+    WATCHDOGS.lock().unwrap().push(watchdog);
 
     let out = Command::new(root.join("tests/cluster/up"))
         .env("MOOR_CLUSTER_DIR", &state)

@@ -12,6 +12,7 @@ mod kustomize;
 mod notifiers;
 mod oci_plugins;
 mod realworld;
+mod remote;
 mod renders;
 mod shard;
 mod sops;

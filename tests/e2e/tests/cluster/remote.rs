@@ -1,0 +1,123 @@
+//! Remote clusters (`[[cluster]]`, `pipeline.cluster`), against a second control plane:
+//! a pipeline applies, prunes and corrects drift there with the kubeconfig its Secret holds,
+//! while its inventory stays in the cluster moor runs in; a cluster that cannot be reached
+//! fails only its own pipelines.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, DeleteParams, PostParams};
+use moor_e2e::{Controller, Project, cluster, eventually, remote_cluster};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_moor-under-test");
+
+async fn value(api: &Api<ConfigMap>, name: &str) -> anyhow::Result<Option<String>> {
+    Ok(api.get_opt(name).await?.map(|cm| cm.data.unwrap_or_default().get("v").cloned().unwrap_or_default()))
+}
+
+fn cm(name: &str, ns: &str, v: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\ndata: {{v: {v}}}\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_applies_prunes_and_corrects_drift_in_a_remote_cluster() -> anyhow::Result<()> {
+    let home = cluster().client().await?;
+    let remote = remote_cluster().client().await?;
+    let p = Project::new(&home, "remote").await?;
+    let remote_ns = remote_cluster().namespace(&remote, "remote").await?;
+    let kubeconfig = std::fs::read_to_string(&remote_cluster().kubeconfig)?;
+    // A cluster nobody answers for: a closed port on loopback.
+    let closed = moor_e2e::free_port();
+    let nowhere = kubeconfig
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("server:") {
+                format!("    server: https://127.0.0.1:{closed}")
+            } else {
+                l.into()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "kubeconfigs"},
+        "stringData": {"prod": kubeconfig, "down": nowhere},
+    }))?;
+    Api::<Secret>::namespaced(home.clone(), &p.ns).create(&PostParams::default(), &secret).await?;
+
+    p.file("prod/a.yaml", &cm("a", &remote_ns, "one"));
+    p.file("prod/b.yaml", &cm("b", &remote_ns, "one"));
+    p.file("home/c.yaml", &cm("c", &p.ns, "one"));
+    p.file("down/d.yaml", &cm("d", &remote_ns, "one"));
+    let pipelines = |home_cluster: &str| {
+        format!(
+            "[[cluster]]\nname = \"prod\"\nkubeconfig = {{ secret = \"{{ns}}/kubeconfigs\", key = \"prod\" }}\n\n\
+         [[cluster]]\nname = \"down\"\nkubeconfig = {{ secret = \"{{ns}}/kubeconfigs\", key = \"down\" }}\n\n\
+         [[pipeline]]\nname = \"prod\"\nsource = \"local\"\npath = \"prod\"\ncluster = \"prod\"\ninterval = \"1h\"\n\n\
+         [[pipeline]]\nname = \"home\"\nsource = \"local\"\npath = \"home\"\ninterval = \"1h\"\n{home_cluster}\n\n\
+         [[pipeline]]\nname = \"down\"\nsource = \"local\"\npath = \"down\"\ncluster = \"down\"\ninterval = \"1h\"\n"
+        )
+    };
+    let config = p.config_with("", "poll_interval = \"1s\"", &pipelines(""));
+    let moor = Controller::start(BIN, &config, &[], &[]).await?;
+    let remote_cms: Api<ConfigMap> = Api::namespaced(remote.clone(), &remote_ns);
+    let home_cms: Api<ConfigMap> = Api::namespaced(home.clone(), &p.ns);
+    for name in ["a", "b"] {
+        eventually(60, &format!("{name} in the remote cluster"), || async {
+            Ok(value(&remote_cms, name).await?.filter(|v| v == "one"))
+        })
+        .await?;
+    }
+    eventually(30, "c at home", || async { value(&home_cms, "c").await }).await?;
+
+    // The unreachable cluster fails its own pipeline, with a clear error; the others are fine.
+    let down = eventually(60, "the pipeline of the unreachable cluster to fail", || async {
+        let s = moor.pipeline("down").await?;
+        Ok(s["last_run"]["ok"].as_bool().is_some_and(|ok| !ok).then_some(s))
+    })
+    .await?;
+    let error = down["last_run"]["error"].as_str().unwrap();
+    assert!(error.contains("cluster `down`"), "{error}");
+    assert!(!error.contains("client-key-data") && !error.contains("BEGIN"), "no credential leaks: {error}");
+    for name in ["prod", "home"] {
+        assert_eq!(moor.pipeline(name).await?["last_run"]["ok"], true, "{name}");
+    }
+
+    // The inventory is at home, in moor's namespace; none is written to the remote cluster.
+    let inventories: Api<ConfigMap> = Api::namespaced(home.clone(), "moor-system");
+    let inventory = inventories.get(&format!("moor-inventory-{}-prod", p.instance)).await?;
+    let bytes = &inventory.binary_data.as_ref().and_then(|d| d.values().next().cloned()).expect("inventory data").0;
+    let stored = moor::apply::inventory::Inventory::decode(bytes)?;
+    assert_eq!(stored.cluster, "prod");
+    assert_eq!(stored.len(), 2);
+    assert!(stored.refs().all(|r| r.namespace == remote_ns), "{stored:?}");
+    assert!(
+        Api::<ConfigMap>::namespaced(remote.clone(), "moor-system")
+            .list(&Default::default())
+            .await
+            .map_or(true, |l| l.items.is_empty())
+    );
+
+    // Drift in the remote cluster is put back by a watch there.
+    remote_cms.delete("a", &DeleteParams::default()).await?;
+    eventually(30, "a put back in the remote cluster", || async { value(&remote_cms, "a").await }).await?;
+    assert!(moor.log_text().contains("drift"), "{}", moor.log_text());
+
+    // Pruning happens there too.
+    p.remove("prod/b.yaml");
+    eventually(30, "b pruned from the remote cluster", || async {
+        Ok(value(&remote_cms, "b").await?.is_none().then_some(()))
+    })
+    .await?;
+    assert!(value(&remote_cms, "a").await?.is_some());
+
+    // A pipeline pointed at another cluster is refused: pruning would look in the wrong one.
+    p.config_with("", "poll_interval = \"1s\"", &pipelines("cluster = \"prod\""));
+    let moved = eventually(30, "the moved pipeline to be refused", || async {
+        let s = moor.pipeline("home").await?;
+        Ok(s["last_run"]["error"].as_str().is_some_and(|e| e.contains("now names `prod`")).then_some(s))
+    })
+    .await?;
+    assert!(moved["last_run"]["error"].as_str().unwrap().contains("remove the pipeline from the config first"));
+    assert!(value(&home_cms, "c").await?.is_some(), "nothing was pruned at home");
+    Ok(())
+}
