@@ -1,0 +1,406 @@
+//! Moor and Flux side by side, in one run (issue #15; see BENCHMARKS.md).
+//!
+//! The same input for both: N pipelines (default 1,000) of 4 objects each (ConfigMap,
+//! Secret, ServiceAccount, Service), one directory each in one git repository served over
+//! smart HTTP on loopback (`git http-backend`, tests/flux/githttp). Each side gets a fresh
+//! control plane of its own (tests/cluster/up), then:
+//! - Flux: source-controller and kustomize-controller v1.9.6 (built by tests/flux/build),
+//!   one GitRepository and N Kustomizations, `--concurrent=8`, `TMPDIR` on tmpfs as Flux's
+//!   scaling guide advises (`MOOR_BENCH_FLUX_DEFAULT=1` runs the default, disk `TMPDIR`, too);
+//! - Moor: `moor run` (the release build) with N pipelines and `workers = 8`.
+//!
+//! For each: the time from starting the controllers until every pipeline applied, the
+//! controllers' peak RSS (VmHWM), and the steady state with nothing changing: the
+//! apiserver's `apiserver_request_total` over one interval (2 minutes), less what the
+//! control plane does on its own in the same time, by verb and resource.
+//!
+//! `cargo bench -p moor-e2e --bench flux` (MOOR_BENCH_PIPELINES sets N, MOOR_BENCH_INTERVAL
+//! the interval in seconds).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::discovery::ApiResource;
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_moor-under-test");
+/// Both sides' interval (MOOR_BENCH_INTERVAL seconds, default 120): the steady state is
+/// measured over one.
+fn interval() -> Duration {
+    Duration::from_secs(std::env::var("MOOR_BENCH_INTERVAL").ok().and_then(|n| n.parse().ok()).unwrap_or(120))
+}
+const NS: &str = "bench";
+
+fn pipelines() -> usize {
+    std::env::var("MOOR_BENCH_PIPELINES").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000)
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.stderr(Stdio::inherit()).output().expect("run a command");
+    assert!(out.status.success(), "{cmd:?} failed: {}", out.status);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Peak resident set of a process, from /proc.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+/// Processes killed when dropped.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A fresh control plane of its own, stopped when dropped.
+struct ControlPlane {
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    bin: PathBuf,
+}
+
+impl ControlPlane {
+    fn start(name: &str) -> ControlPlane {
+        let root = moor_e2e::repo_root();
+        let cache = std::env::var_os("MOOR_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/moor"));
+        let dir = cache.join(format!("cluster-bench-{name}-{}", std::process::id()));
+        let out = run(Command::new(root.join("tests/cluster/up")).env("MOOR_CLUSTER_DIR", &dir));
+        let value = |prefix: &str| out.lines().find_map(|l| l.strip_prefix(prefix)).map(PathBuf::from).unwrap();
+        let bin = value("export PATH=").to_string_lossy().split(':').next().map(PathBuf::from).unwrap();
+        ControlPlane { kubeconfig: value("export KUBECONFIG="), dir, bin }
+    }
+
+    async fn client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        run(Command::new(self.bin.join("kubectl")).env("KUBECONFIG", &self.kubeconfig).args(args))
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ =
+            Command::new(moor_e2e::repo_root().join("tests/cluster/down")).env("MOOR_CLUSTER_DIR", &self.dir).status();
+    }
+}
+
+/// The apiserver's request counts by (verb, resource), long-running watches left out.
+async fn requests(client: &kube::Client) -> BTreeMap<(String, String), f64> {
+    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(request).await.unwrap();
+    let mut counts = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let (labels, value) = line.rsplit_once(' ').unwrap();
+        let label = |name: &str| {
+            labels.split(&format!("{name}=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap_or("").to_owned()
+        };
+        if label("verb") == "WATCH" {
+            continue;
+        }
+        *counts.entry((label("verb"), label("resource"))).or_default() += value.parse::<f64>().unwrap_or(0.0);
+    }
+    counts
+}
+
+fn delta(
+    after: &BTreeMap<(String, String), f64>,
+    before: &BTreeMap<(String, String), f64>,
+) -> BTreeMap<(String, String), f64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v > 0.0)
+        .collect()
+}
+
+/// Requests the controller under test made over one interval with nothing changing: the
+/// apiserver's counts over the interval less the control plane's own (measured before the
+/// controllers started, over as long).
+struct Steady {
+    total: f64,
+    top: Vec<String>,
+}
+
+fn steady(window: &BTreeMap<(String, String), f64>, background: &BTreeMap<(String, String), f64>) -> Steady {
+    let mut by: Vec<((String, String), f64)> = window
+        .iter()
+        .map(|(k, v)| (k.clone(), v - background.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v >= 1.0)
+        .collect();
+    by.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Steady {
+        total: by.iter().map(|(_, v)| v).sum(),
+        top: by.iter().take(6).map(|((verb, res), v)| format!("{verb} {res} {v:.0}")).collect(),
+    }
+}
+
+/// The repository: one directory of 4 objects per pipeline, as a bare repository under `root`.
+fn repository(root: &Path, n: usize) {
+    let work = root.join("work");
+    for i in 0..n {
+        let dir = work.join(format!("apps/app-{i:04}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-{i}-config\n  namespace: {NS}\ndata:\n  greeting: hello {i}\n\
+             ---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: app-{i}-secret\n  namespace: {NS}\nstringData:\n  token: t-{i}\n\
+             ---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app-{i}\n  namespace: {NS}\n\
+             ---\napiVersion: v1\nkind: Service\nmetadata:\n  name: app-{i}\n  namespace: {NS}\nspec:\n  ports:\n    - port: 80\n"
+        );
+        std::fs::write(dir.join("app.yaml"), text).unwrap();
+    }
+    moor_e2e::git(&work, &["init", "-q", "-b", "main"]);
+    moor_e2e::git(&work, &["add", "-A"]);
+    moor_e2e::git(&work, &["commit", "-q", "-m", "apps"]);
+    run(Command::new("git").args(["clone", "-q", "--bare"]).arg(&work).arg(root.join("apps.git")));
+}
+
+/// One side's figures.
+struct Figures {
+    took: Duration,
+    rss: Vec<(String, f64)>,
+    steady: Steady,
+}
+
+impl Figures {
+    fn print(&self, side: &str, n: usize) {
+        let rss: Vec<String> = self.rss.iter().map(|(p, m)| format!("{p} {m:.0} MiB")).collect();
+        let total: f64 = self.rss.iter().map(|(_, m)| m).sum();
+        println!(
+            "{side}: {n} pipelines x 4 objects: all applied in {:.1}s; peak RSS {} (total {total:.0} MiB); \
+             steady state over one {}s interval: {:.0} requests ({:.2} per pipeline; {})",
+            self.took.as_secs_f64(),
+            rss.join(" + "),
+            interval().as_secs(),
+            self.steady.total,
+            self.steady.total / n as f64,
+            self.steady.top.join(", ")
+        );
+    }
+}
+
+/// Waits for every pipeline, then measures the steady state over one interval.
+async fn settle(
+    client: &kube::Client,
+    n: usize,
+    started: Instant,
+    background: &BTreeMap<(String, String), f64>,
+    done: impl AsyncFn() -> usize,
+) -> (Duration, Steady) {
+    let mut reported = Instant::now();
+    let took = loop {
+        let applied = done().await;
+        if applied >= n {
+            break started.elapsed();
+        }
+        if reported.elapsed() > Duration::from_secs(10) {
+            eprintln!("  {applied}/{n} applied after {:.0}s", started.elapsed().as_secs_f64());
+            reported = Instant::now();
+        }
+        assert!(started.elapsed() < Duration::from_secs(3600), "not done in an hour");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // The first interval's runs are spread by jitter; measure the one after the burst.
+    let before = requests(client).await;
+    tokio::time::sleep(interval()).await;
+    let window = delta(&requests(client).await, &before);
+    (took, steady(&window, background))
+}
+
+async fn background(client: &kube::Client) -> BTreeMap<(String, String), f64> {
+    let before = requests(client).await;
+    tokio::time::sleep(interval()).await;
+    delta(&requests(client).await, &before)
+}
+
+async fn namespace(client: &kube::Client) {
+    let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap();
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await;
+}
+
+async fn flux(flux_bin: &Path, git_url: &str, n: usize, tmpfs: bool) -> Figures {
+    let cp = ControlPlane::start(if tmpfs { "flux-tmpfs" } else { "flux" });
+    let client = cp.client().await;
+    namespace(&client).await;
+    cp.kubectl(&["apply", "--server-side", "-f", &flux_bin.join("crds").to_string_lossy()]);
+    cp.kubectl(&["create", "namespace", "flux-system"]);
+    cp.kubectl(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
+    let git =
+        ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk("source.toolkit.fluxcd.io", "v1", "GitRepository"));
+    let ks =
+        ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk("kustomize.toolkit.fluxcd.io", "v1", "Kustomization"));
+    let interval = format!("{}s", interval().as_secs());
+    let repo: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+        "metadata": {"name": "apps", "namespace": "flux-system"},
+        "spec": {"url": git_url, "interval": "10m", "ref": {"branch": "main"}},
+    }))
+    .unwrap();
+    let pp = PostParams::default();
+    Api::<DynamicObject>::namespaced_with(client.clone(), "flux-system", &git).create(&pp, &repo).await.unwrap();
+    let kustomizations = Api::<DynamicObject>::namespaced_with(client.clone(), "flux-system", &ks);
+    for i in 0..n {
+        let k: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": format!("app-{i:04}"), "namespace": "flux-system"},
+            "spec": {"interval": interval, "path": format!("./apps/app-{i:04}"), "prune": true,
+                     "sourceRef": {"kind": "GitRepository", "name": "apps"}},
+        }))
+        .unwrap();
+        kustomizations.create(&pp, &k).await.unwrap();
+    }
+    let base = background(&client).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = if tmpfs { tempfile::tempdir_in("/dev/shm").unwrap() } else { tempfile::tempdir().unwrap() };
+    let storage = dir.path().join("storage");
+    std::fs::create_dir_all(&storage).unwrap();
+    let port = moor_e2e::free_port();
+    let started = Instant::now();
+    let spawn = |name: &str, args: Vec<String>| {
+        Command::new(flux_bin.join(name))
+            .args(args)
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .env("RUNTIME_NAMESPACE", "flux-system")
+            .env("TMPDIR", tmp.path())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let addr = |p: u16| format!("127.0.0.1:{p}");
+    let procs = Procs(vec![
+        spawn(
+            "source-controller",
+            vec![
+                format!("--storage-path={}", storage.display()),
+                format!("--storage-addr={}", addr(port)),
+                format!("--storage-adv-addr={}", addr(port)),
+                format!("--metrics-addr={}", addr(moor_e2e::free_port())),
+                format!("--health-addr={}", addr(moor_e2e::free_port())),
+                "--enable-leader-election=false".into(),
+            ],
+        ),
+        spawn(
+            "kustomize-controller",
+            vec![
+                "--concurrent=8".into(),
+                format!("--metrics-addr={}", addr(moor_e2e::free_port())),
+                format!("--health-addr={}", addr(moor_e2e::free_port())),
+                "--enable-leader-election=false".into(),
+            ],
+        ),
+    ]);
+    let ready = async || {
+        let list = kustomizations.list(&ListParams::default()).await.unwrap();
+        list.items
+            .iter()
+            .filter(|k| {
+                k.data["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            })
+            .count()
+    };
+    let (took, steady) = settle(&client, n, started, &base, ready).await;
+    let rss = vec![
+        ("kustomize-controller".to_owned(), peak_rss_mib(procs.0[1].id())),
+        ("source-controller".to_owned(), peak_rss_mib(procs.0[0].id())),
+    ];
+    Figures { took, rss, steady }
+}
+
+async fn moor(git_url: &str, n: usize) -> Figures {
+    let cp = ControlPlane::start("moor");
+    let client = cp.client().await;
+    namespace(&client).await;
+    let base = background(&client).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = format!(
+        "[moor]\ninstance = \"bench\"\nworkers = 8\n\n[[source]]\nname = \"apps\"\ngit = {{ url = \"{git_url}\", ref = \"main\" }}\npoll_interval = \"10m\"\n\n"
+    );
+    for i in 0..n {
+        config.push_str(&format!(
+            "[[pipeline]]\nname = \"app-{i:04}\"\nsource = \"apps\"\npath = \"apps/app-{i:04}\"\ninterval = \"{}s\"\n\n",
+            interval().as_secs()
+        ));
+    }
+    let file = dir.path().join("moor.toml");
+    std::fs::write(&file, config).unwrap();
+    let port = moor_e2e::free_port();
+    let started = Instant::now();
+    let child = Command::new(BIN)
+        .arg("run")
+        .arg(&file)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("MOOR_LOG", "warn")
+        .env("MOOR_CACHE", moor_e2e::plugin_cache())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("moor.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let procs = Procs(vec![child]);
+    let url = format!("http://127.0.0.1:{port}/api/v1/status");
+    let applied = async || {
+        let Ok(response) = reqwest::get(&url).await else { return 0 };
+        let Ok(status) = response.json::<serde_json::Value>().await else { return 0 };
+        status["pipelines"].as_array().map_or(0, |ps| ps.iter().filter(|p| p["last_run"]["ok"] == true).count())
+    };
+    let (took, steady) = settle(&client, n, started, &base, applied).await;
+    let rss = vec![("moor".to_owned(), peak_rss_mib(procs.0[0].id()))];
+    Figures { took, rss, steady }
+}
+
+fn main() {
+    moor::init_tls();
+    let n = pipelines();
+    let flux_bin = PathBuf::from(run(&mut Command::new(moor_e2e::repo_root().join("tests/flux/build"))).trim());
+    let repos = tempfile::tempdir().unwrap();
+    repository(repos.path(), n);
+    let mut server = Command::new(flux_bin.join("githttp"))
+        .args(["-root", &repos.path().to_string_lossy(), "-listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().unwrap()), &mut line).unwrap();
+    let git_url = format!("http://{}/apps.git", line.trim());
+    let _server = Procs(vec![server]);
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let moor = moor(&git_url, n).await;
+        moor.print("Moor", n);
+        let tuned = flux(&flux_bin, &git_url, n, true).await;
+        tuned.print("Flux (TMPDIR on tmpfs)", n);
+        if std::env::var("MOOR_BENCH_FLUX_DEFAULT").is_ok() {
+            flux(&flux_bin, &git_url, n, false).await.print("Flux (default)", n);
+        }
+        println!(
+            "Moor against tuned Flux: {:.1}x faster, {:.0}% of its peak RSS",
+            tuned.took.as_secs_f64() / moor.took.as_secs_f64(),
+            100.0 * moor.rss.iter().map(|r| r.1).sum::<f64>() / tuned.rss.iter().map(|r| r.1).sum::<f64>()
+        );
+    });
+}

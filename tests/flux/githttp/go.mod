@@ -1,0 +1,3 @@
+module moor.dev/tests/flux/githttp
+
+go 1.26
