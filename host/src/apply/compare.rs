@@ -33,6 +33,28 @@ pub fn covers(live: &Value, desired: &Value) -> bool {
     }
 }
 
+/// `desired` as the server stores it, where that differs from what is applied: a Secret's
+/// `stringData` becomes base64 `data` (a `stringData` key wins over the same `data` key,
+/// as on the server). Without this, a Secret never looks unchanged and every run asks the
+/// server again.
+pub fn stored(desired: &Value) -> std::borrow::Cow<'_, Value> {
+    let is_secret = desired.get("kind").and_then(Value::as_str) == Some("Secret");
+    let Some(Value::Object(strings)) = desired.get("stringData").filter(|_| is_secret) else {
+        return std::borrow::Cow::Borrowed(desired);
+    };
+    let mut value = desired.clone();
+    let fields = value.as_object_mut().expect("an object has fields");
+    fields.remove("stringData");
+    let data = fields.entry("data").or_insert_with(|| Value::Object(Default::default()));
+    if let Value::Object(data) = data {
+        for (k, v) in strings {
+            let bytes = v.as_str().unwrap_or_default().as_bytes().to_vec();
+            data.insert(k.clone(), serde_json::to_value(k8s_openapi::ByteString(bytes)).unwrap_or_default());
+        }
+    }
+    std::borrow::Cow::Owned(value)
+}
+
 fn is_empty(v: &Value) -> bool {
     match v {
         Value::Null => true,
@@ -72,6 +94,20 @@ pub fn for_display(mut value: Value) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_secret_with_string_data_covers_what_the_server_stores() {
+        let desired = json!({"kind": "Secret", "metadata": {"name": "s"}, "data": {"a": "eA==", "b": "eQ=="},
+                             "stringData": {"b": "two", "c": "three"}});
+        let live = json!({"kind": "Secret", "metadata": {"name": "s", "uid": "u"},
+                          "data": {"a": "eA==", "b": "dHdv", "c": "dGhyZWU="}, "type": "Opaque"});
+        assert!(!covers(&live, &desired), "stringData is never stored as such");
+        assert!(covers(&live, &stored(&desired)));
+        let changed = json!({"kind": "Secret", "data": {"a": "eA==", "b": "dHdv", "c": "b3RoZXI="}});
+        assert!(!covers(&changed, &stored(&desired)), "a changed value is still a change");
+        let cm = json!({"kind": "ConfigMap", "stringData": {"x": "y"}});
+        assert_eq!(*stored(&cm), cm, "only Secrets");
+    }
 
     #[test]
     fn defaults_and_foreign_fields_do_not_count() {

@@ -121,7 +121,7 @@ async fn decide_one(
         return Ok(Action::Unchanged);
     }
     let same_in_git = old.get(&d.r).is_some_and(|e| e.hash == d.hash);
-    if same_in_git && compare::covers(&current, &d.object.value) {
+    if same_in_git && compare::covers(&current, &compare::stored(&d.object.value)) {
         return Ok(Action::Unchanged);
     }
     // Changed in Git or in the cluster: ask the server what applying would give.

@@ -163,25 +163,11 @@ impl Memory {
 }
 
 /// What the server stores for `desired`, as a watch shows it: a Secret's `stringData`
-/// becomes base64 `data`; listed objects carry no `apiVersion` and `kind`.
+/// becomes base64 `data` ([`compare::stored`]); listed objects carry no `apiVersion` and `kind`.
 fn as_stored(desired: &serde_json::Value) -> serde_json::Value {
-    let mut value = desired.clone();
+    let mut value = compare::stored(desired).into_owned();
     if let Some(fields) = value.as_object_mut() {
         fields.remove("apiVersion");
-        let kind = fields.remove("kind");
-        if kind.as_ref().and_then(|k| k.as_str()) == Some("Secret") {
-            fields.insert("kind".into(), "Secret".into());
-        }
-    }
-    if value.get("kind").is_some_and(|k| k == "Secret")
-        && let Some(serde_json::Value::Object(strings)) = value.as_object_mut().and_then(|o| o.remove("stringData"))
-    {
-        for (k, v) in strings {
-            let bytes = v.as_str().unwrap_or_default().as_bytes().to_vec();
-            value["data"][k] = serde_json::to_value(k8s_openapi::ByteString(bytes)).unwrap_or_default();
-        }
-    }
-    if let Some(fields) = value.as_object_mut() {
         fields.remove("kind");
     }
     value
