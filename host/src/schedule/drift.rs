@@ -131,7 +131,8 @@ impl Controller {
                 Some(_) if deleted => true,
                 Some(desired) => {
                     let live = serde_json::to_value(object).unwrap_or_default();
-                    !compare::covers(&live, desired)
+                    let desired: serde_json::Value = serde_json::from_str(desired).unwrap_or_default();
+                    !compare::covers(&live, &desired)
                 }
             }
         }
@@ -139,7 +140,11 @@ impl Controller {
 
     /// Remembers what a successful run applied, as the watch will compare it.
     pub(super) fn remember_applied(&self, pipeline: &str, report: &Report) {
-        let objects = report.applied.iter().map(|(r, value)| (r.clone(), as_stored(value))).collect();
+        let objects = report
+            .applied
+            .iter()
+            .map(|(r, value)| (r.clone(), Box::from(as_stored(value).to_string().as_str())))
+            .collect();
         self.drift.lock().applied.insert(pipeline.to_owned(), objects);
     }
 }
@@ -153,7 +158,9 @@ pub(super) struct Memory(Mutex<Remembered>);
 pub(super) struct Remembered {
     /// `(cluster, apiVersion, kind)`; the cluster is `None` for the one moor runs in.
     watched: BTreeSet<(Option<String>, String, String)>,
-    applied: HashMap<String, HashMap<ObjKey, serde_json::Value>>,
+    /// As compact JSON text, parsed when a watch reports the object: a `Value` tree costs
+    /// several times its text, for every managed object of the instance.
+    applied: HashMap<String, HashMap<ObjKey, Box<str>>>,
 }
 
 impl Memory {

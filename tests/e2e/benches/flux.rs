@@ -186,6 +186,8 @@ struct Figures {
     steady: Steady,
     /// Moor: the median time of the status page and of the JSON API at this size.
     pages: Option<(Duration, Duration)>,
+    /// The apiserver's load while applying ([`Load::during`]).
+    applying: String,
 }
 
 impl Figures {
@@ -202,6 +204,7 @@ impl Figures {
             self.steady.total / n as f64,
             self.steady.top.join(", ")
         );
+        println!("{side}: {}", self.applying);
         if let Some((page, api)) = self.pages {
             println!(
                 "{side}: with {n} pipelines the status page answers in {:.0} ms and /api/v1/status in {:.0} ms (median of 5)",
@@ -213,33 +216,84 @@ impl Figures {
 }
 
 /// Waits for every pipeline, then measures the steady state over one interval.
+/// The apiserver's own view while the controller applies: requests made (watches and
+/// connects left out), their mean latency, and the most requests in flight seen.
+#[derive(Debug, Default, Clone, Copy)]
+struct Load {
+    requests: f64,
+    latency_sum: f64,
+    latency_count: f64,
+    inflight: f64,
+}
+
+async fn load(client: &kube::Client) -> Load {
+    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(request).await.unwrap();
+    let mut load = Load::default();
+    let long_running = |line: &str| line.contains("verb=\"WATCH\"") || line.contains("verb=\"CONNECT\"");
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else { continue };
+        let value: f64 = value.parse().unwrap_or(0.0);
+        if name.starts_with("apiserver_request_total{") && !long_running(name) {
+            load.requests += value;
+        } else if name.starts_with("apiserver_request_duration_seconds_sum{") && !long_running(name) {
+            load.latency_sum += value;
+        } else if name.starts_with("apiserver_request_duration_seconds_count{") && !long_running(name) {
+            load.latency_count += value;
+        } else if name.starts_with("apiserver_current_inflight_requests{") {
+            load.inflight += value;
+        }
+    }
+    load
+}
+
+impl Load {
+    fn during(&self, before: &Load, peak_inflight: f64, n: usize) -> String {
+        let count = self.latency_count - before.latency_count;
+        format!(
+            "apiserver while applying: {:.1} requests per pipeline, mean latency {:.1} ms, up to {peak_inflight:.0} in flight",
+            (self.requests - before.requests) / n as f64,
+            if count > 0.0 { 1000.0 * (self.latency_sum - before.latency_sum) / count } else { 0.0 }
+        )
+    }
+}
+
 async fn settle(
     client: &kube::Client,
     n: usize,
     started: Instant,
     background: &BTreeMap<(String, String), f64>,
     done: impl AsyncFn() -> usize,
-) -> (Duration, Steady) {
+) -> (Duration, Steady, String) {
     let mut reported = Instant::now();
+    let first = load(client).await;
+    let mut peak_inflight: f64 = 0.0;
+    let mut polls = 0u32;
     let took = loop {
         let applied = done().await;
         if applied >= n {
             break started.elapsed();
+        }
+        polls += 1;
+        if polls % 4 == 0 {
+            peak_inflight = peak_inflight.max(load(client).await.inflight);
         }
         if reported.elapsed() > Duration::from_secs(10) {
             eprintln!("  {applied}/{n} applied after {:.0}s", started.elapsed().as_secs_f64());
             reported = Instant::now();
         }
         assert!(started.elapsed() < Duration::from_secs(3600), "not done in an hour");
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Polling a status of 10,000 pipelines is itself work for the controller.
+        tokio::time::sleep(Duration::from_millis(250) * (n as u32 / 1000).max(1)).await;
     };
+    let applying = load(client).await.during(&first, peak_inflight, n);
     // What the first apply leaves behind (Kubernetes Events still being sent) settles
     // first; then one whole interval, which holds each pipeline's next run.
     tokio::time::sleep(Duration::from_secs(60)).await;
     let before = requests(client).await;
     tokio::time::sleep(interval()).await;
     let window = delta(&requests(client).await, &before);
-    (took, steady(&window, background))
+    (took, steady(&window, background), applying)
 }
 
 /// The control plane's own requests over one interval (counted over [`BACKGROUND`]).
@@ -336,12 +390,12 @@ async fn flux(flux_bin: &Path, git_url: &str, n: usize, tmpfs: bool) -> Figures 
             .filter(|k| k.data["status"]["lastAppliedRevision"].as_str().is_some_and(|r| !r.is_empty()))
             .count()
     };
-    let (took, steady) = settle(&client, n, started, &base, ready).await;
+    let (took, steady, applying) = settle(&client, n, started, &base, ready).await;
     let rss = vec![
         ("kustomize-controller".to_owned(), peak_rss_mib(procs.0[1].id())),
         ("source-controller".to_owned(), peak_rss_mib(procs.0[0].id())),
     ];
-    Figures { took, rss, steady, pages: None }
+    Figures { took, rss, steady, pages: None, applying }
 }
 
 /// The median time of five GETs of `url`.
@@ -394,10 +448,10 @@ async fn moor(git_url: &str, n: usize) -> Figures {
         let Ok(status) = response.json::<serde_json::Value>().await else { return 0 };
         status["pipelines"].as_array().map_or(0, |ps| ps.iter().filter(|p| p["last_run"]["ok"] == true).count())
     };
-    let (took, steady) = settle(&client, n, started, &base, applied).await;
+    let (took, steady, applying) = settle(&client, n, started, &base, applied).await;
     let rss = vec![("moor".to_owned(), peak_rss_mib(procs.0[0].id()))];
     let pages = (median_get(&format!("http://127.0.0.1:{port}/")).await, median_get(&url).await);
-    Figures { took, rss, steady, pages: Some(pages) }
+    Figures { took, rss, steady, pages: Some(pages), applying }
 }
 
 fn main() {
