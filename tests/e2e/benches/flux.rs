@@ -275,7 +275,7 @@ async fn settle(
             break started.elapsed();
         }
         polls += 1;
-        if polls % 4 == 0 {
+        if polls.is_multiple_of(4) {
             peak_inflight = peak_inflight.max(load(client).await.inflight);
         }
         if reported.elapsed() > Duration::from_secs(10) {
