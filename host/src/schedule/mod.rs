@@ -127,6 +127,8 @@ struct State {
     membership: Option<shard::core::Membership>,
     shard_keys: BTreeMap<String, String>,
     keys_digest: String,
+    /// Sharded: where each pipeline runs, as of the last round of the shard.
+    placements: HashMap<String, shard::core::Placement>,
 }
 
 impl State {
@@ -209,6 +211,7 @@ impl Controller {
                     .then(|| shard::core::Membership { me: options.identity.clone(), ..Default::default() }),
                 shard_keys: BTreeMap::new(),
                 keys_digest: String::new(),
+                placements: HashMap::new(),
             }),
             wake: Notify::new(),
             shard_wake: Notify::new(),

@@ -25,14 +25,6 @@ impl Controller {
                 if every.is_zero() || source.plugin.is_some() {
                     continue;
                 }
-                // Sharded: a member polls the sources of the pipelines it owns.
-                let polls_here = {
-                    let st = self.lock();
-                    config.pipelines.iter().any(|p| p.source.s() == name && st.owns(p.name.s()))
-                };
-                if !polls_here {
-                    continue;
-                }
                 let now = Instant::now();
                 // Due (and then booked for the next poll) under one lock.
                 let due = match self.lock().next_poll.entry(name.into()) {
@@ -42,7 +34,12 @@ impl Controller {
                         true
                     }
                 };
-                if !due {
+                // Sharded: a member polls the sources of the pipelines it owns.
+                let polls_here = due && {
+                    let st = self.lock();
+                    config.pipelines.iter().any(|p| p.source.s() == name && st.owns(p.name.s()))
+                };
+                if !polls_here {
                     continue;
                 }
                 let secrets = match SecretValues::for_source(Some(&self.target.client), &config, source).await {

@@ -60,7 +60,27 @@ fn weight(member: &str, key: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Where something keyed runs, from this member's side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// Here, now.
+    Here,
+    /// Here once the other members' published views let it go.
+    Arriving,
+    /// On the member named.
+    Elsewhere(String),
+}
+
 impl Membership {
+    /// Where what is keyed `key` runs.
+    pub fn place(&self, key: &str) -> Placement {
+        match self.owner(key) {
+            Some(owner) if owner != self.me => Placement::Elsewhere(owner.to_owned()),
+            _ if self.may_run(key) => Placement::Here,
+            _ => Placement::Arriving,
+        }
+    }
+
     /// The owner of `key` in this member's view.
     pub fn owner(&self, key: &str) -> Option<&str> {
         rendezvous(key, &self.mine.members)
@@ -171,11 +191,14 @@ mod tests {
         let others_seen = |a_view: &[&str]| vec![member("a", a_view), member("b", &all)];
         let c = membership("c", &all, others_seen(&["a", "b"]));
         assert_eq!(c.may_run(&key), before != "a", "waits while `a`'s view may still give `a` the key");
+        assert_eq!(c.place(&key), if before == "a" { Placement::Arriving } else { Placement::Here });
         let c = membership("c", &all, others_seen(&all));
         assert!(c.may_run(&key), "once every view agrees, the new owner runs it");
+        assert_eq!(c.place(&key), Placement::Here);
         // The old owner, having seen `c`, no longer runs it.
         let old = membership(&before, &all, vec![member("c", &all)]);
         assert!(!old.may_run(&key));
+        assert_eq!(old.place(&key), Placement::Elsewhere("c".into()));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
-use self::core::{Member, Membership, REMOVALS, View};
+use self::core::{Member, Membership, Placement, REMOVALS, View};
 use super::Controller;
 
 const LABEL: &str = "moor.dev/shard-of";
@@ -176,6 +176,11 @@ impl Controller {
             }
         }
         let removals = after.may_run(REMOVALS) && !before.may_run(REMOVALS);
+        // Placed once per round, so the scheduler's checks are lookups.
+        let mut placements: std::collections::HashMap<String, Placement> =
+            st.pipelines.keys().map(|name| (name.clone(), after.place(&key(name)))).collect();
+        placements.insert(REMOVALS.into(), after.place(REMOVALS));
+        st.placements = placements;
         if before.mine != after.mine {
             tracing::info!(members = ?after.mine.members, owned, "shard membership changed");
         }
@@ -200,25 +205,29 @@ impl Controller {
 }
 
 impl super::State {
+    /// Where `pipeline` runs as of the last round; `None` when not sharded. A pipeline
+    /// newer than the last round waits for the next.
+    fn placement(&self, pipeline: &str) -> Option<&Placement> {
+        self.membership.as_ref()?;
+        Some(self.placements.get(pipeline).unwrap_or(&Placement::Arriving))
+    }
+
     /// Whether this member may run `pipeline` now (always, when not sharded).
     pub(super) fn runs_here(&self, pipeline: &str) -> bool {
-        self.membership.as_ref().is_none_or(|m| m.may_run(self.shard_key(pipeline)))
+        self.placement(pipeline).is_none_or(|p| *p == Placement::Here)
     }
 
     /// Whether this member owns `pipeline` in its view (always, when not sharded).
     pub(super) fn owns(&self, pipeline: &str) -> bool {
-        self.membership.as_ref().is_none_or(|m| m.owner(self.shard_key(pipeline)) == Some(m.me.as_str()))
+        !matches!(self.placement(pipeline), Some(Placement::Elsewhere(_)))
     }
 
     /// Who runs `pipeline` when it is not this member.
-    pub(super) fn owner_elsewhere(&self, pipeline: &str) -> Option<String> {
-        let m = self.membership.as_ref()?;
-        let owner = m.owner(self.shard_key(pipeline))?;
-        (owner != m.me).then(|| owner.to_owned())
-    }
-
-    fn shard_key<'a>(&'a self, pipeline: &'a str) -> &'a str {
-        self.shard_keys.get(pipeline).map(String::as_str).unwrap_or(pipeline)
+    pub(super) fn owner_elsewhere(&self, pipeline: &str) -> Option<&str> {
+        match self.placement(pipeline)? {
+            Placement::Elsewhere(owner) => Some(owner),
+            _ => None,
+        }
     }
 
     /// Sets the config's shard keys; a change is published at once.
