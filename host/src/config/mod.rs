@@ -6,6 +6,7 @@
 
 mod check;
 mod model;
+mod step;
 mod units;
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
+pub use step::*;
 pub use units::{ByteSize, Seconds};
 
 /// A configuration error, located in its file.

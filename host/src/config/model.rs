@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ByteSize, Seconds};
+use super::{ByteSize, Seconds, Step};
 
 /// `.s()`: the string inside a spanned string.
 pub trait SpannedStr {
@@ -319,114 +319,6 @@ impl PluginSpec {
 
 pub(crate) fn is_sha256(hex: &str) -> bool {
     hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())
-}
-
-/// One step of a chain: which plugin, with which config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Step {
-    #[serde(rename = "use")]
-    pub uses: Spanned<String>,
-    #[serde(default, rename = "with")]
-    pub config: Option<Spanned<BTreeMap<String, serde_json::Value>>>,
-    /// Secret values added to `with` at call time: `secrets = { token = { secret = "slack", key = "token" } }`.
-    #[serde(default)]
-    pub secrets: BTreeMap<String, SecretRef>,
-    /// Notify steps: the hosts (`host` or `host:port`) the plugin may reach over wasi:http.
-    /// Every other host is denied.
-    #[serde(default)]
-    pub allow_hosts: Vec<Spanned<String>>,
-    /// ConfigMaps and Secrets whose keys the host adds to `with.vars`, in order (a later one
-    /// wins; `with.vars` wins over all): Flux's `substituteFrom`.
-    #[serde(default)]
-    pub vars_from: Vec<VarsFrom>,
-    /// Notify steps: only events of these reasons (`run-failed`, …; default: all).
-    #[serde(default)]
-    pub on: Vec<Spanned<NotifyOn>>,
-    /// Notify steps: only events at least this severe.
-    #[serde(default)]
-    pub min_severity: Option<Spanned<MinSeverity>>,
-    /// Top-level `[[notify]]` steps: the pipelines whose events they take, as globs
-    /// (`prod-*`); all pipelines without.
-    #[serde(default)]
-    pub pipelines: Vec<Spanned<String>>,
-}
-
-/// An event reason a notify step takes, as `on` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NotifyOn {
-    /// A run of a new revision starts (notifiers of the `status-notifier` world only).
-    RunStarted,
-    RunSucceeded,
-    RunFailed,
-    DriftCorrected,
-    HealthFailed,
-    Pruned,
-}
-
-/// The least severity a notify step takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MinSeverity {
-    Info,
-    Warning,
-    Error,
-}
-
-/// `{ configmap = "name" }` or `{ secret = "name" }` (`namespace/name` outside `[moor]
-/// namespace`), `optional = true` when it may be missing.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct VarsFrom {
-    pub configmap: Option<String>,
-    pub secret: Option<String>,
-    #[serde(default)]
-    pub optional: bool,
-}
-
-/// What a `vars_from` entry reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VarsKind {
-    ConfigMap,
-    Secret,
-}
-
-impl std::fmt::Display for VarsKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            VarsKind::ConfigMap => "ConfigMap",
-            VarsKind::Secret => "Secret",
-        })
-    }
-}
-
-impl VarsFrom {
-    /// The object it names (`configmap` or `secret`, one of them, as `check` ensures).
-    pub fn object(&self) -> Option<(VarsKind, &str)> {
-        match (&self.configmap, &self.secret) {
-            (Some(name), _) => Some((VarsKind::ConfigMap, name)),
-            (None, Some(name)) => Some((VarsKind::Secret, name)),
-            (None, None) => None,
-        }
-    }
-
-    pub(super) fn check(&self) -> Result<(), String> {
-        match (&self.configmap, &self.secret) {
-            (Some(n), None) | (None, Some(n)) if !n.is_empty() => Ok(()),
-            _ => Err("`vars_from` entries are `{ configmap = \"name\" }` or `{ secret = \"name\" }`".into()),
-        }
-    }
-}
-
-impl Step {
-    /// The `with` table as JSON (an empty object when absent).
-    pub fn config_json(&self) -> serde_json::Value {
-        match &self.config {
-            Some(table) => serde_json::to_value(table.get_ref()).unwrap_or_default(),
-            None => serde_json::Value::Object(Default::default()),
-        }
-    }
 }
 
 /// What to do with objects a removed pipeline managed.

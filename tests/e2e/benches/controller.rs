@@ -13,17 +13,6 @@ use moor_e2e::{Controller, Project, cluster, git};
 
 const BIN: &str = env!("CARGO_BIN_EXE_moor-under-test");
 
-/// Peak resident set of a process, from /proc.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
 /// The largest resident mappings of a process, for finding where memory goes.
 fn rss_by_mapping(pid: u32) -> String {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
@@ -91,7 +80,7 @@ async fn p5(client: &kube::Client) {
         assert!(started.elapsed() < Duration::from_secs(600), "P5 did not finish in 10 minutes");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let rss = peak_rss_mib(moor.child.id());
+    let rss = moor_e2e::peak_rss_mib(moor.child.id());
     eprintln!("P5: resident memory by mapping (MiB): {}", rss_by_mapping(moor.child.id()));
     println!(
         "P5: 1,000 pipelines x 4 objects (one git repository): all applied in {:.1}s; peak RSS {rss:.0} MiB (goals: <= 25 s, <= 100 MiB)",

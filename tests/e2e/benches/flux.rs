@@ -48,17 +48,6 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Peak resident set of a process, from /proc.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
 /// Processes killed when dropped.
 struct Procs(Vec<Child>);
 
@@ -392,8 +381,8 @@ async fn flux(flux_bin: &Path, git_url: &str, n: usize, tmpfs: bool) -> Figures 
     };
     let (took, steady, applying) = settle(&client, n, started, &base, ready).await;
     let rss = vec![
-        ("kustomize-controller".to_owned(), peak_rss_mib(procs.0[1].id())),
-        ("source-controller".to_owned(), peak_rss_mib(procs.0[0].id())),
+        ("kustomize-controller".to_owned(), moor_e2e::peak_rss_mib(procs.0[1].id())),
+        ("source-controller".to_owned(), moor_e2e::peak_rss_mib(procs.0[0].id())),
     ];
     Figures { took, rss, steady, pages: None, applying }
 }
@@ -449,7 +438,7 @@ async fn moor(git_url: &str, n: usize) -> Figures {
         status["pipelines"].as_array().map_or(0, |ps| ps.iter().filter(|p| p["last_run"]["ok"] == true).count())
     };
     let (took, steady, applying) = settle(&client, n, started, &base, applied).await;
-    let rss = vec![("moor".to_owned(), peak_rss_mib(procs.0[0].id()))];
+    let rss = vec![("moor".to_owned(), moor_e2e::peak_rss_mib(procs.0[0].id()))];
     let pages = (median_get(&format!("http://127.0.0.1:{port}/")).await, median_get(&url).await);
     Figures { took, rss, steady, pages: Some(pages), applying }
 }
