@@ -6,9 +6,10 @@
 //! (the inventory). Each stage returns what it did; `apply` gathers it into a [`Report`],
 //! and a failure carries the [`Stage`] it happened in.
 //!
-//! A reconcile where nothing changed costs the inventory read and one LIST per kind: an
-//! object is compared locally with its live copy ([`compare::covers`]) and is only sent to
-//! the server when it differs or is new.
+//! A reconcile where nothing changed costs the inventory read, and in `moor run` nothing
+//! else: the drift watches' cache ([`live`]) answers for the live objects (`moor apply`
+//! LISTs each kind). An object is compared locally with its live copy
+//! ([`compare::covers`]) and is only sent to the server when it differs or is new.
 
 pub mod clusters;
 pub mod compare;
@@ -16,10 +17,12 @@ pub mod desired;
 pub mod diff;
 pub mod health;
 pub mod inventory;
+pub mod live;
 mod observe;
 pub mod plan;
 pub mod prune;
 pub mod remove;
+pub mod requests;
 pub mod resources;
 pub mod target;
 mod write;
@@ -235,7 +238,7 @@ pub async fn apply(
         let error = ApplyError::ClusterChanged { was: named(&old.cluster), now: named(cluster_of(pipeline)) };
         return Err(at(Stage::Plan)(error));
     }
-    let observed = observe::observe(&client, owner, &desired, old.is_empty()).await.map_err(at(Stage::Plan))?;
+    let observed = observe::observe(&client, &target.live, owner, &desired, old.is_empty()).await.map_err(at(Stage::Plan))?;
     let planned = plan::decide(&client, pipeline, owner, &desired, &old, &observed).await.map_err(at(Stage::Plan))?;
     let mut report = Report { pipeline: name.into(), revision: revision.into(), dry_run, skipped, ..Report::default() };
     if dry_run {

@@ -1,5 +1,6 @@
-//! What a pipeline's objects look like in the cluster now: one LIST per kind by the
-//! pipeline's labels, a LIST instead of many GETs for new objects, and the opt-in labels
+//! What a pipeline's objects look like in the cluster now: from the drift watches' cache
+//! ([`super::live`]) where a watch has listed the kind, else one LIST per kind by the
+//! pipeline's labels; a LIST instead of many GETs for new objects; and the opt-in labels
 //! of the namespaces it uses.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,11 +37,12 @@ pub async fn opt_in(client: &kube::Client, objects: &[Object]) -> Result<HashMap
     Ok(modes)
 }
 
-/// What the pipeline's objects look like in the cluster: one LIST per kind, by the
-/// pipeline's labels, across namespaces (per namespace when the identity may not list
-/// cluster-wide).
+/// What the pipeline's objects look like in the cluster: for each kind, what the watches
+/// saw (`cache`), else one LIST by the pipeline's labels across namespaces (per namespace
+/// when the identity may not list cluster-wide).
 pub async fn observe(
     client: &kube::Client,
+    cache: &super::live::Cache,
     owner: Owner<'_>,
     desired: &[Desired],
     first: bool,
@@ -58,6 +60,10 @@ pub async fn observe(
     let selector = format!("{PIPELINE_LABEL}={},{INSTANCE_LABEL}={}", owner.pipeline, owner.instance);
     let mut live = HashMap::new();
     for (resource, namespaced, namespaces) in kinds.into_values() {
+        if let Some(objects) = cache.objects(&resource, owner.instance, owner.pipeline) {
+            live.extend(objects);
+            continue;
+        }
         let params = ListParams::default().labels(&selector);
         let all: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         let items = match all.list(&params).await {

@@ -9,6 +9,7 @@ use kube::config::KubeConfigOptions;
 use kube::core::ApiResource;
 
 use super::ApplyError;
+use super::requests::{Requests, counted_client};
 use super::resources::Resources;
 use crate::config::PipelineSpec;
 use crate::object::ObjKey;
@@ -28,6 +29,10 @@ pub struct Target {
     pub(super) remotes: super::clusters::Remotes,
     /// Where inventories are kept: this cluster's, or (a remote cluster) moor's own.
     pub(super) inventory_client: kube::Client,
+    /// This cluster's live objects as the drift watches see them.
+    pub live: super::live::Cache,
+    /// Requests sent, by verb, by every client made here (remote clusters' too).
+    pub requests: super::requests::Requests,
 }
 
 /// How long the cluster's version and API versions are reused for renders: CRDs that one
@@ -82,8 +87,13 @@ impl Target {
     }
 
     pub async fn with_config(config: kube::Config) -> Result<Target, ApplyError> {
-        let client = kube::Client::try_from(config.clone()).map_err(ApplyError::Connect)?;
-        Target::from_client(client, config).await
+        Target::counted(config, Default::default()).await
+    }
+
+    /// A target whose clients count their requests into `requests`.
+    pub(super) async fn counted(config: kube::Config, requests: Requests) -> Result<Target, ApplyError> {
+        let client = counted_client(config.clone(), &requests).map_err(ApplyError::Connect)?;
+        Ok(Target { requests, ..Target::from_client(client, config).await? })
     }
 
     /// A target around an existing client (say, one with extra layers) made from `config`.
@@ -98,6 +108,8 @@ impl Target {
             default_namespace,
             cluster: Default::default(),
             remotes: Default::default(),
+            live: Default::default(),
+            requests: Default::default(),
         })
     }
 
@@ -132,7 +144,7 @@ impl Target {
             format!("system:serviceaccounts:{ns}"),
             "system:authenticated".into(),
         ]);
-        kube::Client::try_from(config).map_err(ApplyError::Connect)
+        counted_client(config, &self.requests).map_err(ApplyError::Connect)
     }
 }
 

@@ -72,6 +72,8 @@ pub struct Metrics {
     /// Sharded (`moor run --shard`): the live members this one sees, and the pipelines it owns.
     pub shard_members: Gauge,
     pub shard_pipelines: Gauge,
+    /// Requests sent to the apiserver, by verb (the target's counters).
+    pub kube_requests: crate::apply::requests::Requests,
 }
 
 fn run_buckets() -> Histogram {
@@ -88,13 +90,14 @@ fn deploy_buckets() -> Histogram {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new(None)
+        Metrics::new(None, &Default::default())
     }
 }
 
 impl Metrics {
-    /// Every metric; a member of a shard labels them all `shard="<identity>"`.
-    pub fn new(shard: Option<&str>) -> Self {
+    /// Every metric; a member of a shard labels them all `shard="<identity>"`. `requests`
+    /// are the target's counters of apiserver requests.
+    pub fn new(shard: Option<&str>, requests: &crate::apply::requests::Requests) -> Self {
         let labels = shard.map(|s| (std::borrow::Cow::Borrowed("shard"), std::borrow::Cow::Owned(s.to_owned())));
         let mut registry = Registry::with_prefix_and_labels("moor", labels.into_iter());
         let run_duration: Histograms<RunLabels> = Family::new_with_constructor(run_buckets);
@@ -129,6 +132,7 @@ impl Metrics {
         registry.register("queue_depth", "Pipelines due or queued but not running", queue_depth.clone());
         registry.register("runs_in_progress", "Pipeline runs in progress", running.clone());
         registry.register("leader", "1 when this instance holds the lease", leader.clone());
+        registry.register("kube_requests", "Requests sent to the Kubernetes apiserver, by verb", requests.clone());
         if shard.is_some() {
             registry.register("shard_members", "Live members of the shard this one sees", shard_members.clone());
             registry.register("shard_pipelines", "Pipelines this member of the shard owns", shard_pipelines.clone());
@@ -148,6 +152,7 @@ impl Metrics {
             leader,
             shard_members,
             shard_pipelines,
+            kube_requests: requests.clone(),
         }
     }
 

@@ -7,6 +7,9 @@
 //! Kinds defined by a pipeline's own CRDs are watched once discovery (at start-up) knows
 //! them; until then their drift is corrected by the interval run. A pipeline's objects in
 //! a remote cluster (`[[cluster]]`) are watched there.
+//!
+//! What the watches see is also kept in the target's live cache ([`crate::apply::live`]),
+//! which the runs read instead of LISTing.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -64,6 +67,9 @@ impl Controller {
         let config = watcher::Config::default().labels(&selector);
         let mut events = std::pin::pin!(watcher(api, config).default_backoff());
         while let Some(event) = events.next().await {
+            if let Ok(event) = &event {
+                target.live.event(&resolved.resource, &instance, event);
+            }
             match event {
                 // The initial list too: a change made between the run and the watch's
                 // start is still drift.

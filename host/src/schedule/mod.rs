@@ -194,10 +194,11 @@ impl Controller {
         let workers = Arc::new(Semaphore::new(config.settings.workers));
         let events = notify::EventSink::start(target.client.clone(), &options.identity);
         let prepared = Arc::new(blocking(|| moor.prepare(Arc::new(config))));
+        let metrics = Metrics::new(options.shard.then_some(options.identity.as_str()), &target.requests);
         let controller = Arc::new(Controller {
             moor,
             target,
-            metrics: Metrics::new(options.shard.then_some(options.identity.as_str())),
+            metrics,
             options: options.clone(),
             state: Mutex::new(State {
                 prepared: prepared.clone(),

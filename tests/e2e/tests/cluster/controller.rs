@@ -333,6 +333,61 @@ async fn force_run_queues_exactly_one() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `moor_kube_requests_total` of one verb.
+fn requests(metrics: &str, verb: &str) -> u64 {
+    let series = format!("moor_kube_requests_total{{verb=\"{verb}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&series)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+/// #15's steady state: once the drift watches have listed the pipeline's kinds, a run
+/// where nothing changed reads its objects from their cache, so it costs only the
+/// inventory read (a GET), and no LIST.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_with_nothing_changed_costs_one_request() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "ctl-steady").await?;
+    p.file("app.yaml", &cm("settings", "one"));
+    p.file(
+        "more.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\nstringData:\n  token: abc\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports: [{ port: 80 }]\n",
+    );
+    let config = p.config_with(
+        "api_token = { env = \"MOOR_TEST_TOKEN\" }",
+        "",
+        "[[pipeline]]\nname = \"steady\"\nsource = \"local\"\ninterval = \"1h\"\n",
+    );
+    let moor = Controller::start(BIN, &config, &[], &[("MOOR_TEST_TOKEN", TOKEN)]).await?;
+    assert_eq!(moor.runs("steady", 1, 60).await?["last_run"]["ok"], true);
+    // A watch request follows each kind's initial list: three kinds, three watches.
+    let before = eventually(30, "the drift watches to list their kinds", || async {
+        let (_, metrics) = moor.get_text("/metrics").await?;
+        Ok((requests(&metrics, "watch") >= 3).then_some(metrics))
+    })
+    .await?;
+
+    for run in 2..=3 {
+        let (code, text) = moor.post("/api/v1/pipelines/steady/reconcile", Some(TOKEN), &[], "").await?;
+        assert_eq!(code, 202, "{text}");
+        let steady = moor.runs("steady", run, 30).await?;
+        assert_eq!(steady["last_run"]["ok"], true, "{steady}");
+        assert_eq!(steady["last_run"]["counts"]["unchanged"], 3, "{steady}");
+    }
+    let (_, after) = moor.get_text("/metrics").await?;
+    let spent = |verb| requests(&after, verb) - requests(&before, verb);
+    assert_eq!(spent("list"), 0, "no LIST in a run with nothing changed:\n{after}");
+    assert_eq!(spent("get"), 2, "two runs, one inventory read each:\n{after}");
+    for verb in ["patch", "create", "update", "delete"] {
+        assert_eq!(spent(verb), 0, "nothing to write ({verb}):\n{after}");
+    }
+
+    // A change made by hand still reaches the run through the cache: drift puts it back.
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &p.ns);
+    api.patch("settings", &PatchParams::default(), &Patch::Merge(&json!({"data": {"value": "edited"}}))).await?;
+    wait_value(&client, &p.ns, "settings", "one", 20).await?;
+    Ok(())
+}
+
 /// CORE-3: a valid config takes effect without a restart; an invalid one is rejected,
 /// shown, and the old config keeps running.
 #[tokio::test(flavor = "multi_thread")]
