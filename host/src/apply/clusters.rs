@@ -82,7 +82,8 @@ impl Target {
         let client_config = kube::config::Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
             .map_err(|e| failed(format!("its kubeconfig: {e}")))?;
-        let mut target = Target::counted(client_config, self.requests.clone()).await.map_err(|e| failed(e.to_string()))?;
+        let mut target =
+            Target::counted(client_config, self.requests.clone()).await.map_err(|e| failed(e.to_string()))?;
         target.inventory_client = self.inventory_client.clone();
         let target = Arc::new(target);
         self.remotes.lock().insert(name.to_owned(), (digest, target.clone()));

@@ -76,7 +76,8 @@ pub fn config_sync(args: ConfigSyncArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let router = health.clone().router();
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let limits = crate::http::serve::Limits::default();
+        tokio::spawn(crate::http::serve::serve(router, listener, limits, std::future::pending()));
         let unpacker = Unpacker { root: args.root.clone(), mode: args.mode };
         let options = Options { kind, object, unpacker, reload };
         anyhow::Ok(crate::config_sync::run(client, options, health, super::controller::signal()).await)

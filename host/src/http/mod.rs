@@ -9,9 +9,13 @@
 //! | `POST /api/v1/pipelines/{name}/{reconcile,suspend,resume}` | bearer token |
 //! | `POST /ui/pipelines/{name}/reconcile` | the page's force-run form (token field) |
 //! | `POST /hooks/{name}` | GitHub-style `X-Hub-Signature-256` HMAC-SHA256 |
+//!
+//! The server's limits on slow and large requests and on connections are in [`serve`].
+//! The page may not be framed, and its form refuses requests from other sites.
 
 pub mod metrics;
 mod page;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,15 +58,22 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?addr, "serving the status page, API, webhooks and metrics");
-    axum::serve(listener, router(controller)).with_graceful_shutdown(stop).await
+    serve::serve(router(controller), listener, serve::Limits::default(), stop).await
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
-async fn status_page(State(c): Shared) -> Html<String> {
-    Html(page::render(&c.status()))
+/// The page, which no other site may frame (the force-run form would be clickjacked).
+async fn status_page(State(c): Shared) -> Response {
+    let headers = [
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ];
+    (headers, Html(page::render(&c.status()))).into_response()
 }
 
 async fn status_json(State(c): Shared) -> Response {
@@ -94,11 +105,35 @@ async fn authorize(c: &Controller, given: Option<&str>) -> Result<(), Response> 
     let token = crate::secrets::read_one(Some(&c.target.client), reference, &settings.namespace)
         .await
         .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, format!("the API token cannot be read: {e}")))?;
-    use subtle::ConstantTimeEq;
     match given {
-        Some(given) if !token.is_empty() && bool::from(given.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
+        Some(given) if !token.is_empty() && same_token(given, &token) => Ok(()),
         Some(_) => Err(error(StatusCode::UNAUTHORIZED, "wrong token")),
         None => Err(error(StatusCode::UNAUTHORIZED, "a bearer token is needed")),
+    }
+}
+
+/// Compares in constant time, lengths included: the digests of both are compared.
+fn same_token(given: &str, token: &str) -> bool {
+    use sha2::Digest;
+    use subtle::ConstantTimeEq;
+    bool::from(sha2::Sha256::digest(given).ct_eq(&sha2::Sha256::digest(token)))
+}
+
+/// Whether a browser sent the request from the page itself (OWASP's check of standard
+/// headers): `Sec-Fetch-Site` is `same-origin` or `none` when a browser sends it, else the
+/// `Origin` names this host. Requests from other clients carry neither and pass; the token
+/// still guards them.
+fn same_site(headers: &HeaderMap) -> bool {
+    let value = |name| headers.get(name).and_then(|v: &header::HeaderValue| v.to_str().ok());
+    if let Some(site) = value("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    match (value(header::ORIGIN.as_str()), value(header::HOST.as_str())) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => {
+            origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host)
+        }
+        (Some(_), None) => false,
     }
 }
 
@@ -153,7 +188,15 @@ struct ForceRun {
 }
 
 /// The status page's force-run button.
-async fn ui_reconcile(State(c): Shared, Path(name): Path<String>, Form(form): Form<ForceRun>) -> Response {
+async fn ui_reconcile(
+    State(c): Shared,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<ForceRun>,
+) -> Response {
+    if !same_site(&headers) {
+        return error(StatusCode::FORBIDDEN, "a cross-site request: the form works from the status page only");
+    }
     if let Err(denied) = authorize(&c, Some(form.token.as_str())).await {
         return denied;
     }
@@ -219,5 +262,33 @@ mod tests {
         assert!(verify_signature(b"It's a Secret to Everybody", b"Hello, World?", Some(header)).is_err());
         assert!(verify_signature(b"x", b"", None).unwrap_err().contains("not signed"));
         assert!(verify_signature(b"x", b"", Some("sha1=00")).is_err());
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_token("s3cret", "s3cret"));
+        assert!(!same_token("s3cre", "s3cret"));
+        assert!(!same_token("s3cret-and-more", "s3cret"));
+        assert!(!same_token("", "s3cret"));
+    }
+
+    #[test]
+    fn the_form_refuses_other_sites() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, header::HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(same_site(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(same_site(&headers(&[("sec-fetch-site", "none")])));
+        assert!(!same_site(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(!same_site(&headers(&[("sec-fetch-site", "same-site"), ("origin", "http://moor:8080")])));
+        assert!(same_site(&headers(&[("origin", "http://moor:8080"), ("host", "moor:8080")])));
+        assert!(!same_site(&headers(&[("origin", "https://evil.example"), ("host", "moor:8080")])));
+        assert!(!same_site(&headers(&[("origin", "null"), ("host", "moor:8080")])));
+        // curl and scripts: no browser headers; the token alone decides.
+        assert!(same_site(&headers(&[("host", "moor:8080")])));
     }
 }

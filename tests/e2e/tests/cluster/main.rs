@@ -7,6 +7,7 @@ mod controller;
 mod entrypoint;
 mod helm;
 mod helm_repo;
+mod http_limits;
 mod instances;
 mod kustomize;
 mod notifiers;
