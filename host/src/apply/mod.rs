@@ -256,7 +256,7 @@ pub async fn apply(
 
     // apply: the inventory names old and new objects before anything new is created
     record_union(&store, pipeline, &old, &desired).await.map_err(at(Stage::Apply))?;
-    let writes = write::write(&client, pipeline, planned, progress).await?;
+    let writes = write::write(target, &client, pipeline, planned, progress).await?;
     report.record_written(&writes);
     // Kinds this pipeline's CRDs defined were resolved on the way; health needs them too.
     for d in desired.iter_mut().filter(|d| d.resolved.is_none()) {
@@ -308,10 +308,11 @@ async fn wanted(
     objects: Vec<Object>,
 ) -> Result<Wanted, ApplyError> {
     let opt_in = if pipeline.namespace_opt_in { observe::opt_in(client, &objects).await? } else { HashMap::new() };
+    let resources = target.resources();
     let cx = desired::Context {
         pipeline,
         owner,
-        resources: &target.resources,
+        resources: &resources,
         default_namespace: &target.default_namespace,
         opt_in: &opt_in,
     };

@@ -143,7 +143,7 @@ async fn delete(
             done.orphaned.push((r.to_string(), why));
             continue;
         }
-        let Some(resolved) = target.resources.resolve(&r.api_version(), &r.kind) else {
+        let Some(resolved) = target.resources().resolve(&r.api_version(), &r.kind) else {
             // The kind is no longer served: nothing of it can be left.
             done.pruned.push(r);
             continue;

@@ -2,6 +2,7 @@
 //! discovery, and small helpers around kube's API and errors.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, DynamicObject};
@@ -20,7 +21,8 @@ pub struct Target {
     pub client: kube::Client,
     /// The configuration `client` was made from; impersonating clients start from it.
     config: kube::Config,
-    pub resources: Resources,
+    /// Discovery, as last run: at connect, and again when a run meets kinds it lacks.
+    resources: std::sync::RwLock<Arc<Resources>>,
     /// Namespace of objects that name none.
     pub default_namespace: String,
     /// What the cluster serves, as renderers see it, and when it was read.
@@ -104,7 +106,7 @@ impl Target {
             inventory_client: client.clone(),
             client,
             config,
-            resources,
+            resources: std::sync::RwLock::new(Arc::new(resources)),
             default_namespace,
             cluster: Default::default(),
             remotes: Default::default(),
@@ -126,6 +128,16 @@ impl Target {
         let cluster = Cluster { version, api_versions };
         *cached = Some((Instant::now(), cluster.clone()));
         Ok(cluster)
+    }
+
+    /// What the cluster serves, as discovery last saw it.
+    pub fn resources(&self) -> Arc<Resources> {
+        self.resources.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Discovery run again (kinds of new CRDs): later runs and the drift watches see them.
+    pub fn learn(&self, fresh: Arc<Resources>) {
+        *self.resources.write().unwrap_or_else(|p| p.into_inner()) = fresh;
     }
 
     /// The inventories, in the cluster moor runs in (also for a remote cluster's pipelines).

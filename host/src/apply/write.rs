@@ -92,6 +92,7 @@ impl Writes {
 /// Writes `planned` in [`Order`]: stage zero, waited for; then each wave, healthy before
 /// the next when the pipeline waits (a wave's health failing is a failure of stage health).
 pub async fn write(
+    target: &super::Target,
     client: &kube::Client,
     pipeline: &PipelineSpec,
     planned: Vec<Planned>,
@@ -105,10 +106,13 @@ pub async fn write(
     wait_stage_zero(client, &changed, progress).await.map_err(at(Stage::Apply))?;
 
     if waves.iter().flat_map(|w| w.groups.iter().flatten()).any(|(d, _)| d.resolved.is_none()) {
-        // Kinds defined by this pipeline's CRDs: discovery sees them now.
+        // Kinds defined by this pipeline's CRDs: discovery sees them now, and from now on
+        // the next runs and the drift watches do too.
         let fresh = Resources::discover(client).await.map_err(|source| {
             at(Stage::Apply)(ApplyError::Kube { what: "discovery after stage zero".into(), source })
         })?;
+        let fresh = std::sync::Arc::new(fresh);
+        target.learn(fresh.clone());
         for (d, _) in waves.iter_mut().flat_map(|w| w.groups.iter_mut().flatten()).filter(|(d, _)| d.resolved.is_none())
         {
             let resolved = fresh.resolve(d.object.api_version(), d.object.kind()).ok_or_else(|| {

@@ -4,9 +4,9 @@
 //! triggers that pipeline soon after it is observed. Changes to fields moor does not set
 //! (status, an autoscaler's replicas, annotations of others) are not drift.
 //!
-//! Kinds defined by a pipeline's own CRDs are watched once discovery (at start-up) knows
-//! them; until then their drift is corrected by the interval run. A pipeline's objects in
-//! a remote cluster (`[[cluster]]`) are watched there.
+//! Kinds defined by a pipeline's own CRDs are watched from the end of the run that created
+//! them: the run's discovery after stage zero becomes the target's. A pipeline's objects
+//! in a remote cluster (`[[cluster]]`) are watched there.
 //!
 //! What the watches see is also kept in the target's live cache ([`crate::apply::live`]),
 //! which the runs read instead of LISTing.
@@ -59,7 +59,7 @@ impl Controller {
 
     async fn watch_kind(self: Arc<Self>, remote: Option<Arc<Target>>, api_version: String, kind: String) {
         let target = remote.as_deref().unwrap_or(&self.target);
-        let Some(resolved) = target.resources.resolve(&api_version, &kind) else { return };
+        let Some(resolved) = target.resources().resolve(&api_version, &kind) else { return };
         let api: Api<DynamicObject> = Api::all_with(target.client.clone(), &resolved.resource);
         // This instance's objects; inventories carry a role: they are moor's own records.
         let instance = self.config().settings.instance.clone();

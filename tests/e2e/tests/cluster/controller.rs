@@ -388,6 +388,46 @@ async fn a_run_with_nothing_changed_costs_one_request() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// #16: objects of a kind the pipeline's own CRD defines are watched for drift from the
+/// run that created the CRD on, without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_on_a_kind_its_own_crd_defines() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "ctl-crd-drift").await?;
+    let group = format!("{}.moor.test", p.ns);
+    p.file("crd.yaml", &format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: widgets.{group}}}\nspec:\n  group: {group}\n  names: {{kind: Widget, plural: widgets, singular: widget}}\n  scope: Namespaced\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n          type: object\n          x-kubernetes-preserve-unknown-fields: true\n"
+    ));
+    p.file(
+        "widget.yaml",
+        &format!(
+            "apiVersion: {group}/v1\nkind: Widget\nmetadata: {{name: w1, namespace: '{{ns}}'}}\nspec: {{size: 2}}\n"
+        ),
+    );
+    let config = p.config_with("", "", "[[pipeline]]\nname = \"crd\"\nsource = \"local\"\ninterval = \"1h\"\n");
+    let moor = Controller::start(BIN, &config, &[], &[]).await?;
+    assert_eq!(moor.runs("crd", 1, 60).await?["last_run"]["ok"], true);
+
+    let resource = kube::discovery::ApiResource {
+        group: group.clone(),
+        version: "v1".into(),
+        api_version: format!("{group}/v1"),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    };
+    let widgets: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), &p.ns, &resource);
+    let size = || async { anyhow::Ok(widgets.get("w1").await?.data["spec"]["size"].as_i64()) };
+    // The watch starts after the run; an edit made before it lists is still drift.
+    widgets.patch("w1", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"size": 5}}))).await?;
+    eventually(20, "the hand-made edit of the Widget to be put back", || async {
+        Ok((size().await? == Some(2)).then_some(()))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n--- log ---\n{}", moor.log_text()))?;
+    assert_eq!(moor.pipeline("crd").await?["last_run"]["trigger"], "drift");
+    Ok(())
+}
+
 /// CORE-3: a valid config takes effect without a restart; an invalid one is rejected,
 /// shown, and the old config keeps running.
 #[tokio::test(flavor = "multi_thread")]
