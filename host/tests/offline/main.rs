@@ -6,6 +6,7 @@ mod conventions;
 mod fixtures;
 mod git;
 mod hostile;
+mod hostile_generated;
 mod krm;
 mod loading;
 mod plugin_authoring;

@@ -83,11 +83,18 @@ pub fn render_tree(config: &Config, root: &Path, path: &str) -> Outcome<Vec<Obje
     let ignore = ignore_set(&config.ignore)?;
     let dir = root.join(path);
     let mut files = Vec::new();
-    collect(&dir, config.recursive, &mut files)
+    let mut broken = Vec::new();
+    collect(&dir, config.recursive, &mut files, &mut broken)
         .map_err(|e| vec![Diagnostic::error(format!("cannot read directory: {e}")).at(path, 0)])?;
+    let origin_of = |file: &Path| file.strip_prefix(root).unwrap_or(file).to_string_lossy().into_owned();
+    if !broken.is_empty() {
+        return Err(broken
+            .into_iter()
+            .map(|(link, e)| Diagnostic::error(format!("symlink: {e}")).at(&origin_of(&link), 0))
+            .collect());
+    }
     files.sort();
     files.retain(|file| !ignore.is_match(file.strip_prefix(&dir).unwrap_or(file)));
-    let origin_of = |file: &Path| file.strip_prefix(root).unwrap_or(file).to_string_lossy().into_owned();
     let refused: Vec<Diagnostic> = files.iter().filter_map(|f| other_renderers_file(&origin_of(f))).collect();
     if !refused.is_empty() {
         return Err(refused);
@@ -132,7 +139,35 @@ pub fn render_tree(config: &Config, root: &Path, path: &str) -> Outcome<Vec<Obje
 /// Reads a whole file. Natively, with std.
 #[cfg(not(target_arch = "wasm32"))]
 fn read_file(path: &Path) -> std::io::Result<String> {
-    std::fs::read_to_string(path)
+    decode(std::fs::read(path)?)
+}
+
+/// A file's text as kubectl reads it: UTF-8, or UTF-16 with a byte-order mark (as some
+/// Windows tools write it).
+fn decode(bytes: Vec<u8>) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind};
+    let utf16 = |units: Vec<u16>| {
+        char::decode_utf16(units)
+            .collect::<Result<String, _>>()
+            .map_err(|e| Error::new(ErrorKind::InvalidData, format!("not UTF-16 text after its byte-order mark: {e}")))
+    };
+    let pairs = |rest: &[u8], unit: fn([u8; 2]) -> u16| -> Vec<u16> {
+        rest.chunks_exact(2).map(|c| unit([c[0], c[1]])).collect()
+    };
+    if matches!(bytes.as_slice(), [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..]) && bytes.len() % 2 == 1 {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            "not UTF-16 text after its byte-order mark: an odd number of bytes",
+        ));
+    }
+    match bytes.as_slice() {
+        [0xFF, 0xFE, rest @ ..] => utf16(pairs(rest, u16::from_le_bytes)),
+        [0xFE, 0xFF, rest @ ..] => utf16(pairs(rest, u16::from_be_bytes)),
+        _ => String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            Error::new(ErrorKind::InvalidData, format!("not UTF-8 text: invalid byte sequence at offset {at}"))
+        }),
+    }
 }
 
 /// Reads a whole file. In the sandbox every file operation is a host call, and std makes
@@ -170,7 +205,7 @@ fn read_file(path: &Path) -> std::io::Result<String> {
         }
         Ok::<_, Error>(out)
     })?;
-    String::from_utf8(bytes).map_err(|e| Error::new(ErrorKind::InvalidData, e))
+    decode(bytes)
 }
 
 fn ignore_set(patterns: &[String]) -> Outcome<GlobSet> {
@@ -183,18 +218,41 @@ fn ignore_set(patterns: &[String]) -> Outcome<GlobSet> {
     builder.build().map_err(|e| vec![Diagnostic::error(format!("ignore patterns: {e}"))])
 }
 
-fn collect(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// The manifests under `dir`, as kubectl finds them: a symlink to a file is read (the
+/// source kept only symlinks that stay in the tree), a symlink to a directory is not
+/// followed (with a warning). Symlinks that lead nowhere (dangling, a loop) go to `broken`.
+fn collect(
+    dir: &Path,
+    recursive: bool,
+    out: &mut Vec<PathBuf>,
+    broken: &mut Vec<(PathBuf, std::io::Error)>,
+) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         if name.to_string_lossy().starts_with('.') {
             continue;
         }
-        let kind = entry.file_type()?;
+        let mut kind = entry.file_type()?;
         let path = entry.path();
+        if kind.is_symlink() {
+            if !is_manifest_name(&path) {
+                if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+                    log::warn(&format!("{}: a symlink to a directory, not followed (as kubectl)", path.display()));
+                }
+                continue;
+            }
+            match std::fs::metadata(&path) {
+                Ok(target) => kind = target.file_type(),
+                Err(e) => {
+                    broken.push((path, e));
+                    continue;
+                }
+            }
+        }
         if kind.is_dir() {
             if recursive {
-                collect(&path, recursive, out)?;
+                collect(&path, recursive, out, broken)?;
             }
         } else if kind.is_file() && is_manifest_name(&path) {
             out.push(path);
@@ -236,14 +294,23 @@ pub fn parse_file(origin: &str, text: &str) -> Outcome<Vec<Object>> {
     let mut objects = Vec::new();
     let mut diagnostics = Vec::new();
     if origin.ends_with(".json") {
-        match serde_json::from_str::<Value>(text) {
-            Ok(value) => push_object(value, origin, 1, &mut objects),
+        match serde_json::from_str::<Strict>(text) {
+            Ok(Strict(value)) => push_object(value, origin, 1, &mut objects),
             Err(e) => diagnostics.push(Diagnostic::error(format!("invalid JSON: {e}")).at(origin, e.line() as u32)),
         }
     } else {
         for doc in split_documents(text) {
             match serde_saphyr::from_str_with_options::<Value>(doc.text, as_kubectl_reads()) {
                 Ok(value) => push_object(value, origin, doc.first_content_line, &mut objects),
+                // Told at once: serde_yaml_ng takes time quadratic in the depth to say so
+                // (a minute at 100,000 levels).
+                Err(refusal) if too_deep(&refusal).is_some() => {
+                    let line = too_deep(&refusal).unwrap_or_default() + doc.start_line - 1;
+                    diagnostics.push(
+                        Diagnostic::error(format!("invalid YAML: nested deeper than {MAX_DEPTH} levels"))
+                            .at(origin, line),
+                    );
+                }
                 // serde_yaml_ng's messages and locations are the clearer ones; it decides
                 // the message, not whether the document is valid.
                 Err(refusal) => match serde_yaml_ng::from_str::<Value>(doc.text) {
@@ -270,7 +337,113 @@ pub fn as_kubectl_reads() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     options.legacy_octal_numbers = true;
     options.strict_booleans = true;
+    let mut budget = options.budget.take().unwrap_or_default();
+    budget.max_depth = MAX_DEPTH;
+    options.budget = Some(budget);
     options
+}
+
+/// A JSON value read as strictly as YAML is: a duplicate key is an error (serde_json keeps
+/// the last), and so is nesting deeper than [`MAX_DEPTH`].
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::DeserializeSeed::deserialize(StrictSeed(0), deserializer).map(Strict)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct StrictSeed(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for StrictSeed {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StrictSeed {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("a number JSON cannot hold"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = self.deeper()?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(inner)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let inner = self.deeper()?;
+        let mut fields = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if fields.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate mapping key `{key}`")));
+            }
+            let value = map.next_value_seed(inner)?;
+            fields.insert(key, value);
+        }
+        Ok(Value::Object(fields))
+    }
+}
+
+impl StrictSeed {
+    fn deeper<E: serde::de::Error>(self) -> Result<StrictSeed, E> {
+        if self.0 >= MAX_DEPTH {
+            return Err(E::custom(format!("nested deeper than {MAX_DEPTH} levels")));
+        }
+        Ok(StrictSeed(self.0 + 1))
+    }
+}
+
+/// How deep mappings and sequences may nest in a document. The deepest real manifests
+/// (CRDs' schemas, such as Argo CD's) nest about 30 levels. JSON files have the same limit.
+pub const MAX_DEPTH: usize = 64;
+
+/// The document line where the parser found nesting over [`MAX_DEPTH`], if that was why
+/// it refused.
+fn too_deep(refusal: &serde_saphyr::Error) -> Option<u32> {
+    use serde_saphyr::{Error, budget::BudgetBreach};
+    let mut error = refusal;
+    while let Error::AliasError { error: inner, .. } | Error::WithSnippet { error: inner, .. } = error {
+        error = inner;
+    }
+    match error {
+        Error::Budget { breach: BudgetBreach::Depth { .. }, location } => Some(location.line().max(1) as u32),
+        // The scanner's own limit on nested flow collections (`[[[[…`), deeper still.
+        Error::ExternalMessage { msg, location, .. } if msg == "recursion limit exceeded" => {
+            Some(location.line().max(1) as u32)
+        }
+        _ => None,
+    }
 }
 
 fn push_object(value: Value, origin: &str, line: u32, out: &mut Vec<Object>) {
