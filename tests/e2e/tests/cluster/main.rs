@@ -8,6 +8,7 @@ mod entrypoint;
 mod helm;
 mod helm_repo;
 mod http_limits;
+mod image;
 mod instances;
 mod kustomize;
 mod notifiers;
