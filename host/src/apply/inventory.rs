@@ -141,12 +141,23 @@ impl Inventory {
         gz.finish()
     }
 
+    /// The stored form read back. At most [`MAX_DECODED`] bytes are inflated: a ConfigMap
+    /// holds at most 1 MiB, and a gzip bomb in one must not take the process's memory.
     pub fn decode(bytes: &[u8]) -> std::io::Result<Inventory> {
         let mut json = Vec::new();
-        flate2::read::GzDecoder::new(bytes).read_to_end(&mut json)?;
+        flate2::read::GzDecoder::new(bytes).take(MAX_DECODED + 1).read_to_end(&mut json)?;
+        if json.len() as u64 > MAX_DECODED {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("inflates to more than {} MiB", MAX_DECODED >> 20),
+            ));
+        }
         Ok(serde_json::from_slice(&json)?)
     }
 }
+
+/// How large an inventory may inflate to: 10,000 objects take about 2 MiB.
+const MAX_DECODED: u64 = 64 << 20;
 
 /// Name of the ConfigMap holding the inventory of `pipeline` of `instance`: two instances
 /// with a pipeline of the same name keep separate inventories.
@@ -341,6 +352,20 @@ fn decode_configmap(cm: &ConfigMap) -> std::io::Result<Inventory> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gzip_bomb_is_refused_without_inflating_it() {
+        // 100 MiB of spaces compress to about 100 KiB: within a ConfigMap's 1 MiB.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let chunk = vec![b' '; 1 << 20];
+        for _ in 0..100 {
+            gz.write_all(&chunk).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+        let err = Inventory::decode(&bomb).unwrap_err().to_string();
+        assert!(err.contains("inflates to more than 64 MiB"), "{err}");
+    }
 
     #[test]
     fn ten_thousand_objects_fit_well_under_a_mebibyte() {

@@ -8,6 +8,8 @@
 //! lacks is read by name, one it shows stale is compared, found to differ and asked of the
 //! server (a dry-run) before anything is written, and a change it has not heard of yet
 //! triggers a drift run when it arrives. `moor apply` has no watches and always LISTs.
+//! The watches read with moor's own identity, also for a pipeline that writes as its
+//! `service_account`: they hold only objects labelled as that pipeline's own.
 //!
 //! Objects are kept as compact JSON text without `managedFields`: a `Value` tree costs
 //! several times its text, for every managed object of the instance.

@@ -237,6 +237,14 @@ impl Project {
         result.report.expect("a report")
     }
 
+    /// The names of the objects the inventory of pipeline `name` (of this instance) lists.
+    pub async fn inventory_names(&self, name: &str) -> anyhow::Result<std::collections::BTreeSet<String>> {
+        let client = cluster().client().await?;
+        let store = moor::apply::inventory::Store::new(client, "moor-system", &self.instance);
+        let inventory = store.load(name).await.map_err(anyhow::Error::msg)?;
+        Ok(inventory.refs().map(|r| r.name.clone()).collect())
+    }
+
     /// The error of pipeline `name`, which must have failed.
     pub async fn apply_err(&self, name: &str) -> String {
         let results = self.apply().await.expect("apply runs");

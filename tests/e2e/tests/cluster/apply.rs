@@ -417,12 +417,7 @@ async fn a_kill_in_mid_apply_then_a_rerun_converges_with_no_orphan_and_nothing_w
     assert!(new_after_kill < 600, "the apply finished before the kill ({created} seen); the test proves nothing");
 
     // Everything the killed run created is named in the inventory: nothing can be orphaned.
-    let target = c.target().await?;
-    let settings =
-        moor::config::Settings { namespace: "moor-system".into(), instance: p.instance.clone(), ..Default::default() };
-    let store = moor::apply::inventory::Store::new(target.client.clone(), &settings.namespace, &settings.instance);
-    let inventory = store.load(&p.ns).await.map_err(anyhow::Error::msg)?;
-    let named: std::collections::HashSet<String> = inventory.refs().map(|r| r.name.clone()).collect();
+    let named = p.inventory_names(&p.ns).await?;
     for name in &after_kill {
         assert!(named.contains(name), "{name} exists but is not in the inventory");
     }

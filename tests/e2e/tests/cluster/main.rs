@@ -1,6 +1,7 @@
 //! Tests against the real control plane of tests/cluster (see moor_e2e's docs).
 
 mod apply;
+mod chaos;
 mod config_sync;
 mod control_plane;
 mod controller;
