@@ -71,7 +71,9 @@ async fn kills_at_random_moments_orphan_nothing_and_delete_nothing_wrongly() -> 
     let config = p.config("[[pipeline]]\nname = \"{ns}\"\nsource = \"local\"\nwait = false\n");
     let selector = ListParams::default().labels(&format!("moor.dev/pipeline={}", p.ns));
     let labelled = || async {
-        anyhow::Ok(cms.list(&selector).await?.items.into_iter().filter_map(|c| c.metadata.name).collect::<BTreeSet<_>>())
+        anyhow::Ok(
+            cms.list(&selector).await?.items.into_iter().filter_map(|c| c.metadata.name).collect::<BTreeSet<_>>(),
+        )
     };
 
     let mut wanted: BTreeSet<String> = (0..60).map(|i| format!("cm-{i}")).collect();
@@ -111,7 +113,11 @@ async fn kills_at_random_moments_orphan_nothing_and_delete_nothing_wrongly() -> 
         }
         let started = Instant::now();
         let out = moor_apply(&config).output()?;
-        assert!(out.status.success(), "revision {revision}: the re-run failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "revision {revision}: the re-run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         run_time = started.elapsed();
 
         let live = labelled().await?;
@@ -121,7 +127,10 @@ async fn kills_at_random_moments_orphan_nothing_and_delete_nothing_wrongly() -> 
             let data = object.data.unwrap_or_default();
             let name = object.metadata.name.unwrap_or_default();
             let file = std::fs::read_to_string(p.dir.path().join(format!("tree/{name}.yaml")))?;
-            assert!(file.contains(&format!("revision: '{}'", data["revision"])), "revision {revision}: {name} has {data:?}");
+            assert!(
+                file.contains(&format!("revision: '{}'", data["revision"])),
+                "revision {revision}: {name} has {data:?}"
+            );
         }
         for bystander in ["other-pipelines", "unlabelled"] {
             assert!(cms.get_opt(bystander).await?.is_some(), "revision {revision}: {bystander} was deleted");

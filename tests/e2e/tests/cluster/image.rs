@@ -12,12 +12,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_moor-under-test");
 
 fn run(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{cmd:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    anyhow::ensure!(out.status.success(), "{cmd:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
@@ -59,7 +54,10 @@ async fn the_image_from_scratch_runs_the_quickstart() -> anyhow::Result<()> {
         std::fs::write(dir.path().join("manifests").join(entry.file_name()), text)?;
     }
     let config = std::fs::read_to_string(example.join("moor.toml"))?;
-    std::fs::write(dir.path().join("moor.toml"), config.replace("[moor]\n", &format!("[moor]\ninstance = \"{ns}\"\n")))?;
+    std::fs::write(
+        dir.path().join("moor.toml"),
+        config.replace("[moor]\n", &format!("[moor]\ninstance = \"{ns}\"\n")),
+    )?;
     std::fs::copy(&c.kubeconfig, dir.path().join("kubeconfig"))?;
     // As these machines run containers (field notes): runc, cgroupfs, no default ulimits.
     std::fs::write(dir.path().join("containers.conf"), "[containers]\ndefault_ulimits = []\n")?;
