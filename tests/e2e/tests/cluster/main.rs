@@ -6,6 +6,7 @@ mod config_sync;
 mod control_plane;
 mod controller;
 mod entrypoint;
+mod faults;
 mod helm;
 mod helm_repo;
 mod http_limits;
