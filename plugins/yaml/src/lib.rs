@@ -90,7 +90,7 @@ pub fn render_tree(config: &Config, root: &Path, path: &str) -> Outcome<Vec<Obje
     if !broken.is_empty() {
         return Err(broken
             .into_iter()
-            .map(|(link, e)| Diagnostic::error(format!("symlink: {e}")).at(&origin_of(&link), 0))
+            .map(|(link, e)| Diagnostic::error(format!("symlink: {e}")).at(origin_of(&link), 0))
             .collect());
     }
     files.sort();
