@@ -51,6 +51,11 @@ impl Cache {
 
     /// Takes in one event of the watch on `resource` that selects `instance`'s objects.
     pub fn event(&self, resource: &ApiResource, instance: &str, event: &Event<DynamicObject>) {
+        // Serialized before the lock is taken: every watch and run shares it.
+        let kept = match event {
+            Event::InitApply(object) | Event::Apply(object) | Event::Delete(object) => entry(resource, object),
+            Event::Init | Event::InitDone => None,
+        };
         let mut kinds = self.lock();
         let kind = kinds.entry((resource.api_version.clone(), resource.kind.clone())).or_default();
         if kind.instance != instance {
@@ -58,9 +63,9 @@ impl Cache {
         }
         match event {
             Event::Init => kind.relist = Some(ByPipeline::new()),
-            Event::InitApply(object) => {
+            Event::InitApply(_) => {
                 let into = kind.relist.get_or_insert_with(ByPipeline::new);
-                if let Some((pipeline, key, text)) = entry(resource, object) {
+                if let Some((pipeline, key, text)) = kept {
                     into.entry(pipeline).or_default().insert(key, text);
                 }
             }
@@ -68,13 +73,13 @@ impl Cache {
                 kind.objects = kind.relist.take().unwrap_or_default();
                 kind.synced = true;
             }
-            Event::Apply(object) => {
-                if let Some((pipeline, key, text)) = entry(resource, object) {
+            Event::Apply(_) => {
+                if let Some((pipeline, key, text)) = kept {
                     kind.objects.entry(pipeline).or_default().insert(key, text);
                 }
             }
-            Event::Delete(object) => {
-                if let Some((pipeline, key, _)) = entry(resource, object)
+            Event::Delete(_) => {
+                if let Some((pipeline, key, _)) = kept
                     && let Some(objects) = kind.objects.get_mut(&pipeline)
                 {
                     objects.remove(&key);
