@@ -15,6 +15,7 @@
 //! one by one would apply them without the overlay (or the templates) they belong to.
 
 mod documents;
+mod json;
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,7 @@ use serde_json::Value;
 
 use documents::shift_lines;
 pub use documents::{Doc, split_documents};
+use json::Strict;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -341,87 +343,6 @@ pub fn as_kubectl_reads() -> serde_saphyr::Options {
     budget.max_depth = MAX_DEPTH;
     options.budget = Some(budget);
     options
-}
-
-/// A JSON value read as strictly as YAML is: a duplicate key is an error (serde_json keeps
-/// the last), and so is nesting deeper than [`MAX_DEPTH`].
-struct Strict(Value);
-
-impl<'de> serde::Deserialize<'de> for Strict {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        serde::de::DeserializeSeed::deserialize(StrictSeed(0), deserializer).map(Strict)
-    }
-}
-
-#[derive(Clone, Copy)]
-struct StrictSeed(usize);
-
-impl<'de> serde::de::DeserializeSeed<'de> for StrictSeed {
-    type Value = Value;
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for StrictSeed {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("a number JSON cannot hold"))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let inner = self.deeper()?;
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(inner)? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let inner = self.deeper()?;
-        let mut fields = serde_json::Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if fields.contains_key(&key) {
-                return Err(serde::de::Error::custom(format!("duplicate mapping key `{key}`")));
-            }
-            let value = map.next_value_seed(inner)?;
-            fields.insert(key, value);
-        }
-        Ok(Value::Object(fields))
-    }
-}
-
-impl StrictSeed {
-    fn deeper<E: serde::de::Error>(self) -> Result<StrictSeed, E> {
-        if self.0 >= MAX_DEPTH {
-            return Err(E::custom(format!("nested deeper than {MAX_DEPTH} levels")));
-        }
-        Ok(StrictSeed(self.0 + 1))
-    }
 }
 
 /// How deep mappings and sequences may nest in a document. The deepest real manifests
