@@ -210,6 +210,13 @@ pub struct GitSpec {
     pub depth: u32,
     #[serde(default)]
     pub credentials: Option<GitCredentials>,
+    /// PEM certificates trusted for an `https://` remote, besides the system's roots (a
+    /// private CA). Relative to the config's directory. A Secret's `ca.crt` does the same.
+    pub ca_file: Option<PathBuf>,
+    /// The host keys an `ssh://` remote may present, in `known_hosts` format, relative to
+    /// the config's directory. A Secret's `known_hosts` does the same; without either, the
+    /// user's `~/.ssh/known_hosts`. An unknown host key is always refused.
+    pub known_hosts_file: Option<PathBuf>,
 }
 
 fn default_depth() -> u32 {
@@ -237,7 +244,8 @@ pub struct GitCredentials {
     /// A private key for ssh URLs.
     pub ssh_key_file: Option<PathBuf>,
     /// A Kubernetes Secret (`name` or `namespace/name`) holding `username` and `password`
-    /// (HTTP basic) or `identity` (an SSH private key), as Flux's git secrets do (FA-1).
+    /// (HTTP basic) or `identity` (an SSH private key), and optionally `known_hosts` and
+    /// `ca.crt`, as Flux's git secrets do (FA-1).
     pub secret: Option<String>,
 }
 

@@ -13,9 +13,10 @@ use std::sync::atomic::AtomicBool;
 use gix::remote::Direction;
 use sha2::{Digest, Sha256};
 
+use super::git_access::Access;
 use super::tree::TreeBuilder;
 use super::{Snapshot, SourceError};
-use crate::config::{GitCredentials, GitSpec, TreeLimits};
+use crate::config::{GitSpec, TreeLimits};
 
 /// What a fetch had to do, for callers that care (tests, metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,7 +55,7 @@ pub fn snapshot(
     let commit_id =
         match pinned.and_then(|id| gix::ObjectId::from_hex(id.as_bytes()).ok()).filter(|id| repo.has_object(id)) {
             Some(id) => id,
-            None => fetch(&repo, &url, spec, secret, &mut report).map_err(|m| err(redact(&m)))?,
+            None => fetch(&repo, &url, spec, base, secret, &mut report).map_err(|m| err(redact(&m)))?,
         };
 
     let commit = repo
@@ -95,31 +96,14 @@ fn fetch(
     repo: &gix::Repository,
     url: &str,
     spec: &GitSpec,
+    base: &Path,
     secret: Option<&BTreeMap<String, String>>,
     report: &mut FetchReport,
 ) -> Result<gix::ObjectId, String> {
     let wanted = spec.reference.clone().unwrap_or_else(|| "HEAD".into());
     let mut repo = repo.clone();
-    // An SSH key from a Secret lives in a private file for the length of the fetch.
-    let identity = match secret.and_then(|s| s.get("identity")) {
-        Some(key) => {
-            let mut file = tempfile::NamedTempFile::new().map_err(|e| format!("cannot write the SSH key: {e}"))?;
-            std::io::Write::write_all(&mut file, key.as_bytes())
-                .map_err(|e| format!("cannot write the SSH key: {e}"))?;
-            Some(file.into_temp_path())
-        }
-        None => None,
-    };
-    let key_file = identity.as_deref().or(spec.credentials.as_ref().and_then(|c| c.ssh_key_file.as_deref()));
-    if let Some(key) = key_file {
-        let mut config = repo.config_snapshot_mut();
-        let command = format!(
-            "ssh -i '{}' -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
-            key.display()
-        );
-        config.set_value(&gix::config::tree::Core::SSH_COMMAND, command.as_str()).map_err(|e| e.to_string())?;
-        config.commit().map_err(|e| e.to_string())?;
-    }
+    let access = Access::new(spec, url, base, secret)?;
+    access.configure(&mut repo)?;
     let refspec = if is_full_commit_id(&wanted) { wanted.clone() } else { format!("+{wanted}:refs/moor/wanted") };
     let remote = repo
         .remote_at(url)
@@ -127,18 +111,12 @@ fn fetch(
         .with_refspecs([refspec.as_str()], Direction::Fetch)
         .map_err(|e| format!("invalid ref `{wanted}`: {e}"))?
         .with_fetch_tags(gix::remote::fetch::Tags::None);
-    let connection = remote.connect(Direction::Fetch).map_err(|e| format!("cannot connect: {e}"))?;
-    let account = credentials(spec.credentials.as_ref(), secret)?;
-    let connection = connection.with_credentials(move |action| match (&action, &account) {
-        (gix::credentials::helper::Action::Get(ctx), Some(account)) => {
-            Ok(Some(gix::credentials::protocol::Outcome { identity: account.clone(), next: ctx.clone().into() }))
-        }
-        _ => Ok(None),
-    });
+    let connection = remote.connect(Direction::Fetch).map_err(|e| format!("cannot connect: {}", causes(&e)))?;
+    let connection = access.connect(&repo, url, connection)?;
     report.contacted = true;
     let prepare = connection
         .prepare_fetch(gix::progress::Discard, gix::remote::ref_map::Options::default())
-        .map_err(|e| format!("cannot list refs: {e}"))?;
+        .map_err(|e| access.explain(format!("cannot list refs: {}", causes(&e))))?;
     let advertised = prepare
         .ref_map()
         .mappings
@@ -155,51 +133,24 @@ fn fetch(
     prepare
         .with_shallow(shallow)
         .receive(gix::progress::Discard, &AtomicBool::new(false))
-        .map_err(|e| format!("fetch failed: {e}"))?;
+        .map_err(|e| access.explain(format!("fetch failed: {}", causes(&e))))?;
     report.received = true;
     Ok(advertised)
 }
 
-fn credentials(
-    spec: Option<&GitCredentials>,
-    secret: Option<&BTreeMap<String, String>>,
-) -> Result<Option<gix::sec::identity::Account>, String> {
-    let Some(c) = spec else { return Ok(None) };
-    if let Some(secret) = secret
-        && let Some(password) = secret.get("password")
-    {
-        return Ok(Some(gix::sec::identity::Account {
-            username: secret.get("username").cloned().unwrap_or_else(|| "git".into()),
-            password: password.clone(),
-            oauth_refresh_token: None,
-        }));
+/// `error` and what caused it, each message once: gix's top-level messages ("Transport
+/// handshake failed") name the step, their sources say why.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut messages: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let message = e.to_string();
+        if !messages.iter().any(|m| m.contains(&message)) {
+            messages.push(message);
+        }
+        next = e.source();
     }
-    let env = |name: &String| {
-        std::env::var(name).map_err(|_| format!("credentials: environment variable `{name}` is not set"))
-    };
-    let username = match (&c.username, &c.username_env) {
-        (Some(u), _) => Some(u.clone()),
-        (None, Some(var)) => Some(env(var)?),
-        (None, None) => None,
-    };
-    let password = match (&c.password_file, &c.password_env) {
-        (Some(file), _) => Some(
-            std::fs::read_to_string(file)
-                .map_err(|e| format!("credentials: cannot read password file {}: {e}", file.display()))?
-                .trim_end()
-                .to_owned(),
-        ),
-        (None, Some(var)) => Some(env(var)?),
-        (None, None) => None,
-    };
-    Ok(match (username, password) {
-        (None, None) => None,
-        (username, password) => Some(gix::sec::identity::Account {
-            username: username.unwrap_or_else(|| "git".into()),
-            password: password.unwrap_or_default(),
-            oauth_refresh_token: None,
-        }),
-    })
+    messages.join(": ")
 }
 
 fn is_full_commit_id(r: &str) -> bool {
@@ -249,21 +200,6 @@ pub fn redact(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_secret_gives_the_credentials() {
-        let spec = GitCredentials { secret: Some("git-creds".into()), ..Default::default() };
-        let secret =
-            BTreeMap::from([("username".to_owned(), "bot".to_owned()), ("password".to_owned(), "pw".to_owned())]);
-        let account = credentials(Some(&spec), Some(&secret)).unwrap().unwrap();
-        assert_eq!((account.username.as_str(), account.password.as_str()), ("bot", "pw"));
-        // Without a username, git's convention.
-        let secret = BTreeMap::from([("password".to_owned(), "token".to_owned())]);
-        assert_eq!(credentials(Some(&spec), Some(&secret)).unwrap().unwrap().username, "git");
-        // An SSH identity is no HTTP account.
-        let secret = BTreeMap::from([("identity".to_owned(), "-----BEGIN".to_owned())]);
-        assert!(credentials(Some(&spec), Some(&secret)).unwrap().is_none());
-    }
 
     #[test]
     fn passwords_in_urls_are_redacted() {

@@ -11,6 +11,7 @@
 //! paths that leave the tree, symlinks that point out of it, and trees over their caps.
 
 pub mod git;
+mod git_access;
 pub mod helm;
 pub mod tree;
 

@@ -62,6 +62,8 @@ fn spec(f: &Fixture, reference: Option<&str>) -> GitSpec {
         reference: reference.map(str::to_owned),
         depth: 1,
         credentials: None,
+        ca_file: None,
+        known_hosts_file: None,
     }
 }
 

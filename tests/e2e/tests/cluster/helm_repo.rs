@@ -20,7 +20,7 @@ impl Drop for Served {
 }
 
 /// `command`, started in `dir`, once it listens on `port`.
-fn start(command: &mut Command, dir: &Path, port: u16) -> Served {
+pub(super) fn start(command: &mut Command, dir: &Path, port: u16) -> Served {
     let child = command
         .current_dir(dir)
         .stdout(std::process::Stdio::null())

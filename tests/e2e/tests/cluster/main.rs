@@ -7,6 +7,7 @@ mod control_plane;
 mod controller;
 mod entrypoint;
 mod faults;
+mod git_servers;
 mod helm;
 mod helm_repo;
 mod http_limits;
