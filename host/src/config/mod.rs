@@ -196,6 +196,8 @@ fn display_path(path: &serde_path_to_error::Path) -> String {
     for segment in path.iter() {
         match segment {
             Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            // The field `toml::Spanned` reads its value through, not the user's.
+            Segment::Map { key } if key.starts_with("$__serde_spanned") => {}
             Segment::Map { key } | Segment::Enum { variant: key } => {
                 if !out.is_empty() {
                     out.push('.');

@@ -29,6 +29,13 @@ fn an_unknown_key_is_located() {
 }
 
 #[test]
+fn an_unknown_key_inside_a_spanned_table_names_only_the_users_keys() {
+    let text = "[[source]]\nname = \"s\"\ngit = { url = \"https://example.com/x.git\", ca = \"ca.pem\" }\n";
+    let e = error(text);
+    assert!(e.starts_with("moor.toml:3:44: source[0].git.ca: unknown field `ca`, expected one of `url`"), "{e}");
+}
+
+#[test]
 fn a_bad_duration_is_located() {
     let text = format!("{OK_SOURCE}\n[[pipeline]]\nname = \"web\"\nsource = \"s\"\ninterval = \"5 parsecs\"\n");
     let e = error(&text);
