@@ -2,6 +2,7 @@
 //! sandboxed WebAssembly components. See ARCHITECTURE.md for the map.
 
 pub mod apply;
+pub mod causes;
 pub mod cli;
 pub mod config;
 pub mod config_sync;

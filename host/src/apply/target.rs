@@ -180,11 +180,12 @@ pub fn key_of(resource: &ApiResource, object: &DynamicObject) -> ObjKey {
     }
 }
 
-/// The server's message for an API error; the error itself otherwise.
+/// The server's message for an API error; the error and its causes otherwise (the
+/// connection refused, the certificate not trusted).
 pub fn kube_message(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => s.message.clone(),
-        other => other.to_string(),
+        other => crate::causes::causes(other),
     }
 }
 

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use super::git_access::Access;
 use super::tree::TreeBuilder;
 use super::{Snapshot, SourceError};
+use crate::causes::causes;
 use crate::config::{GitSpec, TreeLimits};
 
 /// What a fetch had to do, for callers that care (tests, metrics).
@@ -136,21 +137,6 @@ fn fetch(
         .map_err(|e| access.explain(format!("fetch failed: {}", causes(&e))))?;
     report.received = true;
     Ok(advertised)
-}
-
-/// `error` and what caused it, each message once: gix's top-level messages ("Transport
-/// handshake failed") name the step, their sources say why.
-fn causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut messages: Vec<String> = Vec::new();
-    let mut next = Some(error);
-    while let Some(e) = next {
-        let message = e.to_string();
-        if !messages.iter().any(|m| m.contains(&message)) {
-            messages.push(message);
-        }
-        next = e.source();
-    }
-    messages.join(": ")
 }
 
 fn is_full_commit_id(r: &str) -> bool {

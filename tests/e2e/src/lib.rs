@@ -27,6 +27,8 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     /// Directory of kubectl, kustomize and the control-plane binaries.
     pub bin: PathBuf,
+    /// Its state directory, when this process started it (and may break it).
+    pub state: Option<PathBuf>,
 }
 
 /// The repository's root.
@@ -41,7 +43,8 @@ pub fn cluster() -> &'static Cluster {
     moor::init_tls();
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        start("MOOR_TEST_KUBECONFIG", "test").unwrap_or_else(|e| panic!("cannot start the test control plane: {e:#}"))
+        start(Some("MOOR_TEST_KUBECONFIG"), "test", &[])
+            .unwrap_or_else(|e| panic!("cannot start the test control plane: {e:#}"))
     })
 }
 
@@ -51,16 +54,26 @@ pub fn remote_cluster() -> &'static Cluster {
     moor::init_tls();
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        start("MOOR_TEST_REMOTE_KUBECONFIG", "remote")
+        start(Some("MOOR_TEST_REMOTE_KUBECONFIG"), "remote", &[])
             .unwrap_or_else(|e| panic!("cannot start the second test control plane: {e:#}"))
     })
 }
 
-fn start(kubeconfig_var: &str, name: &str) -> anyhow::Result<Cluster> {
-    if let Ok(kubeconfig) = std::env::var(kubeconfig_var) {
+/// A control plane of the calling test's own, which it may break (`Cluster::fault`);
+/// `env` goes to `tests/cluster/up` (`MOOR_CLUSTER_APF=1`). Stopped when the test binary
+/// exits.
+pub fn private_cluster(name: &str, env: &[(&str, &str)]) -> anyhow::Result<Cluster> {
+    moor::init_tls();
+    start(None, name, env)
+}
+
+fn start(kubeconfig_var: Option<&str>, name: &str, env: &[(&str, &str)]) -> anyhow::Result<Cluster> {
+    if let Some(kubeconfig_var) = kubeconfig_var
+        && let Ok(kubeconfig) = std::env::var(kubeconfig_var)
+    {
         let bin = std::env::var("MOOR_TEST_BIN")
             .with_context(|| format!("{kubeconfig_var} is set but MOOR_TEST_BIN is not"))?;
-        return Ok(Cluster { kubeconfig: kubeconfig.into(), bin: bin.into() });
+        return Ok(Cluster { kubeconfig: kubeconfig.into(), bin: bin.into(), state: None });
     }
     let root = repo_root();
     let cache = std::env::var_os("MOOR_CACHE")
@@ -82,6 +95,7 @@ fn start(kubeconfig_var: &str, name: &str) -> anyhow::Result<Cluster> {
 
     let out = Command::new(root.join("tests/cluster/up"))
         .env("MOOR_CLUSTER_DIR", &state)
+        .envs(env.iter().copied())
         .stderr(Stdio::inherit())
         .output()
         .context("cannot run tests/cluster/up")?;
@@ -101,6 +115,7 @@ fn start(kubeconfig_var: &str, name: &str) -> anyhow::Result<Cluster> {
     Ok(Cluster {
         kubeconfig: kubeconfig.context("tests/cluster/up printed no KUBECONFIG")?,
         bin: bin.context("tests/cluster/up printed no PATH")?,
+        state: Some(state),
     })
 }
 
@@ -139,6 +154,17 @@ impl Cluster {
         let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
         Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
         Ok(name)
+    }
+
+    /// `tests/cluster/fault ACTION COMPONENT` on this cluster, which this process started.
+    pub fn fault(&self, action: &str, component: &str) -> anyhow::Result<()> {
+        let state = self.state.as_ref().context("only a cluster this process started can be broken")?;
+        let out = Command::new(repo_root().join("tests/cluster/fault"))
+            .args([action, component])
+            .env("MOOR_CLUSTER_DIR", state)
+            .output()?;
+        anyhow::ensure!(out.status.success(), "fault {action} {component}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
     }
 
     /// `kubectl` bound to this cluster.

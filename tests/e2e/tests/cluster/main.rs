@@ -4,6 +4,7 @@ mod apply;
 mod chaos;
 mod config_sync;
 mod control_plane;
+mod control_plane_faults;
 mod controller;
 mod entrypoint;
 mod faults;
