@@ -6,6 +6,7 @@
 
 mod check;
 mod model;
+mod source;
 mod step;
 mod units;
 
@@ -15,6 +16,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
+pub use source::*;
 pub use step::*;
 pub use units::{ByteSize, Seconds};
 
