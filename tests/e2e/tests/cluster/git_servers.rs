@@ -4,6 +4,7 @@
 //! from Secrets; a wrong password, an untrusted CA, an unknown host key and a wrong key
 //! each fail only their own pipeline, with an error that says why and leaks nothing.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -137,18 +138,26 @@ fn pipelines(cases: &[(&str, String, String)]) -> String {
         .collect()
 }
 
-/// The error of each pipeline that failed, by name; panics if `ok` did not all succeed.
-async fn outcomes(p: &Project, ok: &[&str]) -> std::collections::BTreeMap<String, String> {
-    let results = p.apply().await.expect("apply runs");
-    let mut failed = std::collections::BTreeMap::new();
-    for result in results {
-        match (result.ok, ok.contains(&result.pipeline.as_str())) {
+/// Applies `p`: only pipeline `ok` succeeds and applies its ConfigMap; every other one
+/// fails, applies nothing and names none of `secrets` in its error. Their errors, by name.
+async fn only_applied(p: &Project, ok: &str, secrets: &[&str]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut failed = BTreeMap::new();
+    for result in p.apply().await? {
+        match (result.ok, result.pipeline == ok) {
             (true, true) => {}
             (false, false) => drop(failed.insert(result.pipeline, result.error.unwrap_or_default())),
             (ok, _) => panic!("pipeline {} ok = {ok}: {:?}", result.pipeline, result.error),
         }
     }
-    failed
+    let cms: Api<ConfigMap> = Api::namespaced(cluster().client().await?, &p.ns);
+    assert_eq!(cms.get(ok).await?.data.unwrap_or_default()["from"], "git");
+    for (name, error) in &failed {
+        for secret in secrets {
+            assert!(!error.contains(secret), "{name}'s error leaks `{secret}`: {error}");
+        }
+        assert!(cms.get_opt(name).await?.is_none(), "{name} was applied");
+    }
+    Ok(failed)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -179,21 +188,13 @@ async fn https_with_basic_auth_and_a_test_ca_from_a_secret() -> anyhow::Result<(
         ("no-login", url("no-login"), ", ca_file = \"ca.crt\"".into()),
     ]));
 
-    let failed = outcomes(&p, &["trusted"]).await;
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    assert_eq!(cms.get("trusted").await?.data.unwrap_or_default()["from"], "git");
+    let failed = only_applied(&p, "trusted", &["correct-horse", "battery-staple", "BEGIN CERTIFICATE"]).await?;
     let error = &failed["wrong-password"];
     assert!(error.contains("source `wrong-password`") && error.contains("not accepted"), "{error}");
     let error = &failed["untrusted-ca"];
     assert!(error.contains("UnknownIssuer"), "{error}");
     let error = &failed["no-login"];
     assert!(error.contains("asks for a login") && error.contains("no `credentials`"), "{error}");
-    for (name, error) in &failed {
-        for secret in ["correct-horse", "battery-staple", "BEGIN CERTIFICATE"] {
-            assert!(!error.contains(secret), "{name}'s error leaks `{secret}`: {error}");
-        }
-        assert!(cms.get_opt(name).await?.is_none(), "{name} was applied");
-    }
     Ok(())
 }
 
@@ -247,16 +248,11 @@ async fn ssh_with_a_deploy_key_and_known_hosts_from_a_secret() -> anyhow::Result
         ("wrong-key", url("wrong-key"), login("git-other-key")),
     ]));
 
-    let failed = outcomes(&p, &["deploy-key"]).await;
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    assert_eq!(cms.get("deploy-key").await?.data.unwrap_or_default()["from"], "git");
+    let key_line = deploy_key.lines().nth(1).unwrap();
+    let failed = only_applied(&p, "deploy-key", &["PRIVATE KEY", key_line]).await?;
     let error = &failed["unknown-host"];
     assert!(error.contains("source `unknown-host`") && error.contains("Host key verification failed"), "{error}");
     let error = &failed["wrong-key"];
     assert!(error.contains("Permission denied (publickey)"), "{error}");
-    for (name, error) in &failed {
-        assert!(!error.contains("PRIVATE KEY") && !error.contains(deploy_key.lines().nth(1).unwrap()), "{error}");
-        assert!(cms.get_opt(name).await?.is_none(), "{name} was applied");
-    }
     Ok(())
 }
