@@ -1,8 +1,5 @@
 //! The TOML config loader: any text gives a config or an error, never a panic.
+//! Its body is `moor_fuzz_targets::config` (tests/fuzz-targets), which the corpus replay
+//! in `cargo test` runs too.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|text: &str| {
-    let builtin: Vec<&str> = moor::plugins::builtin_names().collect();
-    let _ = moor::config::Config::parse(std::path::Path::new("/fuzz/moor.toml"), text.to_owned(), &builtin);
-});
+libfuzzer_sys::fuzz_target!(|bytes: &[u8]| moor_fuzz_targets::config(bytes));

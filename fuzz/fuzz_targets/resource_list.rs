@@ -1,17 +1,5 @@
 //! The KRM ResourceList decoder: a function's output, whatever it is, gives objects and
-//! results or an error.
+//! Its body is `moor_fuzz_targets::resource_list` (tests/fuzz-targets), which the corpus replay
+//! in `cargo test` runs too.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
-use moor::plugins::Document;
-use moor::plugins::krm::resource_list::Request;
-
-fuzz_target!(|stdout: &[u8]| {
-    let docs = [Document {
-        json: r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}"#.into(),
-        file: "app/a.yaml".into(),
-        line: 3,
-    }];
-    let request = Request::new(&docs, &serde_json::json!({})).unwrap();
-    let _ = request.response(stdout, "app");
-    let _ = request.response(stdout, "");
-});
+libfuzzer_sys::fuzz_target!(|bytes: &[u8]| moor_fuzz_targets::resource_list(bytes));

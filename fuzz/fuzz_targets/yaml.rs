@@ -1,8 +1,5 @@
 //! The yaml renderer's parser entry, for YAML and JSON files: objects or diagnostics.
+//! Its body is `moor_fuzz_targets::yaml` (tests/fuzz-targets), which the corpus replay
+//! in `cargo test` runs too.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|text: &str| {
-    let _ = moor_plugin_yaml::parse_file("fuzz.yaml", text);
-    let _ = moor_plugin_yaml::parse_file("fuzz.json", text);
-});
+libfuzzer_sys::fuzz_target!(|bytes: &[u8]| moor_fuzz_targets::yaml(bytes));
