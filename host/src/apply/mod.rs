@@ -238,9 +238,12 @@ pub async fn apply(
         let error = ApplyError::ClusterChanged { was: named(&old.cluster), now: named(cluster_of(pipeline)) };
         return Err(at(Stage::Plan)(error));
     }
-    let observed =
-        observe::observe(&client, &target.live, owner, &desired, old.is_empty()).await.map_err(at(Stage::Plan))?;
-    let planned = plan::decide(&client, pipeline, owner, &desired, &old, &observed).await.map_err(at(Stage::Plan))?;
+    let looks_first = |d: &Desired| plan::looks_first(pipeline, d, dry_run);
+    let observed = observe::observe(&client, &target.live, owner, &desired, old.is_empty(), looks_first)
+        .await
+        .map_err(at(Stage::Plan))?;
+    let planned =
+        plan::decide(&client, pipeline, owner, &desired, &old, &observed, dry_run).await.map_err(at(Stage::Plan))?;
     let mut report = Report { pipeline: name.into(), revision: revision.into(), dry_run, skipped, ..Report::default() };
     if dry_run {
         for (d, action) in &planned {

@@ -1,7 +1,7 @@
 //! What a pipeline's objects look like in the cluster now: from the drift watches' cache
 //! ([`super::live`]) where a watch has listed the kind, else one LIST per kind by the
-//! pipeline's labels; a LIST instead of many GETs for new objects; and the opt-in labels
-//! of the namespaces it uses.
+//! pipeline's labels; a LIST instead of many GETs for new objects that must be read before
+//! they are written; and the opt-in labels of the namespaces it uses.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -46,6 +46,7 @@ pub async fn observe(
     owner: Owner<'_>,
     desired: &[Desired],
     first: bool,
+    looks_first: impl Fn(&Desired) -> bool,
 ) -> Result<Observed, ApplyError> {
     let mut kinds: BTreeMap<String, (ApiResource, bool, HashSet<String>)> = BTreeMap::new();
     // A pipeline without an inventory has nothing labelled as its own that a GET by name
@@ -82,10 +83,11 @@ pub async fn observe(
         live.extend(items.into_iter().map(|item| listed_item(&resource, item)));
     }
 
-    // Objects the label did not find are new, or exist without our label. Where a kind
-    // has many of them in one namespace, one LIST answers for all instead of a GET each.
+    // Objects the label did not find are new, or exist without our label. Most are simply
+    // applied (the answer tells); where a kind has many that must be read first in one
+    // namespace, one LIST answers for all instead of a GET each.
     let mut missing: BTreeMap<(String, String), (ApiResource, usize)> = BTreeMap::new();
-    for d in desired.iter().filter(|d| !live.contains_key(&d.r)) {
+    for d in desired.iter().filter(|d| !live.contains_key(&d.r) && looks_first(d)) {
         if let Some(r) = &d.resolved {
             let group = (kind_of(&r.resource), d.r.namespace.clone());
             missing.entry(group).or_insert_with(|| (r.resource.clone(), 0)).1 += 1;

@@ -1,6 +1,10 @@
-//! Deciding what changes: unchanged objects cost nothing, new ones a GET (they may exist
-//! without our label), changed ones a server dry-run, so that nothing is written when the
-//! server would keep the object as it is. The dry-run comparison is shared with `moor diff`.
+//! Deciding what changes: unchanged objects cost nothing, changed ones a server dry-run, so
+//! that nothing is written when the server would keep the object as it is. An object no
+//! LIST or cache saw is applied as new, and the write's answer tells whether it was there
+//! already (an unlabelled object: configured, not created); a GET first only where the
+//! answer must come before writing (a dry run, `if-not-present`, `never`, a cluster-scoped
+//! object of a namespace-restricted pipeline). The dry-run comparison is shared with
+//! `moor diff`.
 
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -57,6 +61,19 @@ pub async fn as_server_would(
     Ok(compare::for_display(serde_json::to_value(answer).unwrap_or_default()))
 }
 
+/// Whether an object no LIST or cache saw must be read before it is written: in a dry run
+/// (nothing is written to tell), where its policy depends on whether it exists
+/// (`if-not-present`, `never`), or where a namespace-restricted pipeline may take a
+/// cluster-scoped object only when it is its own already. Any other is applied as
+/// [`Action::Created`], and the write's answer tells if it was there.
+pub fn looks_first(pipeline: &PipelineSpec, d: &Desired, dry_run: bool) -> bool {
+    let cluster_scoped = d.resolved.as_ref().is_some_and(|r| !r.namespaced);
+    dry_run
+        || d.policy == Policy::IfNotPresent
+        || d.update == Update::Never
+        || (pipeline.namespaces.is_some() && cluster_scoped)
+}
+
 /// Whether applying would change `live`: `after` is [`as_server_would`]'s answer.
 pub fn changes(live: &Value, after: &Value) -> bool {
     &compare::for_display(live.clone()) != after
@@ -70,10 +87,11 @@ pub async fn decide(
     desired: &[Desired],
     old: &Inventory,
     observed: &Observed,
+    dry_run: bool,
 ) -> Result<Vec<(Desired, Action)>, ApplyError> {
     let decisions = futures::stream::iter(desired.iter().cloned())
         .map(|d| async move {
-            let action = decide_one(client, pipeline, owner, &d, old, observed).await?;
+            let action = decide_one(client, pipeline, owner, &d, old, observed, dry_run).await?;
             Ok((d, action))
         })
         .buffer_unordered(CONCURRENCY)
@@ -91,12 +109,14 @@ async fn decide_one(
     d: &Desired,
     old: &Inventory,
     observed: &Observed,
+    dry_run: bool,
 ) -> Result<Action, ApplyError> {
     let Some(resolved) = &d.resolved else { return Ok(Action::Created) };
     let api = api_for(client, &resolved.resource, &d.r.namespace);
     let current = match observed.seen(d, &resolved.resource) {
         Seen::Live(v) => Some(v.clone()),
         Seen::Absent => None,
+        Seen::Unknown if !looks_first(pipeline, d, dry_run) => return Ok(Action::Created),
         Seen::Unknown => api
             .get_opt(&d.r.name)
             .await

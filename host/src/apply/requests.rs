@@ -18,7 +18,9 @@ pub type Requests = Family<VerbLabels, Counter>;
 pub fn counted_client(config: kube::Config, requests: &Requests) -> Result<kube::Client, kube::Error> {
     let requests = requests.clone();
     let layer = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
-        requests.get_or_create(&VerbLabels { verb: verb_of(request.method(), request.uri()) }).inc();
+        let verb = verb_of(request.method(), request.uri());
+        tracing::trace!(verb, uri = %request.uri(), "kube request");
+        requests.get_or_create(&VerbLabels { verb }).inc();
         request
     });
     Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&layer).build())

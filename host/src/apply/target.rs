@@ -169,6 +169,33 @@ pub fn api_for(client: &kube::Client, resource: &ApiResource, namespace: &str) -
     }
 }
 
+/// A server-side apply of `value` through `api`, and whether it created the object: the
+/// apiserver answers 201 to an apply that creates, 200 to one that updates (kube's `patch`
+/// keeps the object and drops the status). This spares a GET per object that may be new.
+pub async fn apply_telling_created(
+    api: &Api<DynamicObject>,
+    name: &str,
+    pp: &kube::api::PatchParams,
+    value: &serde_json::Value,
+) -> Result<(bool, DynamicObject), kube::Error> {
+    use http_body_util::BodyExt;
+    let request = kube::core::Request::new(api.resource_url())
+        .patch(name, pp, &kube::api::Patch::Apply(value))
+        .map_err(kube::Error::BuildRequest)?;
+    let response = api.clone().into_client().send(request.map(kube::client::Body::from)).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    if status.is_client_error() || status.is_server_error() {
+        // As kube reads an error: the apiserver's `Status`, else the text with the code.
+        let text = String::from_utf8_lossy(&body);
+        let error = serde_json::from_slice::<kube::core::Status>(&body)
+            .unwrap_or_else(|_| kube::core::Status::failure(text.trim(), "").with_code(status.as_u16()));
+        return Err(kube::Error::Api(error.boxed()));
+    }
+    let object = serde_json::from_slice(&body).map_err(kube::Error::SerdeError)?;
+    Ok((status == http::StatusCode::CREATED, object))
+}
+
 /// The key of a live object of `resource` (listed and watched objects carry no type).
 pub fn key_of(resource: &ApiResource, object: &DynamicObject) -> ObjKey {
     ObjKey {

@@ -13,7 +13,7 @@ use super::desired::{Desired, Update};
 use super::health::{self, Health};
 use super::plan::{Action, patch_params};
 use super::resources::{self, Resolved, Resources};
-use super::target::{api_for, is_immutable, status_code};
+use super::target::{api_for, apply_telling_created, is_immutable, status_code};
 use super::{ApplyError, CONCURRENCY, Failed, Progress, at};
 use crate::config::PipelineSpec;
 use crate::object::ObjKey;
@@ -165,8 +165,8 @@ async fn apply_group(
             if action == Action::Recreated {
                 delete_and_wait(&api, &d.r.name).await.map_err(|e| ApplyError::object(&d, e))?;
             }
-            let (action, answer) = match api.patch(&d.r.name, &pp, &Patch::Apply(&d.object.value)).await {
-                Ok(obj) => (action, obj),
+            let (action, answer) = match server_side_apply(&api, &d, &pp, action).await {
+                Ok(done) => done,
                 Err(e) if d.update == Update::Recreate && is_immutable(&e) => {
                     delete_and_wait(&api, &d.r.name).await.map_err(|e| ApplyError::object(&d, e))?;
                     let obj = api
@@ -198,6 +198,22 @@ async fn apply_group(
         }
     }
     first_error.map_or(Ok(written), Err)
+}
+
+/// Applies `d`. An object planned as new that the server already had (its answer is 200,
+/// not 201) was configured: it existed without this pipeline's labels.
+async fn server_side_apply(
+    api: &Api<DynamicObject>,
+    d: &Desired,
+    pp: &kube::api::PatchParams,
+    planned: Action,
+) -> Result<(Action, DynamicObject), kube::Error> {
+    let (created, answer) = apply_telling_created(api, &d.r.name, pp, &d.object.value).await?;
+    let action = match planned {
+        Action::Created if !created => Action::Configured,
+        other => other,
+    };
+    Ok((action, answer))
 }
 
 async fn delete_and_wait(api: &Api<DynamicObject>, name: &str) -> Result<(), kube::Error> {

@@ -247,15 +247,43 @@ impl Load {
     }
 }
 
+/// CPU time (user and system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's closing parenthesis start at the third, the state:
+    // utime and stime (the 14th and 15th) are the 12th and 13th of them, in clock ticks
+    // (100 a second on Linux).
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// The processes whose CPU time is reported while applying: the controllers under test
+/// and the control plane's components.
+fn processes(cp: &ControlPlane, controllers: &[(&str, u32)]) -> Vec<(String, u32)> {
+    let mut all: Vec<(String, u32)> = controllers.iter().map(|(name, pid)| (name.to_string(), *pid)).collect();
+    for name in ["kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok"] {
+        let pid = std::fs::read_to_string(cp.dir.join("pids").join(name)).ok().and_then(|p| p.trim().parse().ok());
+        all.extend(pid.map(|pid| (name.to_owned(), pid)));
+    }
+    all
+}
+
 async fn settle(
-    client: &kube::Client,
+    cp: &ControlPlane,
+    controllers: &[(&str, u32)],
     n: usize,
     started: Instant,
     background: &BTreeMap<(String, String), f64>,
     done: impl AsyncFn() -> usize,
 ) -> (Duration, Steady, String) {
+    let client = &cp.client().await;
     let mut reported = Instant::now();
     let first = load(client).await;
+    let first_requests = requests(client).await;
+    let procs = processes(cp, controllers);
+    let first_cpu: Vec<Duration> = procs.iter().map(|(_, pid)| cpu(*pid)).collect();
     let mut peak_inflight: f64 = 0.0;
     let mut polls = 0u32;
     let took = loop {
@@ -275,7 +303,23 @@ async fn settle(
         // Polling a status of 10,000 pipelines is itself work for the controller.
         tokio::time::sleep(Duration::from_millis(250) * (n as u32 / 1000).max(1)).await;
     };
-    let applying = load(client).await.during(&first, peak_inflight, n);
+    let mut applying = load(client).await.during(&first, peak_inflight, n);
+    // Where the cores went, and what the requests were, while applying.
+    let spent: Vec<String> = procs
+        .iter()
+        .zip(&first_cpu)
+        .map(|((name, pid), before)| format!("{name} {:.1}s", (cpu(*pid).saturating_sub(*before)).as_secs_f64()))
+        .collect();
+    let mut by: Vec<((String, String), f64)> = delta(&requests(client).await, &first_requests).into_iter().collect();
+    by.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let top: Vec<String> =
+        by.iter().take(8).map(|((verb, res), v)| format!("{verb} {res} {:.2}", v / n as f64)).collect();
+    applying.push_str(&format!(
+        "\n  CPU while applying ({:.1}s of wall time on 2 cores): {}\n  requests per pipeline while applying: {}",
+        took.as_secs_f64(),
+        spent.join(", "),
+        top.join(", ")
+    ));
     // What the first apply leaves behind (Kubernetes Events still being sent) settles
     // first; then one whole interval, which holds each pipeline's next run.
     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -379,12 +423,49 @@ async fn flux(flux_bin: &Path, git_url: &str, n: usize, tmpfs: bool) -> Figures 
             .filter(|k| k.data["status"]["lastAppliedRevision"].as_str().is_some_and(|r| !r.is_empty()))
             .count()
     };
-    let (took, steady, applying) = settle(&client, n, started, &base, ready).await;
+    let controllers = [("source-controller", procs.0[0].id()), ("kustomize-controller", procs.0[1].id())];
+    let (took, steady, applying) = settle(&cp, &controllers, n, started, &base, ready).await;
     let rss = vec![
         ("kustomize-controller".to_owned(), moor_e2e::peak_rss_mib(procs.0[1].id())),
         ("source-controller".to_owned(), moor_e2e::peak_rss_mib(procs.0[0].id())),
     ];
     Figures { took, rss, steady, pages: None, applying }
+}
+
+/// What the drift watches of a second, small instance beside this one would cost to
+/// start (#15's watch scope): the initial LIST of each of the 4 kinds, with the selector
+/// moor's watches use (scoped to that instance) and without the instance term (every
+/// moor-managed object in the cluster). Median of three each; the same selectors decide
+/// which changes a watch is sent afterwards.
+async fn watch_scope(client: &kube::Client) -> String {
+    let encode = |s: &str| s.replace('/', "%2F").replace(',', "%2C").replace('=', "%3D").replace('!', "%21");
+    let mut lines = Vec::new();
+    for (scope, selector) in [
+        ("scoped to the instance", "moor.dev/pipeline,moor.dev/instance=other,!moor.dev/role"),
+        ("unscoped", "moor.dev/pipeline,!moor.dev/role"),
+    ] {
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            let started = Instant::now();
+            let (mut items, mut bytes) = (0, 0);
+            for plural in ["configmaps", "secrets", "serviceaccounts", "services"] {
+                let uri = format!("/api/v1/{plural}?labelSelector={}", encode(selector));
+                let text = client.request_text(http::Request::get(uri).body(Vec::new()).unwrap()).await.unwrap();
+                bytes += text.len();
+                let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+                items += list["items"].as_array().map_or(0, Vec::len);
+            }
+            runs.push((started.elapsed(), items, bytes));
+        }
+        runs.sort();
+        let (took, items, bytes) = runs[1];
+        lines.push(format!(
+            "{scope}: {items} objects, {:.1} MB, {:.0} ms",
+            bytes as f64 / 1e6,
+            took.as_secs_f64() * 1000.0
+        ));
+    }
+    format!("a second instance's drift watches would start by listing the 4 kinds: {}", lines.join("; "))
 }
 
 /// The median time of five GETs of `url`.
@@ -437,9 +518,10 @@ async fn moor(git_url: &str, n: usize) -> Figures {
         let Ok(status) = response.json::<serde_json::Value>().await else { return 0 };
         status["pipelines"].as_array().map_or(0, |ps| ps.iter().filter(|p| p["last_run"]["ok"] == true).count())
     };
-    let (took, steady, applying) = settle(&client, n, started, &base, applied).await;
+    let (took, steady, applying) = settle(&cp, &[("moor", procs.0[0].id())], n, started, &base, applied).await;
     let rss = vec![("moor".to_owned(), moor_e2e::peak_rss_mib(procs.0[0].id()))];
     let pages = (median_get(&format!("http://127.0.0.1:{port}/")).await, median_get(&url).await);
+    let applying = format!("{applying}\n  {}", watch_scope(&client).await);
     Figures { took, rss, steady, pages: Some(pages), applying }
 }
 

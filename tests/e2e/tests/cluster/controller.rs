@@ -333,10 +333,15 @@ async fn force_run_queues_exactly_one() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The value of one series of `/metrics`, 0 when absent.
+fn metric(metrics: &str, series: &str) -> u64 {
+    let series = format!("{series} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&series)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
 /// `moor_kube_requests_total` of one verb.
 fn requests(metrics: &str, verb: &str) -> u64 {
-    let series = format!("moor_kube_requests_total{{verb=\"{verb}\"}} ");
-    metrics.lines().find_map(|l| l.strip_prefix(&series)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    metric(metrics, &format!("moor_kube_requests_total{{verb=\"{verb}\"}}"))
 }
 
 /// #15's steady state: once the drift watches have listed the pipeline's kinds, a run
@@ -359,10 +364,12 @@ async fn a_run_with_nothing_changed_costs_one_request() -> anyhow::Result<()> {
     );
     let moor = Controller::start(BIN, &config, &[], &[("MOOR_TEST_TOKEN", TOKEN)]).await?;
     assert_eq!(moor.runs("steady", 1, 60).await?["last_run"]["ok"], true);
-    // A watch request follows each kind's initial list: three kinds, three watches.
-    let before = eventually(30, "the drift watches to list their kinds", || async {
+    // A watch request follows each kind's initial list: three kinds, three watches. The
+    // first run's three Events (one per created object) go out off the run's path: they
+    // are counted before the figure is taken, or they would land in the runs measured.
+    let before = eventually(30, "the drift watches to list their kinds and the first run's events", || async {
         let (_, metrics) = moor.get_text("/metrics").await?;
-        Ok((requests(&metrics, "watch") >= 3).then_some(metrics))
+        Ok((requests(&metrics, "watch") >= 3 && requests(&metrics, "create") >= 3).then_some(metrics))
     })
     .await?;
 
@@ -385,6 +392,56 @@ async fn a_run_with_nothing_changed_costs_one_request() -> anyhow::Result<()> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &p.ns);
     api.patch("settings", &PatchParams::default(), &Patch::Merge(&json!({"data": {"value": "edited"}}))).await?;
     wait_value(&client, &p.ns, "settings", "one", 20).await?;
+    Ok(())
+}
+
+/// #15's first apply: an object no LIST or cache has seen is applied without a GET first,
+/// and the server's answer tells created (201) from configured (200, an object that was
+/// there without the pipeline's labels).
+#[tokio::test(flavor = "multi_thread")]
+async fn new_objects_cost_no_get_and_an_object_already_there_is_configured_not_created() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "ctl-no-get").await?;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &p.ns);
+    let there: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "there"}, "data": {"value": "old"}}))?;
+    api.create(&PostParams::default(), &there).await?;
+    p.file("app.yaml", &cm("settings", "one"));
+    p.file("there.yaml", &cm("there", "new"));
+    // No polling: the forced run is the one that meets the new files.
+    let config = p.config_with(
+        "api_token = { env = \"MOOR_TEST_TOKEN\" }",
+        "poll_interval = \"0s\"",
+        "[[pipeline]]\nname = \"fresh\"\nsource = \"local\"\ninterval = \"1h\"\n",
+    );
+    let moor = Controller::start(BIN, &config, &[], &[("MOOR_TEST_TOKEN", TOKEN)]).await?;
+    assert_eq!(moor.runs("fresh", 1, 60).await?["last_run"]["ok"], true);
+    let objects = |metrics: &str, action: &str| {
+        metric(metrics, &format!("moor_objects_total{{pipeline=\"fresh\",action=\"{action}\"}}"))
+    };
+    // The first run's two Events are sent before the figure is taken.
+    let before = eventually(30, "the ConfigMap watch and the first run's events", || async {
+        let (_, metrics) = moor.get_text("/metrics").await?;
+        Ok((requests(&metrics, "watch") >= 1 && requests(&metrics, "create") >= 2).then_some(metrics))
+    })
+    .await?;
+    assert_eq!((objects(&before, "created"), objects(&before, "configured")), (1, 1), "{before}");
+    assert_eq!(cm_value(&client, &p.ns, "there").await?.as_deref(), Some("new"));
+
+    for name in ["one", "two", "three"] {
+        p.file(&format!("{name}.yaml"), &cm(name, name));
+    }
+    let (code, text) = moor.post("/api/v1/pipelines/fresh/reconcile", Some(TOKEN), &[], "").await?;
+    assert_eq!(code, 202, "{text}");
+    assert_eq!(moor.runs("fresh", 2, 30).await?["last_run"]["ok"], true);
+    let (_, after) = moor.get_text("/metrics").await?;
+    let spent = |verb| requests(&after, verb) - requests(&before, verb);
+    assert_eq!(spent("get"), 1, "the inventory read, and no GET of the three new objects:\n{after}");
+    assert_eq!(spent("list"), 0, "the cache answered for the pipeline's ConfigMaps:\n{after}");
+    assert_eq!(objects(&after, "created"), 4, "{after}");
+    assert_eq!(objects(&after, "configured"), 1, "{after}");
+    for name in ["one", "two", "three"] {
+        assert_eq!(cm_value(&client, &p.ns, name).await?.as_deref(), Some(name));
+    }
     Ok(())
 }
 
