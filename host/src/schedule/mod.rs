@@ -354,8 +354,7 @@ impl Controller {
             if !st.runs_here(name) {
                 continue;
             }
-            let gate = st.gate(pipeline);
-            let Some(tracked) = st.pipelines.get_mut(name) else { continue };
+            let Some(tracked) = st.pipelines.get(name) else { continue };
             if tracked.slot.is_running() || tracked.slot.suspended(pipeline.suspend) {
                 continue;
             }
@@ -364,9 +363,11 @@ impl Controller {
                 continue;
             }
             waiting += 1;
-            if !may_run || gate.is_err() {
+            // Only a due pipeline's gates are looked at: this runs after every run.
+            if !may_run || st.gate(pipeline).is_err() {
                 continue;
             }
+            let Some(tracked) = st.pipelines.get_mut(name) else { continue };
             let Ok(permit) = self.workers.clone().try_acquire_owned() else {
                 tracked.waiting_for_worker = true;
                 continue;
