@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use moor::apply::{RunOptions, Target};
-use moor_e2e::{Project, cluster};
+use moor_e2e::{ApiserverLoad, Project, cluster};
 
 /// 1,000 objects: ConfigMaps, Secrets and selector-less Services, ten to a file.
 fn write_objects(dir: &Path, ns: &str, count: usize, kinds: &[&str]) {
@@ -91,19 +91,25 @@ fn main() {
         // --- P3: cold apply of 1,000 objects
         let kinds = ["ConfigMap", "Secret", "Service"];
         let (mut moor_times, mut kubectl_times) = (Vec::new(), Vec::new());
+        // The apiserver's own figures for each side: requests and their mean latency.
+        let (mut moor_load, mut kubectl_load) = (Vec::new(), Vec::new());
         for _ in 0..3 {
             let project = Project::new(&client, "p3-moor").await.unwrap();
             project.config(pipeline);
             write_objects(&project.dir.path().join("tree"), &project.ns, 1_000, &kinds);
             let target = counted_target(Arc::default()).await;
+            let before = ApiserverLoad::read(&client).await;
             moor_times.push(moor_apply(&project, &target).await);
+            moor_load.push(ApiserverLoad::read(&client).await.since(&before));
 
             let ns = c.namespace(&client, "p3-kubectl").await.unwrap();
             let dir = tempfile::tempdir().unwrap();
             write_objects(dir.path(), &ns, 1_000, &kinds);
+            let before = ApiserverLoad::read(&client).await;
             let started = Instant::now();
             let out = c.kubectl().args(["apply", "--server-side", "--field-manager=bench", "-R", "-f"]).arg(dir.path()).output().unwrap();
             kubectl_times.push(started.elapsed());
+            kubectl_load.push(ApiserverLoad::read(&client).await.since(&before));
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         }
         let (m, k) = (median(moor_times.clone()), median(kubectl_times.clone()));
@@ -115,6 +121,10 @@ fn main() {
             moor_times.iter().map(|d| format!("{:.2}", d.as_secs_f64())).collect::<Vec<_>>(),
             kubectl_times.iter().map(|d| format!("{:.2}", d.as_secs_f64())).collect::<Vec<_>>(),
         );
+        let shown = |load: &[(f64, f64)]| {
+            load.iter().map(|(n, ms)| format!("{n:.0} requests at {ms:.1} ms")).collect::<Vec<_>>().join(", ")
+        };
+        println!("   the apiserver's figures: moor {}; kubectl {}", shown(&moor_load), shown(&kubectl_load));
 
         // --- P4: no-op reconcile of 5,000 objects
         let project = Project::new(&client, "p4").await.unwrap();

@@ -205,48 +205,6 @@ impl Figures {
 }
 
 /// Waits for every pipeline, then measures the steady state over one interval.
-/// The apiserver's own view while the controller applies: requests made (watches and
-/// connects left out), their mean latency, and the most requests in flight seen.
-#[derive(Debug, Default, Clone, Copy)]
-struct Load {
-    requests: f64,
-    latency_sum: f64,
-    latency_count: f64,
-    inflight: f64,
-}
-
-async fn load(client: &kube::Client) -> Load {
-    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
-    let text = client.request_text(request).await.unwrap();
-    let mut load = Load::default();
-    let long_running = |line: &str| line.contains("verb=\"WATCH\"") || line.contains("verb=\"CONNECT\"");
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((name, value)) = line.rsplit_once(' ') else { continue };
-        let value: f64 = value.parse().unwrap_or(0.0);
-        if name.starts_with("apiserver_request_total{") && !long_running(name) {
-            load.requests += value;
-        } else if name.starts_with("apiserver_request_duration_seconds_sum{") && !long_running(name) {
-            load.latency_sum += value;
-        } else if name.starts_with("apiserver_request_duration_seconds_count{") && !long_running(name) {
-            load.latency_count += value;
-        } else if name.starts_with("apiserver_current_inflight_requests{") {
-            load.inflight += value;
-        }
-    }
-    load
-}
-
-impl Load {
-    fn during(&self, before: &Load, peak_inflight: f64, n: usize) -> String {
-        let count = self.latency_count - before.latency_count;
-        format!(
-            "apiserver while applying: {:.1} requests per pipeline, mean latency {:.1} ms, up to {peak_inflight:.0} in flight",
-            (self.requests - before.requests) / n as f64,
-            if count > 0.0 { 1000.0 * (self.latency_sum - before.latency_sum) / count } else { 0.0 }
-        )
-    }
-}
-
 /// CPU time (user and system) a process has used so far, from `/proc/<pid>/stat`.
 fn cpu(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -280,7 +238,7 @@ async fn settle(
 ) -> (Duration, Steady, String) {
     let client = &cp.client().await;
     let mut reported = Instant::now();
-    let first = load(client).await;
+    let first = moor_e2e::ApiserverLoad::read(client).await;
     let first_requests = requests(client).await;
     let procs = processes(cp, controllers);
     let first_cpu: Vec<Duration> = procs.iter().map(|(_, pid)| cpu(*pid)).collect();
@@ -293,7 +251,7 @@ async fn settle(
         }
         polls += 1;
         if polls.is_multiple_of(4) {
-            peak_inflight = peak_inflight.max(load(client).await.inflight);
+            peak_inflight = peak_inflight.max(moor_e2e::ApiserverLoad::read(client).await.inflight);
         }
         if reported.elapsed() > Duration::from_secs(10) {
             eprintln!("  {applied}/{n} applied after {:.0}s", started.elapsed().as_secs_f64());
@@ -303,7 +261,7 @@ async fn settle(
         // Polling a status of 10,000 pipelines is itself work for the controller.
         tokio::time::sleep(Duration::from_millis(250) * (n as u32 / 1000).max(1)).await;
     };
-    let mut applying = load(client).await.during(&first, peak_inflight, n);
+    let mut applying = moor_e2e::ApiserverLoad::read(client).await.during(&first, peak_inflight, n);
     // Where the cores went, and what the requests were, while applying.
     let spent: Vec<String> = procs
         .iter()

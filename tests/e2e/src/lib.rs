@@ -521,3 +521,54 @@ impl Receiver {
         Ok((head.to_owned(), serde_json::from_str(body).with_context(|| format!("not JSON: {body}"))?))
     }
 }
+
+/// The apiserver's own view of a stretch of work (its `/metrics`): requests made (watches
+/// and connects left out), their latency, and the requests in flight at the moment read.
+/// Two readings, before and after, give the work's share; the benches use it to show
+/// where the apiserver is the wall.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ApiserverLoad {
+    pub requests: f64,
+    pub latency_sum: f64,
+    pub latency_count: f64,
+    pub inflight: f64,
+}
+
+impl ApiserverLoad {
+    pub async fn read(client: &kube::Client) -> ApiserverLoad {
+        let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+        let text = client.request_text(request).await.unwrap();
+        let mut load = ApiserverLoad::default();
+        let long_running = |line: &str| line.contains("verb=\"WATCH\"") || line.contains("verb=\"CONNECT\"");
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((name, value)) = line.rsplit_once(' ') else { continue };
+            let value: f64 = value.parse().unwrap_or(0.0);
+            if name.starts_with("apiserver_request_total{") && !long_running(name) {
+                load.requests += value;
+            } else if name.starts_with("apiserver_request_duration_seconds_sum{") && !long_running(name) {
+                load.latency_sum += value;
+            } else if name.starts_with("apiserver_request_duration_seconds_count{") && !long_running(name) {
+                load.latency_count += value;
+            } else if name.starts_with("apiserver_current_inflight_requests{") {
+                load.inflight += value;
+            }
+        }
+        load
+    }
+
+    /// Requests made since `before`, and their mean latency in ms.
+    pub fn since(&self, before: &ApiserverLoad) -> (f64, f64) {
+        let count = self.latency_count - before.latency_count;
+        let mean = if count > 0.0 { 1000.0 * (self.latency_sum - before.latency_sum) / count } else { 0.0 };
+        (self.requests - before.requests, mean)
+    }
+
+    /// The line the flux bench prints for `n` pipelines.
+    pub fn during(&self, before: &ApiserverLoad, peak_inflight: f64, n: usize) -> String {
+        let (requests, mean) = self.since(before);
+        format!(
+            "apiserver while applying: {:.1} requests per pipeline, mean latency {mean:.1} ms, up to {peak_inflight:.0} in flight",
+            requests / n as f64
+        )
+    }
+}
