@@ -2,8 +2,8 @@
 //! that nothing is written when the server would keep the object as it is. An object no
 //! LIST or cache saw is applied as new, and the write's answer tells whether it was there
 //! already (an unlabelled object: configured, not created); a GET first only where the
-//! answer must come before writing (a dry run, `if-not-present`, `never`, a cluster-scoped
-//! object of a namespace-restricted pipeline). The dry-run comparison is shared with
+//! answer must come before writing (a dry run, `if-not-present`, `never`, an apply that is
+//! not forced, a cluster-scoped object of a namespace-restricted pipeline). The dry-run comparison is shared with
 //! `moor diff`.
 
 use futures::StreamExt;
@@ -63,12 +63,16 @@ pub async fn as_server_would(
 
 /// Whether an object no LIST or cache saw must be read before it is written: in a dry run
 /// (nothing is written to tell), where its policy depends on whether it exists
-/// (`if-not-present`, `never`), or where a namespace-restricted pipeline may take a
-/// cluster-scoped object only when it is its own already. Any other is applied as
-/// [`Action::Created`], and the write's answer tells if it was there.
+/// (`if-not-present`, `never`), where the apply is not forced (another manager's fields
+/// are a conflict, found at plan before anything is written), or where a
+/// namespace-restricted pipeline may take a cluster-scoped object only when it is its own
+/// already. Any other is applied as [`Action::Created`], and the write's answer tells if
+/// it was there.
 pub fn looks_first(pipeline: &PipelineSpec, d: &Desired, dry_run: bool) -> bool {
     let cluster_scoped = d.resolved.as_ref().is_some_and(|r| !r.namespaced);
+    let forced = pipeline.force && d.policy == Policy::Override;
     dry_run
+        || !forced
         || d.policy == Policy::IfNotPresent
         || d.update == Update::Never
         || (pipeline.namespaces.is_some() && cluster_scoped)
