@@ -3,8 +3,8 @@
 //! LIST or cache saw is applied as new, and the write's answer tells whether it was there
 //! already (an unlabelled object: configured, not created); a GET first only where the
 //! answer must come before writing (a dry run, `if-not-present`, `never`, an apply that is
-//! not forced, a cluster-scoped object of a namespace-restricted pipeline). The dry-run comparison is shared with
-//! `moor diff`.
+//! not forced, a cluster-scoped object of a namespace-restricted pipeline). The dry-run
+//! comparison is shared with `moor diff`.
 
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -70,12 +70,9 @@ pub async fn as_server_would(
 /// it was there.
 pub fn looks_first(pipeline: &PipelineSpec, d: &Desired, dry_run: bool) -> bool {
     let cluster_scoped = d.resolved.as_ref().is_some_and(|r| !r.namespaced);
+    // Only an `override` apply is forced: `if-not-present` and `merge` never are.
     let forced = pipeline.force && d.policy == Policy::Override;
-    dry_run
-        || !forced
-        || d.policy == Policy::IfNotPresent
-        || d.update == Update::Never
-        || (pipeline.namespaces.is_some() && cluster_scoped)
+    dry_run || !forced || d.update == Update::Never || (pipeline.namespaces.is_some() && cluster_scoped)
 }
 
 /// Whether applying would change `live`: `after` is [`as_server_would`]'s answer.

@@ -149,15 +149,16 @@ impl Config {
 
     /// Pipelines ordered so that each comes after everything it depends on.
     pub fn pipelines_in_order(&self) -> Vec<&PipelineSpec> {
-        self.order().into_iter().map(|i| &self.pipelines[i]).collect()
-    }
-
-    /// The indices of [`Config::pipelines`] in dependency order ([`Config::pipelines_in_order`]).
-    pub fn order(&self) -> Vec<usize> {
         let index: HashMap<&str, usize> = self.pipelines.iter().enumerate().map(|(i, p)| (p.name.s(), i)).collect();
         let mut done = vec![false; self.pipelines.len()];
         let mut order = Vec::new();
-        fn visit(i: usize, cfg: &Config, index: &HashMap<&str, usize>, done: &mut [bool], order: &mut Vec<usize>) {
+        fn visit<'a>(
+            i: usize,
+            cfg: &'a Config,
+            index: &HashMap<&str, usize>,
+            done: &mut [bool],
+            order: &mut Vec<&'a PipelineSpec>,
+        ) {
             if done[i] {
                 return;
             }
@@ -165,7 +166,7 @@ impl Config {
             for dep in &cfg.pipelines[i].depends_on {
                 visit(index[dep.s()], cfg, index, done, order);
             }
-            order.push(i);
+            order.push(&cfg.pipelines[i]);
         }
         for i in 0..self.pipelines.len() {
             visit(i, self, &index, &mut done, &mut order);

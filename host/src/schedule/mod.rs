@@ -349,7 +349,7 @@ impl Controller {
         let mut st = self.lock();
         let prepared = st.prepared.clone();
         let mut waiting = 0;
-        for pipeline in prepared.pipelines_in_order() {
+        for pipeline in prepared.config.pipelines_in_order() {
             let name = pipeline.name.s();
             if !st.runs_here(name) {
                 continue;
