@@ -149,16 +149,15 @@ impl Config {
 
     /// Pipelines ordered so that each comes after everything it depends on.
     pub fn pipelines_in_order(&self) -> Vec<&PipelineSpec> {
+        self.pipeline_order().into_iter().map(|i| &self.pipelines[i]).collect()
+    }
+
+    /// [`Config::pipelines_in_order`], as indices into `pipelines`.
+    pub fn pipeline_order(&self) -> Vec<usize> {
         let index: HashMap<&str, usize> = self.pipelines.iter().enumerate().map(|(i, p)| (p.name.s(), i)).collect();
         let mut done = vec![false; self.pipelines.len()];
-        let mut order = Vec::new();
-        fn visit<'a>(
-            i: usize,
-            cfg: &'a Config,
-            index: &HashMap<&str, usize>,
-            done: &mut [bool],
-            order: &mut Vec<&'a PipelineSpec>,
-        ) {
+        let mut order = Vec::with_capacity(self.pipelines.len());
+        fn visit(i: usize, cfg: &Config, index: &HashMap<&str, usize>, done: &mut [bool], order: &mut Vec<usize>) {
             if done[i] {
                 return;
             }
@@ -166,7 +165,7 @@ impl Config {
             for dep in &cfg.pipelines[i].depends_on {
                 visit(index[dep.s()], cfg, index, done, order);
             }
-            order.push(&cfg.pipelines[i]);
+            order.push(i);
         }
         for i in 0..self.pipelines.len() {
             visit(i, self, &index, &mut done, &mut order);

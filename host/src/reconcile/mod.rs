@@ -9,25 +9,25 @@ mod config_run;
 mod findings;
 mod overlay;
 mod revealed;
+mod stages;
 mod step;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 pub use config_run::ConfigRun;
 pub use findings::Finding;
 use serde::Serialize;
+use stages::{render, validate};
 pub use step::blocking;
 use step::resolve_chain;
 pub(crate) use step::{StepCall, resolve_step};
 
 use crate::apply::{self, Progress, RunOptions, Target};
 use crate::config::{Config, ConfigError, PipelineSpec, PluginSpec, SpannedStr};
-use crate::object::{ObjKey, Object};
-use crate::plugins::{
-    self, CallError, Document, Limits, Plugin, PluginKind, PluginSource, RenderContext, RenderInput, Runtime,
-};
+use crate::object::Object;
+use crate::plugins::{self, CallError, Limits, Plugin, PluginKind, PluginSource, RenderContext, Runtime};
 use crate::secrets::SecretValues;
 use crate::source::{Snapshot, SourceError, Sources};
 use crate::stage::Stage;
@@ -177,12 +177,19 @@ impl std::fmt::Debug for Moor {
 pub struct Prepared {
     pub config: Arc<Config>,
     plugins: HashMap<String, Result<Plugin, String>>,
+    /// [`Config::pipeline_order`], worked out once: the scheduler walks it after every run.
+    order: Vec<usize>,
 }
 
 impl Prepared {
     /// The loaded plugins, by name (those that loaded).
     pub fn plugins(&self) -> impl Iterator<Item = &Plugin> {
         self.plugins.values().filter_map(|p| p.as_ref().ok())
+    }
+
+    /// The config's pipelines, each after everything it depends on.
+    pub fn pipelines_in_order(&self) -> impl Iterator<Item = &PipelineSpec> {
+        self.order.iter().map(|&i| &self.config.pipelines[i])
     }
 
     /// One plugin, or why it did not load.
@@ -223,7 +230,8 @@ impl Moor {
             }
             plugins.insert(name.to_owned(), self.load_plugin(&config, name).map_err(|e| e.to_string()));
         }
-        Prepared { config, plugins }
+        let order = config.pipeline_order();
+        Prepared { config, plugins, order }
     }
 
     fn load_plugin(&self, config: &Config, name: &str) -> Result<Plugin, plugins::LoadError> {
@@ -383,130 +391,4 @@ async fn placed<'t>(
 ) -> Result<apply::clusters::Place<'t>, StageError> {
     let cluster = pipeline.cluster.as_ref().map(|c| c.s());
     target.place(&prepared.config, cluster).await.map_err(|e| apply::at(crate::stage::Stage::Plan)(e).into())
-}
-
-/// Stage 2: the render chain. The first renderer reads the snapshot; each later one gets
-/// the previous stage's objects, or, after a renderer that returned a tree overlay, the
-/// tree with the overlay's files replaced ([`overlay`]). Values that held SOPS ciphertext
-/// before a step and do not after it were decrypted: they are marked sensitive, shown
-/// redacted from then on, and their plaintext (returned) is hidden from what every later
-/// step says; so is what an overlay revealed.
-fn render(
-    snapshot: &Snapshot,
-    path: &str,
-    renderers: &mut [StepCall<'_>],
-    context: &RenderContext,
-) -> Result<(Vec<Object>, Vec<String>), StageError> {
-    let mut docs: Option<Vec<Document>> = None;
-    let mut tree: Option<overlay::Laid> = None;
-    let mut last = "";
-    let mut revealed: BTreeMap<ObjKey, Vec<String>> = BTreeMap::new();
-    let mut plaintext = Vec::new();
-    let mut overlaid = Vec::new();
-    let count = renderers.len();
-    for (index, step) in renderers.iter_mut().enumerate() {
-        step.hide(&plaintext);
-        let encrypted = docs.as_deref().map(revealed::ciphertexts).unwrap_or_default();
-        let root = tree.as_ref().map_or(snapshot.root.as_path(), overlay::Laid::root);
-        let given_tree = docs.is_none();
-        let input = match docs.take() {
-            None => RenderInput::Tree { snapshot: root, path },
-            Some(docs) => RenderInput::Objects(docs),
-        };
-        let out = match step.run(|plugin, with| plugin.render(with, input, context)).map_err(StageError::RenderCall)? {
-            Ok(out) => out,
-            Err(diagnostics) => {
-                let findings = diagnostics.into_iter().map(|d| step.finding(d)).collect();
-                return Err(StageError::Render { plugin: step.plugin.name().to_owned(), findings });
-            }
-        };
-        last = step.plugin.name();
-        if let Some(found) = overlay::TreeOverlay::of(&out) {
-            let refused = |message: String| StageError::Overlay { plugin: last.to_owned(), message };
-            let found = found.map_err(refused)?;
-            if !given_tree || index + 1 == count {
-                return Err(refused(
-                    "only a renderer given the tree, with another renderer after it to read the new tree, may return one"
-                        .into(),
-                ));
-            }
-            plaintext.extend(found.revealed.iter().cloned());
-            overlaid.extend(found.revealed.iter().cloned());
-            if !found.files.is_empty() {
-                let laid = overlay::lay_out(root, &found).map_err(refused)?;
-                tree = Some(laid);
-            }
-            continue;
-        }
-        for decrypted in revealed::decrypted_values(&out, &encrypted) {
-            plaintext.extend(decrypted.plaintext);
-            revealed.entry(decrypted.key).or_default().extend(decrypted.pointers);
-        }
-        docs = Some(out);
-    }
-    let mut objects = normalize(docs.unwrap_or_default(), last, revealed)?;
-    revealed::mark_sensitive(&mut objects, &overlaid);
-    Ok((objects, plaintext))
-}
-
-/// Stage 3: every object is a JSON object with `apiVersion`, `kind` and `metadata.name`,
-/// appears once, and is not SOPS-encrypted any more (nothing encrypted is ever applied).
-fn normalize(
-    docs: Vec<Document>,
-    plugin: &str,
-    mut revealed: BTreeMap<ObjKey, Vec<String>>,
-) -> Result<Vec<Object>, StageError> {
-    let mut seen: BTreeMap<ObjKey, String> = BTreeMap::new();
-    let mut objects = Vec::with_capacity(docs.len());
-    for doc in docs {
-        let at = Object::new(serde_json::Value::Null, doc.file.clone(), doc.line).origin();
-        let value: serde_json::Value = serde_json::from_str(&doc.json)
-            .map_err(|e| StageError::Object { plugin: plugin.into(), message: format!("{at}: not JSON: {e}") })?;
-        let mut object = Object::new(value, doc.file, doc.line);
-        if !object.value.is_object()
-            || object.api_version().is_empty()
-            || object.kind().is_empty()
-            || object.name().is_empty()
-        {
-            return Err(StageError::Object {
-                plugin: plugin.into(),
-                message: format!("{at}: an object needs `apiVersion`, `kind` and `metadata.name`"),
-            });
-        }
-        if object.is_sops_encrypted() {
-            return Err(StageError::Encrypted { object: object.display_name(), origin: object.origin() });
-        }
-        if let Some(first) = seen.insert(object.key(), object.origin()) {
-            return Err(StageError::Object {
-                plugin: plugin.into(),
-                message: format!("{} is defined twice, at {first} and at {}", object.display_name(), object.origin()),
-            });
-        }
-        object.sensitive = revealed.remove(&object.key()).unwrap_or_default();
-        objects.push(object);
-    }
-    Ok(objects)
-}
-
-/// Stage 4: the validate chain. Every validator sees every object; any error blocks.
-fn validate(objects: &[Object], validators: &[StepCall<'_>]) -> Result<Vec<Finding>, StageError> {
-    if validators.is_empty() {
-        return Ok(Vec::new());
-    }
-    let docs: Vec<Document> =
-        objects.iter().map(|o| Document { json: o.value.to_string(), file: o.file.clone(), line: o.line }).collect();
-    let mut findings = Vec::new();
-    for step in validators {
-        match step.run(|plugin, with| plugin.validate(with, &docs)).map_err(StageError::ValidateCall)? {
-            Ok(diagnostics) => findings.extend(diagnostics.into_iter().map(|d| step.finding(d))),
-            Err(message) => {
-                let message = step.redact(&message);
-                return Err(StageError::Validator { plugin: step.plugin.name().to_owned(), message });
-            }
-        }
-    }
-    if findings.iter().any(Finding::is_error) {
-        return Err(StageError::Blocked { findings });
-    }
-    Ok(findings)
 }

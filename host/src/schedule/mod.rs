@@ -18,8 +18,10 @@
 
 mod bookkeeping;
 mod drift;
+mod events;
 mod leader;
 mod notify;
+mod pass;
 mod poll;
 mod reload;
 mod requests;
@@ -118,7 +120,7 @@ struct ConfigFile {
 struct State {
     prepared: Arc<Prepared>,
     file: ConfigFile,
-    pipelines: BTreeMap<String, Tracked>,
+    pipelines: HashMap<String, Tracked>,
     sources: HashMap<String, Seen>,
     next_poll: HashMap<String, Instant>,
     /// Notes already logged (inventories of other instances seen), so each is said once.
@@ -179,7 +181,7 @@ pub struct Controller {
     lifecycle: Lifecycle,
     started: SystemTime,
     drift: drift::Memory,
-    events: notify::EventSink,
+    events: events::EventSink,
 }
 
 impl std::fmt::Debug for Controller {
@@ -192,7 +194,7 @@ impl Controller {
     /// Loads plugins for `config` and sets up (but does not start) the controller.
     pub fn new(moor: Moor, target: Target, config: Config, text: String, options: Options) -> Arc<Controller> {
         let workers = Arc::new(Semaphore::new(config.settings.workers));
-        let events = notify::EventSink::start(target.client.clone(), &options.identity);
+        let events = events::EventSink::start(target.client.clone(), &options.identity);
         let prepared = Arc::new(blocking(|| moor.prepare(Arc::new(config))));
         let metrics = Metrics::new(options.shard.then_some(options.identity.as_str()), &target.requests);
         let controller = Arc::new(Controller {
@@ -203,7 +205,7 @@ impl Controller {
             state: Mutex::new(State {
                 prepared: prepared.clone(),
                 file: ConfigFile { text, error: None, loaded: SystemTime::now() },
-                pipelines: BTreeMap::new(),
+                pipelines: HashMap::new(),
                 sources: HashMap::new(),
                 next_poll: HashMap::new(),
                 noted: HashSet::new(),
@@ -342,37 +344,32 @@ impl Controller {
         }
     }
 
+    /// Starts what [`pass::plan`] says; returns when the next pipeline becomes due.
     fn start_due_runs(self: &Arc<Self>) -> Instant {
         let now = Instant::now();
-        let mut earliest = now + Duration::from_secs(60);
         let may_run = self.is_leader() && !self.lifecycle.stopping.load(Ordering::Relaxed);
         let mut st = self.lock();
         let prepared = st.prepared.clone();
-        let mut waiting = 0;
-        for pipeline in prepared.config.pipelines_in_order() {
+        let candidates = prepared.pipelines_in_order().filter(|p| st.runs_here(p.name.s())).filter_map(|pipeline| {
+            let slot = &st.pipelines.get(pipeline.name.s())?.slot;
+            Some(pass::Candidate { pipeline, slot, suspended: slot.suspended(pipeline.suspend) })
+        });
+        let pass = pass::plan(candidates, now, self.workers.available_permits(), may_run, |p| st.gate(p).is_ok());
+        let mut waiting = pass.waiting;
+        for pipeline in pass.no_worker {
+            if let Some(tracked) = st.pipelines.get_mut(pipeline.name.s()) {
+                tracked.waiting_for_worker = true;
+            }
+        }
+        for pipeline in pass.start {
             let name = pipeline.name.s();
-            if !st.runs_here(name) {
-                continue;
-            }
-            let Some(tracked) = st.pipelines.get(name) else { continue };
-            if tracked.slot.is_running() || tracked.slot.suspended(pipeline.suspend) {
-                continue;
-            }
-            if !tracked.slot.is_due(now) {
-                earliest = earliest.min(tracked.slot.due().unwrap_or(earliest));
-                continue;
-            }
-            waiting += 1;
-            // Only a due pipeline's gates are looked at: this runs after every run.
-            if !may_run || st.gate(pipeline).is_err() {
-                continue;
-            }
             let Some(tracked) = st.pipelines.get_mut(name) else { continue };
+            // Only this task takes permits, and `plan` took no more than were free.
             let Ok(permit) = self.workers.clone().try_acquire_owned() else {
                 tracked.waiting_for_worker = true;
+                waiting += 1;
                 continue;
             };
-            waiting -= 1;
             tracked.waiting_for_worker = false;
             let Some(trigger) = tracked.slot.start() else { continue };
             let task = tokio::spawn(self.clone().run_pipeline(name.to_owned(), trigger, permit, prepared.clone()));
@@ -380,7 +377,8 @@ impl Controller {
         }
         let queued = st.pipelines.values().filter(|t| t.slot.queued().is_some()).count();
         self.metrics.queue_depth.set((waiting + queued) as i64);
-        earliest
+        let horizon = now + Duration::from_secs(60);
+        pass.next.map_or(horizon, |next| next.min(horizon))
     }
 
     /// One run of one pipeline, then its bookkeeping: status, metrics, the next run,
@@ -389,7 +387,7 @@ impl Controller {
         self: Arc<Self>,
         name: String,
         trigger: Trigger,
-        _permit: OwnedSemaphorePermit,
+        permit: OwnedSemaphorePermit,
         prepared: Arc<Prepared>,
     ) {
         let Some(pipeline) = prepared.config.pipeline(&name).cloned() else { return };
@@ -440,6 +438,8 @@ impl Controller {
         if let Some(outcome) = outcome {
             self.notify(&prepared, &pipeline, outcome).await;
         }
+        // The worker is free before the scheduler looks: its pass would not find it otherwise.
+        drop(permit);
         self.wake.notify_one();
     }
 

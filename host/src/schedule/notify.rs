@@ -1,20 +1,16 @@
 //! After a run: events for the pipeline's notify chain (FX-9), deduplicated and rate
-//! limited, and Kubernetes Events on the objects that were applied or pruned.
+//! limited. Kubernetes Events on the objects are [`super::events`]'.
 //!
 //! A notifier that fails is logged and shown on the status page; it never fails the
 //! delivery. Events carry object names and messages, never object data.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 
 use super::status::RunRecord;
 use super::{Controller, Trigger};
+use crate::apply::Change;
 use crate::apply::inventory::ObjKey;
-use crate::apply::{Action, Change, Report};
 use crate::config::{PipelineSpec, SpannedStr};
 use crate::http::metrics::PipelineLabels;
 use crate::plugins::{CallError, Event, EventReason, ObjectRef, Plugin, PluginKind, RunStart, Severity};
@@ -320,70 +316,6 @@ fn taken(step: &crate::config::Step, events: &[Event]) -> Vec<Event> {
         .filter(|e| severity(e.severity) >= floor)
         .cloned()
         .collect()
-}
-
-/// Kubernetes Events for applied and pruned objects, published off the run's path by one
-/// background task; when it falls behind, events are dropped rather than slowing runs.
-pub(super) struct EventSink {
-    queue: tokio::sync::mpsc::Sender<(ObjectReference, KubeEvent)>,
-    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-impl EventSink {
-    pub fn start(client: kube::Client, identity: &str) -> EventSink {
-        let (queue, mut rx) = tokio::sync::mpsc::channel::<(ObjectReference, KubeEvent)>(2048);
-        let reporter = Reporter { controller: "moor".into(), instance: Some(identity.into()) };
-        let recorder = Arc::new(Recorder::new(client, reporter));
-        let task = tokio::spawn(async move {
-            while let Some((reference, event)) = rx.recv().await {
-                if let Err(e) = recorder.publish(&event, &reference).await {
-                    tracing::debug!("cannot publish an event: {e}");
-                }
-            }
-        });
-        EventSink { queue, task: std::sync::Mutex::new(Some(task)) }
-    }
-
-    /// Queues one event per changed object of `report`.
-    pub fn record(&self, pipeline: &str, report: &Report) {
-        for (r, change) in &report.changed {
-            let reference = ObjectReference {
-                api_version: Some(r.api_version()),
-                kind: Some(r.kind.clone()),
-                name: Some(r.name.clone()),
-                namespace: (!r.namespace.is_empty()).then(|| r.namespace.clone()),
-                ..Default::default()
-            };
-            let (reason, verb) = match *change {
-                Change::Pruned => ("Pruned", "Prune"),
-                Change::Applied(Action::Created) => ("Created", "Apply"),
-                Change::Applied(Action::Recreated) => ("Recreated", "Apply"),
-                Change::Applied(_) => ("Configured", "Apply"),
-            };
-            let note = format!("{} by pipeline {pipeline} at revision {}", change.as_str(), short(&report.revision));
-            let event = KubeEvent {
-                type_: EventType::Normal,
-                reason: reason.into(),
-                note: Some(note),
-                action: verb.into(),
-                secondary: None,
-            };
-            if self.queue.try_send((reference, event)).is_err() {
-                tracing::debug!("event queue full: dropping an event");
-            }
-        }
-    }
-
-    /// Gives queued events a moment to go out before the process exits.
-    pub async fn flush(&self) {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while self.queue.capacity() < self.queue.max_capacity() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if let Some(task) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            task.abort();
-        }
-    }
 }
 
 #[cfg(test)]

@@ -239,11 +239,9 @@ impl super::State {
 
     pub(super) fn shard_status(&self) -> Option<ShardStatus> {
         let m = self.membership.as_ref()?;
-        Some(ShardStatus {
-            identity: m.me.clone(),
-            members: m.mine.members.clone(),
-            owned: self.pipelines.keys().filter(|p| self.owns(p)).cloned().collect(),
-        })
+        let mut owned: Vec<String> = self.pipelines.keys().filter(|p| self.owns(p)).cloned().collect();
+        owned.sort();
+        Some(ShardStatus { identity: m.me.clone(), members: m.mine.members.clone(), owned })
     }
 }
 

@@ -93,6 +93,24 @@ async fn status_page_api_metrics_and_drift() -> anyhow::Result<()> {
     let events = String::from_utf8_lossy(&events.stdout).to_string();
     assert!(events.contains("Created/settings"), "events: {events}");
     assert!(events.contains("Configured/settings"), "events: {events}");
+    // A second correction at the same revision counts in that Event's series (as kube's
+    // and client-go's recorders do) instead of making another Event.
+    let again = json!({"data": {"value": "edited again"}});
+    api.patch("settings", &PatchParams::default(), &Patch::Merge(&again)).await?;
+    wait_value(&client, &p.ns, "settings", "one", 20).await?;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &p.ns);
+    eventually(30, "the second correction in the first Event's series", || async {
+        let configured: Vec<_> = events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("Configured"))
+            .collect();
+        assert_eq!(configured.len(), 1, "one Configured Event: {configured:#?}");
+        Ok(configured[0].series.as_ref().is_some_and(|s| s.count == 2).then_some(()))
+    })
+    .await?;
 
     // The page, the API and the health endpoints.
     let (code, page) = moor.get_text("/").await?;
