@@ -1,11 +1,12 @@
-//! After a run: the record the status shows, and the metrics it counts.
+//! After a run: the record the status shows, the metrics it counts, and the next run.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use super::slot::{LastOutcome, Trigger};
+use super::slot::{self, LastOutcome, Timing, Trigger};
 use super::status::{self, Counts, FileResult, RunRecord};
-use crate::config::Config;
+use super::{Controller, HISTORY, Seen, notify};
+use crate::config::{Config, PipelineSpec, SpannedStr};
 use crate::http::metrics::{ActionLabels, FileLabels, Metrics, PipelineLabels, RunLabels, StateLabels};
 use crate::reconcile::{Delivery, PipelineResult, StageError};
 
@@ -152,4 +153,68 @@ fn files(report: &crate::apply::Report) -> BTreeMap<&str, usize> {
 pub fn revision_url(config: &Config, pipeline: &str, revision: &str) -> Option<String> {
     let format = config.settings.diff_url.as_ref()?;
     (!revision.is_empty()).then(|| format.replace("{revision}", revision).replace("{pipeline}", pipeline))
+}
+
+impl Controller {
+    /// Records a finished run and schedules the next; returns what to notify about.
+    pub(super) fn finish(&self, pipeline: &PipelineSpec, run: &Run<'_>) -> Option<notify::Outcome> {
+        let name = run.pipeline;
+        let source = pipeline.source.s();
+        let mut st = self.lock();
+        // A new revision found by this run is news for the other pipelines of the source.
+        let mut revision_news = false;
+        if let Ok(d) = run.result
+            && st.sources.get(source).is_none_or(|seen| seen.revision != d.report.revision)
+        {
+            let seen = Seen { revision: d.report.revision.clone(), at: run.started };
+            revision_news = st.sources.insert(source.to_owned(), seen).is_some();
+        }
+        let seen = st.sources.get(source).cloned();
+        let tracked = st.pipelines.get_mut(name)?;
+        tracked.abort = None;
+        let record = run.record(tracked.last_run.as_ref());
+        // Time to deploy: from a new revision first seen to its first successful apply.
+        let deployed_after = match (run.result, &seen) {
+            (Ok(d), Some(seen))
+                if seen.revision == d.report.revision && tracked.deployed.as_deref() != Some(&d.report.revision) =>
+            {
+                Some(SystemTime::now().duration_since(seen.at).unwrap_or_default())
+            }
+            _ => None,
+        };
+        if let Ok(d) = run.result {
+            tracked.deployed = Some(d.report.revision.clone());
+            tracked.last_success = Some(record.finished.clone());
+        }
+        run.count(&self.metrics, &record, deployed_after);
+        let interval = pipeline.interval.0;
+        let timing = Timing { interval, jitter: slot::jitter(interval, name), retry: pipeline.retry_interval.0 };
+        let (_, recovered) = tracked.slot.finish(Instant::now(), run.outcome(), timing);
+        // What the run was for: the revision it applied, else (it failed, perhaps before
+        // saying) the newest one known for its source, which a commit status belongs on.
+        let attempted = match (run.result, &seen) {
+            (Ok(d), _) => d.report.revision.clone(),
+            (Err(_), Some(seen)) => seen.revision.clone(),
+            (Err(_), None) => record.revision.clone(),
+        };
+        let news = notify::News { recovered, told_start: run.told_start };
+        let outcome = notify::Outcome::of(pipeline, run.trigger, &record, &attempted, run.result, news);
+        if tracked.history.len() == HISTORY {
+            tracked.history.pop_front();
+        }
+        tracked.history.push_back(status::RunSpan {
+            started: status::rfc3339_millis(run.started),
+            finished: status::rfc3339_millis(SystemTime::now()),
+            ok: run.result.is_ok(),
+        });
+        tracked.last_run = Some(record);
+        let config = st.prepared.config.clone();
+        drop(st);
+        if revision_news {
+            for other in config.pipelines.iter().filter(|p| p.source.s() == source && p.name.s() != name) {
+                let _ = self.trigger(other.name.s(), Trigger::Revision);
+            }
+        }
+        outcome
+    }
 }

@@ -70,7 +70,7 @@ impl Series {
     }
 
     fn next(&mut self, key: &Key, now: Instant) -> Publish {
-        if now.duration_since(self.swept) >= SWEEP_EVERY || self.sent.len() >= MAX_SERIES {
+        if now.duration_since(self.swept) >= SWEEP_EVERY {
             self.sent.retain(|_, sent| now.duration_since(sent.at) < SERIES_WINDOW);
             self.swept = now;
         }
@@ -233,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_is_bounded_and_swept_not_on_every_event() {
+    fn the_cache_is_bounded_and_swept_once_a_minute_not_on_every_event() {
         let start = Instant::now();
         let mut series = Series::new(start);
         for i in 0..MAX_SERIES + 10 {
@@ -241,17 +241,19 @@ mod tests {
             series.created(key(&name), name, start);
         }
         assert_eq!(series.sent.len(), MAX_SERIES, "past the bound, new series are not kept");
-        // Full: the next event sweeps, and what expired goes.
-        let expired = start + SERIES_WINDOW;
-        assert_eq!(series.next(&key("o1"), expired), Publish::Create);
+        let o1 = Publish::Repeat { name: "o1".into(), count: 2 };
+        assert_eq!(series.next(&key("o1"), start + Duration::from_secs(1)), o1);
+        assert_eq!(series.next(&key(&format!("o{MAX_SERIES}")), start), Publish::Create, "not kept: created anew");
+        // Expired but not swept yet (swept less than a minute ago): not repeated, still kept.
+        let expired = start + SERIES_WINDOW + Duration::from_secs(1);
+        series.swept = expired;
+        assert_eq!(series.next(&key("o2"), expired), Publish::Create);
+        assert_eq!(series.sent.len(), MAX_SERIES);
+        // A minute on, the sweep takes every expired series in one go, and there is room.
+        let minute = expired + SWEEP_EVERY;
+        assert_eq!(series.next(&key("o3"), minute), Publish::Create);
         assert!(series.sent.is_empty());
-        series.created(key("fresh"), "fresh".into(), expired);
-        series.created(key("stale"), "stale".into(), start);
-        // Not full and swept less than a minute ago: an expired series is not removed yet,
-        // but is not repeated either.
-        assert_eq!(series.next(&key("stale"), expired + Duration::from_secs(1)), Publish::Create);
-        assert_eq!(series.sent.len(), 2);
-        series.next(&key("fresh"), expired + SWEEP_EVERY);
-        assert_eq!(series.sent.len(), 1, "swept once a minute");
+        series.created(key("fresh"), "fresh".into(), minute);
+        assert_eq!(series.next(&key("fresh"), minute), Publish::Repeat { name: "fresh".into(), count: 2 });
     }
 }

@@ -9,12 +9,13 @@
 //! failed is blocked with the reason. Only the leader (FA-7) runs anything, and a leader
 //! that loses its lease stops its runs at once.
 //!
-//! The pieces: [`slot`] (the pure per-pipeline state machine), [`bookkeeping`] (a run's
-//! record and metrics), [`requests`] (triggers, suspend and resume from the API, webhooks
-//! and watches), [`reload`] (config install and reload, removed pipelines),
-//! [`poll`] (source polling), [`drift`] (watches on managed objects), [`leader`] (the
-//! Lease), [`notify`] (notifier chains and Kubernetes Events), [`status`] (what the API
-//! shows, built from the slots).
+//! The pieces: [`slot`] (the pure per-pipeline state machine), [`pass`] (the pure choice
+//! of what starts now), [`bookkeeping`] (a run's record and metrics, and the next run),
+//! [`requests`] (triggers, suspend and resume from the API, webhooks and watches),
+//! [`reload`] (config install and reload, removed pipelines), [`poll`] (source polling),
+//! [`drift`] (watches on managed objects), [`leader`] (the Lease), [`shard`] (splitting the
+//! pipelines between replicas), [`notify`] (notifier chains), [`events`] (Kubernetes
+//! Events), [`status`] (what the API shows, built from the slots).
 
 mod bookkeeping;
 mod drift;
@@ -42,7 +43,7 @@ use crate::config::{Config, PipelineSpec, SpannedStr};
 use crate::http::metrics::Metrics;
 use crate::reconcile::{Moor, Prepared, StageError, blocking};
 pub use requests::RequestError;
-use slot::{Blocked, Dependency, Slot, Timing};
+use slot::{Blocked, Dependency, Slot};
 pub use slot::{Trigger, Triggered};
 use status::RunRecord;
 
@@ -70,8 +71,6 @@ struct Tracked {
     slot: Slot,
     /// The run in progress, to stop it.
     abort: Option<tokio::task::AbortHandle>,
-    /// No worker was free when it was last due.
-    waiting_for_worker: bool,
     /// The revision whose time-to-deploy was last recorded.
     deployed: Option<String>,
     notifications: notify::Limiter,
@@ -90,7 +89,6 @@ impl Tracked {
         Tracked {
             slot: Slot::new(now, trigger),
             abort: None,
-            waiting_for_worker: false,
             deployed: None,
             notifications: notify::Limiter::default(),
             last_run: None,
@@ -356,21 +354,14 @@ impl Controller {
         });
         let pass = pass::plan(candidates, now, self.workers.available_permits(), may_run, |p| st.gate(p).is_ok());
         let mut waiting = pass.waiting;
-        for pipeline in pass.no_worker {
-            if let Some(tracked) = st.pipelines.get_mut(pipeline.name.s()) {
-                tracked.waiting_for_worker = true;
-            }
-        }
         for pipeline in pass.start {
             let name = pipeline.name.s();
             let Some(tracked) = st.pipelines.get_mut(name) else { continue };
             // Only this task takes permits, and `plan` took no more than were free.
             let Ok(permit) = self.workers.clone().try_acquire_owned() else {
-                tracked.waiting_for_worker = true;
                 waiting += 1;
                 continue;
             };
-            tracked.waiting_for_worker = false;
             let Some(trigger) = tracked.slot.start() else { continue };
             let task = tokio::spawn(self.clone().run_pipeline(name.to_owned(), trigger, permit, prepared.clone()));
             tracked.abort = Some(task.abort_handle());
@@ -441,68 +432,6 @@ impl Controller {
         // The worker is free before the scheduler looks: its pass would not find it otherwise.
         drop(permit);
         self.wake.notify_one();
-    }
-
-    /// Records a finished run and schedules the next; returns what to notify about.
-    fn finish(&self, pipeline: &PipelineSpec, run: &bookkeeping::Run<'_>) -> Option<notify::Outcome> {
-        let name = run.pipeline;
-        let source = pipeline.source.s();
-        let mut st = self.lock();
-        // A new revision found by this run is news for the other pipelines of the source.
-        let mut revision_news = false;
-        if let Ok(d) = run.result
-            && st.sources.get(source).is_none_or(|seen| seen.revision != d.report.revision)
-        {
-            let seen = Seen { revision: d.report.revision.clone(), at: run.started };
-            revision_news = st.sources.insert(source.to_owned(), seen).is_some();
-        }
-        let seen = st.sources.get(source).cloned();
-        let tracked = st.pipelines.get_mut(name)?;
-        tracked.abort = None;
-        let record = run.record(tracked.last_run.as_ref());
-        // Time to deploy: from a new revision first seen to its first successful apply.
-        let deployed_after = match (run.result, &seen) {
-            (Ok(d), Some(seen))
-                if seen.revision == d.report.revision && tracked.deployed.as_deref() != Some(&d.report.revision) =>
-            {
-                Some(SystemTime::now().duration_since(seen.at).unwrap_or_default())
-            }
-            _ => None,
-        };
-        if let Ok(d) = run.result {
-            tracked.deployed = Some(d.report.revision.clone());
-            tracked.last_success = Some(record.finished.clone());
-        }
-        run.count(&self.metrics, &record, deployed_after);
-        let interval = pipeline.interval.0;
-        let timing = Timing { interval, jitter: slot::jitter(interval, name), retry: pipeline.retry_interval.0 };
-        let (_, recovered) = tracked.slot.finish(Instant::now(), run.outcome(), timing);
-        // What the run was for: the revision it applied, else (it failed, perhaps before
-        // saying) the newest one known for its source, which a commit status belongs on.
-        let attempted = match (run.result, &seen) {
-            (Ok(d), _) => d.report.revision.clone(),
-            (Err(_), Some(seen)) => seen.revision.clone(),
-            (Err(_), None) => record.revision.clone(),
-        };
-        let news = notify::News { recovered, told_start: run.told_start };
-        let outcome = notify::Outcome::of(pipeline, run.trigger, &record, &attempted, run.result, news);
-        if tracked.history.len() == HISTORY {
-            tracked.history.pop_front();
-        }
-        tracked.history.push_back(status::RunSpan {
-            started: status::rfc3339_millis(run.started),
-            finished: status::rfc3339_millis(SystemTime::now()),
-            ok: run.result.is_ok(),
-        });
-        tracked.last_run = Some(record);
-        let config = st.prepared.config.clone();
-        drop(st);
-        if revision_news {
-            for other in config.pipelines.iter().filter(|p| p.source.s() == source && p.name.s() != name) {
-                let _ = self.trigger(other.name.s(), Trigger::Revision);
-            }
-        }
-        outcome
     }
 
     /// The current config.

@@ -23,8 +23,6 @@ pub struct Candidate<'p, 's, P> {
 pub struct Pass<'a, P> {
     /// Due, let through by its gate, with a worker free: start these, in this order.
     pub start: Vec<&'a P>,
-    /// Due, but no worker was free for them.
-    pub no_worker: Vec<&'a P>,
     /// Due and not started: blocked, waiting for a worker, or not leading.
     pub waiting: usize,
     /// When the first pipeline not yet due becomes due.
@@ -41,7 +39,7 @@ pub fn plan<'a, 's, P>(
     may_run: bool,
     mut ready: impl FnMut(&P) -> bool,
 ) -> Pass<'a, P> {
-    let mut pass = Pass { start: Vec::new(), no_worker: Vec::new(), waiting: 0, next: None };
+    let mut pass = Pass { start: Vec::new(), waiting: 0, next: None };
     for Candidate { pipeline, slot, suspended } in pipelines {
         if slot.is_running() || suspended {
             continue;
@@ -50,12 +48,7 @@ pub fn plan<'a, 's, P>(
             pass.next = pass.next.into_iter().chain(slot.due()).min();
             continue;
         }
-        if !may_run {
-            pass.waiting += 1;
-        } else if free == 0 {
-            pass.waiting += 1;
-            pass.no_worker.push(pipeline);
-        } else if ready(pipeline) {
+        if may_run && free > 0 && ready(pipeline) {
             free -= 1;
             pass.start.push(pipeline);
         } else {
@@ -110,8 +103,7 @@ mod tests {
         let ps = Pipelines::new(&[("db", None), ("web", None), ("later", Some(30)), ("api", None)]);
         let pass = ps.plan(2, true, |_| true);
         assert_eq!(names(&pass.start), ["db", "web"]);
-        assert_eq!(names(&pass.no_worker), ["api"]);
-        assert_eq!(pass.waiting, 1);
+        assert_eq!(pass.waiting, 1, "api waits for a worker");
         assert_eq!(pass.next, Some(ps.now + Duration::from_secs(30)));
     }
 
@@ -120,7 +112,6 @@ mod tests {
         let ps = Pipelines::new(&[("web", None), ("db", None)]);
         let pass = ps.plan(1, true, |p| *p != "web");
         assert_eq!(names(&pass.start), ["db"]);
-        assert!(pass.no_worker.is_empty());
         assert_eq!(pass.waiting, 1);
     }
 
@@ -134,7 +125,7 @@ mod tests {
             true
         });
         assert_eq!(asked, ["a", "b"]);
-        assert_eq!(names(&pass.no_worker), ["c", "d", "e"]);
+        assert_eq!(names(&pass.start), ["a", "b"]);
         assert_eq!(pass.waiting, 3);
     }
 
@@ -144,7 +135,7 @@ mod tests {
         ps.slots[0].1.start();
         ps.slots[1].2 = true;
         let pass = ps.plan(4, false, |_| panic!("no gate is asked when nothing may run"));
-        assert!(pass.start.is_empty() && pass.no_worker.is_empty());
+        assert!(pass.start.is_empty());
         assert_eq!(pass.waiting, 1);
         assert_eq!(pass.next, None);
         let pass = ps.plan(4, true, |_| true);

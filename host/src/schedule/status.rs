@@ -217,8 +217,7 @@ fn view(st: &Scheduling, prepared: &Prepared, pipeline: &PipelineSpec, t: &Track
         match st.gate(pipeline) {
             Err(Blocked::Waiting(why)) => (State::Waiting, Some(why)),
             Err(Blocked::Failed(why)) => (State::Blocked, Some(why)),
-            Ok(()) if t.waiting_for_worker => (State::Due, None),
-            Ok(()) => (State::Idle, None),
+            Ok(()) => (State::Due, None),
         }
     } else {
         (State::Idle, None)
