@@ -177,19 +177,12 @@ impl std::fmt::Debug for Moor {
 pub struct Prepared {
     pub config: Arc<Config>,
     plugins: HashMap<String, Result<Plugin, String>>,
-    /// [`Config::pipeline_order`], worked out once: the scheduler walks it after every run.
-    order: Vec<usize>,
 }
 
 impl Prepared {
     /// The loaded plugins, by name (those that loaded).
     pub fn plugins(&self) -> impl Iterator<Item = &Plugin> {
         self.plugins.values().filter_map(|p| p.as_ref().ok())
-    }
-
-    /// The config's pipelines, each after everything it depends on.
-    pub fn pipelines_in_order(&self) -> impl Iterator<Item = &PipelineSpec> {
-        self.order.iter().map(|&i| &self.config.pipelines[i])
     }
 
     /// One plugin, or why it did not load.
@@ -230,8 +223,7 @@ impl Moor {
             }
             plugins.insert(name.to_owned(), self.load_plugin(&config, name).map_err(|e| e.to_string()));
         }
-        let order = config.pipeline_order();
-        Prepared { config, plugins, order }
+        Prepared { config, plugins }
     }
 
     fn load_plugin(&self, config: &Config, name: &str) -> Result<Plugin, plugins::LoadError> {

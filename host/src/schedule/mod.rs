@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use indexmap::IndexMap;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::apply::{RunOptions, Target};
@@ -68,6 +69,8 @@ pub struct Options {
 
 /// A pipeline the controller runs: its schedule, and what the status shows of it.
 struct Tracked {
+    /// Where the pipeline is in the installed config's `pipelines`.
+    spec: usize,
     slot: Slot,
     /// The run in progress, to stop it.
     abort: Option<tokio::task::AbortHandle>,
@@ -85,8 +88,9 @@ struct Tracked {
 }
 
 impl Tracked {
-    fn new(now: Instant, trigger: Trigger) -> Tracked {
+    fn new(spec: usize, now: Instant, trigger: Trigger) -> Tracked {
         Tracked {
+            spec,
             slot: Slot::new(now, trigger),
             abort: None,
             deployed: None,
@@ -118,7 +122,9 @@ struct ConfigFile {
 struct State {
     prepared: Arc<Prepared>,
     file: ConfigFile,
-    pipelines: HashMap<String, Tracked>,
+    /// By name, in the config's dependency order (each after what it depends on), as
+    /// [`Controller::install`] sorts them.
+    pipelines: IndexMap<String, Tracked>,
     sources: HashMap<String, Seen>,
     next_poll: HashMap<String, Instant>,
     /// Notes already logged (inventories of other instances seen), so each is said once.
@@ -203,7 +209,7 @@ impl Controller {
             state: Mutex::new(State {
                 prepared: prepared.clone(),
                 file: ConfigFile { text, error: None, loaded: SystemTime::now() },
-                pipelines: HashMap::new(),
+                pipelines: IndexMap::new(),
                 sources: HashMap::new(),
                 next_poll: HashMap::new(),
                 noted: HashSet::new(),
@@ -348,8 +354,10 @@ impl Controller {
         let may_run = self.is_leader() && !self.lifecycle.stopping.load(Ordering::Relaxed);
         let mut st = self.lock();
         let prepared = st.prepared.clone();
-        let candidates = prepared.pipelines_in_order().filter(|p| st.runs_here(p.name.s())).filter_map(|pipeline| {
-            let slot = &st.pipelines.get(pipeline.name.s())?.slot;
+        // In dependency order, and without a lookup by name: a pass follows every run.
+        let candidates = st.pipelines.iter().filter(|(name, _)| st.runs_here(name)).filter_map(|(_, tracked)| {
+            let pipeline = prepared.config.pipelines.get(tracked.spec)?;
+            let slot = &tracked.slot;
             Some(pass::Candidate { pipeline, slot, suspended: slot.suspended(pipeline.suspend) })
         });
         let pass = pass::plan(candidates, now, self.workers.available_permits(), may_run, |p| st.gate(p).is_ok());

@@ -5,6 +5,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use indexmap::IndexMap;
+
 use super::{Controller, Tracked, Trigger};
 use crate::apply::RunOptions;
 use crate::config::{Config, SpannedStr};
@@ -20,22 +22,24 @@ impl Controller {
         let names: HashSet<&str> = config.pipelines.iter().map(|p| p.name.s()).collect();
         let gone: Vec<String> = st.pipelines.keys().filter(|n| !names.contains(n.as_str())).cloned().collect();
         for name in &gone {
-            if let Some(run) = st.pipelines.remove(name).and_then(|t| t.abort) {
+            if let Some(run) = st.pipelines.swap_remove(name).and_then(|t| t.abort) {
                 run.abort();
             }
         }
-        for pipeline in &config.pipelines {
+        for (spec, pipeline) in config.pipelines.iter().enumerate() {
             let name = pipeline.name.s();
-            match st.pipelines.get_mut(name) {
-                Some(tracked) => tracked.slot.reconfigured(now, trigger),
-                None => {
-                    st.pipelines.insert(name.into(), Tracked::new(now, trigger));
+            let tracked = match st.pipelines.entry(name.into()) {
+                indexmap::map::Entry::Occupied(known) => {
+                    let tracked = known.into_mut();
+                    tracked.spec = spec;
+                    tracked.slot.reconfigured(now, trigger);
+                    tracked
                 }
-            }
-            if let Some(tracked) = st.pipelines.get_mut(name) {
-                self.follow_gate(tracked, pipeline.gates(&config.settings.namespace).unwrap_or_default());
-            }
+                indexmap::map::Entry::Vacant(new) => new.insert(Tracked::new(spec, now, trigger)),
+            };
+            self.follow_gate(tracked, pipeline.gates(&config.settings.namespace).unwrap_or_default());
         }
+        in_dependency_order(&mut st.pipelines, &config);
         if st.membership.is_some() && st.set_shard_keys(super::shard::core::keys(&config)) {
             self.shard_wake.notify_one();
         }
@@ -141,5 +145,43 @@ impl Controller {
                 ),
             }
         }
+    }
+}
+
+/// Sorts the tracked pipelines (all of `config`'s, each knowing its place in it) so that
+/// each comes after what it depends on: the scheduler's pass walks them in this order.
+fn in_dependency_order(pipelines: &mut IndexMap<String, Tracked>, config: &Config) {
+    let mut rank = vec![0; config.pipelines.len()];
+    for (position, spec) in config.pipeline_order().into_iter().enumerate() {
+        rank[spec] = position;
+    }
+    pipelines.sort_by_cached_key(|_, tracked| rank.get(tracked.spec).copied().unwrap_or(usize::MAX));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn pipelines_are_kept_after_what_they_depend_on() {
+        let text = "[[source]]\nname = \"s\"\npath = \".\"\n\n\
+                    [[pipeline]]\nname = \"web\"\nsource = \"s\"\ndepends_on = [\"db\"]\n\n\
+                    [[pipeline]]\nname = \"db\"\nsource = \"s\"\ndepends_on = [\"crds\"]\n\n\
+                    [[pipeline]]\nname = \"crds\"\nsource = \"s\"\n\n\
+                    [[pipeline]]\nname = \"docs\"\nsource = \"s\"\n";
+        let config = Config::parse(Path::new("moor.toml"), text.into(), &["yaml"]).unwrap();
+        let now = Instant::now();
+        let mut pipelines: IndexMap<String, Tracked> = config
+            .pipelines
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(spec, p)| (p.name.s().to_owned(), Tracked::new(spec, now, Trigger::Startup)))
+            .collect();
+        in_dependency_order(&mut pipelines, &config);
+        let order: Vec<&str> = pipelines.keys().map(String::as_str).collect();
+        assert_eq!(order, ["crds", "db", "web", "docs"]);
     }
 }
