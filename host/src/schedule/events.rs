@@ -19,6 +19,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 
 use crate::apply::{Action, Change, Report};
+use crate::object::ObjKey;
 use crate::source::short;
 
 /// Within this time, the same event on the same object is a repeat (kube's and client-go's).
@@ -32,7 +33,7 @@ const QUEUE: usize = 2048;
 /// One event on one object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
-    regarding: (String, String, String, String),
+    regarding: ObjKey,
     reason: &'static str,
     action: &'static str,
     note: String,
@@ -97,26 +98,19 @@ impl Series {
     }
 }
 
-/// An event as queued for the sender.
-#[derive(Debug)]
-struct Queued {
-    regarding: ObjectReference,
-    key: Key,
-}
-
 pub(super) struct EventSink {
-    queue: tokio::sync::mpsc::Sender<Queued>,
+    queue: tokio::sync::mpsc::Sender<Key>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl EventSink {
     pub fn start(client: kube::Client, identity: &str) -> EventSink {
-        let (queue, mut rx) = tokio::sync::mpsc::channel::<Queued>(QUEUE);
+        let (queue, mut rx) = tokio::sync::mpsc::channel::<Key>(QUEUE);
         let identity = identity.to_owned();
         let task = tokio::spawn(async move {
             let mut series = Series::new(Instant::now());
-            while let Some(queued) = rx.recv().await {
-                if let Err(e) = publish(&client, &identity, &mut series, queued).await {
+            while let Some(key) = rx.recv().await {
+                if let Err(e) = publish(&client, &identity, &mut series, key).await {
                     tracing::debug!("cannot publish an event: {e}");
                 }
             }
@@ -127,13 +121,6 @@ impl EventSink {
     /// Queues one event per changed object of `report`.
     pub fn record(&self, pipeline: &str, report: &Report) {
         for (r, change) in &report.changed {
-            let regarding = ObjectReference {
-                api_version: Some(r.api_version()),
-                kind: Some(r.kind.clone()),
-                name: Some(r.name.clone()),
-                namespace: (!r.namespace.is_empty()).then(|| r.namespace.clone()),
-                ..Default::default()
-            };
             let (reason, action) = match *change {
                 Change::Pruned => ("Pruned", "Prune"),
                 Change::Applied(Action::Created) => ("Created", "Apply"),
@@ -141,9 +128,8 @@ impl EventSink {
                 Change::Applied(_) => ("Configured", "Apply"),
             };
             let note = format!("{} by pipeline {pipeline} at revision {}", change.as_str(), short(&report.revision));
-            let regarding_key = (r.api_version(), r.kind.clone(), r.namespace.clone(), r.name.clone());
-            let key = Key { regarding: regarding_key, reason, action, note };
-            if self.queue.try_send(Queued { regarding, key }).is_err() {
+            let key = Key { regarding: r.clone(), reason, action, note };
+            if self.queue.try_send(key).is_err() {
                 tracing::debug!("event queue full: dropping an event");
             }
         }
@@ -163,9 +149,9 @@ impl EventSink {
 
 /// Sends one event: a new Event, or the series patched onto the first one. Cluster-scoped
 /// objects' Events go to `default`, as kube's and kubectl's do.
-async fn publish(client: &kube::Client, identity: &str, series: &mut Series, queued: Queued) -> kube::Result<()> {
-    let Queued { regarding, key } = queued;
-    let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
+async fn publish(client: &kube::Client, identity: &str, series: &mut Series, key: Key) -> kube::Result<()> {
+    let r = &key.regarding;
+    let namespace = if r.namespace.is_empty() { "default".to_owned() } else { r.namespace.clone() };
     let events: Api<K8sEvent> = Api::namespaced(client.clone(), &namespace);
     let now = Timestamp::now();
     if let Publish::Repeat { name, count } = series.next(&key, Instant::now()) {
@@ -175,7 +161,14 @@ async fn publish(client: &kube::Client, identity: &str, series: &mut Series, que
             done => return done.map(drop),
         }
     }
-    let name = format!("{}.{:x}", key.regarding.3, now.as_nanosecond());
+    let name = format!("{}.{:x}", r.name, now.as_nanosecond());
+    let regarding = ObjectReference {
+        api_version: Some(r.api_version()),
+        kind: Some(r.kind.clone()),
+        name: Some(r.name.clone()),
+        namespace: (!r.namespace.is_empty()).then(|| r.namespace.clone()),
+        ..Default::default()
+    };
     let event = K8sEvent {
         metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(namespace), ..ObjectMeta::default() },
         event_time: Some(MicroTime(now)),
@@ -198,7 +191,13 @@ mod tests {
     use super::*;
 
     fn key(name: &str) -> Key {
-        let regarding = ("v1".into(), "ConfigMap".into(), "web".into(), name.into());
+        let regarding = ObjKey {
+            version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: "web".into(),
+            name: name.into(),
+            ..ObjKey::default()
+        };
         Key {
             regarding,
             reason: "Configured",

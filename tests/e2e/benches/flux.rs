@@ -204,7 +204,6 @@ impl Figures {
     }
 }
 
-/// Waits for every pipeline, then measures the steady state over one interval.
 /// CPU time (user and system) a process has used so far, from `/proc/<pid>/stat`.
 fn cpu(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -228,6 +227,7 @@ fn processes(cp: &ControlPlane, controllers: &[(&str, u32)]) -> Vec<(String, u32
     all
 }
 
+/// Waits for every pipeline, then measures the steady state over one interval.
 async fn settle(
     cp: &ControlPlane,
     controllers: &[(&str, u32)],
