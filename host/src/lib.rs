@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod config_sync;
 pub mod http;
+pub mod interrupt;
 pub mod object;
 pub mod oci;
 pub mod plugins;

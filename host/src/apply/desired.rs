@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use super::ApplyError;
 use super::inventory::{INSTANCE_LABEL, PIPELINE_LABEL};
 use super::prune::Owner;
+use super::report::ObjectOutcome;
 use super::resources::{self, Resolved, Resources};
 use crate::config::PipelineSpec;
 use crate::object::{ObjKey, Object};
@@ -77,11 +78,11 @@ pub struct Desired {
     pub dry_run_only: bool,
 }
 
-/// What the pipeline wants, and what it sets aside (object, why).
+/// What the pipeline wants, and what it sets aside (with why).
 #[derive(Debug, Default)]
 pub struct Wanted {
     pub desired: Vec<Desired>,
-    pub skipped: Vec<(String, String)>,
+    pub skipped: Vec<ObjectOutcome>,
 }
 
 /// What [`desire`] needs to know besides the objects.
@@ -110,11 +111,11 @@ pub fn desire(objects: Vec<Object>, cx: &Context<'_>) -> Result<Wanted, ApplyErr
     let mut wanted = Wanted { desired: Vec::with_capacity(objects.len()), skipped: Vec::new() };
     for mut object in objects {
         if ignored_kind(pipeline, &object) {
-            wanted.skipped.push((object.display_name(), "kind is ignored by the pipeline".into()));
+            wanted.skipped.push(ObjectOutcome::skipped(&object, "kind is ignored by the pipeline".into()));
             continue;
         }
         if object.label(ENABLED) == Some("off") {
-            wanted.skipped.push((object.display_name(), format!("labelled {ENABLED}=off")));
+            wanted.skipped.push(ObjectOutcome::skipped(&object, format!("labelled {ENABLED}=off")));
             continue;
         }
         let resolved = cx.resources.resolve(object.api_version(), object.kind());
@@ -148,7 +149,7 @@ pub fn desire(objects: Vec<Object>, cx: &Context<'_>) -> Result<Wanted, ApplyErr
                 OptIn::DryRun => dry_run_only = true,
                 OptIn::Off => {
                     let why = format!("namespace `{ns}` is not labelled {ENABLED}=on");
-                    wanted.skipped.push((object.display_name(), why));
+                    wanted.skipped.push(ObjectOutcome::skipped(&object, why));
                     continue;
                 }
             }
@@ -156,7 +157,7 @@ pub fn desire(objects: Vec<Object>, cx: &Context<'_>) -> Result<Wanted, ApplyErr
         stamp(&mut object, pipeline, cx.owner);
         let (update, policy, wave) = policies(&object).map_err(|reason| refused(&object, reason))?;
         if policy == Policy::Ignore {
-            wanted.skipped.push((object.display_name(), format!("{APPLY_POLICY}=ignore")));
+            wanted.skipped.push(ObjectOutcome::skipped(&object, format!("{APPLY_POLICY}=ignore")));
             continue;
         }
         let r = object.key();

@@ -133,6 +133,23 @@ impl Inventory {
         self.objects.is_empty()
     }
 
+    /// What is left of this inventory when only `keys` remain: the same owner, config,
+    /// cluster, deletion policy and revision. A remnant that lost its cluster would send the
+    /// next removal to look for its objects in the wrong one.
+    pub fn keeping<'k>(&self, keys: impl IntoIterator<Item = &'k ObjKey>) -> Inventory {
+        // Every field named, so that a new one cannot be forgotten here.
+        let Inventory { instance, pipeline, config, deletion_policy, revision, cluster, objects } = self;
+        Inventory {
+            instance: instance.clone(),
+            pipeline: pipeline.clone(),
+            config: config.clone(),
+            deletion_policy: *deletion_policy,
+            revision: revision.clone(),
+            cluster: cluster.clone(),
+            objects: keys.into_iter().filter_map(|r| Some((r.clone(), objects.get(r)?.clone()))).collect(),
+        }
+    }
+
     /// Compressed form, as stored.
     pub fn encode(&self) -> std::io::Result<Vec<u8>> {
         let json = serde_json::to_vec(self)?;
@@ -352,6 +369,27 @@ fn decode_configmap(cm: &ConfigMap) -> std::io::Result<Inventory> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remnant_keeps_its_cluster_owner_and_policy_and_only_the_kept_objects() {
+        let key = |name: &str| ObjKey { kind: "ConfigMap".into(), name: name.into(), ..ObjKey::default() };
+        let mut inv = Inventory {
+            instance: "prod".into(),
+            pipeline: "web".into(),
+            config: "/etc/moor.toml".into(),
+            deletion_policy: DeletionPolicy::Delete,
+            revision: "r1".into(),
+            cluster: "east".into(),
+            ..Inventory::default()
+        };
+        inv.insert(key("a"), Entry { hash: "ha".into() });
+        inv.insert(key("b"), Entry { hash: "hb".into() });
+        let rest = inv.keeping([&key("b")]);
+        assert_eq!(rest.cluster, "east", "the next removal looks in the same cluster");
+        assert_eq!((rest.instance.as_str(), rest.pipeline.as_str(), rest.revision.as_str()), ("prod", "web", "r1"));
+        assert_eq!(rest.refs().collect::<Vec<_>>(), [&key("b")]);
+        assert_eq!(rest.get(&key("b")), Some(&Entry { hash: "hb".into() }));
+    }
 
     #[test]
     fn a_gzip_bomb_is_refused_without_inflating_it() {

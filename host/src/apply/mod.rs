@@ -3,8 +3,8 @@
 //! [`apply`] runs the cluster half of the pipeline for one rendered pipeline, top to
 //! bottom like ARCHITECTURE.md's picture: plan (`desired` → `observe` → `plan`), apply
 //! (inventory union first, then `write`: stage zero, waves), `prune`, `health`, record
-//! (the inventory). Each stage returns what it did; `apply` gathers it into a [`Report`],
-//! and a failure carries the [`Stage`] it happened in.
+//! (the inventory). Each stage records what it did in the run's [`Report`], which `apply`
+//! returns whole or partial, beside the failure tagged with the [`Stage`] it happened in.
 //!
 //! A reconcile where nothing changed costs the inventory read, and in `moor run` nothing
 //! else: the drift watches' cache ([`live`]) answers for the live objects (`moor apply`
@@ -22,23 +22,22 @@ mod observe;
 pub mod plan;
 pub mod prune;
 pub mod remove;
+pub mod report;
 pub mod requests;
 pub mod resources;
 pub mod target;
 mod write;
 
-use std::collections::{BTreeSet, HashMap};
-
-use serde::Serialize;
-use serde_json::Value;
+use std::collections::HashMap;
 
 use crate::config::{PipelineSpec, Settings, SpannedStr};
+use crate::interrupt::Interrupt;
 use crate::object::{ObjKey, Object};
 use crate::stage::Stage;
 pub use desired::{APPLY_POLICY, ENABLED, MANAGED_BY, PRUNE, UPDATE, WAVE};
 use desired::{Desired, Wanted};
 use inventory::{Entry, Inventory, InventoryError};
-pub use plan::Action;
+pub use report::{Action, Health, ObjectOutcome, Report};
 use target::kube_message;
 pub use target::{Kubeconfig, Target};
 
@@ -80,6 +79,9 @@ pub enum ApplyError {
     ClusterChanged { was: String, now: String },
     #[error("{object} is unhealthy: {reason}")]
     Unhealthy { object: String, reason: String },
+    /// The run was stopped (its timeout, a lost lease) while this stage ran.
+    #[error("stopped: {0}")]
+    Stopped(String),
     #[error("health checks timed out after {} waiting for {}", humantime::format_duration(*timeout), waiting.join(", "))]
     HealthTimeout { timeout: std::time::Duration, waiting: Vec<String> },
 }
@@ -125,75 +127,17 @@ pub struct RunOptions {
     pub allow_mass_prune: bool,
 }
 
-/// What a run did to an object, for Kubernetes Events and notifications.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Applied(Action),
-    Pruned,
-}
-
-impl Change {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Change::Applied(action) => action.as_str(),
-            Change::Pruned => "pruned",
-        }
-    }
-}
-
-/// Summary of one pipeline's run.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
-    pub pipeline: String,
-    pub revision: String,
-    pub dry_run: bool,
-    pub created: Vec<String>,
-    pub configured: Vec<String>,
-    pub unchanged: Vec<String>,
-    pub recreated: Vec<String>,
-    pub pruned: Vec<String>,
-    /// Object and why it was left alone.
-    pub skipped: Vec<(String, String)>,
-    /// Objects left in the cluster but dropped from the inventory, and why.
-    pub orphaned: Vec<(String, String)>,
-    /// Object and its health at the end.
-    pub health: Vec<(String, String)>,
-    pub healthy: bool,
-    /// Each applied object's origin file and what happened to it (per-file results, KA-7).
-    #[serde(skip)]
-    pub files: Vec<(String, Action)>,
-    /// Objects created, configured, recreated or pruned, for Kubernetes Events.
-    #[serde(skip)]
-    pub changed: Vec<(ObjKey, Change)>,
-    /// `(apiVersion, kind)` of every applied object, for the controller's drift watch.
-    #[serde(skip)]
-    pub kinds: BTreeSet<(String, String)>,
-    /// Every object as it was applied, for the controller's drift watch.
-    #[serde(skip)]
-    pub applied: Vec<(ObjKey, Value)>,
-}
-
 impl Report {
     fn record(&mut self, action: Action, d: &Desired) {
-        let name = d.r.to_string();
-        match action {
-            Action::Created => self.created.push(name),
-            Action::Configured => self.configured.push(name),
-            Action::Unchanged => self.unchanged.push(name),
-            Action::Recreated => self.recreated.push(name),
-        }
-        self.files.push((d.object.file.clone(), action));
-        if action != Action::Unchanged {
-            self.changed.push((d.r.clone(), Change::Applied(action)));
-        }
-        self.kinds.insert((d.r.api_version(), d.r.kind.clone()));
+        self.push(ObjectOutcome::of(&d.object, action));
         self.applied.push((d.r.clone(), d.object.value.clone()));
     }
 
     fn record_written(&mut self, writes: &write::Writes) {
         for w in &writes.written {
             if w.d.dry_run_only {
-                self.skipped.push((w.d.r.to_string(), "namespace is labelled dry-run: server dry-run only".into()));
+                let why = "namespace is labelled dry-run: server dry-run only".to_owned();
+                self.push(ObjectOutcome::skipped(&w.d.object, why));
             } else {
                 self.record(w.action, &w.d);
             }
@@ -202,17 +146,21 @@ impl Report {
 
     fn record_pruned(&mut self, deleted: prune::Deleted) {
         for r in deleted.pruned {
-            self.pruned.push(r.to_string());
-            self.changed.push((r, Change::Pruned));
+            self.push(ObjectOutcome::new(r, Action::Pruned));
         }
-        self.orphaned.extend(deleted.orphaned);
+        for (r, why) in deleted.orphaned {
+            self.push_why(r, Action::Orphaned, why);
+        }
     }
 }
 
 /// Progress lines for a terminal.
 pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
 
-/// The cluster half of the pipeline for `objects` rendered at `revision`.
+/// The cluster half of the pipeline for `objects` rendered at `revision`: what it did,
+/// also when a stage failed (then partial), and the failure tagged with its stage. An
+/// `interrupt` raised stops it where it is, failing the stage it was in.
+#[allow(clippy::too_many_arguments)]
 pub async fn apply(
     target: &Target,
     settings: &Settings,
@@ -220,17 +168,49 @@ pub async fn apply(
     revision: &str,
     objects: Vec<Object>,
     run: RunOptions,
+    interrupt: &Interrupt,
     progress: Progress<'_>,
-) -> Result<Report, Failed> {
+) -> (Report, Result<(), Failed>) {
+    let mut report = Report { dry_run: run.dry_run || pipeline.dry_run, ..Report::default() };
+    let mut reached = Stage::Plan;
+    let finished = {
+        let work = apply_into(&mut report, &mut reached, target, settings, pipeline, revision, objects, run, progress);
+        tokio::select! {
+            outcome = work => Some(outcome),
+            () = interrupt.raised() => None,
+        }
+    };
+    // Stopped: what was done so far is in the report, and the next run converges from it.
+    let outcome = finished.unwrap_or_else(|| {
+        let why = interrupt.why().unwrap_or_else(|| "the run was stopped".into());
+        Err(at(reached)(ApplyError::Stopped(why)))
+    });
+    (report, outcome)
+}
+
+/// [`apply`], stage by stage, each recording what it did in `report` before the next starts.
+#[allow(clippy::too_many_arguments)]
+async fn apply_into(
+    report: &mut Report,
+    reached: &mut Stage,
+    target: &Target,
+    settings: &Settings,
+    pipeline: &PipelineSpec,
+    revision: &str,
+    objects: Vec<Object>,
+    run: RunOptions,
+    progress: Progress<'_>,
+) -> Result<(), Failed> {
     let name = pipeline.name.s();
     let owner = prune::Owner { instance: &settings.instance, pipeline: name };
-    let dry_run = run.dry_run || pipeline.dry_run;
+    let dry_run = report.dry_run;
     let client = target.client_for(pipeline).map_err(at(Stage::Plan))?;
     let store = target.inventories(settings);
 
     // plan: what the pipeline wants, what is there, what changes
     let Wanted { mut desired, skipped } =
         wanted(target, &client, pipeline, owner, objects).await.map_err(at(Stage::Plan))?;
+    report.objects.extend(skipped);
     let old = store.load(name).await.map_err(at(Stage::Plan))?;
     // Its objects are where its inventory says; a pipeline that moved would prune the wrong cluster.
     if !old.is_empty() && old.cluster != cluster_of(pipeline) {
@@ -244,35 +224,38 @@ pub async fn apply(
         .map_err(at(Stage::Plan))?;
     let planned =
         plan::decide(&client, pipeline, owner, &desired, &old, &observed, dry_run).await.map_err(at(Stage::Plan))?;
-    let mut report = Report { pipeline: name.into(), revision: revision.into(), dry_run, skipped, ..Report::default() };
     if dry_run {
         for (d, action) in &planned {
             report.record(*action, d);
         }
         if pipeline.prune {
-            report.pruned =
-                prune::candidates(&old, desired.iter().map(|d| &d.r)).iter().map(ToString::to_string).collect();
+            for r in prune::candidates(&old, desired.iter().map(|d| &d.r)) {
+                report.push(ObjectOutcome::new(r, Action::Pruned));
+            }
         }
-        report.healthy = true;
-        return Ok(report);
+        return Ok(());
     }
 
     // apply: the inventory names old and new objects before anything new is created
+    *reached = Stage::Apply;
     record_union(&store, pipeline, &old, &desired).await.map_err(at(Stage::Apply))?;
-    let writes = write::write(target, &client, pipeline, planned, progress).await?;
+    let (writes, written) = write::write(target, &client, pipeline, planned, progress).await;
     report.record_written(&writes);
+    written?;
     // Kinds this pipeline's CRDs defined were resolved on the way; health needs them too.
     for d in desired.iter_mut().filter(|d| d.resolved.is_none()) {
         d.resolved = writes.late.get(&d.r).cloned();
     }
 
     // prune: what the inventory has and the render no longer does, behind the guard
+    *reached = Stage::Prune;
     let pruner = prune::Pruner { target, client: &client, owner };
     let pruned = prune(pruner, pipeline, &old, &desired, run, progress).await;
     let kept = pruned.deleted.failed.clone();
     report.record_pruned(pruned.deleted);
 
     // health
+    *reached = Stage::Health;
     let health = if pipeline.wait {
         let answers = writes.answers();
         let pending = desired
@@ -281,14 +264,18 @@ pub async fn apply(
             .filter_map(|d| Some((d, answers.get(&d.r).or_else(|| observed.live.get(&d.r))?.clone())))
             .collect();
         let waited = health::wait(&client, pipeline, pending, progress).await;
-        report.health = waited.states;
-        report.healthy = waited.outcome.is_ok();
+        report.object_health = waited.states;
+        report.health = match &waited.outcome {
+            Ok(()) => Health::Ready,
+            Err(e) => Health::Failed(e.to_string()),
+        };
         waited.outcome
     } else {
         Ok(())
     };
 
     // record: the inventory becomes what the pipeline now manages
+    *reached = Stage::Record;
     record(&store, pipeline, revision, &desired, &old, &kept).await.map_err(at(Stage::Record))?;
 
     health.map_err(at(Stage::Health))?;
@@ -298,7 +285,7 @@ pub async fn apply(
     if !kept.is_empty() {
         return Err(at(Stage::Prune)(ApplyError::Prune(kept.into_iter().map(|(r, e)| format!("{r}: {e}")).collect())));
     }
-    Ok(report)
+    Ok(())
 }
 
 /// What the pipeline wants: its objects' final form, with the namespaces' opt-in labels

@@ -8,37 +8,16 @@
 
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use serde::Serialize;
 use serde_json::Value;
 
 use super::desired::{Desired, Policy, Update};
 use super::inventory::{INSTANCE_LABEL, Inventory, PIPELINE_LABEL};
 use super::observe::{Observed, Seen};
 use super::prune::Owner;
+pub use super::report::Action;
 use super::target::{api_for, is_immutable};
 use super::{ApplyError, CONCURRENCY, MANAGER, compare};
 use crate::config::PipelineSpec;
-
-/// What happened, or would happen, to an object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Created,
-    Configured,
-    Unchanged,
-    Recreated,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Created => "created",
-            Action::Configured => "configured",
-            Action::Unchanged => "unchanged",
-            Action::Recreated => "recreated",
-        }
-    }
-}
 
 /// The server-side apply parameters of an object: field manager `moor`, forced only when
 /// the pipeline says so and the object's policy is `override`.

@@ -105,7 +105,7 @@ impl Owner<'_> {
 pub struct Deleted {
     pub pruned: Vec<ObjKey>,
     /// Left in the cluster and dropped from the inventory (object, why).
-    pub orphaned: Vec<(String, String)>,
+    pub orphaned: Vec<(ObjKey, String)>,
     /// Could not be deleted (object, error): they stay in the inventory.
     pub failed: Vec<(ObjKey, String)>,
 }
@@ -140,7 +140,7 @@ async fn delete(
     let mut done = Deleted::default();
     for r in refs {
         if let Some(why) = protected(guard, &r) {
-            done.orphaned.push((r.to_string(), why));
+            done.orphaned.push((r, why));
             continue;
         }
         let Some(resolved) = target.resources().resolve(&r.api_version(), &r.kind) else {
@@ -158,12 +158,12 @@ async fn delete(
             }
         };
         if let Some(why) = owner.disowned(&live.metadata.labels.clone().unwrap_or_default()) {
-            done.orphaned.push((r.to_string(), why));
+            done.orphaned.push((r, why));
             continue;
         }
         let annotations = live.metadata.annotations.clone().unwrap_or_default();
         if annotations.get(PRUNE).map(String::as_str) == Some("disabled") {
-            done.orphaned.push((r.to_string(), format!("annotated {PRUNE}=disabled")));
+            done.orphaned.push((r, format!("annotated {PRUNE}=disabled")));
             continue;
         }
         match api.delete(&r.name, &DeleteParams::background()).await {

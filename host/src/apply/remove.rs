@@ -6,9 +6,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::inventory::{Entry, Inventory, Store};
+use super::inventory::{Inventory, Store};
 use super::prune::{self, Deletion, Owner, Pruner};
-use super::{ApplyError, Progress, Report, Target};
+use super::{Action, ApplyError, ObjectOutcome, Progress, Report, Target};
 use crate::config::{Config, DeletionPolicy, PruneGuard};
 
 /// Why a pipeline is being removed.
@@ -114,16 +114,14 @@ pub async fn remove(
     let store = home.inventories(settings);
     // Its objects are in the cluster its inventory names.
     let target = &home.place(config, (!inventory.cluster.is_empty()).then_some(inventory.cluster.as_str())).await?;
-    let mut report =
-        Report { pipeline: pipeline.into(), revision: inventory.revision.clone(), healthy: true, ..Report::default() };
+    let mut report = Report::default();
     let refs: Vec<_> = inventory.refs().cloned().collect();
     let default_guard = PruneGuard::default();
     let guard = match why {
         Why::LeftConfig if inventory.deletion_policy == DeletionPolicy::Orphan => {
-            report.orphaned = refs
-                .iter()
-                .map(|r| (r.to_string(), "the pipeline was removed with deletion_policy = orphan".into()))
-                .collect();
+            for r in refs {
+                report.push_why(r, Action::Orphaned, "the pipeline was removed with deletion_policy = orphan".into());
+            }
             store.delete(pipeline).await?;
             return Ok(report);
         }
@@ -132,8 +130,8 @@ pub async fn remove(
             report.dry_run = true;
             for r in refs {
                 match prune::protected(guard, &r) {
-                    Some(why) => report.orphaned.push((r.to_string(), why)),
-                    None => report.pruned.push(r.to_string()),
+                    Some(why) => report.push_why(r, Action::Orphaned, why),
+                    None => report.push(ObjectOutcome::new(r, Action::Pruned)),
                 }
             }
             return Ok(report);
@@ -148,14 +146,6 @@ pub async fn remove(
         store.delete(pipeline).await?;
         return Ok(report);
     }
-    let mut rest = Inventory {
-        deletion_policy: inventory.deletion_policy,
-        revision: inventory.revision.clone(),
-        ..Default::default()
-    };
-    for (r, _) in &failures {
-        rest.insert(r.clone(), inventory.get(r).cloned().unwrap_or_else(Entry::default));
-    }
-    store.save(pipeline, &rest).await?;
+    store.save(pipeline, &inventory.keeping(failures.iter().map(|(r, _)| r))).await?;
     Err(ApplyError::Prune(failures.into_iter().map(|(r, e)| format!("{r}: {e}")).collect()))
 }

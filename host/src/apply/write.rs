@@ -91,18 +91,31 @@ impl Writes {
 
 /// Writes `planned` in [`Order`]: stage zero, waited for; then each wave, healthy before
 /// the next when the pipeline waits (a wave's health failing is a failure of stage health).
+/// What was written before a failure is in the [`Writes`] all the same.
 pub async fn write(
     target: &super::Target,
     client: &kube::Client,
     pipeline: &PipelineSpec,
     planned: Vec<Planned>,
     progress: Progress<'_>,
-) -> Result<Writes, Failed> {
-    let Order { zero, mut waves } = Order::of(planned);
+) -> (Writes, Result<(), Failed>) {
     let mut writes = Writes::default();
+    let outcome = write_into(&mut writes, target, client, pipeline, planned, progress).await;
+    (writes, outcome)
+}
+
+async fn write_into(
+    writes: &mut Writes,
+    target: &super::Target,
+    client: &kube::Client,
+    pipeline: &PipelineSpec,
+    planned: Vec<Planned>,
+    progress: Progress<'_>,
+) -> Result<(), Failed> {
+    let Order { zero, mut waves } = Order::of(planned);
 
     let changed: Vec<Desired> = zero.iter().filter(|(_, a)| *a != Action::Unchanged).map(|(d, _)| d.clone()).collect();
-    writes.written.extend(apply_group(client, pipeline, zero, progress).await.map_err(at(Stage::Apply))?);
+    apply_group(writes, client, pipeline, zero, progress).await.map_err(at(Stage::Apply))?;
     wait_stage_zero(client, &changed, progress).await.map_err(at(Stage::Apply))?;
 
     if waves.iter().flat_map(|w| w.groups.iter().flatten()).any(|(d, _)| d.resolved.is_none()) {
@@ -131,7 +144,7 @@ pub async fn write(
     for (i, wave) in waves.into_iter().enumerate() {
         let objects: Vec<Desired> = wave.groups.iter().flatten().map(|(d, _)| d.clone()).collect();
         for group in wave.groups {
-            writes.written.extend(apply_group(client, pipeline, group, progress).await.map_err(at(Stage::Apply))?);
+            apply_group(writes, client, pipeline, group, progress).await.map_err(at(Stage::Apply))?;
         }
         // A wave must be healthy before the next one starts.
         if pipeline.wait && i + 1 < count {
@@ -141,16 +154,18 @@ pub async fn write(
             health::wait(client, pipeline, pending, progress).await.outcome.map_err(at(Stage::Health))?;
         }
     }
-    Ok(writes)
+    Ok(())
 }
 
-/// Applies a group of objects concurrently; unchanged ones are not sent.
+/// Applies a group of objects concurrently; unchanged ones are not sent. What was written
+/// goes into `writes`, also when another object of the group failed.
 async fn apply_group(
+    writes: &mut Writes,
     client: &kube::Client,
     pipeline: &PipelineSpec,
     group: Vec<Planned>,
     progress: Progress<'_>,
-) -> Result<Vec<Written>, ApplyError> {
+) -> Result<(), ApplyError> {
     let results = futures::stream::iter(group)
         .map(|(d, action)| async move {
             if action == Action::Unchanged {
@@ -182,7 +197,7 @@ async fn apply_group(
         .buffer_unordered(CONCURRENCY)
         .collect::<Vec<_>>()
         .await;
-    let mut written = Vec::with_capacity(results.len());
+    let written = &mut writes.written;
     let mut first_error = None;
     for result in results {
         match result {
@@ -197,7 +212,7 @@ async fn apply_group(
             }
         }
     }
-    first_error.map_or(Ok(written), Err)
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Applies `d`. An object planned as new that the server already had (its answer is 200,

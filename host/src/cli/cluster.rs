@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use super::{Color, Output};
 use crate::apply::diff::Change;
-use crate::apply::{self, Kubeconfig, Report, RunOptions, Target};
+use crate::apply::{self, Action, Health, Kubeconfig, Report, RunOptions, Target};
 use crate::config::SpannedStr;
+use crate::reconcile::Mode;
 
 pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
@@ -50,11 +51,13 @@ pub fn apply(
         Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&ran)?)?,
         Output::Text => {
             for r in results {
-                match (&r.report, &r.error) {
-                    (Some(report), _) => writeln!(out, "{}", summary(report))?,
-                    (None, Some(error)) if r.ok => writeln!(out, "pipeline {}: {error}", r.pipeline)?,
-                    (None, Some(error)) => writeln!(out, "pipeline {}: FAILED: {error}", r.pipeline)?,
-                    (None, None) => {}
+                if let Some(report) = &r.report {
+                    writeln!(out, "{}", summary(&r.pipeline, &r.revision, report))?;
+                }
+                match &r.error {
+                    Some(error) if r.ok => writeln!(out, "pipeline {}: {error}", r.pipeline)?,
+                    Some(error) => writeln!(out, "pipeline {}: FAILED: {error}", r.pipeline)?,
+                    None => {}
                 }
             }
         }
@@ -62,27 +65,28 @@ pub fn apply(
     Ok(if results.iter().all(|r| r.ok) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// One line per pipeline: counts and health.
-pub(super) fn summary(r: &Report) -> String {
+/// One line per pipeline: counts and health, then what was left alone and why.
+pub(super) fn summary(pipeline: &str, revision: &str, r: &Report) -> String {
     let verb = if r.dry_run { " (dry run: nothing changed)" } else { "" };
     let mut line = format!(
-        "pipeline {} @ {}{verb}: {} created, {} configured, {} unchanged, {} pruned, {} skipped",
-        r.pipeline,
-        crate::source::short(&r.revision),
-        r.created.len(),
-        r.configured.len() + r.recreated.len(),
-        r.unchanged.len(),
-        r.pruned.len(),
-        r.skipped.len(),
+        "pipeline {pipeline} @ {}{verb}: {} created, {} configured, {} unchanged, {} pruned, {} skipped",
+        crate::source::short(revision),
+        r.count(Action::Created),
+        r.count(Action::Configured) + r.count(Action::Recreated),
+        r.count(Action::Unchanged),
+        r.count(Action::Pruned),
+        r.count(Action::Skipped),
     );
-    if !r.orphaned.is_empty() {
-        line.push_str(&format!(", {} orphaned", r.orphaned.len()));
+    if r.count(Action::Orphaned) > 0 {
+        line.push_str(&format!(", {} orphaned", r.count(Action::Orphaned)));
     }
-    if !r.dry_run && !r.health.is_empty() {
-        line.push_str(if r.healthy { "; healthy" } else { "; NOT healthy" });
+    match &r.health {
+        Health::NotChecked => {}
+        Health::Ready => line.push_str("; healthy"),
+        Health::Failed(_) => line.push_str("; NOT healthy"),
     }
-    for (object, why) in r.skipped.iter().chain(&r.orphaned) {
-        line.push_str(&format!("\n  {object}: {why}"));
+    for o in r.objects.iter().filter(|o| o.why.is_some()) {
+        line.push_str(&format!("\n  {}: {}", o.key, o.why.as_deref().unwrap_or_default()));
     }
     line
 }
@@ -111,28 +115,13 @@ pub fn diff(
             if only.is_some_and(|o| o != pipeline.name.s()) {
                 continue;
             }
-            let rendered = match moor.render_with_secrets(&prepared, pipeline, Some(&target)).await {
-                Ok(r) => r,
-                Err(e) => {
-                    failed = true;
-                    eprintln!("error: pipeline `{}`: {e}", pipeline.name.s());
-                    continue;
-                }
-            };
-            let cluster = pipeline.cluster.as_ref().map(|c| c.s());
-            let diffs = match async {
-                let place = target.place(&config, cluster).await?;
-                apply::diff::diff(&place, &config.settings, pipeline, rendered.objects, &progress).await
+            let report = moor.reconcile(&prepared, pipeline, Some(&target), Mode::Diff, &progress).await;
+            if let Some(e) = report.error() {
+                failed = true;
+                eprintln!("error: pipeline `{}`: {e}", pipeline.name.s());
+                continue;
             }
-            .await
-            {
-                Ok(d) => d,
-                Err(e) => {
-                    failed = true;
-                    eprintln!("error: pipeline `{}`: {e}", pipeline.name.s());
-                    continue;
-                }
-            };
+            let diffs = report.diffs;
             for d in diffs.iter().filter(|d| d.change != Change::Unchanged) {
                 differs = true;
                 let what = match d.change {
@@ -219,17 +208,14 @@ pub fn delete(
             match removed {
                 Ok(report) => {
                     let verb = if dry_run { "would delete" } else { "deleted" };
-                    writeln!(
-                        out,
-                        "pipeline {pipeline}: {verb} {} object(s), kept {}",
-                        report.pruned.len(),
-                        report.orphaned.len()
-                    )?;
-                    for object in &report.pruned {
-                        writeln!(out, "  {object}: {verb}")?;
-                    }
-                    for (object, why) in &report.orphaned {
-                        writeln!(out, "  {object}: kept: {why}")?;
+                    let (pruned, kept) = (report.count(Action::Pruned), report.count(Action::Orphaned));
+                    writeln!(out, "pipeline {pipeline}: {verb} {pruned} object(s), kept {kept}")?;
+                    for o in &report.objects {
+                        match (o.action, &o.why) {
+                            (Action::Pruned, _) => writeln!(out, "  {}: {verb}", o.key)?,
+                            (_, Some(why)) => writeln!(out, "  {}: kept: {why}", o.key)?,
+                            (_, None) => {}
+                        }
                     }
                 }
                 Err(e) => {

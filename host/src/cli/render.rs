@@ -1,6 +1,6 @@
 //! `moor build` and `moor plan`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::Output;
-use crate::apply::{self, Report, RunOptions, Target};
+use crate::apply::{Action, RunOptions, Target};
 use crate::config::SpannedStr;
-use crate::reconcile::{Finding, Rendered, StageError};
+use crate::reconcile::{Finding, Mode, RunReport, StageError};
 
 /// Prints every object of one or all pipelines as a YAML stream.
 pub fn build(cache: &Path, file: &Path, only: Option<&str>) -> anyhow::Result<ExitCode> {
@@ -22,16 +22,17 @@ pub fn build(cache: &Path, file: &Path, only: Option<&str>) -> anyhow::Result<Ex
         if only.is_some_and(|n| n != pipeline.name.s()) {
             continue;
         }
-        match futures::executor::block_on(moor.render_with_secrets(&prepared, pipeline, None)) {
-            Ok(rendered) => {
-                for object in &rendered.objects {
-                    writeln!(out, "---\n# pipeline: {}, source: {}", rendered.pipeline, object.origin())?;
+        let report = futures::executor::block_on(moor.reconcile(&prepared, pipeline, None, Mode::Render, &|_| {}));
+        match report.error() {
+            None => {
+                for object in &report.objects {
+                    writeln!(out, "---\n# pipeline: {}, source: {}", report.pipeline, object.origin())?;
                     out.write_all(serde_yaml_ng::to_string(&object.redacted())?.as_bytes())?;
                 }
             }
-            Err(e) => {
+            Some(e) => {
                 failed = true;
-                report_error(pipeline.name.s(), &e);
+                report_error(pipeline.name.s(), e);
             }
         }
     }
@@ -60,15 +61,53 @@ struct PipelinePlan<'a> {
 }
 
 impl<'a> PipelinePlan<'a> {
-    fn failed(pipeline: &'a str, e: &StageError, findings: Vec<&'a Finding>) -> Self {
+    fn of(report: &'a RunReport) -> Self {
+        let (stage, error, mut findings) = match &report.outcome {
+            Ok(()) => (None, None, Vec::new()),
+            Err(f) => (Some(f.stage), Some(f.error.to_string()), f.error.findings().iter().collect()),
+        };
+        findings.extend(&report.findings);
+        if error.is_some() {
+            let (kinds, changes) = (BTreeMap::new(), Vec::new());
+            return PipelinePlan {
+                pipeline: &report.pipeline,
+                ok: false,
+                revision: None,
+                stage,
+                error,
+                kinds,
+                changes,
+                findings,
+            };
+        }
+        // Without a cluster, the rendered objects, each a create against an empty cluster.
+        let offline = report.objects.iter().map(|o| (o.kind(), "create", o.display_name(), o.origin()));
+        let planned = report.cluster.objects.iter().filter_map(|o| {
+            let action = match o.action {
+                Action::Created => "create",
+                Action::Configured | Action::Recreated => "configure",
+                Action::Unchanged => "unchanged",
+                Action::Pruned => "prune",
+                Action::Skipped | Action::Orphaned => return None,
+            };
+            Some((o.key.kind.as_str(), action, o.key.to_string(), o.origin()))
+        });
+        let mut kinds = BTreeMap::new();
+        let mut changes = Vec::new();
+        for (kind, action, object, origin) in offline.chain(planned) {
+            if action != "prune" {
+                *kinds.entry(kind).or_default() += 1;
+            }
+            changes.push(Change { action, object, origin });
+        }
         PipelinePlan {
-            pipeline,
-            ok: false,
-            revision: None,
-            stage: Some(e.stage()),
-            error: Some(e.to_string()),
-            kinds: BTreeMap::new(),
-            changes: Vec::new(),
+            pipeline: &report.pipeline,
+            ok: true,
+            revision: Some(&report.revision),
+            stage: None,
+            error: None,
+            kinds,
+            changes,
             findings,
         }
     }
@@ -101,14 +140,9 @@ pub fn plan(
 ) -> anyhow::Result<ExitCode> {
     let (moor, config) = super::load(cache, file, None)?;
     let prepared = moor.prepare(config.clone());
-    let results: Vec<(&str, Result<Rendered, StageError>)> = config
-        .pipelines_in_order()
-        .into_iter()
-        .map(|p| (p.name.s(), futures::executor::block_on(moor.render_with_secrets(&prepared, p, None))))
-        .collect();
-
-    // With a reachable cluster, each rendered pipeline is diffed against it by a server
-    // dry-run; without one, everything is a create against an empty cluster.
+    // With a reachable cluster, each pipeline runs as the controller would run it (its
+    // Secrets, the cluster's version for its renderers) and is diffed by server dry runs in
+    // its own cluster; without one, everything is a create against an empty cluster.
     let rt = super::cluster::runtime()?;
     let target = rt.block_on(async { tokio::time::timeout(CONNECT_TIMEOUT, Target::connect(kubeconfig)).await });
     let (cluster, target) = match target {
@@ -116,52 +150,13 @@ pub fn plan(
         Ok(Err(e)) => (format!("not reachable ({e}): planned against an empty cluster"), None),
         Err(_) => ("not reachable (timed out): planned against an empty cluster".to_owned(), None),
     };
-    let mut live_plans: HashMap<&str, Result<Report, StageError>> = HashMap::new();
-    if let Some(target) = &target {
-        for (name, result) in &results {
-            let (Ok(rendered), Some(pipeline)) = (result, config.pipeline(name)) else { continue };
-            let run = RunOptions { dry_run: true, ..RunOptions::default() };
-            let objects = rendered.objects.clone();
-            let report = rt.block_on(apply::apply(
-                target,
-                &config.settings,
-                pipeline,
-                &rendered.revision,
-                objects,
-                run,
-                &|_| {},
-            ));
-            live_plans.insert(name, report.map_err(|failed| StageError::from(failed).hiding(&rendered.revealed)));
-        }
-    }
-
-    let pipelines: Vec<PipelinePlan<'_>> = results
-        .iter()
-        .map(|(name, result)| match (result, live_plans.remove(name)) {
-            (Ok(_), Some(Err(e))) => PipelinePlan::failed(name, &e, Vec::new()),
-            (Ok(r), live) => PipelinePlan {
-                pipeline: name,
-                ok: true,
-                revision: Some(&r.revision),
-                stage: None,
-                error: None,
-                kinds: r.objects.iter().fold(BTreeMap::new(), |mut m, o| {
-                    *m.entry(o.kind()).or_default() += 1;
-                    m
-                }),
-                changes: match live {
-                    Some(Ok(report)) => changes(&report),
-                    _ => r
-                        .objects
-                        .iter()
-                        .map(|o| Change { action: "create", object: o.display_name(), origin: o.origin() })
-                        .collect(),
-                },
-                findings: r.findings.iter().collect(),
-            },
-            (Err(e), _) => PipelinePlan::failed(name, e, e.findings().iter().collect()),
-        })
+    let dry_run = Mode::Apply(RunOptions { dry_run: true, ..RunOptions::default() });
+    let reports: Vec<RunReport> = config
+        .pipelines_in_order()
+        .into_iter()
+        .map(|p| rt.block_on(moor.reconcile(&prepared, p, target.as_ref(), dry_run, &|_| {})))
         .collect();
+    let pipelines: Vec<PipelinePlan<'_>> = reports.iter().map(PipelinePlan::of).collect();
     let failed = pipelines.iter().any(|p| !p.ok);
     let report = PlanReport { cluster, pipelines };
 
@@ -203,15 +198,4 @@ pub fn plan(
         }
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
-}
-
-/// The changes a dry-run report describes.
-fn changes(report: &Report) -> Vec<Change> {
-    let entry =
-        |action: &'static str| move |object: &String| Change { action, object: object.clone(), origin: String::new() };
-    let mut out: Vec<Change> = report.created.iter().map(entry("create")).collect();
-    out.extend(report.configured.iter().chain(&report.recreated).map(entry("configure")));
-    out.extend(report.unchanged.iter().map(entry("unchanged")));
-    out.extend(report.pruned.iter().map(entry("prune")));
-    out
 }

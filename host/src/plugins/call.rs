@@ -13,20 +13,61 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::output::CappedOutput;
 use super::{CallError, Flavor, Plugin, SNAPSHOT_MOUNT, TICK, bindings, http};
+use crate::interrupt::Interrupt;
 
-thread_local! {
-    /// Secret values given to the plugin calls `f` makes on this thread (see [`redacting`]).
-    static REDACT: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+/// What the plugin calls of one step carry besides their input: the secret values to
+/// redact from what the plugin says, and the run's interrupt, which stops a call at the
+/// next epoch tick.
+#[derive(Debug, Clone, Default)]
+pub struct CallScope {
+    pub redact: Vec<String>,
+    pub interrupt: Option<Interrupt>,
 }
 
-/// Runs `f`, in which plugin calls are made for a step that was given `secrets`: whatever
-/// those plugins log or print has the values replaced by `***` before it reaches the host's
-/// log. Calls are synchronous, so the values stay on this thread.
-pub fn redacting<R>(secrets: &[String], f: impl FnOnce() -> R) -> R {
-    let before = REDACT.with(|r| std::mem::replace(&mut *r.borrow_mut(), secrets.to_vec()));
+thread_local! {
+    /// The scope of the plugin calls made on this thread now (see [`scoped`]).
+    static SCOPE: std::cell::RefCell<CallScope> = std::cell::RefCell::new(CallScope::default());
+}
+
+/// Runs `f`, in which plugin calls are made for one step, in `scope`: whatever those plugins
+/// log or print has the secret values replaced by `***` before it reaches the host's log,
+/// and the calls stop when the scope's interrupt is raised. Calls are synchronous, so the
+/// scope stays on this thread; each call copies it into its store.
+pub fn scoped<R>(scope: &CallScope, f: impl FnOnce() -> R) -> R {
+    let before = SCOPE.with(|s| std::mem::replace(&mut *s.borrow_mut(), scope.clone()));
     let result = f();
-    REDACT.with(|r| *r.borrow_mut() = before);
+    SCOPE.with(|s| *s.borrow_mut() = before);
     result
+}
+
+/// The scope of the calls this thread makes now (see [`scoped`]).
+pub(super) fn scope() -> CallScope {
+    SCOPE.with(|s| s.borrow().clone())
+}
+
+/// Arms a fresh store's deadline: the plugin's time limit, and the run's interrupt, looked
+/// at every [`CHECK_EVERY`] ticks. Either ends the call with `Trap::Interrupt`.
+pub(super) fn arm<T>(store: &mut Store<T>, limit: std::time::Duration, interrupt: Option<Interrupt>) {
+    let mut left = limit.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64;
+    store.set_epoch_deadline(left.min(CHECK_EVERY));
+    store.epoch_deadline_callback(move |_| {
+        left = left.saturating_sub(CHECK_EVERY);
+        if left == 0 || interrupt.as_ref().is_some_and(Interrupt::is_raised) {
+            return Ok(wasmtime::UpdateDeadline::Interrupt);
+        }
+        Ok(wasmtime::UpdateDeadline::Continue(left.min(CHECK_EVERY)))
+    });
+}
+
+/// Ticks between two looks at a run's interrupt: 100 ms.
+const CHECK_EVERY: u64 = 20;
+
+/// Why a call ended with `Trap::Interrupt`: the run was stopped, else the plugin's limit.
+pub(super) fn interrupted(plugin: &str, limit: std::time::Duration, interrupt: Option<&Interrupt>) -> CallError {
+    match interrupt.and_then(Interrupt::why) {
+        Some(why) => CallError::Stopped { plugin: plugin.into(), why },
+        None => CallError::Timeout { plugin: plugin.into(), limit },
+    }
 }
 
 /// Store data of one call.
@@ -38,8 +79,8 @@ pub(crate) struct CallState {
     pub(super) http_grant: http::Grant,
     limiter: MemoryLimiter,
     plugin: Arc<str>,
-    /// Secret values this call was given, redacted from what it logs.
-    redact: Vec<String>,
+    /// Secret values this call was given, redacted from what it logs, and the run's interrupt.
+    scope: CallScope,
     /// Bytes of `log` messages still allowed in this call, and bytes dropped past that.
     log_budget: usize,
     log_dropped: usize,
@@ -59,7 +100,7 @@ impl bindings::log::Host for CallState {
             return;
         }
         self.log_budget -= message.len();
-        let message = crate::secrets::redact(&message, &self.redact);
+        let message = crate::secrets::redact(&message, &self.scope.redact);
         let plugin = &*self.plugin;
         match level {
             Level::Trace => tracing::trace!(plugin, "{message}"),
@@ -85,11 +126,6 @@ impl MemoryLimiter {
     pub(super) fn hit(&self) -> bool {
         self.hit
     }
-}
-
-/// The secret values given to the calls this thread makes now (see [`redacting`]).
-pub(super) fn redacted() -> Vec<String> {
-    REDACT.with(|r| r.borrow().clone())
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -142,14 +178,14 @@ impl Plugin {
             http_grant,
             limiter: MemoryLimiter::new(self.limits.memory),
             plugin: self.name.clone(),
-            redact: redacted(),
+            scope: scope(),
             log_budget: self.limits.log,
             log_dropped: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(self.limits.timeout.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64);
-        store.epoch_deadline_trap();
+        let interrupt = store.data().scope.interrupt.clone();
+        arm(&mut store, self.limits.timeout, interrupt);
 
         let Flavor::Component { pre, .. } = &self.flavor else { unreachable!("only components are called so") };
         let result = pre
@@ -158,7 +194,7 @@ impl Plugin {
             .and_then(|instance| f(&mut store, &instance).map_err(|e| (false, e)));
 
         let (text, dropped) = stdio.take();
-        self.after_call(started, &text, dropped + store.data().log_dropped, &store.data().redact);
+        self.after_call(started, &text, dropped + store.data().log_dropped, &store.data().scope.redact);
 
         result.map_err(|(instantiating, e)| self.classify(&store, instantiating, e))
     }
@@ -189,7 +225,7 @@ impl Plugin {
             return CallError::Memory { plugin, limit: self.limits.memory };
         }
         if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
-            return CallError::Timeout { plugin, limit: self.limits.timeout };
+            return interrupted(&plugin, self.limits.timeout, store.data().scope.interrupt.as_ref());
         }
         let message = format!("{error:#}");
         if instantiating { CallError::Instantiate { plugin, message } } else { CallError::Trap { plugin, message } }

@@ -50,6 +50,9 @@ pub enum LoadError {
 pub enum CallError {
     #[error("plugin `{plugin}` ran past its time limit of {}", humantime::format_duration(*limit))]
     Timeout { plugin: String, limit: Duration },
+    /// The run the call was made for was stopped (its timeout, a lost lease).
+    #[error("plugin `{plugin}` was stopped: {why}")]
+    Stopped { plugin: String, why: String },
     #[error("plugin `{plugin}` hit its memory limit of {} MiB", limit >> 20)]
     Memory { plugin: String, limit: usize },
     #[error("plugin `{plugin}` returned {size} bytes, over its output limit of {limit} bytes")]

@@ -32,7 +32,7 @@ pub use bindings::CONTRACT_VERSION;
 pub use bindings::notify_start::RunStart;
 pub use bindings::types::{Diagnostic, Document, Event, EventReason, File, ObjectRef, PluginKind, Severity};
 pub(crate) use call::CallState;
-pub use call::redacting;
+pub use call::{CallScope, scoped};
 pub use context::{Cluster, RenderContext};
 pub use error::{CallError, EngineError, LoadError};
 pub use load::{Origin, PluginSource};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{Moor, PipelineResult};
+use super::{Mode, Moor, PipelineResult};
 use crate::apply::{self, Progress, RunOptions, Target};
 use crate::config::{Config, SpannedStr};
 use crate::stage::Stage;
@@ -58,6 +58,7 @@ impl Moor {
             if pipeline.suspend {
                 results.push(PipelineResult {
                     pipeline: name.into(),
+                    revision: String::new(),
                     ok: true,
                     stage: None,
                     error: Some("suspended".into()),
@@ -70,6 +71,7 @@ impl Moor {
                 let error = format!("dependency `{}` did not become ready", dep.s());
                 results.push(PipelineResult {
                     pipeline: name.into(),
+                    revision: String::new(),
                     ok: false,
                     stage: Some(Stage::Dependencies),
                     error: Some(error),
@@ -83,6 +85,7 @@ impl Moor {
                 failed.insert(name);
                 results.push(PipelineResult {
                     pipeline: name.into(),
+                    revision: String::new(),
                     ok: false,
                     stage: Some(Stage::Dependencies),
                     error: Some(format!("wait_for: {e}")),
@@ -91,13 +94,11 @@ impl Moor {
                 continue;
             }
             progress(&format!("pipeline {name}"));
-            match self.reconcile(&prepared, pipeline, target, run, progress).await {
-                Ok(delivery) => results.push(PipelineResult::succeeded(name, delivery.report)),
-                Err(e) => {
-                    failed.insert(name);
-                    results.push(PipelineResult::failed(name, &e));
-                }
+            let report = self.reconcile(&prepared, pipeline, Some(target), Mode::Apply(run), progress).await;
+            if !report.ok() {
+                failed.insert(name);
             }
+            results.push(PipelineResult::of(report));
         }
         if only.is_some() || run.dry_run {
             return ConfigRun { results, notes: Vec::new() };

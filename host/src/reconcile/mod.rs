@@ -9,6 +9,7 @@ mod config_run;
 mod findings;
 mod overlay;
 mod revealed;
+mod run;
 mod stages;
 mod step;
 
@@ -18,14 +19,16 @@ use std::sync::Arc;
 
 pub use config_run::ConfigRun;
 pub use findings::Finding;
+pub use run::{Mode, OnStart, RunContext, RunFailure, RunReport};
 use serde::Serialize;
 use stages::{render, validate};
 pub use step::blocking;
 use step::resolve_chain;
 pub(crate) use step::{StepCall, resolve_step};
 
-use crate::apply::{self, Progress, RunOptions, Target};
+use crate::apply;
 use crate::config::{Config, ConfigError, PipelineSpec, PluginSpec, SpannedStr};
+use crate::interrupt::Interrupt;
 use crate::object::Object;
 use crate::plugins::{self, CallError, Limits, Plugin, PluginKind, PluginSource, RenderContext, Runtime};
 use crate::secrets::SecretValues;
@@ -47,7 +50,7 @@ pub enum StageError {
     Load(String),
     #[error("render: {0}")]
     RenderCall(CallError),
-    #[error("render: reading the cluster's version and API versions for the renderers: {0}")]
+    #[error("prepare: reading the cluster's version and API versions for the renderers: {0}")]
     Cluster(#[source] kube::Error),
     #[error("render: plugin `{plugin}` failed with {} error(s)", findings.len())]
     Render { plugin: String, findings: Vec<Finding> },
@@ -83,10 +86,11 @@ impl StageError {
     /// The stage that failed, for status and metrics.
     pub fn stage(&self) -> Stage {
         match self {
-            StageError::Config(_) | StageError::Load(_) | StageError::Secrets(_) => Stage::Prepare,
+            StageError::Config(_) | StageError::Load(_) | StageError::Secrets(_) | StageError::Cluster(_) => {
+                Stage::Prepare
+            }
             StageError::Source(_) | StageError::SourceCall(_) => Stage::Source,
             StageError::RenderCall(_)
-            | StageError::Cluster(_)
             | StageError::Render { .. }
             | StageError::Object { .. }
             | StageError::Overlay { .. }
@@ -127,37 +131,63 @@ pub struct Rendered {
     pub revealed: Vec<String>,
 }
 
-/// What a delivery did, and the validators' warnings on the way.
-#[derive(Debug)]
-pub struct Delivery {
-    pub report: apply::Report,
-    pub findings: Vec<Finding>,
-}
-
-/// How one pipeline fared in a run.
+/// How one pipeline fared in a run, as `moor apply` prints it.
 #[derive(Debug, Serialize)]
 pub struct PipelineResult {
     pub pipeline: String,
+    /// The revision rendered; empty when none was.
+    pub revision: String,
     pub ok: bool,
     /// The stage that failed.
     pub stage: Option<Stage>,
     /// What went wrong (or, with `ok`, why nothing was done: suspended).
     pub error: Option<String>,
+    /// What the cluster half did, partial when it failed; none when it did not start.
     pub report: Option<apply::Report>,
 }
 
 impl PipelineResult {
     pub fn succeeded(name: &str, report: apply::Report) -> PipelineResult {
-        PipelineResult { pipeline: name.into(), ok: true, stage: None, error: None, report: Some(report) }
+        let revision = String::new();
+        PipelineResult { pipeline: name.into(), revision, ok: true, stage: None, error: None, report: Some(report) }
     }
 
     pub fn failed(name: &str, e: &StageError) -> PipelineResult {
-        let mut error = e.to_string();
-        for finding in e.findings() {
-            error.push_str(&format!("\n  {finding}"));
+        PipelineResult {
+            pipeline: name.into(),
+            revision: String::new(),
+            ok: false,
+            stage: Some(e.stage()),
+            error: Some(explained(e)),
+            report: None,
         }
-        PipelineResult { pipeline: name.into(), ok: false, stage: Some(e.stage()), error: Some(error), report: None }
     }
+
+    /// The result of one run.
+    pub fn of(run: RunReport) -> PipelineResult {
+        let (stage, error) = match &run.outcome {
+            Ok(()) => (None, None),
+            Err(f) => (Some(f.stage), Some(explained(&f.error))),
+        };
+        let started = !run.revision.is_empty();
+        PipelineResult {
+            pipeline: run.pipeline,
+            revision: run.revision,
+            ok: stage.is_none(),
+            stage,
+            error,
+            report: started.then_some(run.cluster),
+        }
+    }
+}
+
+/// An error with the findings that explain it, one per line.
+pub fn explained(e: &StageError) -> String {
+    let mut error = e.to_string();
+    for finding in e.findings() {
+        error.push_str(&format!("\n  {finding}"));
+    }
+    error
 }
 
 /// The host: plugin runtime, sources and the cache they share.
@@ -249,56 +279,30 @@ impl Moor {
         self.runtime.load(name, source, limits)
     }
 
-    /// One delivery of `pipeline`, stage by stage, as in ARCHITECTURE.md's picture.
-    pub async fn reconcile(
-        &self,
-        prepared: &Prepared,
-        pipeline: &PipelineSpec,
-        target: &Target,
-        run: RunOptions,
-        progress: Progress<'_>,
-    ) -> Result<Delivery, StageError> {
-        // source → snapshot → render chain → objects → validate chain
-        let rendered = self.render_with_secrets(prepared, pipeline, Some(target)).await?;
-        // plan → apply → prune → health → record
-        self.deliver(prepared, pipeline, target, rendered, run, progress).await
+    /// The offline stages of a run: fetch, render, validate.
+    pub fn render(&self, ctx: &RunContext<'_>) -> Result<Rendered, StageError> {
+        let RunContext { prepared, pipeline, secrets, interrupt, .. } = ctx;
+        let mut renderers =
+            resolve_chain(prepared, pipeline, "render", &pipeline.render, PluginKind::Renderer, secrets, interrupt)?;
+        let mut validators = resolve_chain(
+            prepared,
+            pipeline,
+            "validate",
+            &pipeline.validate,
+            PluginKind::Validator,
+            secrets,
+            interrupt,
+        )?;
+
+        let snapshot = self.fetch(prepared, pipeline, secrets, interrupt)?;
+        let (objects, revealed) = render(&snapshot, pipeline.path.s(), &mut renderers, &ctx.render)?;
+        validators.iter_mut().for_each(|v| v.hide(&revealed));
+        let findings = validate(&objects, &validators)?;
+        let pipeline = pipeline.name.s().to_owned();
+        Ok(Rendered { pipeline, revision: snapshot.revision, objects, findings, revealed })
     }
 
-    /// The cluster half of [`Moor::reconcile`]: applies what was rendered.
-    pub async fn deliver(
-        &self,
-        prepared: &Prepared,
-        pipeline: &PipelineSpec,
-        target: &Target,
-        rendered: Rendered,
-        run: RunOptions,
-        progress: Progress<'_>,
-    ) -> Result<Delivery, StageError> {
-        let settings = &prepared.config.settings;
-        let place = placed(prepared, pipeline, target).await?;
-        let report = apply::apply(&place, settings, pipeline, &rendered.revision, rendered.objects, run, progress)
-            .await
-            .map_err(|failed| StageError::from(failed).hiding(&rendered.revealed))?;
-        Ok(Delivery { report, findings: rendered.findings })
-    }
-
-    /// Reads the Secrets the pipeline's source and steps were given (only environment
-    /// variables without a `target`) and what the cluster serves, then runs the offline
-    /// stages on a blocking thread.
-    pub async fn render_with_secrets(
-        &self,
-        prepared: &Prepared,
-        pipeline: &PipelineSpec,
-        target: Option<&Target>,
-    ) -> Result<Rendered, StageError> {
-        let client = target.map(|t| &t.client);
-        let secrets =
-            SecretValues::for_pipeline(client, &prepared.config, pipeline).await.map_err(StageError::Secrets)?;
-        let context = render_context(prepared, pipeline, target).await?;
-        blocking(|| self.render_pipeline(prepared, pipeline, &secrets, &context))
-    }
-
-    /// Runs the offline stages of `pipeline`: fetch, render, validate.
+    /// [`Moor::render`] without a cluster, with `secrets` already read.
     pub fn render_pipeline(
         &self,
         prepared: &Prepared,
@@ -306,17 +310,7 @@ impl Moor {
         secrets: &SecretValues,
         context: &RenderContext,
     ) -> Result<Rendered, StageError> {
-        let mut renderers =
-            resolve_chain(prepared, pipeline, "render", &pipeline.render, PluginKind::Renderer, secrets)?;
-        let mut validators =
-            resolve_chain(prepared, pipeline, "validate", &pipeline.validate, PluginKind::Validator, secrets)?;
-
-        let snapshot = self.fetch(prepared, pipeline, secrets)?;
-        let (objects, revealed) = render(&snapshot, pipeline.path.s(), &mut renderers, context)?;
-        validators.iter_mut().for_each(|v| v.hide(&revealed));
-        let findings = validate(&objects, &validators)?;
-        let pipeline = pipeline.name.s().to_owned();
-        Ok(Rendered { pipeline, revision: snapshot.revision, objects, findings, revealed })
+        self.render(&RunContext::offline(prepared, pipeline, secrets.clone(), context.clone()))
     }
 
     /// Stage 1: the source's snapshot.
@@ -325,6 +319,7 @@ impl Moor {
         prepared: &Prepared,
         pipeline: &PipelineSpec,
         secrets: &SecretValues,
+        interrupt: &Interrupt,
     ) -> Result<Snapshot, StageError> {
         let config = &prepared.config;
         let (index, spec) = config
@@ -334,10 +329,10 @@ impl Moor {
             .find(|(_, s)| s.name.s() == pipeline.source.s())
             .expect("checked at load");
         let Some(step) = &spec.plugin else {
-            return Ok(self.sources.snapshot(config, spec, secrets)?);
+            return Ok(self.sources.snapshot(config, spec, secrets, interrupt)?);
         };
-        let call =
-            resolve_step(prepared, &format!("source[{index}].plugin"), "source", step, PluginKind::Source, secrets)?;
+        let key = format!("source[{index}].plugin");
+        let call = resolve_step(prepared, &key, "source", step, PluginKind::Source, secrets, Some(interrupt))?;
         let plugin = call.plugin;
         let failed = |message: String| SourceError::Plugin {
             source_name: spec.name.s().into(),
@@ -352,35 +347,4 @@ impl Moor {
             Err(message) => Err(failed(message).into()),
         }
     }
-}
-
-/// What the pipeline's renderers are told about where their objects go; the cluster's
-/// version and API versions only when a renderer sees them and there is a cluster.
-async fn render_context(
-    prepared: &Prepared,
-    pipeline: &PipelineSpec,
-    target: Option<&Target>,
-) -> Result<RenderContext, StageError> {
-    let namespace = pipeline.target_namespace.clone().or_else(|| target.map(|t| t.default_namespace.clone()));
-    let mut context = RenderContext {
-        pipeline: pipeline.name.s().to_owned(),
-        namespace: namespace.unwrap_or_else(|| "default".into()),
-        cluster: None,
-    };
-    let wanted = pipeline.render.iter().any(|step| prepared.plugin(step.uses.s()).is_ok_and(|p| p.sees_context()));
-    if let Some(target) = target.filter(|_| wanted) {
-        let place = placed(prepared, pipeline, target).await?;
-        context.cluster = Some(place.cluster().await.map_err(StageError::Cluster)?);
-    }
-    Ok(context)
-}
-
-/// The cluster `pipeline` applies to (`pipeline.cluster`, else `target`'s own).
-async fn placed<'t>(
-    prepared: &Prepared,
-    pipeline: &PipelineSpec,
-    target: &'t Target,
-) -> Result<apply::clusters::Place<'t>, StageError> {
-    let cluster = pipeline.cluster.as_ref().map(|c| c.s());
-    target.place(&prepared.config, cluster).await.map_err(|e| apply::at(crate::stage::Stage::Plan)(e).into())
 }

@@ -4,6 +4,7 @@
 
 use super::{Finding, Prepared, StageError};
 use crate::config::{PipelineSpec, SpannedStr, Step};
+use crate::interrupt::Interrupt;
 use crate::plugins::{self, Plugin, PluginKind};
 use crate::secrets::SecretValues;
 
@@ -30,12 +31,16 @@ pub(super) fn resolve_chain<'p>(
     steps: &[Step],
     kind: PluginKind,
     secrets: &SecretValues,
+    interrupt: &Interrupt,
 ) -> Result<Vec<StepCall<'p>>, StageError> {
     let index = prepared.config.pipelines.iter().position(|p| p.name.s() == pipeline.name.s()).unwrap_or(0);
     steps
         .iter()
         .enumerate()
-        .map(|(j, step)| resolve_step(prepared, &format!("pipeline[{index}].{chain}[{j}]"), chain, step, kind, secrets))
+        .map(|(j, step)| {
+            let key = format!("pipeline[{index}].{chain}[{j}]");
+            resolve_step(prepared, &key, chain, step, kind, secrets, Some(interrupt))
+        })
         .collect()
 }
 
@@ -45,27 +50,28 @@ pub(super) fn resolve_chain<'p>(
 pub(crate) struct StepCall<'p> {
     pub plugin: &'p Plugin,
     pub with: serde_json::Value,
-    secrets: Vec<String>,
+    /// The secret values it was given (redacted from what it says) and the run's interrupt.
+    scope: plugins::CallScope,
 }
 
 impl StepCall<'_> {
     /// Calls the plugin with the step's config; its log lines are redacted.
     pub fn run<R>(&self, f: impl FnOnce(&Plugin, &serde_json::Value) -> R) -> R {
-        plugins::redacting(&self.secrets, || f(self.plugin, &self.with))
+        plugins::scoped(&self.scope, || f(self.plugin, &self.with))
     }
 
     /// Hides `values` too (plaintext an earlier step decrypted) from what the plugin says.
     pub(super) fn hide(&mut self, values: &[String]) {
         for value in values {
-            if !self.secrets.contains(value) {
-                self.secrets.push(value.clone());
+            if !self.scope.redact.contains(value) {
+                self.scope.redact.push(value.clone());
             }
         }
     }
 
     /// A message from the plugin, without the secret values it was given.
     pub fn redact(&self, text: &str) -> String {
-        crate::secrets::redact(text, &self.secrets)
+        crate::secrets::redact(text, &self.scope.redact)
     }
 
     pub(super) fn finding(&self, d: plugins::Diagnostic) -> Finding {
@@ -84,6 +90,7 @@ pub(crate) fn resolve_step<'p>(
     step: &Step,
     kind: PluginKind,
     secrets: &SecretValues,
+    interrupt: Option<&Interrupt>,
 ) -> Result<StepCall<'p>, StageError> {
     let config = &prepared.config;
     let name = step.uses.s();
@@ -99,5 +106,5 @@ pub(crate) fn resolve_step<'p>(
         let message = format!("rejected by plugin `{name}`'s schema: {}", errors.join("; "));
         return Err(config.error_at(span, format!("{key}.with"), message).into());
     }
-    Ok(StepCall { plugin, with, secrets: secret_values })
+    Ok(StepCall { plugin, with, scope: plugins::CallScope { redact: secret_values, interrupt: interrupt.cloned() } })
 }

@@ -1,85 +1,83 @@
 //! After a run: the record the status shows, the metrics it counts, and the next run.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::slot::{self, LastOutcome, Timing, Trigger};
 use super::status::{self, Counts, FileResult, RunRecord};
 use super::{Controller, HISTORY, Seen, notify};
+use crate::apply::Action;
 use crate::config::{Config, PipelineSpec, SpannedStr};
 use crate::http::metrics::{ActionLabels, FileLabels, Metrics, PipelineLabels, RunLabels, StateLabels};
-use crate::reconcile::{Delivery, PipelineResult, StageError};
+use crate::reconcile::{RunReport, StageError};
 
 /// One finished run, as the status shows it.
 pub struct Run<'a> {
     pub config: &'a Config,
-    pub pipeline: &'a str,
     pub trigger: Trigger,
     pub started: SystemTime,
     pub took: Duration,
-    pub result: &'a Result<Delivery, StageError>,
+    pub report: &'a RunReport,
     /// Its start was told to the notifiers that hear of starts.
     pub told_start: bool,
 }
 
 impl Run<'_> {
-    /// The record of the run. A failed run keeps the revision of the one before (`previous`).
+    /// The record of the run. A run that failed before it knew its revision keeps the one
+    /// before (`previous`).
     pub fn record(&self, previous: Option<&RunRecord>) -> RunRecord {
-        let (revision, ok, healthy) = match self.result {
-            Ok(d) => (d.report.revision.clone(), true, d.report.healthy),
-            Err(_) => (previous.map(|r| r.revision.clone()).unwrap_or_default(), false, false),
+        let report = self.report;
+        let revision = match report.revision.as_str() {
+            "" => previous.map(|r| r.revision.clone()).unwrap_or_default(),
+            known => known.to_owned(),
         };
-        let mut record = RunRecord {
+        let cluster = &report.cluster;
+        let failed = report.outcome.as_ref().err();
+        let mut diagnostics = status::diagnostics(&report.findings);
+        diagnostics.extend(failed.map(|f| status::diagnostics(f.error.findings())).unwrap_or_default());
+        RunRecord {
             trigger: self.trigger,
             started: status::rfc3339(self.started),
             finished: status::rfc3339(SystemTime::now()),
             latency_seconds: self.took.as_secs_f64(),
-            revision_url: revision_url(self.config, self.pipeline, &revision),
+            revision_url: revision_url(self.config, &report.pipeline, &revision),
             revision,
-            ok,
-            healthy,
-            stage: None,
-            error: None,
-            counts: Counts::default(),
-            diagnostics: Vec::new(),
-            files: Vec::new(),
-            ignored: Vec::new(),
-        };
-        match self.result {
-            Ok(d) => {
-                let report = &d.report;
-                record.counts = Counts::of(report, true);
-                record.diagnostics = status::diagnostics(&d.findings);
-                record.files = files(report)
-                    .into_iter()
-                    .map(|(file, objects)| FileResult { file: file.into(), objects, result: "applied" })
-                    .collect();
-                record.ignored = report.skipped.iter().map(|(o, why)| format!("{o}: {why}")).collect();
-            }
-            Err(e) => {
-                record.stage = Some(e.stage());
-                record.error = PipelineResult::failed(self.pipeline, e).error;
-                record.diagnostics = status::diagnostics(e.findings());
-            }
+            ok: report.ok(),
+            health: cluster.health.clone(),
+            stage: report.stage(),
+            error: failed.map(|f| crate::reconcile::explained(&f.error)),
+            counts: Counts::of(cluster, report.ok()),
+            diagnostics,
+            files: cluster
+                .files()
+                .into_iter()
+                .map(|(file, objects)| FileResult { file: file.into(), objects, result: "applied" })
+                .collect(),
+            ignored: cluster
+                .objects
+                .iter()
+                .filter(|o| o.action == Action::Skipped)
+                .map(|o| format!("{}: {}", o.key, o.why.as_deref().unwrap_or_default()))
+                .collect(),
         }
-        record
     }
 
     /// What the scheduler keeps of the run.
     pub fn outcome(&self) -> LastOutcome {
-        match self.result {
-            Ok(d) => {
-                LastOutcome { ok: true, healthy: d.report.healthy, revision: d.report.revision.clone(), reason: None }
-            }
-            Err(e) => LastOutcome { ok: false, healthy: false, revision: String::new(), reason: Some(e.to_string()) },
+        let report = self.report;
+        LastOutcome {
+            ok: report.ok(),
+            health: report.cluster.health.clone(),
+            revision: report.revision.clone(),
+            reason: report.error().map(ToString::to_string),
         }
     }
 
     /// Counts the run in the metrics: its duration, objects by action, applies per file,
     /// the pipeline's objects by state, and `deployed_after` (new revision seen to applied).
     pub fn count(&self, metrics: &Metrics, record: &RunRecord, deployed_after: Option<Duration>) {
-        let name = self.pipeline;
-        let result = if self.result.is_ok() { "success" } else { "failure" };
+        let report = self.report;
+        let name = report.pipeline.as_str();
+        let result = if report.ok() { "success" } else { "failure" };
         metrics
             .run_duration
             .get_or_create(&RunLabels { pipeline: name.into(), result: result.into() })
@@ -90,32 +88,24 @@ impl Run<'_> {
                 .get_or_create(&FileLabels { pipeline: name.into(), file: file.into(), result: result.into() })
                 .inc_by(n as u64);
         };
-        match self.result {
-            Ok(d) => {
-                let report = &d.report;
-                for (action, n) in [
-                    ("created", report.created.len()),
-                    ("configured", report.configured.len()),
-                    ("unchanged", report.unchanged.len()),
-                    ("recreated", report.recreated.len()),
-                    ("pruned", report.pruned.len()),
-                    ("ignored", report.skipped.len()),
-                ] {
-                    metrics
-                        .objects
-                        .get_or_create(&ActionLabels { pipeline: name.into(), action: action.into() })
-                        .inc_by(n as u64);
-                }
-                for (file, n) in files(report) {
-                    file_applies(file, "success", n);
-                }
-            }
-            Err(StageError::Apply(failed)) => {
-                if let crate::apply::ApplyError::Apply { origin, .. } = &failed.error {
-                    file_applies(origin.rsplit_once(':').map_or(origin.as_str(), |(f, _)| f), "failure", 1);
-                }
-            }
-            Err(_) => {}
+        let cluster = &report.cluster;
+        for action in [Action::Created, Action::Configured, Action::Unchanged, Action::Recreated, Action::Pruned] {
+            metrics
+                .objects
+                .get_or_create(&ActionLabels { pipeline: name.into(), action: action.as_str().into() })
+                .inc_by(cluster.count(action) as u64);
+        }
+        metrics
+            .objects
+            .get_or_create(&ActionLabels { pipeline: name.into(), action: "ignored".into() })
+            .inc_by(cluster.count(Action::Skipped) as u64);
+        for (file, n) in cluster.files() {
+            file_applies(file, "success", n);
+        }
+        if let Some(StageError::Apply(failed)) = report.error()
+            && let crate::apply::ApplyError::Apply { origin, .. } = &failed.error
+        {
+            file_applies(origin.rsplit_once(':').map_or(origin.as_str(), |(f, _)| f), "failure", 1);
         }
         let c = &record.counts;
         for (state, n) in [
@@ -140,15 +130,6 @@ impl Run<'_> {
     }
 }
 
-/// Objects applied per source file.
-fn files(report: &crate::apply::Report) -> BTreeMap<&str, usize> {
-    let mut files: BTreeMap<&str, usize> = BTreeMap::new();
-    for (file, _) in &report.files {
-        *files.entry(file.as_str()).or_default() += 1;
-    }
-    files
-}
-
 /// The link to a revision, from `[moor] diff_url`.
 pub fn revision_url(config: &Config, pipeline: &str, revision: &str) -> Option<String> {
     let format = config.settings.diff_url.as_ref()?;
@@ -158,15 +139,14 @@ pub fn revision_url(config: &Config, pipeline: &str, revision: &str) -> Option<S
 impl Controller {
     /// Records a finished run and schedules the next; returns what to notify about.
     pub(super) fn finish(&self, pipeline: &PipelineSpec, run: &Run<'_>) -> Option<notify::Outcome> {
-        let name = run.pipeline;
+        let report = run.report;
+        let name = report.pipeline.as_str();
         let source = pipeline.source.s();
         let mut st = self.lock();
         // A new revision found by this run is news for the other pipelines of the source.
         let mut revision_news = false;
-        if let Ok(d) = run.result
-            && st.sources.get(source).is_none_or(|seen| seen.revision != d.report.revision)
-        {
-            let seen = Seen { revision: d.report.revision.clone(), at: run.started };
+        if !report.revision.is_empty() && st.sources.get(source).is_none_or(|seen| seen.revision != report.revision) {
+            let seen = Seen { revision: report.revision.clone(), at: run.started };
             revision_news = st.sources.insert(source.to_owned(), seen).is_some();
         }
         let seen = st.sources.get(source).cloned();
@@ -174,38 +154,40 @@ impl Controller {
         tracked.abort = None;
         let record = run.record(tracked.last_run.as_ref());
         // Time to deploy: from a new revision first seen to its first successful apply.
-        let deployed_after = match (run.result, &seen) {
-            (Ok(d), Some(seen))
-                if seen.revision == d.report.revision && tracked.deployed.as_deref() != Some(&d.report.revision) =>
+        let deployed_after = match &seen {
+            Some(seen)
+                if report.ok()
+                    && seen.revision == report.revision
+                    && tracked.deployed.as_deref() != Some(&report.revision) =>
             {
                 Some(SystemTime::now().duration_since(seen.at).unwrap_or_default())
             }
             _ => None,
         };
-        if let Ok(d) = run.result {
-            tracked.deployed = Some(d.report.revision.clone());
+        if report.ok() {
+            tracked.deployed = Some(report.revision.clone());
             tracked.last_success = Some(record.finished.clone());
         }
         run.count(&self.metrics, &record, deployed_after);
         let interval = pipeline.interval.0;
         let timing = Timing { interval, jitter: slot::jitter(interval, name), retry: pipeline.retry_interval.0 };
         let (_, recovered) = tracked.slot.finish(Instant::now(), run.outcome(), timing);
-        // What the run was for: the revision it applied, else (it failed, perhaps before
-        // saying) the newest one known for its source, which a commit status belongs on.
-        let attempted = match (run.result, &seen) {
-            (Ok(d), _) => d.report.revision.clone(),
-            (Err(_), Some(seen)) => seen.revision.clone(),
-            (Err(_), None) => record.revision.clone(),
+        // What the run was for: the revision it rendered, else (it failed before knowing
+        // one) the newest one known for its source, which a commit status belongs on.
+        let attempted = match (report.revision.as_str(), &seen) {
+            ("", Some(seen)) => seen.revision.clone(),
+            ("", None) => record.revision.clone(),
+            (rendered, _) => rendered.to_owned(),
         };
         let news = notify::News { recovered, told_start: run.told_start };
-        let outcome = notify::Outcome::of(pipeline, run.trigger, &record, &attempted, run.result, news);
+        let outcome = notify::Outcome::of(pipeline, run.trigger, &record, &attempted, report, news);
         if tracked.history.len() == HISTORY {
             tracked.history.pop_front();
         }
         tracked.history.push_back(status::RunSpan {
             started: status::rfc3339_millis(run.started),
             finished: status::rfc3339_millis(SystemTime::now()),
-            ok: run.result.is_ok(),
+            ok: report.ok(),
         });
         tracked.last_run = Some(record);
         let config = st.prepared.config.clone();

@@ -20,9 +20,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use super::{Controller, Trigger};
 use crate::apply::inventory::{INSTANCE_LABEL, PIPELINE_LABEL, ROLE_LABEL};
-use crate::apply::{Report, Target, compare};
+use crate::apply::{Target, compare};
 use crate::config::SpannedStr;
 use crate::object::ObjKey;
+use crate::reconcile::RunReport;
 
 impl Controller {
     /// Starts a watch for every kind in `kinds` not watched yet in the cluster `pipeline`
@@ -144,19 +145,27 @@ impl Controller {
         }
     }
 
-    /// Remembers what a successful run applied, as the watch will compare it.
-    pub(super) fn remember_applied(&self, pipeline: &str, report: &Report) {
-        let objects = report
-            .applied
-            .iter()
-            .map(|(r, value)| (r.clone(), Box::from(as_stored(value).to_string().as_str())))
-            .collect();
-        self.drift.lock().applied.insert(pipeline.to_owned(), objects);
+    /// Remembers what a run applied, as the watch will compare it: a successful run's
+    /// objects replace what was remembered; a failed run's objects that it applied (or
+    /// pruned) before it failed update it, so that what it changed is not taken for drift.
+    pub(super) fn remember_applied(&self, pipeline: &str, report: &RunReport) {
+        let cluster = &report.cluster;
+        let applied =
+            cluster.applied.iter().map(|(r, value)| (r.clone(), Box::from(as_stored(value).to_string().as_str())));
+        let mut memory = self.drift.lock();
+        if report.ok() {
+            memory.applied.insert(pipeline.to_owned(), applied.collect());
+            return;
+        }
+        let remembered = memory.applied.entry(pipeline.to_owned()).or_default();
+        remembered.extend(applied);
+        for pruned in cluster.objects.iter().filter(|o| o.action == crate::apply::Action::Pruned) {
+            remembered.remove(&pruned.key);
+        }
     }
 }
 
-/// What the watches know: the kinds watched, and what each pipeline's last successful run
-/// applied.
+/// What the watches know: the kinds watched, and what each pipeline's runs last applied.
 #[derive(Debug, Default)]
 pub(super) struct Memory(Mutex<Remembered>);
 

@@ -18,8 +18,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 
-use crate::apply::{Action, Change, Report};
+use crate::apply::Action;
 use crate::object::ObjKey;
+use crate::reconcile::RunReport;
 use crate::source::short;
 
 /// Within this time, the same event on the same object is a repeat (kube's and client-go's).
@@ -118,17 +119,17 @@ impl EventSink {
         EventSink { queue, task: std::sync::Mutex::new(Some(task)) }
     }
 
-    /// Queues one event per changed object of `report`.
-    pub fn record(&self, pipeline: &str, report: &Report) {
-        for (r, change) in &report.changed {
-            let (reason, action) = match *change {
-                Change::Pruned => ("Pruned", "Prune"),
-                Change::Applied(Action::Created) => ("Created", "Apply"),
-                Change::Applied(Action::Recreated) => ("Recreated", "Apply"),
-                Change::Applied(_) => ("Configured", "Apply"),
+    /// Queues one event per object the run changed (also when a later stage failed).
+    pub fn record(&self, pipeline: &str, report: &RunReport) {
+        for o in report.cluster.changed() {
+            let (reason, action) = match o.action {
+                Action::Pruned => ("Pruned", "Prune"),
+                Action::Created => ("Created", "Apply"),
+                Action::Recreated => ("Recreated", "Apply"),
+                _ => ("Configured", "Apply"),
             };
-            let note = format!("{} by pipeline {pipeline} at revision {}", change.as_str(), short(&report.revision));
-            let key = Key { regarding: r.clone(), reason, action, note };
+            let note = format!("{} by pipeline {pipeline} at revision {}", o.action.as_str(), short(&report.revision));
+            let key = Key { regarding: o.key.clone(), reason, action, note };
             if self.queue.try_send(key).is_err() {
                 tracing::debug!("event queue full: dropping an event");
             }

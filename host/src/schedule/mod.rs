@@ -42,7 +42,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use crate::apply::{RunOptions, Target};
 use crate::config::{Config, PipelineSpec, SpannedStr};
 use crate::http::metrics::Metrics;
-use crate::reconcile::{Moor, Prepared, StageError, blocking};
+use crate::interrupt::Interrupt;
+use crate::reconcile::{Mode, Moor, OnStart, Prepared, RunContext, RunReport, StageError, blocking};
 pub use requests::RequestError;
 use slot::{Blocked, Dependency, Slot};
 pub use slot::{Trigger, Triggered};
@@ -394,48 +395,40 @@ impl Controller {
         let started = SystemTime::now();
         let clock = Instant::now();
         tracing::info!(pipeline = name, trigger = trigger.as_str(), "run started");
-        // The halves of `Moor::reconcile`, with the start told in between, once the revision is known.
-        let told_start = std::sync::atomic::AtomicBool::new(false);
-        let delivery = async {
-            let rendered = self.moor.render_with_secrets(&prepared, &pipeline, Some(&self.target)).await?;
-            if self.tell_started(&prepared, &pipeline, &rendered.revision).await {
-                told_start.store(true, std::sync::atomic::Ordering::Relaxed);
+        // The run's timeout, or this task aborted (a lost lease or shard), stops its fetch
+        // and plugin calls too, not only its futures.
+        let interrupt = Interrupt::after(pipeline.timeout.0);
+        let armed = interrupt.armed("the run was stopped by the controller");
+        let on_start = TellStart { controller: &self, told: AtomicBool::new(false) };
+        let ctx = RunContext::new(&prepared, &pipeline, Some(&self.target), interrupt.clone());
+        let ctx = tokio::select! {
+            ctx = ctx => ctx,
+            () = interrupt.raised() => Err(StageError::Timeout(pipeline.timeout.0)),
+        };
+        let (report, ctx) = match ctx {
+            Ok(ctx) => {
+                (self.moor.run(&ctx, Mode::Apply(RunOptions::default()), Some(&on_start), &|_| {}).await, Some(ctx))
             }
-            self.moor.deliver(&prepared, &pipeline, &self.target, rendered, RunOptions::default(), &|_| {}).await
+            Err(e) => (RunReport::failed(&name, e), None),
         };
-        let result = match tokio::time::timeout(pipeline.timeout.0, delivery).await {
-            Ok(result) => result,
-            Err(_) => Err(StageError::Timeout(pipeline.timeout.0)),
-        };
-        let told_start = told_start.into_inner();
+        armed.disarm();
+        let told_start = on_start.told.load(Ordering::Relaxed);
         let took = clock.elapsed();
-        match &result {
-            Ok(d) => tracing::info!(pipeline = name, revision = d.report.revision, ?took, "run succeeded"),
-            Err(e) => tracing::warn!(pipeline = name, ?took, "run failed: {e}"),
+        match report.error() {
+            None => tracing::info!(pipeline = name, revision = report.revision, ?took, "run succeeded"),
+            Some(e) => tracing::warn!(pipeline = name, ?took, "run failed: {e}"),
         }
         // Before the run counts as over: the watch compares what it sees with this.
-        if let Ok(delivery) = &result {
-            self.remember_applied(&name, &delivery.report);
-        }
-        let run = bookkeeping::Run {
-            config: &prepared.config,
-            pipeline: &name,
-            trigger,
-            started,
-            took,
-            result: &result,
-            told_start,
-        };
+        self.remember_applied(&name, &report);
+        let run = bookkeeping::Run { config: &prepared.config, trigger, started, took, report: &report, told_start };
         let outcome = self.finish(&pipeline, &run);
-        if let Ok(delivery) = &result {
-            self.watch_kinds(&pipeline, &delivery.report.kinds).await;
-            // Kubernetes Events go to the cluster moor runs in, about its objects only.
-            if pipeline.cluster.is_none() {
-                self.events.record(&name, &delivery.report);
-            }
+        self.watch_kinds(&pipeline, &report.cluster.kinds()).await;
+        // Kubernetes Events go to the cluster moor runs in, about its objects only.
+        if pipeline.cluster.is_none() {
+            self.events.record(&name, &report);
         }
         if let Some(outcome) = outcome {
-            self.notify(&prepared, &pipeline, outcome).await;
+            self.notify(&prepared, &pipeline, ctx.as_ref().map(|c| &c.secrets), outcome).await;
         }
         // The worker is free before the scheduler looks: its pass would not find it otherwise.
         drop(permit);
@@ -445,6 +438,23 @@ impl Controller {
     /// The current config.
     pub fn config(&self) -> Arc<Config> {
         self.lock().prepared.config.clone()
+    }
+}
+
+/// Tells the notifiers that hear of starts that a run of a new revision starts, and
+/// remembers that it did (its end is told too).
+struct TellStart<'a> {
+    controller: &'a Controller,
+    told: AtomicBool,
+}
+
+impl OnStart for TellStart<'_> {
+    fn started<'c>(&'c self, ctx: &'c RunContext<'c>, revision: &'c str) -> futures::future::BoxFuture<'c, ()> {
+        Box::pin(async move {
+            if self.controller.tell_started(ctx, revision).await {
+                self.told.store(true, Ordering::Relaxed);
+            }
+        })
     }
 }
 

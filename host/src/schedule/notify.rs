@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use super::status::RunRecord;
 use super::{Controller, Trigger};
-use crate::apply::Change;
+use crate::apply::Action;
 use crate::apply::inventory::ObjKey;
 use crate::config::{PipelineSpec, SpannedStr};
 use crate::http::metrics::PipelineLabels;
 use crate::plugins::{CallError, Event, EventReason, ObjectRef, Plugin, PluginKind, RunStart, Severity};
-use crate::reconcile::{Delivery, Prepared, StageError, blocking, resolve_step};
+use crate::reconcile::{Prepared, RunContext, RunReport, blocking, resolve_step};
 use crate::secrets::SecretValues;
 use crate::source::short;
+use crate::stage::Stage;
 
 /// The same event (reason, revision, message) is sent once in this window.
 const DEDUPE_WINDOW: Duration = Duration::from_secs(3600);
@@ -60,7 +61,7 @@ impl Outcome {
         trigger: Trigger,
         record: &RunRecord,
         revision: &str,
-        result: &Result<Delivery, StageError>,
+        report: &RunReport,
         news: News,
     ) -> Option<Outcome> {
         if pipeline.notify.is_empty() {
@@ -76,38 +77,33 @@ impl Outcome {
             timestamp: record.finished.clone(),
         };
         let mut events = Vec::new();
-        match result {
-            Err(e) => {
-                let reason = if e.stage() == crate::stage::Stage::Health {
-                    EventReason::HealthFailed
-                } else {
-                    EventReason::RunFailed
-                };
-                let message = record.error.clone().unwrap_or_else(|| e.to_string());
-                events.push(event(reason, Severity::Error, message, Vec::new()));
+        let cluster = &report.cluster;
+        let changed: Vec<ObjectRef> = cluster
+            .changed()
+            .filter(|o| o.action != Action::Pruned)
+            .take(MAX_OBJECTS)
+            .map(|o| object_ref(&o.key))
+            .collect();
+        match &report.outcome {
+            Err(failed) => {
+                let reason =
+                    if failed.stage == Stage::Health { EventReason::HealthFailed } else { EventReason::RunFailed };
+                let message = record.error.clone().unwrap_or_else(|| failed.error.to_string());
+                events.push(event(reason, Severity::Error, message, changed));
             }
-            Ok(d) => {
-                let report = &d.report;
-                let changed: Vec<ObjectRef> = report
-                    .changed
-                    .iter()
-                    .filter(|(_, c)| *c != Change::Pruned)
+            Ok(()) => {
+                let pruned: Vec<ObjectRef> = cluster
+                    .changed()
+                    .filter(|o| o.action == Action::Pruned)
                     .take(MAX_OBJECTS)
-                    .map(|(r, _)| object_ref(r))
-                    .collect();
-                let pruned: Vec<ObjectRef> = report
-                    .changed
-                    .iter()
-                    .filter(|(_, c)| *c == Change::Pruned)
-                    .take(MAX_OBJECTS)
-                    .map(|(r, _)| object_ref(r))
+                    .map(|o| object_ref(&o.key))
                     .collect();
                 if trigger == Trigger::Drift && !changed.is_empty() {
                     let message = format!("drift corrected: {} object(s) put back", changed.len());
                     events.push(event(EventReason::DriftCorrected, Severity::Warning, message, changed.clone()));
                 }
                 if !pruned.is_empty() {
-                    let message = format!("pruned {} object(s)", report.pruned.len());
+                    let message = format!("pruned {} object(s)", cluster.count(Action::Pruned));
                     events.push(event(EventReason::Pruned, Severity::Info, message, pruned));
                 }
                 if !changed.is_empty() || news.recovered || news.told_start {
@@ -187,7 +183,8 @@ impl Controller {
     /// the `status-notifier` world, such as `github-status`), once per new revision. After
     /// a restart, the revision the inventory was last written for is not new. Returns
     /// whether it told, so that the run's outcome is told too.
-    pub(super) async fn tell_started(&self, prepared: &Prepared, pipeline: &PipelineSpec, revision: &str) -> bool {
+    pub(super) async fn tell_started(&self, ctx: &RunContext<'_>, revision: &str) -> bool {
+        let (prepared, pipeline) = (ctx.prepared, ctx.pipeline);
         let hears = |step: &crate::config::Step| {
             (hears_starts(step) && prepared.plugin(step.uses.s()).is_ok_and(|p| p.tells_starts())).then_some(())
         };
@@ -215,12 +212,20 @@ impl Controller {
             revision: revision.into(),
             timestamp: super::status::rfc3339(std::time::SystemTime::now()),
         };
-        self.send(prepared, pipeline, hears, |plugin, with, hosts, ()| plugin.started(with, &run, hosts)).await;
+        let started = |plugin: &Plugin, with: &_, hosts: &[String], ()| plugin.started(with, &run, hosts);
+        self.send(prepared, pipeline, Some(&ctx.secrets), hears, started).await;
         true
     }
 
     /// Sends a run's events through the pipeline's notify chain.
-    pub(super) async fn notify(&self, prepared: &Prepared, pipeline: &PipelineSpec, outcome: Outcome) {
+    /// `secrets` are the run's, when it read them; else they are read now.
+    pub(super) async fn notify(
+        &self,
+        prepared: &Prepared,
+        pipeline: &PipelineSpec,
+        secrets: Option<&SecretValues>,
+        outcome: Outcome,
+    ) {
         let name = pipeline.name.s();
         let (events, dropped) = {
             let mut st = self.lock();
@@ -237,7 +242,9 @@ impl Controller {
             return;
         }
         let taken = |step: &crate::config::Step| Some(taken(step, &events)).filter(|e| !e.is_empty());
-        self.send(prepared, pipeline, taken, |plugin, with, hosts, events| plugin.notify(with, &events, hosts)).await;
+        let notify =
+            |plugin: &Plugin, with: &_, hosts: &[String], events: Vec<Event>| plugin.notify(with, &events, hosts);
+        self.send(prepared, pipeline, secrets, taken, notify).await;
     }
 
     /// Calls each notify step that `pick` picks; what failed is logged and shown on the
@@ -246,12 +253,21 @@ impl Controller {
         &self,
         prepared: &Prepared,
         pipeline: &PipelineSpec,
+        secrets: Option<&SecretValues>,
         pick: impl Fn(&crate::config::Step) -> Option<T> + Sync,
         call: impl Fn(&Plugin, &serde_json::Value, &[String], T) -> Result<Result<(), String>, CallError> + Sync,
     ) {
         let name = pipeline.name.s();
         let config = &prepared.config;
-        let error = match SecretValues::for_pipeline(Some(&self.target.client), config, pipeline).await {
+        let read;
+        let secrets = match secrets {
+            Some(secrets) => Ok(secrets),
+            None => {
+                read = SecretValues::for_pipeline(Some(&self.target.client), config, pipeline).await;
+                read.as_ref()
+            }
+        };
+        let error = match secrets {
             Err(e) => Some(format!("secrets: {e}")),
             Ok(secrets) => blocking(|| {
                 let index = config.pipelines.iter().position(|p| p.name.s() == name).unwrap_or(0);
@@ -259,7 +275,7 @@ impl Controller {
                 for (j, step) in pipeline.notify.iter().enumerate() {
                     let Some(picked) = pick(step) else { continue };
                     let key = format!("pipeline[{index}].notify[{j}]");
-                    let sent = resolve_step(prepared, &key, "notify", step, PluginKind::Notifier, &secrets)
+                    let sent = resolve_step(prepared, &key, "notify", step, PluginKind::Notifier, secrets, None)
                         .map_err(|e| e.to_string())
                         .and_then(|step_call| {
                             let hosts: Vec<String> = step.allow_hosts.iter().map(|h| h.s().to_owned()).collect();

@@ -10,6 +10,9 @@ use crate::config::SpannedStr;
 use crate::reconcile::blocking;
 use crate::secrets::SecretValues;
 
+/// How long a poll may take before it is stopped, unless its poll interval is longer.
+const POLL_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl Controller {
     /// Polls sources for new revisions (git: one ref advertisement when nothing changed).
     pub(super) async fn poll_loop(self: Arc<Self>) {
@@ -49,7 +52,9 @@ impl Controller {
                         continue;
                     }
                 };
-                let snapshot = blocking(|| self.moor.sources().snapshot(&config, source, &secrets));
+                // A server that stalls holds the source (and the runs that read it) no longer than this.
+                let interrupt = crate::interrupt::Interrupt::after(every.max(POLL_TIMEOUT));
+                let snapshot = blocking(|| self.moor.sources().snapshot(&config, source, &secrets, &interrupt));
                 let revision = match snapshot {
                     Ok(s) => s.revision,
                     Err(e) => {

@@ -134,8 +134,8 @@ impl Controller {
             match (&result.report, &result.error) {
                 (Some(report), _) => tracing::info!(
                     pipeline = result.pipeline,
-                    pruned = report.pruned.len(),
-                    orphaned = report.orphaned.len(),
+                    pruned = report.count(crate::apply::Action::Pruned),
+                    orphaned = report.count(crate::apply::Action::Orphaned),
                     "removed a pipeline that left the config"
                 ),
                 (None, error) => tracing::warn!(

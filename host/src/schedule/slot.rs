@@ -8,6 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use backon::BackoffBuilder;
 use serde::Serialize;
 
+use crate::apply::Health;
+
 /// Why a run was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,7 +64,8 @@ pub enum Run {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastOutcome {
     pub ok: bool,
-    pub healthy: bool,
+    /// Not checked without `wait`: then applied is as ready as it gets (Flux's `wait: false`).
+    pub health: Health,
     pub revision: String,
     /// Why it failed, in one line.
     pub reason: Option<String>,
@@ -270,7 +273,8 @@ impl Slot {
     }
 
     /// Whether dependencies let a pipeline run: each one's last run succeeded, applied its
-    /// source's newest known revision and is healthy.
+    /// source's newest known revision and did not fail health (one that does not wait is
+    /// not checked, and counts as ready once applied).
     pub fn gate(deps: &[Dependency<'_>]) -> Result<(), Blocked> {
         for dep in deps {
             let name = dep.name;
@@ -289,8 +293,8 @@ impl Slot {
                     crate::source::short(newest)
                 )));
             }
-            if !last.healthy {
-                return Err(Blocked::Failed(format!("dependency `{name}` is not healthy")));
+            if let Health::Failed(why) = &last.health {
+                return Err(Blocked::Failed(format!("dependency `{name}` is not healthy: {why}")));
             }
         }
         Ok(())
@@ -325,11 +329,11 @@ mod tests {
         Timing { interval: Duration::from_secs(600), jitter: Duration::from_secs(5), retry: Duration::from_secs(60) };
 
     fn ok(revision: &str) -> LastOutcome {
-        LastOutcome { ok: true, healthy: true, revision: revision.into(), reason: None }
+        LastOutcome { ok: true, health: Health::Ready, revision: revision.into(), reason: None }
     }
 
     fn failed(reason: &str) -> LastOutcome {
-        LastOutcome { ok: false, healthy: false, revision: "r1".into(), reason: Some(reason.into()) }
+        LastOutcome { ok: false, health: Health::NotChecked, revision: "r1".into(), reason: Some(reason.into()) }
     }
 
     #[test]
@@ -433,11 +437,15 @@ mod tests {
             Slot::gate(&[dep(Some(&old), Some("fedcba9876543210fedc"))]),
             Err(Blocked::Waiting("waiting for dependency `base` to apply revision fedcba987654".into()))
         );
-        let sick = LastOutcome { healthy: false, ..ok("r1") };
+        let sick = LastOutcome { health: Health::Failed("Deployment/a/web: timed out".into()), ..ok("r1") };
         assert_eq!(
             Slot::gate(&[dep(Some(&sick), Some("r1"))]),
-            Err(Blocked::Failed("dependency `base` is not healthy".into()))
+            Err(Blocked::Failed("dependency `base` is not healthy: Deployment/a/web: timed out".into()))
         );
+        // Regression: a dependency with `wait = false` has its health not checked; it was
+        // taken for unhealthy, and its dependents were blocked for ever.
+        let unwaited = LastOutcome { health: Health::NotChecked, ..ok("r1") };
+        assert_eq!(Slot::gate(&[dep(Some(&unwaited), Some("r1"))]), Ok(()));
         assert_eq!(Slot::gate(&[dep(Some(&ok("r1")), Some("r1"))]), Ok(()));
     }
 }

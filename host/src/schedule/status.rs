@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::slot::{Blocked, Trigger};
 use super::{Controller, State as Scheduling, Tracked};
-use crate::apply::Report;
+use crate::apply::{Action, Health, Report};
 use crate::config::{PipelineSpec, SpannedStr};
 use crate::reconcile::Finding;
 use crate::reconcile::Prepared;
@@ -114,7 +114,8 @@ pub struct RunRecord {
     /// The revision as a link, built from `[moor] diff_url` (KA-5).
     pub revision_url: Option<String>,
     pub ok: bool,
-    pub healthy: bool,
+    /// Whether its objects became healthy: `not_checked` without `wait`.
+    pub health: Health,
     pub stage: Option<Stage>,
     pub error: Option<String>,
     pub counts: Counts,
@@ -138,15 +139,19 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// The counts of what a run's cluster half did; a failed run's applied objects are not
+    /// in sync.
     pub fn of(report: &Report, ok: bool) -> Counts {
-        let applied = report.created.len() + report.configured.len() + report.recreated.len();
-        let unchanged = report.unchanged.len();
+        let applied =
+            report.count(Action::Created) + report.count(Action::Configured) + report.count(Action::Recreated);
+        let unchanged = report.count(Action::Unchanged);
+        let ignored = report.count(Action::Skipped);
         Counts {
-            discovered: applied + unchanged + report.skipped.len(),
+            discovered: applied + unchanged + ignored,
             applied,
             unchanged,
-            pruned: report.pruned.len(),
-            ignored: report.skipped.len(),
+            pruned: report.count(Action::Pruned),
+            ignored,
             in_sync: if ok { applied + unchanged } else { unchanged },
         }
     }

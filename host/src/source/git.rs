@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
 use gix::remote::Direction;
 use sha2::{Digest, Sha256};
@@ -18,6 +17,7 @@ use super::tree::TreeBuilder;
 use super::{Snapshot, SourceError};
 use crate::causes::causes;
 use crate::config::{GitSpec, TreeLimits};
+use crate::interrupt::Interrupt;
 
 /// What a fetch had to do, for callers that care (tests, metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,6 +38,7 @@ pub fn snapshot(
     cache: &Path,
     limits: TreeLimits,
     secret: Option<&BTreeMap<String, String>>,
+    interrupt: &Interrupt,
 ) -> Result<(Snapshot, FetchReport), SourceError> {
     let err = |message: String| SourceError::Git { source_name: source.into(), message };
     let url = normalize_url(&spec.url, base);
@@ -56,7 +57,7 @@ pub fn snapshot(
     let commit_id =
         match pinned.and_then(|id| gix::ObjectId::from_hex(id.as_bytes()).ok()).filter(|id| repo.has_object(id)) {
             Some(id) => id,
-            None => fetch(&repo, &url, spec, base, secret, &mut report).map_err(|m| err(redact(&m)))?,
+            None => fetch(&repo, &url, spec, base, secret, interrupt, &mut report).map_err(|m| err(redact(&m)))?,
         };
 
     let commit = repo
@@ -99,6 +100,7 @@ fn fetch(
     spec: &GitSpec,
     base: &Path,
     secret: Option<&BTreeMap<String, String>>,
+    interrupt: &Interrupt,
     report: &mut FetchReport,
 ) -> Result<gix::ObjectId, String> {
     let wanted = spec.reference.clone().unwrap_or_else(|| "HEAD".into());
@@ -113,11 +115,11 @@ fn fetch(
         .map_err(|e| format!("invalid ref `{wanted}`: {e}"))?
         .with_fetch_tags(gix::remote::fetch::Tags::None);
     let connection = remote.connect(Direction::Fetch).map_err(|e| format!("cannot connect: {}", causes(&e)))?;
-    let connection = access.connect(&repo, url, connection)?;
+    let connection = access.connect(&repo, url, connection, interrupt)?;
     report.contacted = true;
     let prepare = connection
         .prepare_fetch(gix::progress::Discard, gix::remote::ref_map::Options::default())
-        .map_err(|e| access.explain(format!("cannot list refs: {}", causes(&e))))?;
+        .map_err(|e| stopped(interrupt, access.explain(format!("cannot list refs: {}", causes(&e)))))?;
     let advertised = prepare
         .ref_map()
         .mappings
@@ -133,10 +135,18 @@ fn fetch(
     };
     prepare
         .with_shallow(shallow)
-        .receive(gix::progress::Discard, &AtomicBool::new(false))
-        .map_err(|e| access.explain(format!("fetch failed: {}", causes(&e))))?;
+        .receive(gix::progress::Discard, interrupt.flag())
+        .map_err(|e| stopped(interrupt, access.explain(format!("fetch failed: {}", causes(&e)))))?;
     report.received = true;
     Ok(advertised)
+}
+
+/// A fetch's error, or why the run stopped it (what gix says then is a consequence).
+fn stopped(interrupt: &Interrupt, message: String) -> String {
+    match interrupt.why() {
+        Some(why) => format!("the fetch was stopped: {why}"),
+        None => message,
+    }
 }
 
 fn is_full_commit_id(r: &str) -> bool {

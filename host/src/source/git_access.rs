@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{GitCredentials, GitSpec};
+use crate::interrupt::Interrupt;
 
 /// What a fetch of one URL presents and trusts. Values from the Secret live in private
 /// files for the length of the fetch.
@@ -93,12 +94,14 @@ impl Access {
         repo: &gix::Repository,
         url: &str,
         mut connection: gix::remote::Connection<'remote, 'auth, 'repo, T>,
+        interrupt: &Interrupt,
     ) -> Result<gix::remote::Connection<'remote, 'static, 'repo, T>, String>
     where
         T: gix::protocol::transport::client::blocking_io::Transport,
     {
-        if let Some(certificates) = self.certificates.as_ref().filter(|_| url.starts_with("https://")) {
-            connection = connection.with_transport_options(trusting(repo, url, certificates.clone())?);
+        if url.starts_with("https://") || url.starts_with("http://") {
+            let certificates = self.certificates.clone().filter(|_| url.starts_with("https://")).unwrap_or_default();
+            connection = connection.with_transport_options(http_options(repo, url, certificates, interrupt.clone())?);
         }
         let account = self.account.clone();
         Ok(connection.with_credentials(move |action| match (&action, &account) {
@@ -151,11 +154,14 @@ fn is_ssh(url: &str) -> bool {
     gix::url::parse(gix::bstr::BStr::new(url)).is_ok_and(|u| u.scheme == gix::url::Scheme::Ssh)
 }
 
-/// Transport options for an HTTPS `url` that also trust `certificates`.
-fn trusting(
+/// Transport options for an HTTP(S) `url`: trusting `certificates` too, and each request
+/// given at most the time the run has left, so that a server that accepts and never
+/// answers holds the fetch no longer than the run's timeout.
+fn http_options(
     repo: &gix::Repository,
     url: &str,
     certificates: Vec<reqwest::Certificate>,
+    interrupt: Interrupt,
 ) -> Result<Box<dyn std::any::Any>, String> {
     use gix::protocol::transport::client::blocking_io::http;
     let mut options = repo
@@ -166,7 +172,12 @@ fn trusting(
         .unwrap_or_default();
     let backend = http::reqwest::Options {
         configure_client: Some(Box::new(move |client| Ok(client.tls_certs_merge(certificates.clone())))),
-        configure_request: None,
+        configure_request: Some(Box::new(move |request| {
+            if let Some(left) = interrupt.left() {
+                *request.timeout_mut() = Some(left.max(std::time::Duration::from_millis(1)));
+            }
+            Ok(())
+        })),
     };
     options.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(backend)));
     Ok(Box::new(options))

@@ -93,6 +93,7 @@ impl Sources {
         config: &Config,
         spec: &SourceSpec,
         secrets: &SecretValues,
+        interrupt: &crate::interrupt::Interrupt,
     ) -> Result<Snapshot, SourceError> {
         let name = spec.name.s();
         if let Some(path) = &spec.path {
@@ -119,7 +120,7 @@ impl Sources {
         {
             return Ok(snapshot.clone());
         }
-        let (snapshot, _) = git::snapshot(name, git, &config.base, &self.cache, spec.limits, secret)?;
+        let (snapshot, _) = git::snapshot(name, git, &config.base, &self.cache, spec.limits, secret, interrupt)?;
         *last = Some((Instant::now(), snapshot.clone()));
         Ok(snapshot)
     }

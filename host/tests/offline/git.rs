@@ -68,7 +68,8 @@ fn spec(f: &Fixture, reference: Option<&str>) -> GitSpec {
 }
 
 fn fetch(f: &Fixture, reference: Option<&str>) -> (moor::source::Snapshot, FetchReport) {
-    snapshot("apps", &spec(f, reference), Path::new("/"), &f.cache, TreeLimits::default(), None).unwrap()
+    let interrupt = moor::interrupt::Interrupt::new();
+    snapshot("apps", &spec(f, reference), Path::new("/"), &f.cache, TreeLimits::default(), None, &interrupt).unwrap()
 }
 
 fn read(s: &moor::source::Snapshot, path: &str) -> String {

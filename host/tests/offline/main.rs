@@ -13,4 +13,5 @@ mod plugin_authoring;
 mod quickstart;
 mod sandbox;
 mod sops;
+mod stopping;
 mod support;

@@ -23,7 +23,7 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
 
 use super::call::MemoryLimiter;
 use super::output::CappedOutput;
-use super::{CallError, Diagnostic, Document, Plugin, RenderContext, RenderInput, SNAPSHOT_MOUNT, Severity, TICK};
+use super::{CallError, Diagnostic, Document, Plugin, RenderContext, RenderInput, SNAPSHOT_MOUNT, Severity};
 use resource_list::{Request, Response};
 
 /// The protocol KRM functions speak, as `moor plugin inspect` names it.
@@ -153,8 +153,8 @@ impl Plugin {
         let state = KrmState { wasi: wasi.build_p1(), limiter: MemoryLimiter::new(self.limits.memory) };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(self.limits.timeout.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64);
-        store.epoch_deadline_trap();
+        let scope = super::call::scope();
+        super::call::arm(&mut store, self.limits.timeout, scope.interrupt.clone());
 
         let result = pre.instantiate(&mut store).and_then(|instance| {
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
@@ -162,7 +162,7 @@ impl Plugin {
         });
 
         let (log, dropped) = stderr.take();
-        self.after_call(started, &log, dropped, &super::call::redacted());
+        self.after_call(started, &log, dropped, &scope.redact);
         let (out, over) = stdout.take_bytes();
         if over > 0 {
             return Err(CallError::Output {
@@ -175,19 +175,24 @@ impl Plugin {
             Ok(()) => 0,
             Err(e) => match e.downcast_ref::<I32Exit>() {
                 Some(exit) => exit.0,
-                None => return Err(self.classify_krm(&store, e)),
+                None => return Err(self.classify_krm(&store, e, scope.interrupt.as_ref())),
             },
         };
         Ok((out, code))
     }
 
-    fn classify_krm(&self, store: &Store<KrmState>, error: wasmtime::Error) -> CallError {
+    fn classify_krm(
+        &self,
+        store: &Store<KrmState>,
+        error: wasmtime::Error,
+        interrupt: Option<&crate::interrupt::Interrupt>,
+    ) -> CallError {
         let plugin = self.name.to_string();
         if store.data().limiter.hit() {
             return CallError::Memory { plugin, limit: self.limits.memory };
         }
         if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
-            return CallError::Timeout { plugin, limit: self.limits.timeout };
+            return super::call::interrupted(&plugin, self.limits.timeout, interrupt);
         }
         CallError::Trap { plugin, message: format!("{error:#}") }
     }

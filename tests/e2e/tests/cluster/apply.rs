@@ -1,5 +1,6 @@
 //! The apply engine against the real control plane (issue #4).
 
+use moor::apply::Action;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -32,16 +33,24 @@ async fn apply_creates_then_reports_unchanged_then_prunes() -> anyhow::Result<()
         p.file(&format!("cm{i}.yaml"), &cm(&format!("cm{i}")));
     }
     let report = p.apply_ok(&p.ns).await;
-    assert_eq!((report.created.len(), report.configured.len(), report.unchanged.len()), (5, 0, 0), "{report:?}");
-    assert!(report.healthy, "{report:?}");
-    assert!(report.health.iter().all(|(_, h)| h == "ready"), "{:?}", report.health);
+    assert_eq!(
+        (report.count(Action::Created), report.count(Action::Configured), report.count(Action::Unchanged)),
+        (5, 0, 0),
+        "{report:?}"
+    );
+    assert!(report.is_healthy(), "{report:?}");
+    assert!(report.object_health.iter().all(|(_, h)| h == "ready"), "{:?}", report.object_health);
 
     let again = p.apply_ok(&p.ns).await;
-    assert_eq!((again.created.len(), again.configured.len(), again.unchanged.len()), (0, 0, 5), "{again:?}");
+    assert_eq!(
+        (again.count(Action::Created), again.count(Action::Configured), again.count(Action::Unchanged)),
+        (0, 0, 5),
+        "{again:?}"
+    );
 
     p.remove("cm2.yaml");
     let pruned = p.apply_ok(&p.ns).await;
-    assert_eq!(pruned.pruned, vec![format!("ConfigMap/{}/cm2", p.ns)]);
+    assert_eq!(pruned.names(Action::Pruned), vec![format!("ConfigMap/{}/cm2", p.ns)]);
     let cms: Api<ConfigMap> = Api::namespaced(client, &p.ns);
     assert!(cms.get_opt("cm2").await?.is_none());
     assert!(cms.get_opt("cm1").await?.is_some());
@@ -80,7 +89,7 @@ async fn a_mass_prune_over_the_threshold_is_refused_unless_allowed() -> anyhow::
     assert!(err.contains("it would delete 3 of 4 object(s) (75%), over prune_guard.max_fraction (50%)"), "{err}");
     p.config(&format!("{ONE_PIPELINE}prune_guard = {{ max_fraction = 0.8 }}\n"));
     let report = p.apply_ok(&p.ns).await;
-    assert_eq!(report.pruned.len(), 3);
+    assert_eq!(report.count(Action::Pruned), 3);
     Ok(())
 }
 
@@ -100,9 +109,9 @@ async fn a_custom_resource_applies_with_its_crd_in_the_same_pipeline() -> anyhow
         ),
     );
     let report = p.apply_ok(&p.ns).await;
-    assert_eq!(report.created.len(), 2, "{report:?}");
+    assert_eq!(report.count(Action::Created), 2, "{report:?}");
     let second = p.apply_ok(&p.ns).await;
-    assert_eq!(second.unchanged.len(), 2, "{second:?}");
+    assert_eq!(second.count(Action::Unchanged), 2, "{second:?}");
     Ok(())
 }
 
@@ -120,11 +129,15 @@ async fn replicas_owned_by_an_autoscaler_are_left_alone() -> anyhow::Result<()> 
     deployments.patch("web", &PatchParams::apply("horizontal-pod-autoscaler").force(), &Patch::Apply(&scale)).await?;
 
     let report = p.apply_ok(&p.ns).await;
-    assert_eq!(report.unchanged, vec![format!("Deployment/{}/web", p.ns)], "replicas counted as drift: {report:?}");
+    assert_eq!(
+        report.names(Action::Unchanged),
+        vec![format!("Deployment/{}/web", p.ns)],
+        "replicas counted as drift: {report:?}"
+    );
     // A change in Git is applied, and the autoscaler's replicas survive it.
     p.file("app.yaml", &deployment("web", "  minReadySeconds: 1\n"));
     let report = p.apply_ok(&p.ns).await;
-    assert_eq!(report.configured.len(), 1, "{report:?}");
+    assert_eq!(report.count(Action::Configured), 1, "{report:?}");
     assert_eq!(deployments.get("web").await?.spec.unwrap().replicas, Some(4));
     Ok(())
 }
@@ -146,7 +159,7 @@ async fn an_immutable_field_is_handled_by_recreate() -> anyhow::Result<()> {
     assert!(err.contains("immutable"), "{err}");
     p.file("frozen.yaml", &immutable("two", "recreate"));
     let report = p.apply_ok(&p.ns).await;
-    assert_eq!(report.recreated, vec![format!("ConfigMap/{}/frozen", p.ns)], "{report:?}");
+    assert_eq!(report.names(Action::Recreated), vec![format!("ConfigMap/{}/frozen", p.ns)], "{report:?}");
     let live = Api::<ConfigMap>::namespaced(client, &p.ns).get("frozen").await?;
     assert_eq!(live.data.unwrap()["key"], "two");
     Ok(())
@@ -269,7 +282,7 @@ async fn a_dry_run_pipeline_changes_nothing() -> anyhow::Result<()> {
     p.file("a.yaml", &cm("a"));
     let report = p.apply_ok(&p.ns).await;
     assert!(report.dry_run);
-    assert_eq!(report.created, vec![format!("ConfigMap/{}/a", p.ns)]);
+    assert_eq!(report.names(Action::Created), vec![format!("ConfigMap/{}/a", p.ns)]);
     assert!(Api::<ConfigMap>::namespaced(client, &p.ns).get_opt("a").await?.is_none());
     Ok(())
 }
@@ -284,8 +297,8 @@ async fn ignored_kinds_policies_and_prune_opt_outs_are_respected() -> anyhow::Re
     p.file("once.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: once, namespace: '{ns}', annotations: {moor.dev/apply: if-not-present}}\ndata: {v: '1'}\n");
     p.file("keep.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: keep, namespace: '{ns}'}\n");
     let report = p.apply_ok(&p.ns).await;
-    assert_eq!(report.skipped.len(), 2, "{report:?}");
-    assert_eq!(report.created.len(), 2, "{report:?}");
+    assert_eq!(report.count(Action::Skipped), 2, "{report:?}");
+    assert_eq!(report.count(Action::Created), 2, "{report:?}");
     let cms: Api<ConfigMap> = Api::namespaced(client, &p.ns);
     assert!(cms.get_opt("ignored").await?.is_none());
 
@@ -298,7 +311,7 @@ async fn ignored_kinds_policies_and_prune_opt_outs_are_respected() -> anyhow::Re
     let report = p.apply_ok(&p.ns).await;
     assert_eq!(cms.get("once").await?.data.unwrap()["v"], "1");
     assert!(cms.get_opt("keep").await?.is_some());
-    assert_eq!(report.orphaned.len(), 1, "{report:?}");
+    assert_eq!(report.count(Action::Orphaned), 1, "{report:?}");
     Ok(())
 }
 
@@ -346,8 +359,8 @@ async fn namespaces_opt_in_by_label_and_resources_opt_out() -> anyhow::Result<()
     p.file("dry.yaml", &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: dry, namespace: {dry}}}\n"));
     p.file("unlabelled.yaml", &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x, namespace: {off}}}\n"));
     let report = p.apply_ok(&p.ns).await;
-    assert_eq!(report.created, vec![format!("ConfigMap/{}/on", p.ns)], "{report:?}");
-    assert_eq!(report.skipped.len(), 3, "{report:?}");
+    assert_eq!(report.names(Action::Created), vec![format!("ConfigMap/{}/on", p.ns)], "{report:?}");
+    assert_eq!(report.count(Action::Skipped), 3, "{report:?}");
     assert!(Api::<ConfigMap>::namespaced(client.clone(), &dry).get_opt("dry").await?.is_none());
     assert!(Api::<ConfigMap>::namespaced(client, &off).get_opt("x").await?.is_none());
     Ok(())
@@ -423,7 +436,7 @@ async fn a_kill_in_mid_apply_then_a_rerun_converges_with_no_orphan_and_nothing_w
     }
 
     let report = p.apply_ok(&p.ns).await;
-    assert_eq!(report.pruned.len(), 30, "{:?}", report.pruned);
+    assert_eq!(report.count(Action::Pruned), 30, "{:?}", report.names(Action::Pruned));
     let mut names: Vec<String> =
         cms.list(&selector).await?.items.into_iter().filter_map(|cm| cm.metadata.name).collect();
     names.sort();
@@ -471,7 +484,7 @@ async fn custom_cel_health_checks_wait_for_and_fail_on_what_they_say() -> anyhow
     let done = finish("Done");
     let report = p.apply_ok(&p.ns).await;
     done.await?;
-    assert!(report.health.iter().any(|(o, h)| o.ends_with("/j1") && h == "ready"), "{:?}", report.health);
+    assert!(report.object_health.iter().any(|(o, h)| o.ends_with("/j1") && h == "ready"), "{:?}", report.object_health);
 
     // A change in Git, and this time the controller breaks it.
     p.file(
@@ -536,7 +549,7 @@ async fn a_service_whose_pods_do_not_exist_yet_is_healthy_at_once() -> anyhow::R
     p.config("[[pipeline]]\nname = \"{ns}\"\nsource = \"local\"\nhealth_timeout = \"10s\"\n");
     p.file("svc.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: operated, namespace: '{ns}'}\nspec:\n  selector: {app: made-by-an-operator}\n  ports: [{port: 9090}]\n");
     let report = p.apply_ok(&p.ns).await;
-    assert!(report.healthy, "{:?}", report.health);
-    assert_eq!(report.health, [(format!("Service/{}/operated", p.ns), "ready".to_owned())]);
+    assert!(report.is_healthy(), "{:?}", report.object_health);
+    assert_eq!(report.object_health, [(format!("Service/{}/operated", p.ns), "ready".to_owned())]);
     Ok(())
 }

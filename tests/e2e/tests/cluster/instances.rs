@@ -1,6 +1,7 @@
 //! Instances against the real control plane (issue #10, part 1): unrelated configs never
 //! delete each other's objects, removing pipelines is guarded, and `moor delete`.
 
+use moor::apply::Action;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -85,7 +86,7 @@ async fn two_unrelated_configs_applied_in_turn_each_keep_their_objects() -> anyh
     let dropped = apply_file(&a_file, RunOptions::default()).await?;
     let removed = dropped.results.iter().find(|r| r.pipeline.ends_with("(removed from the config)")).expect("removal");
     assert!(removed.ok, "{removed:?}");
-    assert_eq!(removed.report.as_ref().unwrap().pruned, [format!("ConfigMap/{ns}/a-two")]);
+    assert_eq!(removed.report.as_ref().unwrap().names(Action::Pruned), [format!("ConfigMap/{ns}/a-two")]);
     assert_eq!(names(&cms).await?, ["a-one-0", "a-one-1", "a-one-2", "b-only"]);
     Ok(())
 }

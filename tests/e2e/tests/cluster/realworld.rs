@@ -2,6 +2,7 @@
 //! applies is exactly what `kubectl apply --server-side` would have, and a re-run changes
 //! nothing.
 
+use moor::apply::Action;
 use std::path::Path;
 
 use moor_e2e::{Project, cluster};
@@ -22,8 +23,12 @@ async fn argo_cds_install_manifest_applies_exactly_as_kubectl_would_and_reapplie
     );
 
     let first = p.apply_ok(&p.ns).await;
-    assert_eq!(first.created.len() + first.configured.len() + first.unchanged.len(), 59, "{first:?}");
-    assert!(first.healthy, "{:?}", first.health);
+    assert_eq!(
+        first.count(Action::Created) + first.count(Action::Configured) + first.count(Action::Unchanged),
+        59,
+        "{first:?}"
+    );
+    assert!(first.is_healthy(), "{:?}", first.object_health);
 
     // kubectl, as another field manager, would apply nothing different.
     let out =
@@ -38,10 +43,15 @@ async fn argo_cds_install_manifest_applies_exactly_as_kubectl_would_and_reapplie
 
     let again = p.apply_ok(&p.ns).await;
     assert_eq!(
-        (again.created.len(), again.configured.len(), again.recreated.len(), again.pruned.len()),
+        (
+            again.count(Action::Created),
+            again.count(Action::Configured),
+            again.count(Action::Recreated),
+            again.count(Action::Pruned)
+        ),
         (0, 0, 0, 0),
         "{again:?}"
     );
-    assert_eq!(again.unchanged.len(), 59);
+    assert_eq!(again.count(Action::Unchanged), 59);
     Ok(())
 }

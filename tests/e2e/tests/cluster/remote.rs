@@ -121,3 +121,92 @@ async fn a_pipeline_applies_prunes_and_corrects_drift_in_a_remote_cluster() -> a
     assert!(value(&home_cms, "c").await?.is_some(), "nothing was pruned at home");
     Ok(())
 }
+
+/// Regression: the inventory left after a partial removal forgot its `cluster`, so the next
+/// removal looked for the objects at home, found nothing there, deleted the inventory and
+/// left them orphaned in the remote cluster.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_pipeline_removed_twice_after_a_partial_removal_leaves_nothing_orphaned() -> anyhow::Result<()> {
+    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
+    let home = cluster().client().await?;
+    let remote = remote_cluster().client().await?;
+    let p = Project::new(&home, "remote-rm").await?;
+    let remote_ns = remote_cluster().namespace(&remote, "remote-rm").await?;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "kubeconfigs"},
+        "stringData": {"prod": std::fs::read_to_string(&remote_cluster().kubeconfig)?},
+    }))?;
+    Api::<Secret>::namespaced(home.clone(), &p.ns).create(&PostParams::default(), &secret).await?;
+    p.file("prod/a.yaml", &cm("a", &remote_ns, "one"));
+    p.file("prod/keep.yaml", &cm("keep", &remote_ns, "one"));
+    p.file("home/c.yaml", &cm("c", &p.ns, "one"));
+    let clusters = "[[cluster]]\nname = \"prod\"\nkubeconfig = { secret = \"{ns}/kubeconfigs\", key = \"prod\" }\n\n";
+    let home_pipeline = "[[pipeline]]\nname = \"home\"\nsource = \"local\"\npath = \"home\"\n";
+    let settings = "prune_guard = { max_fraction = 1.0 }";
+    p.config_with(
+        settings,
+        "",
+        &format!("{clusters}{home_pipeline}\n[[pipeline]]\nname = \"prod\"\nsource = \"local\"\npath = \"prod\"\ncluster = \"prod\"\n"),
+    );
+    let results = p.apply().await?;
+    assert!(results.iter().all(|r| r.ok), "{results:?}");
+    let remote_cms: Api<ConfigMap> = Api::namespaced(remote.clone(), &remote_ns);
+    assert!(value(&remote_cms, "keep").await?.is_some());
+
+    // The remote cluster refuses to delete `keep` (a real admission policy, no webhook).
+    let name = format!("deny-delete-{remote_ns}");
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["DELETE"], "resources": ["configmaps"],
+            }]},
+            "validations": [{"expression": "oldObject.metadata.name != 'keep'", "message": "keep stays"}],
+        },
+    }))?;
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": remote_ns}}},
+        },
+    }))?;
+    let policies: Api<ValidatingAdmissionPolicy> = Api::all(remote.clone());
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(remote.clone());
+    policies.create(&PostParams::default(), &policy).await?;
+    bindings.create(&PostParams::default(), &binding).await?;
+    // The policy takes a moment to be enforced: a server-side dry-run delete shows when.
+    eventually(30, "the admission policy to refuse deleting `keep`", || async {
+        let deleted = remote_cms.delete("keep", &DeleteParams { dry_run: true, ..Default::default() }).await;
+        Ok(deleted.is_err().then_some(()))
+    })
+    .await?;
+
+    // The first removal deletes `a` and keeps `keep` (and its inventory) where the policy refused.
+    p.config_with(settings, "", &format!("{clusters}{home_pipeline}"));
+    let results = p.apply().await?;
+    let removal = results.iter().find(|r| r.pipeline.starts_with("prod")).expect("a removal result");
+    assert!(!removal.ok, "{removal:?}");
+    assert!(removal.error.as_deref().unwrap_or_default().contains("keep"), "{removal:?}");
+    assert!(value(&remote_cms, "a").await?.is_none());
+    assert!(value(&remote_cms, "keep").await?.is_some());
+    assert_eq!(p.inventory_names("prod").await?, ["keep".to_owned()].into());
+
+    // Once the cluster allows it, the second removal deletes `keep` there: nothing is orphaned.
+    bindings.delete(&name, &DeleteParams::default()).await?;
+    policies.delete(&name, &DeleteParams::default()).await?;
+    eventually(30, "the admission policy to be gone", || async {
+        let deleted = remote_cms.delete("keep", &DeleteParams { dry_run: true, ..Default::default() }).await;
+        Ok(deleted.is_ok().then_some(()))
+    })
+    .await?;
+    let results = p.apply().await?;
+    let removal = results.iter().find(|r| r.pipeline.starts_with("prod")).expect("a removal result");
+    assert!(removal.ok, "{removal:?}");
+    assert!(value(&remote_cms, "keep").await?.is_none(), "keep was orphaned in the remote cluster");
+    assert!(p.inventory_names("prod").await?.is_empty());
+    assert!(value(&Api::namespaced(home.clone(), &p.ns), "c").await?.is_some());
+    Ok(())
+}

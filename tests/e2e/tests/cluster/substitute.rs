@@ -5,6 +5,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::PostParams;
+use moor::apply::Action;
 use moor_e2e::{Project, cluster};
 
 #[tokio::test]
@@ -40,7 +41,7 @@ async fn vars_come_from_configmaps_secrets_and_the_step_and_take_their_yaml_type
          { configmap = \"cluster-vars\" }, { secret = \"cluster-secrets\" }, { configmap = \"absent\", optional = true }] },\n]\n",
     );
     let report = p.apply_ok(&p.ns).await;
-    assert_eq!(report.created.len(), 2, "{report:?}");
+    assert_eq!(report.count(Action::Created), 2, "{report:?}");
 
     let web = Api::<Deployment>::namespaced(client.clone(), &p.ns).get("web-prod-eu").await?;
     let spec = web.spec.unwrap();

@@ -1,0 +1,201 @@
+//! What the cluster half of one run did, object by object, in one vocabulary: kept whole
+//! when a stage fails, so that what happened before the failure is still told. Counts and
+//! the views others need (changed objects, kinds, files) are methods, not stored copies.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::object::{ObjKey, Object};
+
+/// What happened, or would happen in a dry run, to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Created,
+    Configured,
+    Unchanged,
+    Recreated,
+    Pruned,
+    /// Left alone: a namespace labelled for dry runs, an ignored kind, `moor.dev/apply: ignore`.
+    Skipped,
+    /// Left in the cluster and dropped from the inventory.
+    Orphaned,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Configured => "configured",
+            Action::Unchanged => "unchanged",
+            Action::Recreated => "recreated",
+            Action::Pruned => "pruned",
+            Action::Skipped => "skipped",
+            Action::Orphaned => "orphaned",
+        }
+    }
+
+    /// Whether the object was written or deleted (what Kubernetes Events are sent for).
+    pub fn changes(self) -> bool {
+        matches!(self, Action::Created | Action::Configured | Action::Recreated | Action::Pruned)
+    }
+
+    /// Whether the object was applied, changed or not.
+    pub fn applies(self) -> bool {
+        matches!(self, Action::Created | Action::Configured | Action::Unchanged | Action::Recreated)
+    }
+}
+
+/// One object of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectOutcome {
+    pub key: ObjKey,
+    /// Where it came from (`file:line`); empty for what only the inventory named.
+    pub file: String,
+    pub line: u32,
+    pub action: Action,
+    /// Why it was skipped or orphaned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+impl ObjectOutcome {
+    pub fn new(key: ObjKey, action: Action) -> ObjectOutcome {
+        ObjectOutcome { key, file: String::new(), line: 0, action, why: None }
+    }
+
+    /// What happened to a rendered object.
+    pub fn of(object: &Object, action: Action) -> ObjectOutcome {
+        ObjectOutcome { file: object.file.clone(), line: object.line, ..ObjectOutcome::new(object.key(), action) }
+    }
+
+    /// A rendered object left alone, and why.
+    pub fn skipped(object: &Object, why: String) -> ObjectOutcome {
+        ObjectOutcome { why: Some(why), ..ObjectOutcome::of(object, Action::Skipped) }
+    }
+
+    /// `file:line`, as objects' origins are shown.
+    pub fn origin(&self) -> String {
+        match (self.file.as_str(), self.line) {
+            ("", _) => String::new(),
+            (f, 0) => f.into(),
+            (f, l) => format!("{f}:{l}"),
+        }
+    }
+}
+
+/// Whether the run's objects became healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(tag = "state", content = "reason", rename_all = "snake_case")]
+pub enum Health {
+    /// Not waited for (`wait = false`, a dry run, or the run stopped before health).
+    #[default]
+    NotChecked,
+    Ready,
+    Failed(String),
+}
+
+/// What the cluster half of a run did, partial when a stage failed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub dry_run: bool,
+    pub objects: Vec<ObjectOutcome>,
+    pub health: Health,
+    /// Each waited-for object and its state at the end (`ready`, `failed: why`, …).
+    pub object_health: Vec<(String, String)>,
+    /// Every object as it was applied, for the controller's drift watch.
+    #[serde(skip)]
+    pub applied: Vec<(ObjKey, Value)>,
+}
+
+impl Report {
+    /// How many objects had `action`.
+    pub fn count(&self, action: Action) -> usize {
+        self.objects.iter().filter(|o| o.action == action).count()
+    }
+
+    /// The objects that had `action`, as `Kind/namespace/name`.
+    pub fn names(&self, action: Action) -> Vec<String> {
+        self.objects.iter().filter(|o| o.action == action).map(|o| o.key.to_string()).collect()
+    }
+
+    /// Objects written or deleted.
+    pub fn changed(&self) -> impl Iterator<Item = &ObjectOutcome> {
+        self.objects.iter().filter(|o| o.action.changes())
+    }
+
+    /// Objects applied per source file.
+    pub fn files(&self) -> BTreeMap<&str, usize> {
+        let mut files: BTreeMap<&str, usize> = BTreeMap::new();
+        for o in self.objects.iter().filter(|o| o.action.applies()) {
+            *files.entry(o.file.as_str()).or_default() += 1;
+        }
+        files
+    }
+
+    /// `(apiVersion, kind)` of every applied object, for the controller's drift watch.
+    pub fn kinds(&self) -> BTreeSet<(String, String)> {
+        self.applied.iter().map(|(r, _)| (r.api_version(), r.kind.clone())).collect()
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.health == Health::Ready
+    }
+
+    pub(super) fn push(&mut self, outcome: ObjectOutcome) {
+        self.objects.push(outcome);
+    }
+
+    pub(super) fn push_why(&mut self, key: ObjKey, action: Action, why: String) {
+        self.objects.push(ObjectOutcome { why: Some(why), ..ObjectOutcome::new(key, action) });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(kind: &str, name: &str) -> ObjKey {
+        ObjKey {
+            version: "v1".into(),
+            kind: kind.into(),
+            namespace: "a".into(),
+            name: name.into(),
+            ..ObjKey::default()
+        }
+    }
+
+    fn applied(name: &str, file: &str, action: Action) -> ObjectOutcome {
+        ObjectOutcome { file: file.into(), line: 3, ..ObjectOutcome::new(key("ConfigMap", name), action) }
+    }
+
+    #[test]
+    fn counts_changes_files_and_kinds_are_derived_from_the_one_list() {
+        let mut report = Report::default();
+        report.push(applied("a", "x.yaml", Action::Created));
+        report.push(applied("b", "x.yaml", Action::Unchanged));
+        report.push(applied("c", "y.yaml", Action::Recreated));
+        report.push(ObjectOutcome::new(key("ConfigMap", "old"), Action::Pruned));
+        report.push_why(key("ConfigMap", "skip"), Action::Skipped, "ignored kind".into());
+        report.applied.push((key("ConfigMap", "a"), Value::Null));
+        assert_eq!((report.count(Action::Created), report.count(Action::Pruned)), (1, 1));
+        assert_eq!(report.names(Action::Recreated), ["ConfigMap/a/c"]);
+        let changed: Vec<_> = report.changed().map(|o| o.key.name.as_str()).collect();
+        assert_eq!(changed, ["a", "c", "old"]);
+        assert_eq!(report.files(), BTreeMap::from([("x.yaml", 2), ("y.yaml", 1)]));
+        assert_eq!(report.kinds(), BTreeSet::from([("v1".to_owned(), "ConfigMap".to_owned())]));
+        assert_eq!(report.objects[0].origin(), "x.yaml:3");
+        assert_eq!(report.objects[3].origin(), "");
+    }
+
+    #[test]
+    fn health_is_not_checked_until_a_wait_says_otherwise() {
+        let report = Report::default();
+        assert_eq!(report.health, Health::NotChecked);
+        assert!(!report.is_healthy());
+        let json = serde_json::to_value(Health::Failed("Deployment/a/web: timed out".into())).unwrap();
+        assert_eq!(json, serde_json::json!({"state": "failed", "reason": "Deployment/a/web: timed out"}));
+    }
+}

@@ -1,0 +1,104 @@
+//! A run's timeout stops the work a dropped future cannot: a plugin call stuck in a loop,
+//! of either flavor, and a git fetch from a server that accepts and never answers. The run
+//! fails at its stage, naming the timeout, long before the plugin's own limit or never.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moor::interrupt::Interrupt;
+use moor::reconcile::{Mode, Moor, RunContext, RunReport};
+use moor::stage::Stage;
+
+use crate::support::*;
+
+/// Runs pipeline `name` of `text` (a config in `dir`) offline with a run timeout of 1 s.
+fn run_with_a_timeout(dir: &Path, text: &str, name: &str) -> (RunReport, Duration) {
+    moor::init_tls();
+    let config = Arc::new(config(dir, text).unwrap());
+    let moor = Moor::new(cache_dir()).unwrap();
+    let prepared = moor.prepare(config.clone());
+    let pipeline = config.pipeline(name).unwrap();
+    let ctx = RunContext {
+        interrupt: Interrupt::after(Duration::from_secs(1)),
+        ..RunContext::offline(&prepared, pipeline, Default::default(), Default::default())
+    };
+    let started = Instant::now();
+    let report = futures::executor::block_on(moor.run(&ctx, Mode::Render, None, &|_| {}));
+    (report, started.elapsed())
+}
+
+fn plugin_config(path: &Path) -> String {
+    format!(
+        r#"
+[[source]]
+name = "local"
+path = "."
+
+[[plugin]]
+name = "stuck"
+path = "{}"
+sha256 = "{}"
+timeout = "60s"
+
+[[pipeline]]
+name = "stuck"
+source = "local"
+render = [{{ use = "stuck", with = {{ action = "loop" }} }}]
+"#,
+        path.display(),
+        sha256_of(path)
+    )
+}
+
+#[test]
+fn a_run_timeout_stops_a_component_stuck_in_a_loop_long_before_the_plugin_limit() {
+    let dir = tree(&[("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")]);
+    let (report, took) = run_with_a_timeout(dir.path(), &plugin_config(&probe_path()), "stuck");
+    let error = report.error().expect("the run failed").to_string();
+    assert_eq!(report.stage(), Some(Stage::Render), "{error}");
+    assert!(error.contains("plugin `stuck` was stopped: the run's timeout of 1s passed"), "{error}");
+    // Stopped at the next look at the interrupt (every 100 ms), not at the plugin's 60 s.
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[test]
+fn a_run_timeout_stops_a_krm_function_stuck_in_a_loop() {
+    let dir = tree(&[("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")]);
+    let krm = std::path::PathBuf::from(moor_test_artifacts::path("krm-probe"));
+    let (report, took) = run_with_a_timeout(dir.path(), &plugin_config(&krm), "stuck");
+    let error = report.error().expect("the run failed").to_string();
+    assert_eq!(report.stage(), Some(Stage::Render), "{error}");
+    assert!(error.contains("plugin `stuck` was stopped: the run's timeout of 1s passed"), "{error}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[test]
+fn a_run_timeout_stops_a_fetch_from_a_git_server_that_never_answers() {
+    // A loopback server that accepts every connection and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for connection in listener.incoming().flatten() {
+            held.push(connection);
+        }
+    });
+    let dir = tree(&[]);
+    let text = format!(
+        r#"
+[[source]]
+name = "silent"
+git = {{ url = "http://127.0.0.1:{port}/deploy.git", ref = "main" }}
+
+[[pipeline]]
+name = "web"
+source = "silent"
+"#
+    );
+    let (report, took) = run_with_a_timeout(dir.path(), &text, "web");
+    let error = report.error().expect("the run failed").to_string();
+    assert_eq!(report.stage(), Some(Stage::Source), "{error}");
+    assert!(error.contains("the fetch was stopped: the run's timeout of 1s passed"), "{error}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
