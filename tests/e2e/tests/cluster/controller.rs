@@ -725,10 +725,94 @@ async fn runs_time_out_and_failures_are_retried() -> anyhow::Result<()> {
     let moor = Controller::start(BIN, &config, &[], &[]).await?;
     let stuck = moor.runs("stuck", 2, 30).await?;
     let run = &stuck["last_run"];
-    assert_eq!((run["ok"].as_bool(), run["stage"].as_str()), (Some(false), Some("timeout")), "{stuck}");
-    assert!(run["error"].as_str().unwrap().contains("timeout of 2s"), "{stuck}");
+    // It fails at the stage it was in, naming the timeout.
+    assert_eq!((run["ok"].as_bool(), run["stage"].as_str()), (Some(false), Some("health")), "{stuck}");
+    assert!(run["error"].as_str().unwrap().contains("stopped: the run's timeout of 2s passed"), "{stuck}");
     assert!(run["latency_seconds"].as_f64().unwrap() < 3.0, "{stuck}");
     assert_eq!(run["trigger"], "retry");
     assert!(stuck["failures_in_a_row"].as_u64().unwrap() >= 2, "{stuck}");
+    Ok(())
+}
+
+/// Regression: a dependency with `wait = false` has its health not checked, which the gate
+/// took for unhealthy: its dependents were blocked for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dependency_that_does_not_wait_lets_its_dependent_run() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "ctl-nowait").await?;
+    p.file("base/a.yaml", &cm("base", "one"));
+    p.file("app/a.yaml", &cm("app", "one"));
+    let config = p.config(
+        "[[pipeline]]\nname = \"app\"\nsource = \"local\"\npath = \"app\"\ndepends_on = [\"base\"]\ninterval = \"1h\"\n\n\
+         [[pipeline]]\nname = \"base\"\nsource = \"local\"\npath = \"base\"\ninterval = \"1h\"\nwait = false\n",
+    );
+    let moor = Controller::start(BIN, &config, &[], &[]).await?;
+    let app = moor.runs("app", 1, 60).await?;
+    assert_eq!(app["last_run"]["ok"], true, "{app}");
+    assert_eq!(cm_value(&client, &p.ns, "app").await?.as_deref(), Some("one"));
+    let base = moor.pipeline("base").await?;
+    assert_eq!(base["last_run"]["health"]["state"], "not_checked", "{base}");
+    Ok(())
+}
+
+/// Regression: a run that failed health dropped what it had done. It sent no Events,
+/// counted nothing, and the drift watch kept comparing with the run before, so any update
+/// of an object the failed run had changed (a status, another manager's label) looked like
+/// drift and ran the pipeline again at once, past its backoff.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_fails_health_keeps_its_events_counts_and_drift_memory() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "ctl-unhealthy").await?;
+    p.file("a.yaml", &cm("web", "one"));
+    let config = p.config_with(
+        "",
+        "poll_interval = \"1s\"",
+        "[[pipeline]]\nname = \"web\"\nsource = \"local\"\ninterval = \"1h\"\nretry_interval = \"1h\"\n\
+         health_timeout = \"2s\"\nhealth = [{ kind = \"ConfigMap\", ready = \"object.data.value == 'one'\" }]\n",
+    );
+    let moor = Controller::start(BIN, &config, &[], &[]).await?;
+    let first = moor.runs("web", 1, 60).await?;
+    assert_eq!(first["last_run"]["ok"], true, "{first}");
+
+    // A new revision the objects of which never become healthy: the run fails at health.
+    p.file("a.yaml", &cm("web", "two"));
+    let failed = eventually(60, "the run of the new revision to fail health", || async {
+        let web = moor.pipeline("web").await?;
+        Ok((web["last_run"]["stage"] == "health").then_some(web))
+    })
+    .await?;
+    let run = &failed["last_run"];
+    assert_eq!(run["health"]["state"], "failed", "{failed}");
+    assert_eq!(run["counts"]["discovered"], 1, "what the failed run applied is counted: {failed}");
+    assert_eq!(cm_value(&client, &p.ns, "web").await?.as_deref(), Some("two"));
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &p.ns);
+    eventually(30, "the failed run's Configured Event", || async {
+        let listed = events.list(&Default::default()).await?;
+        Ok(listed
+            .items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("Configured")
+                    && e.note.as_deref().is_some_and(|n| n.starts_with("configured by pipeline web"))
+            })
+            .then_some(()))
+    })
+    .await?;
+
+    // Another manager's label on the object, over and over (as status updates come): not
+    // drift, since the object still carries everything the failed run applied.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &p.ns);
+    for i in 0..20 {
+        let label = json!({"metadata": {"labels": {"other": format!("x{i}")}}});
+        cms.patch("web", &PatchParams::apply("someone-else"), &Patch::Apply(&json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web", "labels": label["metadata"]["labels"]},
+        })))
+        .await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let log = moor.log_text();
+    assert!(!log.contains("drift: a managed object changed outside moor"), "{log}");
+    let web = moor.pipeline("web").await?;
+    assert_ne!(web["last_run"]["trigger"], "drift", "{web}");
     Ok(())
 }

@@ -210,3 +210,80 @@ async fn a_remote_pipeline_removed_twice_after_a_partial_removal_leaves_nothing_
     assert!(value(&Api::namespaced(home.clone(), &p.ns), "c").await?.is_some());
     Ok(())
 }
+
+/// Regression: `moor plan` rendered without the cluster and dry-ran at home, so a
+/// `[[cluster]]` pipeline's Helm step saw no `.Capabilities` and its objects were compared
+/// with the wrong cluster. It now runs as the controller does: the Secret-backed kubeconfig
+/// read, the remote cluster's API versions given to Helm, the dry run there.
+#[tokio::test(flavor = "multi_thread")]
+async fn moor_plan_of_a_remote_pipeline_renders_and_dry_runs_in_that_cluster() -> anyhow::Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let home = cluster().client().await?;
+    let remote = remote_cluster().client().await?;
+    let p = Project::new(&home, "remote-plan").await?;
+    let remote_ns = remote_cluster().namespace(&remote, "remote-plan").await?;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "kubeconfigs"},
+        "stringData": {"prod": std::fs::read_to_string(&remote_cluster().kubeconfig)?},
+    }))?;
+    Api::<Secret>::namespaced(home.clone(), &p.ns).create(&PostParams::default(), &secret).await?;
+    // A kind only the remote cluster serves: the chart renders one more object when Helm's
+    // `.Capabilities` say so.
+    let group = format!("{remote_ns}.moor.test");
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": format!("markers.{group}")},
+        "spec": {
+            "group": group, "scope": "Namespaced",
+            "names": {"plural": "markers", "singular": "marker", "kind": "Marker"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                          "schema": {"openAPIV3Schema": {"type": "object"}}}],
+        },
+    }))?;
+    let crds: Api<CustomResourceDefinition> = Api::all(remote.clone());
+    crds.create(&PostParams::default(), &crd).await?;
+    eventually(30, "the remote CRD to be served", || async {
+        let discovery = kube::Discovery::new(remote.clone()).filter(&[group.as_str()]).run().await?;
+        Ok(discovery.groups().next().map(|_| ()))
+    })
+    .await?;
+    p.file("chart/Chart.yaml", "apiVersion: v2\nname: chart\nversion: 0.1.0\n");
+    p.file(
+        "chart/templates/cms.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: planned}}\ndata: {{v: one}}\n\
+             {{{{- if .Capabilities.APIVersions.Has \"{group}/v1/Marker\" }}}}\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: remote-only}}\ndata: {{v: one}}\n{{{{- end }}}}\n"
+        ),
+    );
+    p.config(&format!(
+        "[[cluster]]\nname = \"prod\"\nkubeconfig = {{ secret = \"{{ns}}/kubeconfigs\", key = \"prod\" }}\n\n\
+         [[pipeline]]\nname = \"prod\"\nsource = \"local\"\ncluster = \"prod\"\ntarget_namespace = \"{remote_ns}\"\n\
+         render = [{{ use = \"helm\", with = {{ chart = \"chart\" }} }}]\n"
+    ));
+    let results = p.apply().await?;
+    assert!(results.iter().all(|r| r.ok), "{results:?}");
+    let remote_cms: Api<ConfigMap> = Api::namespaced(remote.clone(), &remote_ns);
+    assert!(value(&remote_cms, "remote-only").await?.is_some(), "the apply rendered with the remote's API versions");
+
+    let out = std::process::Command::new(BIN)
+        .args(["plan", p.dir.path().join("moor.toml").to_str().unwrap(), "--output", "json"])
+        .env("KUBECONFIG", &cluster().kubeconfig)
+        .env("MOOR_CACHE", moor_e2e::plugin_cache())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_str(&text)?;
+    let changes = &plan["pipelines"][0]["changes"];
+    let mut planned: Vec<(String, String)> = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["action"].as_str().unwrap().to_owned(), c["object"].as_str().unwrap().to_owned()))
+        .collect();
+    planned.sort();
+    // Both objects, as the remote cluster has them: unchanged there (at home they would be creates).
+    let unchanged = |name: &str| ("unchanged".to_owned(), format!("ConfigMap/{remote_ns}/{name}"));
+    assert_eq!(planned, [unchanged("planned"), unchanged("remote-only")], "{text}");
+    crds.delete(&format!("markers.{group}"), &DeleteParams::default()).await?;
+    Ok(())
+}
