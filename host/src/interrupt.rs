@@ -19,6 +19,17 @@ struct Inner {
     deadline: OnceLock<(Instant, Duration)>,
     /// Wakes the async work waiting in [`Interrupt::raised`].
     wake: tokio::sync::Notify,
+    /// The task that raises it at the deadline, stopped when the run is over: a run's
+    /// timeout is minutes, and a controller finishes many runs in that time.
+    timer: OnceLock<tokio::task::AbortHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(timer) = self.timer.get() {
+            timer.abort();
+        }
+    }
 }
 
 impl Interrupt {
@@ -27,7 +38,8 @@ impl Interrupt {
     }
 
     /// An interrupt that `timeout` from now raises itself (on the tokio runtime, when
-    /// there is one, else on a thread of its own), naming the timeout.
+    /// there is one, else on a thread of its own), naming the timeout. The timer ends with
+    /// the last clone.
     pub fn after(timeout: Duration) -> Interrupt {
         let interrupt = Interrupt::new();
         let _ = interrupt.0.deadline.set((Instant::now() + timeout, timeout));
@@ -43,10 +55,11 @@ impl Interrupt {
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(async move {
+                let timer = runtime.spawn(async move {
                     tokio::time::sleep(timeout).await;
                     raise();
                 });
+                let _ = interrupt.0.timer.set(timer.abort_handle());
             }
             Err(_) => {
                 std::thread::spawn(move || {
@@ -161,6 +174,21 @@ mod tests {
         }
         assert_eq!(interrupt.why().as_deref(), Some("the run's timeout of 20ms passed"));
         assert!(interrupt.flag().load(Ordering::Relaxed), "the flag gix reads is raised too");
+    }
+
+    #[tokio::test]
+    async fn the_timer_ends_with_the_last_clone() {
+        let interrupt = Interrupt::after(Duration::from_secs(3600));
+        let timer = interrupt.0.timer.get().expect("a timer on the runtime").clone();
+        assert!(!timer.is_finished());
+        drop(interrupt);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !timer.is_finished() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the timer was stopped");
     }
 
     #[tokio::test]
