@@ -18,6 +18,13 @@ fn cm(name: &str, ns: &str, v: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\ndata: {{v: {v}}}\n")
 }
 
+/// The Secret `kubeconfigs` in `ns` at home, with a kubeconfig per key.
+async fn kubeconfigs(home: &kube::Client, ns: &str, data: serde_json::Value) -> anyhow::Result<()> {
+    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "kubeconfigs"}, "stringData": data}))?;
+    Api::<Secret>::namespaced(home.clone(), ns).create(&PostParams::default(), &secret).await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pipeline_applies_prunes_and_corrects_drift_in_a_remote_cluster() -> anyhow::Result<()> {
     let home = cluster().client().await?;
@@ -38,11 +45,7 @@ async fn a_pipeline_applies_prunes_and_corrects_drift_in_a_remote_cluster() -> a
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "kubeconfigs"},
-        "stringData": {"prod": kubeconfig, "down": nowhere},
-    }))?;
-    Api::<Secret>::namespaced(home.clone(), &p.ns).create(&PostParams::default(), &secret).await?;
+    kubeconfigs(&home, &p.ns, json!({"prod": kubeconfig, "down": nowhere})).await?;
 
     p.file("prod/a.yaml", &cm("a", &remote_ns, "one"));
     p.file("prod/b.yaml", &cm("b", &remote_ns, "one"));
@@ -132,11 +135,7 @@ async fn a_remote_pipeline_removed_twice_after_a_partial_removal_leaves_nothing_
     let remote = remote_cluster().client().await?;
     let p = Project::new(&home, "remote-rm").await?;
     let remote_ns = remote_cluster().namespace(&remote, "remote-rm").await?;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "kubeconfigs"},
-        "stringData": {"prod": std::fs::read_to_string(&remote_cluster().kubeconfig)?},
-    }))?;
-    Api::<Secret>::namespaced(home.clone(), &p.ns).create(&PostParams::default(), &secret).await?;
+    kubeconfigs(&home, &p.ns, json!({"prod": std::fs::read_to_string(&remote_cluster().kubeconfig)?})).await?;
     p.file("prod/a.yaml", &cm("a", &remote_ns, "one"));
     p.file("prod/keep.yaml", &cm("keep", &remote_ns, "one"));
     p.file("home/c.yaml", &cm("c", &p.ns, "one"));
@@ -222,11 +221,7 @@ async fn moor_plan_of_a_remote_pipeline_renders_and_dry_runs_in_that_cluster() -
     let remote = remote_cluster().client().await?;
     let p = Project::new(&home, "remote-plan").await?;
     let remote_ns = remote_cluster().namespace(&remote, "remote-plan").await?;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "kubeconfigs"},
-        "stringData": {"prod": std::fs::read_to_string(&remote_cluster().kubeconfig)?},
-    }))?;
-    Api::<Secret>::namespaced(home.clone(), &p.ns).create(&PostParams::default(), &secret).await?;
+    kubeconfigs(&home, &p.ns, json!({"prod": std::fs::read_to_string(&remote_cluster().kubeconfig)?})).await?;
     // A kind only the remote cluster serves: the chart renders one more object when Helm's
     // `.Capabilities` say so.
     let group = format!("{remote_ns}.moor.test");
