@@ -8,6 +8,8 @@ pub mod config;
 pub mod config_sync;
 pub mod http;
 pub mod interrupt;
+pub mod kube_api;
+pub mod metrics;
 pub mod object;
 pub mod oci;
 pub mod plugins;

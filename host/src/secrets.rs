@@ -128,14 +128,13 @@ impl SecretValues {
 
     /// Reads what `r` refers to (a whole Secret, or a variable) unless it was read already.
     async fn add(&mut self, client: Option<&kube::Client>, r: &SecretRef, namespace: &str) -> Result<(), String> {
-        match (&r.secret, &r.env) {
-            (Some(name), _) => self.add_secret(client, name, namespace).await,
-            (None, Some(var)) => {
+        match r {
+            SecretRef::Secret { secret, .. } => self.add_secret(client, secret, namespace).await,
+            SecretRef::Env(var) => {
                 let value = std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))?;
                 self.env.insert(var.clone(), value);
                 Ok(())
             }
-            (None, None) => Ok(()),
         }
     }
 
@@ -155,16 +154,15 @@ impl SecretValues {
 
     /// One value.
     pub fn get(&self, r: &SecretRef, default_namespace: &str) -> Result<&str, String> {
-        match (&r.secret, &r.key, &r.env) {
-            (Some(name), Some(key), _) => {
+        match r {
+            SecretRef::Secret { secret: name, key } => {
                 let data =
                     self.secret(name, default_namespace).ok_or_else(|| format!("Secret `{name}` was not read"))?;
                 data.get(key).map(String::as_str).ok_or_else(|| format!("Secret `{name}` has no key `{key}`"))
             }
-            (_, _, Some(var)) => {
+            SecretRef::Env(var) => {
                 self.env.get(var).map(String::as_str).ok_or_else(|| format!("environment variable `{var}` is not set"))
             }
-            _ => Err("an empty secret reference".into()),
         }
     }
 
@@ -265,7 +263,7 @@ where
     let api: kube::Api<K> = kube::Api::namespaced(client.clone(), namespace);
     api.get_opt(name)
         .await
-        .map_err(|e| format!("cannot read {kind} `{namespace}/{name}`: {}", crate::apply::target::kube_message(&e)))
+        .map_err(|e| format!("cannot read {kind} `{namespace}/{name}`: {}", crate::kube_api::kube_message(&e)))
 }
 
 #[cfg(test)]

@@ -170,10 +170,7 @@ pub fn desire(objects: Vec<Object>, cx: &Context<'_>) -> Result<Wanted, ApplyErr
 
 /// `ignore_kinds`: `Kind` or `group/Kind`.
 fn ignored_kind(pipeline: &PipelineSpec, o: &Object) -> bool {
-    pipeline.ignore_kinds.iter().any(|k| match k.split_once('/') {
-        Some((group, kind)) => group == o.group() && kind == o.kind(),
-        None => k == o.kind(),
-    })
+    pipeline.ignore_kinds.iter().any(|k| k.matches(o.group(), o.kind()))
 }
 
 /// The namespace an object lands in: the pipeline's `target_namespace`, else its own, else

@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::plan::{as_server_would, changes};
-use super::target::api_for;
+use crate::kube_api::api_for;
 use super::{ApplyError, Progress, Target, compare};
 use crate::config::{PipelineSpec, Settings, SpannedStr};
 use crate::object::{Object, REDACTED};

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 
-use super::target::kube_message;
+use crate::kube_api::kube_message;
 use crate::config::DeletionPolicy;
 
 /// Why an inventory could not be read or written.

@@ -23,7 +23,7 @@ use kube::runtime::watcher::Event;
 use serde_json::Value;
 
 use super::inventory::PIPELINE_LABEL;
-use super::target::key_of;
+use crate::kube_api::key_of;
 use crate::object::ObjKey;
 
 /// Live objects by kind (`apiVersion`, kind), as the drift watches last saw them.

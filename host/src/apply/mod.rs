@@ -38,7 +38,7 @@ pub use desired::{APPLY_POLICY, ENABLED, MANAGED_BY, PRUNE, UPDATE, WAVE};
 use desired::{Desired, Wanted};
 use inventory::{Entry, Inventory, InventoryError};
 pub use report::{Action, Health, ObjectOutcome, Report};
-use target::kube_message;
+use crate::kube_api::kube_message;
 pub use target::{Kubeconfig, Target};
 
 /// The field manager of every write.

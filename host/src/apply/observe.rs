@@ -13,7 +13,7 @@ use super::ApplyError;
 use super::desired::{Desired, ENABLED, OptIn};
 use super::inventory::{INSTANCE_LABEL, PIPELINE_LABEL};
 use super::prune::Owner;
-use super::target::{api_for, key_of, status_code};
+use crate::kube_api::{api_for, key_of, status_code};
 use crate::object::{ObjKey, Object};
 
 /// `moor.dev/enabled` of every namespace the objects use (kube-applier convention): the

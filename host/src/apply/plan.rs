@@ -15,7 +15,7 @@ use super::inventory::{INSTANCE_LABEL, Inventory, PIPELINE_LABEL};
 use super::observe::{Observed, Seen};
 use super::prune::Owner;
 pub use super::report::Action;
-use super::target::{api_for, is_immutable};
+use crate::kube_api::{api_for, is_immutable};
 use super::{ApplyError, CONCURRENCY, MANAGER, compare};
 use crate::config::PipelineSpec;
 

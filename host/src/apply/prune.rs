@@ -9,7 +9,8 @@ use kube::api::DeleteParams;
 use super::Progress;
 use super::desired::PRUNE;
 use super::inventory::{INSTANCE_LABEL, Inventory, ObjKey, PIPELINE_LABEL};
-use super::target::{Target, api_for, kube_message, status_code};
+use super::target::Target;
+use crate::kube_api::{api_for, kube_message, status_code};
 use crate::config::PruneGuard;
 
 /// The flag that lets one run go past the size guards.

@@ -1,19 +1,16 @@
 //! The cluster a run talks to: the client (and an impersonating one per pipeline),
-//! discovery, and small helpers around kube's API and errors.
+//! discovery (the helpers around kube's API and errors are `crate::kube_api`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, DynamicObject};
 use kube::config::KubeConfigOptions;
-use kube::core::ApiResource;
 
 use super::ApplyError;
 use super::requests::{Requests, counted_client};
 use super::resources::Resources;
 use crate::config::PipelineSpec;
-use crate::object::ObjKey;
 use crate::plugins::Cluster;
 
 /// A connection to the cluster, shared by the pipelines of one run.
@@ -148,7 +145,7 @@ impl Target {
     /// The client a pipeline writes with: impersonating its service account, if it has one.
     pub fn client_for(&self, pipeline: &PipelineSpec) -> Result<kube::Client, ApplyError> {
         let Some(sa) = &pipeline.service_account else { return Ok(self.client.clone()) };
-        let (ns, name) = sa.split_once('/').expect("checked at load");
+        let (ns, name) = (&sa.namespace, &sa.name);
         let mut config = self.config.clone();
         config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:{name}"));
         config.auth_info.impersonate_groups = Some(vec![
@@ -158,73 +155,4 @@ impl Target {
         ]);
         counted_client(config, &self.requests).map_err(ApplyError::Connect)
     }
-}
-
-/// The API of `resource` in `namespace` (all namespaces, or cluster-scoped, when empty).
-pub fn api_for(client: &kube::Client, resource: &ApiResource, namespace: &str) -> Api<DynamicObject> {
-    if namespace.is_empty() {
-        Api::all_with(client.clone(), resource)
-    } else {
-        Api::namespaced_with(client.clone(), namespace, resource)
-    }
-}
-
-/// A server-side apply of `value` through `api`, and whether it created the object: the
-/// apiserver answers 201 to an apply that creates, 200 to one that updates (kube's `patch`
-/// keeps the object and drops the status). This spares a GET per object that may be new.
-pub async fn apply_telling_created(
-    api: &Api<DynamicObject>,
-    name: &str,
-    pp: &kube::api::PatchParams,
-    value: &serde_json::Value,
-) -> Result<(bool, DynamicObject), kube::Error> {
-    use http_body_util::BodyExt;
-    let request = kube::core::Request::new(api.resource_url())
-        .patch(name, pp, &kube::api::Patch::Apply(value))
-        .map_err(kube::Error::BuildRequest)?;
-    let response = api.clone().into_client().send(request.map(kube::client::Body::from)).await?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    if status.is_client_error() || status.is_server_error() {
-        // As kube reads an error: the apiserver's `Status`, else the text with the code.
-        let text = String::from_utf8_lossy(&body);
-        let error = serde_json::from_slice::<kube::core::Status>(&body)
-            .unwrap_or_else(|_| kube::core::Status::failure(text.trim(), "").with_code(status.as_u16()));
-        return Err(kube::Error::Api(error.boxed()));
-    }
-    let object = serde_json::from_slice(&body).map_err(kube::Error::SerdeError)?;
-    Ok((status == http::StatusCode::CREATED, object))
-}
-
-/// The key of a live object of `resource` (listed and watched objects carry no type).
-pub fn key_of(resource: &ApiResource, object: &DynamicObject) -> ObjKey {
-    ObjKey {
-        group: resource.group.clone(),
-        version: resource.version.clone(),
-        kind: resource.kind.clone(),
-        namespace: object.metadata.namespace.clone().unwrap_or_default(),
-        name: object.metadata.name.clone().unwrap_or_default(),
-    }
-}
-
-/// The server's message for an API error; the error and its causes otherwise (the
-/// connection refused, the certificate not trusted).
-pub fn kube_message(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => s.message.clone(),
-        other => crate::causes::causes(other),
-    }
-}
-
-/// The HTTP status of an API error.
-pub fn status_code(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
-    }
-}
-
-/// The server refused a change to an immutable field.
-pub fn is_immutable(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 422 && s.message.contains("immutable"))
 }

@@ -13,7 +13,7 @@ use super::desired::{Desired, Update};
 use super::health::{self, Health};
 use super::plan::{Action, patch_params};
 use super::resources::{self, Resolved, Resources};
-use super::target::{api_for, apply_telling_created, is_immutable, status_code};
+use crate::kube_api::{api_for, apply_telling_created, is_immutable, status_code};
 use super::{ApplyError, CONCURRENCY, Failed, Progress, at};
 use crate::config::PipelineSpec;
 use crate::object::ObjKey;

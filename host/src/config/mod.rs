@@ -5,6 +5,7 @@
 //! `depends_on` cycles, so nothing later has to.
 
 mod check;
+mod gates;
 mod model;
 mod source;
 mod step;
@@ -103,6 +104,18 @@ impl Config {
             for pipeline in pipelines.iter_mut().filter(|p| picks.as_ref().is_none_or(|g| g.is_match(p.name.s()))) {
                 pipeline.notify.push(step.clone());
             }
+        }
+        for (i, pipeline) in pipelines.iter_mut().enumerate() {
+            let ns = pipeline.target_namespace.as_deref().unwrap_or(&raw.moor.namespace);
+            pipeline.gates = pipeline
+                .wait_for
+                .iter()
+                .enumerate()
+                .map(|(j, gate)| {
+                    gates::gate(gate.get_ref(), ns)
+                        .map_err(|e| located(Some(gate.span()), format!("pipeline[{i}].wait_for[{j}]"), e))
+                })
+                .collect::<Result<_, _>>()?;
         }
         let mut settings = raw.moor;
         if settings.instance.is_empty() {
@@ -311,7 +324,10 @@ mod tests {
         let parse = |t: String| Config::parse(Path::new("moor.toml"), t, &["yaml"]);
         let prod = "[[cluster]]\nname = \"prod\"\nkubeconfig = { secret = \"prod-kubeconfig\", key = \"value\" }\n";
         let config = parse(text(prod, "prod")).unwrap();
-        assert_eq!(config.cluster("prod").unwrap().kubeconfig.key.as_deref(), Some("value"));
+        assert_eq!(
+            config.cluster("prod").unwrap().kubeconfig,
+            SecretRef::Secret { secret: "prod-kubeconfig".into(), key: "value".into() }
+        );
         let e = parse(text(prod, "staging")).unwrap_err();
         assert_eq!((e.key.as_str(), e.line), ("pipeline[0].cluster", 12));
         assert!(e.message.contains("no `[[cluster]]` is named `staging`"), "{e}");

@@ -91,21 +91,33 @@ impl Default for Settings {
 /// A secret value: a key of a Kubernetes Secret (read by the host at run time), or an
 /// environment variable of the moor process. Plugins only ever see values given to them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretRef {
-    /// Name of a Secret; `namespace/name` for one outside `[moor] namespace`.
-    pub secret: Option<String>,
-    /// Key in the Secret's data.
-    pub key: Option<String>,
-    /// An environment variable instead of a Secret.
-    pub env: Option<String>,
+#[serde(try_from = "RawSecretRef")]
+pub enum SecretRef {
+    /// `{ secret = "name", key = "key" }`: a key of a Secret; `namespace/name` for one
+    /// outside `[moor] namespace`.
+    Secret { secret: String, key: String },
+    /// `{ env = "VARIABLE" }`: an environment variable instead of a Secret.
+    Env(String),
 }
 
-impl SecretRef {
-    pub(super) fn check(&self) -> Result<(), String> {
-        match (&self.secret, &self.key, &self.env) {
-            (Some(s), Some(k), None) if !s.is_empty() && !k.is_empty() => Ok(()),
-            (None, None, Some(e)) if !e.is_empty() => Ok(()),
+/// A secret reference as written, before it is one of the two forms.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecretRef {
+    secret: Option<String>,
+    key: Option<String>,
+    env: Option<String>,
+}
+
+impl TryFrom<RawSecretRef> for SecretRef {
+    type Error = String;
+
+    fn try_from(raw: RawSecretRef) -> Result<Self, String> {
+        match (raw.secret, raw.key, raw.env) {
+            (Some(secret), Some(key), None) if !secret.is_empty() && !key.is_empty() => {
+                Ok(SecretRef::Secret { secret, key })
+            }
+            (None, None, Some(env)) if !env.is_empty() => Ok(SecretRef::Env(env)),
             _ => Err("a secret reference is `{ secret = \"name\", key = \"key\" }` or `{ env = \"VARIABLE\" }`".into()),
         }
     }
@@ -231,6 +243,10 @@ pub struct PipelineSpec {
     /// Gates (KE-4): what must hold in the cluster before a run, as `moor wait` checks it.
     #[serde(default)]
     pub wait_for: Vec<Spanned<WaitFor>>,
+    /// `wait_for` as the dependencies it names, checked at load; names without a
+    /// namespace are in the `target_namespace`, else `[moor] namespace`.
+    #[serde(skip)]
+    pub gates: Vec<crate::wait::Dependency>,
     /// `moor apply`: how long it waits for `wait_for` before failing the pipeline (in
     /// controller mode the pipeline waits, shown as waiting, until the gate opens).
     #[serde(default = "default_health_timeout")]
@@ -262,12 +278,12 @@ pub struct PipelineSpec {
     pub health_timeout: Seconds,
     /// Kinds never applied nor pruned: `Kind` or `group/Kind`.
     #[serde(default)]
-    pub ignore_kinds: Vec<String>,
+    pub ignore_kinds: Vec<KindMatch>,
     /// When set, the pipeline may only touch these namespaces (and cluster-scoped objects
     /// that are its own or nobody's).
     pub namespaces: Option<Vec<String>>,
     /// Apply as this service account (`namespace/name`), by impersonation.
-    pub service_account: Option<String>,
+    pub service_account: Option<ServiceAccount>,
     /// Apply to this `[[cluster]]` instead of the one moor runs in.
     pub cluster: Option<Spanned<String>>,
     /// kube-applier's convention: a namespace is managed only when labelled
@@ -280,6 +296,56 @@ pub struct PipelineSpec {
     /// Custom health checks, as CEL expressions over `object`.
     #[serde(default)]
     pub health: Vec<HealthCheck>,
+}
+
+/// A service account, written `namespace/name`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ServiceAccount {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl TryFrom<String> for ServiceAccount {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.split_once('/') {
+            Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(ServiceAccount { namespace: namespace.into(), name: name.into() })
+            }
+            _ => Err(format!("`{text}` is not `namespace/name`")),
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A kind `ignore_kinds` names: `Kind`, or `group/Kind` (the core group is ``).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub struct KindMatch {
+    pub group: Option<String>,
+    pub kind: String,
+}
+
+impl From<String> for KindMatch {
+    fn from(text: String) -> Self {
+        match text.split_once('/') {
+            Some((group, kind)) => KindMatch { group: Some(group.into()), kind: kind.into() },
+            None => KindMatch { group: None, kind: text },
+        }
+    }
+}
+
+impl KindMatch {
+    pub fn matches(&self, group: &str, kind: &str) -> bool {
+        self.kind == kind && self.group.as_deref().is_none_or(|g| g == group)
+    }
 }
 
 /// One gate of `wait_for`: `{ service = "ns:name" }`, `{ job = "ns:name" }`,
@@ -340,15 +406,6 @@ impl PipelineSpec {
     /// The pipeline's plugin chains, by name: `render`, `validate`, `notify`.
     pub fn chain_lists(&self) -> [(&'static str, &[Step]); 3] {
         [("render", &self.render), ("validate", &self.validate), ("notify", &self.notify)]
-    }
-
-    /// The `wait_for` gates as dependencies; names without a namespace are in the
-    /// `target_namespace`, else `default_ns` (`[moor] namespace`). An error comes with the
-    /// gate's index.
-    pub fn gates(&self, default_ns: &str) -> Result<Vec<crate::wait::Dependency>, (usize, String)> {
-        let ns = self.target_namespace.as_deref().unwrap_or(default_ns);
-        let gates = self.wait_for.iter().enumerate();
-        gates.map(|(i, gate)| crate::wait::spec::gate(gate.get_ref(), ns).map_err(|e| (i, e))).collect()
     }
 
     /// Every step of every chain, with its chain's name.

@@ -13,7 +13,6 @@
 //! The server's limits on slow and large requests and on connections are in [`serve`].
 //! The page may not be framed, and its form refuses requests from other sites.
 
-pub mod metrics;
 mod page;
 pub mod serve;
 

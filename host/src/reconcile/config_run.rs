@@ -22,16 +22,15 @@ pub struct ConfigRun {
 /// Waits for a pipeline's `wait_for` gates (KE-4), at most its `wait_for_timeout`.
 async fn wait_for(
     pipeline: &crate::config::PipelineSpec,
-    config: &Config,
     target: &Target,
     progress: Progress<'_>,
 ) -> Result<(), crate::wait::TimedOut> {
-    let gates = pipeline.gates(&config.settings.namespace).unwrap_or_default();
+    let gates = &pipeline.gates;
     if gates.is_empty() {
         return Ok(());
     }
     progress(&format!("pipeline {}: waiting for its gates", pipeline.name.s()));
-    let gate = crate::wait::Gate::start(Some(&target.client), &gates, &crate::wait::Viewpoint::Pipeline);
+    let gate = crate::wait::Gate::start(Some(&target.client), gates, &crate::wait::Viewpoint::Pipeline);
     gate.wait(Some(pipeline.wait_for_timeout.0), std::time::Duration::from_secs(10)).await
 }
 
@@ -80,7 +79,7 @@ impl Moor {
                 continue;
             }
             if !run.dry_run
-                && let Err(e) = wait_for(pipeline, &config, target, progress).await
+                && let Err(e) = wait_for(pipeline, target, progress).await
             {
                 failed.insert(name);
                 results.push(PipelineResult {

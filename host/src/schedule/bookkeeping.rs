@@ -7,7 +7,7 @@ use super::status::{self, Counts, FileResult, RunRecord};
 use super::{Controller, HISTORY, Seen, notify};
 use crate::apply::Action;
 use crate::config::{Config, PipelineSpec, SpannedStr};
-use crate::http::metrics::{ActionLabels, FileLabels, Metrics, PipelineLabels, RunLabels, StateLabels};
+use crate::metrics::{ActionLabels, FileLabels, Metrics, PipelineLabels, RunLabels, StateLabels};
 use crate::reconcile::{RunReport, StageError};
 
 /// One finished run, as the status shows it.

@@ -120,7 +120,7 @@ impl Controller {
     /// Whether `object` (deleted or not) differs from what its pipeline last applied.
     fn drifted(&self, resource: &ApiResource, object: &DynamicObject, deleted: bool) -> bool {
         let Some(pipeline) = object.metadata.labels.as_ref().and_then(|l| l.get(PIPELINE_LABEL)) else { return false };
-        let key = crate::apply::target::key_of(resource, object);
+        let key = crate::kube_api::key_of(resource, object);
         let running = {
             let st = self.lock();
             match st.pipelines.get(pipeline) {

@@ -41,7 +41,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::apply::{RunOptions, Target};
 use crate::config::{Config, PipelineSpec, SpannedStr};
-use crate::http::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::interrupt::Interrupt;
 use crate::reconcile::{Mode, Moor, OnStart, Prepared, RunContext, RunReport, StageError, blocking};
 pub use requests::RequestError;
@@ -234,7 +234,7 @@ impl Controller {
             if let Some(c) = weak.upgrade() {
                 c.metrics
                     .plugin_calls
-                    .get_or_create(&crate::http::metrics::PluginLabels { plugin: plugin.into() })
+                    .get_or_create(&crate::metrics::PluginLabels { plugin: plugin.into() })
                     .observe(took.as_secs_f64());
             }
         }));

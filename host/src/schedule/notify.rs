@@ -12,7 +12,7 @@ use super::{Controller, Trigger};
 use crate::apply::Action;
 use crate::apply::inventory::ObjKey;
 use crate::config::{PipelineSpec, SpannedStr};
-use crate::http::metrics::PipelineLabels;
+use crate::metrics::PipelineLabels;
 use crate::plugins::{CallError, Event, EventReason, ObjectRef, Plugin, PluginKind, RunStart, Severity};
 use crate::reconcile::{Prepared, RunContext, RunReport, blocking, resolve_step};
 use crate::secrets::SecretValues;

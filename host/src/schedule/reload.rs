@@ -37,7 +37,7 @@ impl Controller {
                 }
                 indexmap::map::Entry::Vacant(new) => new.insert(Tracked::new(spec, now, trigger)),
             };
-            self.follow_gate(tracked, pipeline.gates(&config.settings.namespace).unwrap_or_default());
+            self.follow_gate(tracked, pipeline.gates.clone());
         }
         in_dependency_order(&mut st.pipelines, &config);
         if st.membership.is_some() && st.set_shard_keys(super::shard::core::keys(&config)) {

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::{Controller, Trigger, Triggered};
-use crate::http::metrics::TriggerLabels;
+use crate::metrics::TriggerLabels;
 
 /// Why a request about a pipeline was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

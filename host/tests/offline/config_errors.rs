@@ -155,7 +155,7 @@ fn wait_for_gates_are_read_and_bad_ones_located() {
                  name = \"w\", fields = [{ key = \"status.phase\", value = \"Ready\" }] } }]";
     let cfg = config(dir.path(), &pipeline(gates)).unwrap();
     let shown: Vec<String> =
-        cfg.pipeline("web").unwrap().gates("moor-system").unwrap().iter().map(|d| d.to_string()).collect();
+        cfg.pipeline("web").unwrap().gates.iter().map(|d| d.to_string()).collect();
     assert_eq!(
         shown,
         [

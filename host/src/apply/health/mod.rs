@@ -14,7 +14,7 @@ pub use cel::Custom;
 pub use kstatus::{Health, check};
 
 use super::desired::Desired;
-use super::target::api_for;
+use crate::kube_api::api_for;
 use super::{ApplyError, Progress};
 use crate::config::PipelineSpec;
 
