@@ -103,7 +103,8 @@ mod tests {
         let immutable = serde_json::json!([{ "reason": "FieldValueInvalid", "message": "Invalid value: {}: field is immutable", "field": "spec.template" }]);
         assert!(is_immutable(&status(422, "Invalid", immutable.clone())));
         // The same words in the message, but another cause or status: not immutability.
-        let required = serde_json::json!([{ "reason": "FieldValueRequired", "message": "Required value", "field": "spec.x" }]);
+        let required =
+            serde_json::json!([{ "reason": "FieldValueRequired", "message": "Required value", "field": "spec.x" }]);
         assert!(!is_immutable(&status(422, "Invalid", required)));
         assert!(!is_immutable(&status(409, "Conflict", immutable)));
     }

@@ -7,18 +7,20 @@ pub mod cli;
 pub mod config;
 pub mod config_sync;
 pub mod http;
-pub mod interrupt;
 pub mod kube_api;
 pub mod metrics;
 pub mod object;
-pub mod oci;
-pub mod plugins;
 pub mod reconcile;
 pub mod schedule;
 pub mod secrets;
 pub mod source;
 pub mod stage;
 pub mod wait;
+
+// The plugin sandbox, the run's interrupt and the OCI client are the `moor-sandbox` crate
+// (no kube in it); they keep their paths here.
+pub use moor_sandbox as plugins;
+pub use moor_sandbox::{interrupt, oci};
 
 /// Installs ring as the process's TLS provider, for every TLS user (kube, reqwest and the
 /// git and OCI clients on it, wasmtime-wasi-http). It is the only provider built (the

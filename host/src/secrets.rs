@@ -209,10 +209,7 @@ impl SecretValues {
     }
 }
 
-/// `text` with each of `values` (of 4 bytes or more) replaced by `***`.
-pub fn redact<'a>(text: &str, values: impl IntoIterator<Item = &'a String>) -> String {
-    values.into_iter().filter(|v| v.len() >= 4).fold(text.to_owned(), |t, v| t.replace(v.as_str(), "***"))
-}
+pub use moor_object::redact_text as redact;
 
 /// Reads one value outside a pipeline (the API token, a webhook secret).
 pub async fn read_one(client: Option<&kube::Client>, r: &SecretRef, default_namespace: &str) -> Result<String, String> {

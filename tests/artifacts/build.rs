@@ -5,7 +5,7 @@
 //! machine's Go). The shipped `moor` crate knows
 //! nothing of them.
 
-#[path = "../../host/wasm_plugins.rs"]
+#[path = "../../sandbox/wasm_plugins.rs"]
 mod wasm_plugins;
 
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ fn main() {
         "tests/krm",
         "examples/plugins/go",
         "Cargo.toml",
-        "host/wasm_plugins.rs",
+        "sandbox/wasm_plugins.rs",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }

@@ -4,9 +4,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::plan::{as_server_would, changes};
-use crate::kube_api::api_for;
 use super::{ApplyError, Progress, Target, compare};
 use crate::config::{PipelineSpec, Settings, SpannedStr};
+use crate::kube_api::api_for;
 use crate::object::{Object, REDACTED};
 
 /// What applying would do to one object.

@@ -16,8 +16,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 
-use crate::kube_api::kube_message;
 use crate::config::DeletionPolicy;
+use crate::kube_api::kube_message;
 
 /// Why an inventory could not be read or written.
 #[derive(Debug, thiserror::Error)]

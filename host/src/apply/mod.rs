@@ -32,13 +32,13 @@ use std::collections::HashMap;
 
 use crate::config::{PipelineSpec, Settings, SpannedStr};
 use crate::interrupt::Interrupt;
+use crate::kube_api::kube_message;
 use crate::object::{ObjKey, Object};
 use crate::stage::Stage;
 pub use desired::{APPLY_POLICY, ENABLED, MANAGED_BY, PRUNE, UPDATE, WAVE};
 use desired::{Desired, Wanted};
 use inventory::{Entry, Inventory, InventoryError};
 pub use report::{Action, Health, ObjectOutcome, Report};
-use crate::kube_api::kube_message;
 pub use target::{Kubeconfig, Target};
 
 /// The field manager of every write.

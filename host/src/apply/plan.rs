@@ -15,9 +15,9 @@ use super::inventory::{INSTANCE_LABEL, Inventory, PIPELINE_LABEL};
 use super::observe::{Observed, Seen};
 use super::prune::Owner;
 pub use super::report::Action;
-use crate::kube_api::{api_for, is_immutable};
 use super::{ApplyError, CONCURRENCY, MANAGER, compare};
 use crate::config::PipelineSpec;
+use crate::kube_api::{api_for, is_immutable};
 
 /// The server-side apply parameters of an object: field manager `moor`, forced only when
 /// the pipeline says so and the object's policy is `override`.

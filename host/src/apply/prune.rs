@@ -10,8 +10,8 @@ use super::Progress;
 use super::desired::PRUNE;
 use super::inventory::{INSTANCE_LABEL, Inventory, ObjKey, PIPELINE_LABEL};
 use super::target::Target;
-use crate::kube_api::{api_for, kube_message, status_code};
 use crate::config::PruneGuard;
+use crate::kube_api::{api_for, kube_message, status_code};
 
 /// The flag that lets one run go past the size guards.
 pub const OVERRIDE_FLAG: &str = "--allow-mass-prune";

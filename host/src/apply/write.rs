@@ -13,9 +13,9 @@ use super::desired::{Desired, Update};
 use super::health::{self, Health};
 use super::plan::{Action, patch_params};
 use super::resources::{self, Resolved, Resources};
-use crate::kube_api::{api_for, apply_telling_created, is_immutable, status_code};
 use super::{ApplyError, CONCURRENCY, Failed, Progress, at};
 use crate::config::PipelineSpec;
+use crate::kube_api::{api_for, apply_telling_created, is_immutable, status_code};
 use crate::object::ObjKey;
 use crate::stage::Stage;
 

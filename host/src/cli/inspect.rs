@@ -35,7 +35,7 @@ pub fn push(cache: &Path, file: &Path, reference: &str, insecure: bool) -> anyho
     let plugin = load(&runtime, &file.to_string_lossy())?;
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let info = serde_json::to_value(&plugin.info)?;
-    let pinned = plugins::oci::push(bytes, info, reference, insecure).map_err(anyhow::Error::msg)?;
+    let pinned = plugins::artifact::push(bytes, info, reference, insecure).map_err(anyhow::Error::msg)?;
     println!("{pinned}");
     Ok(ExitCode::SUCCESS)
 }

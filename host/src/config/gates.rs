@@ -11,7 +11,9 @@ pub(super) fn gate(gate: &WaitFor, default_ns: &str) -> Result<Dependency, Strin
     let text = |e: SpecError| e.message;
     Ok(match gate {
         WaitFor::Service(s) => Dependency::Service(spec::named("service", s, default_ns).map_err(text)?),
-        WaitFor::Job(JobWait::Name(j)) => Dependency::Job(Jobs::Named(spec::named("job", j, default_ns).map_err(text)?)),
+        WaitFor::Job(JobWait::Name(j)) => {
+            Dependency::Job(Jobs::Named(spec::named("job", j, default_ns).map_err(text)?))
+        }
         WaitFor::Job(JobWait::Labels { labels, namespace }) => {
             if labels.is_empty() {
                 return Err("`labels` is empty: it would match every job".into());
@@ -40,4 +42,3 @@ pub(super) fn gate(gate: &WaitFor, default_ns: &str) -> Result<Dependency, Strin
         }
     })
 }
-

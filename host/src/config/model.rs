@@ -197,9 +197,7 @@ impl PluginSpec {
     }
 }
 
-pub(crate) fn is_sha256(hex: &str) -> bool {
-    hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())
-}
+pub(crate) use crate::plugins::is_sha256;
 
 /// What to do with objects a removed pipeline managed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]

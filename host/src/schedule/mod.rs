@@ -41,8 +41,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::apply::{RunOptions, Target};
 use crate::config::{Config, PipelineSpec, SpannedStr};
-use crate::metrics::Metrics;
 use crate::interrupt::Interrupt;
+use crate::metrics::Metrics;
 use crate::reconcile::{Mode, Moor, OnStart, Prepared, RunContext, RunReport, StageError, blocking};
 pub use requests::RequestError;
 use slot::{Blocked, Dependency, Slot};

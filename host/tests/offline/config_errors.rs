@@ -154,8 +154,7 @@ fn wait_for_gates_are_read_and_bad_ones_located() {
                  { socket = \"/run/x.sock\" }, { custom_resource = { api_version = \"example.com/v1\", kind = \"Widget\", \
                  name = \"w\", fields = [{ key = \"status.phase\", value = \"Ready\" }] } }]";
     let cfg = config(dir.path(), &pipeline(gates)).unwrap();
-    let shown: Vec<String> =
-        cfg.pipeline("web").unwrap().gates.iter().map(|d| d.to_string()).collect();
+    let shown: Vec<String> = cfg.pipeline("web").unwrap().gates.iter().map(|d| d.to_string()).collect();
     assert_eq!(
         shown,
         [

@@ -8,6 +8,7 @@ mod git;
 mod hostile;
 mod hostile_generated;
 mod krm;
+mod layers;
 mod loading;
 mod plugin_authoring;
 mod quickstart;

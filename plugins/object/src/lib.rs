@@ -271,6 +271,12 @@ pub const SOPS_CIPHERTEXT: &str = "ENC[AES256_GCM,";
 /// Placeholder shown instead of secret values.
 pub const REDACTED: &str = "<redacted>";
 
+/// `text` with each of `values` (of 4 bytes or more) replaced by `***`: a message that
+/// may quote secret values (a plugin's log or error, a server's answer).
+pub fn redact_text<'a>(text: &str, values: impl IntoIterator<Item = &'a String>) -> String {
+    values.into_iter().filter(|v| v.len() >= 4).fold(text.to_owned(), |t, v| t.replace(v.as_str(), "***"))
+}
+
 /// Replaces the values of a Secret's `data` and `stringData` in place.
 pub fn redact(value: &mut Value) {
     let is_secret = value.get("kind").and_then(Value::as_str) == Some("Secret")

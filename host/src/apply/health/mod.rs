@@ -14,9 +14,9 @@ pub use cel::Custom;
 pub use kstatus::{Health, check};
 
 use super::desired::Desired;
-use crate::kube_api::api_for;
 use super::{ApplyError, Progress};
 use crate::config::PipelineSpec;
+use crate::kube_api::api_for;
 
 /// How a wait ended: each object's last state (`ready`, what it waits for, or
 /// `failed: why`), and the outcome.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::plugins::{Diagnostic, Document, ObjectRef, Severity};
+use crate::{Diagnostic, Document, ObjectRef, Severity};
 
 /// Where an object came from, as KRM functions see it (`config.kubernetes.io/path`,
 /// `config.kubernetes.io/index`, and kyaml's `internal.` copies of both).

@@ -59,17 +59,16 @@ pub fn pull(dir: &Path, reference: &str, plain_http: bool) -> Result<(PathBuf, S
     let hex = layer
         .digest
         .strip_prefix("sha256:")
-        .filter(|h| crate::config::is_sha256(h))
+        .filter(|h| crate::is_sha256(h))
         .ok_or_else(|| format!("{reference}: the layer's digest `{}` is not a sha256", layer.digest))?
         .to_owned();
     let file = dir.join(format!("{hex}.wasm"));
     if !file.exists() {
         let bytes = repository.blob(layer)?;
-        crate::plugins::cache::write_atomically(&file, &bytes)
-            .map_err(|e| format!("caching {}: {e}", file.display()))?;
+        crate::cache::write_atomically(&file, &bytes).map_err(|e| format!("caching {}: {e}", file.display()))?;
     }
     if !manifest_hex.is_empty() {
-        crate::plugins::cache::write_atomically(&index, hex.as_bytes())
+        crate::cache::write_atomically(&index, hex.as_bytes())
             .map_err(|e| format!("caching {}: {e}", index.display()))?;
     }
     Ok((file, hex))

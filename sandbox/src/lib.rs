@@ -1,4 +1,9 @@
-//! The wasmtime host for plugins: one engine, a disk cache of compiled components, one
+//! moor-sandbox: the wasmtime host for plugins, with what it needs and nothing of the
+//! cluster (this crate may not depend on kube, the apply engine or the config): the
+//! run's interrupt, which stops a call in progress, and the OCI client plugins are
+//! pulled with (chart sources use it too).
+//!
+//! One engine, a disk cache of compiled components, one
 //! pre-instantiated component per plugin and a fresh, limited store for every call.
 //!
 //! Architecture invariants kept here:
@@ -9,12 +14,14 @@
 //!   (a resource limiter) and a cap on the size of what it returns;
 //! - a limit hit is an error naming the plugin and the limit, and leaves the runtime usable.
 
+pub mod artifact;
 mod bindings;
-pub(crate) mod cache;
+pub mod cache;
 mod call;
 mod context;
 mod error;
 mod http;
+pub mod interrupt;
 pub mod krm;
 mod load;
 pub mod oci;
@@ -43,7 +50,7 @@ mod builtin {
 
 /// The Go plugins (KRM functions) this binary pins: `name sha256 go-version` lines, built
 /// by `scripts/go-plugins` into the cache's `go-plugins/`.
-const GO_PLUGINS: &str = include_str!("../../../plugins/go-plugins.lock");
+const GO_PLUGINS: &str = include_str!("../../plugins/go-plugins.lock");
 
 /// The Go plugins this binary knows, with the sha256 it requires of each.
 pub fn go_plugins() -> impl Iterator<Item = (&'static str, &'static str)> {
@@ -73,6 +80,11 @@ impl std::fmt::Display for PluginKind {
             PluginKind::Notifier => "notifier",
         })
     }
+}
+
+/// Whether `hex` is a sha256 digest in hex (64 hex digits).
+pub fn is_sha256(hex: &str) -> bool {
+    hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// Where the first renderer of a chain finds the snapshot inside the sandbox.
@@ -216,7 +228,7 @@ impl Runtime {
     /// The plugin `reference` (pinned by its manifest digest) pulled from its registry,
     /// or from the cache when it was pulled before.
     pub fn pull(&self, name: &str, reference: &str, plain_http: bool) -> Result<PluginSource, LoadError> {
-        let (path, sha256) = oci::pull(&self.oci_plugins, reference, plain_http)
+        let (path, sha256) = artifact::pull(&self.oci_plugins, reference, plain_http)
             .map_err(|message| LoadError::Pull { name: name.to_owned(), message })?;
         Ok(PluginSource::File { path, sha256 })
     }

@@ -100,7 +100,7 @@ impl bindings::log::Host for CallState {
             return;
         }
         self.log_budget -= message.len();
-        let message = crate::secrets::redact(&message, &self.scope.redact);
+        let message = moor_object::redact_text(&message, &self.scope.redact);
         let plugin = &*self.plugin;
         match level {
             Level::Trace => tracing::trace!(plugin, "{message}"),
@@ -204,7 +204,7 @@ impl Plugin {
     /// observer (the controller's metrics).
     pub(super) fn after_call(&self, started: Instant, printed: &str, dropped: usize, secrets: &[String]) {
         for line in printed.lines() {
-            tracing::info!(plugin = &*self.name, "{}", crate::secrets::redact(line, secrets));
+            tracing::info!(plugin = &*self.name, "{}", moor_object::redact_text(line, secrets));
         }
         if dropped > 0 {
             tracing::warn!(

@@ -66,7 +66,7 @@ impl CompileCache {
 
 /// Writes `bytes` to a temporary file next to `path` and renames it into place, so a
 /// reader of the cache never sees half a file.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("a file in a directory");
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;

@@ -13,7 +13,7 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
 
     // The workspace manifest holds the `plugin` profile.
-    for dir in ["plugins", "Cargo.toml", "host/wasm_plugins.rs"] {
+    for dir in ["plugins", "Cargo.toml", "sandbox/wasm_plugins.rs"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 

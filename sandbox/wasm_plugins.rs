@@ -1,5 +1,5 @@
 //! Building plugin crates to wasm32-wasip2 components from a build script: shared by
-//! `host/build.rs` (the built-in plugins) and `tests/artifacts/build.rs` (test plugins).
+//! `sandbox/build.rs` (the built-in plugins) and `tests/artifacts/build.rs` (test plugins).
 //!
 //! Each crate is built by its own `cargo build` so that the SDK's per-kind feature is not
 //! unified across plugins (a component must carry exactly one world). The nested builds
