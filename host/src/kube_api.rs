@@ -72,18 +72,23 @@ pub fn status_code(e: &kube::Error) -> Option<u16> {
 }
 
 /// What apimachinery's validation says of a change to an immutable field
-/// (`apimachineryvalidation.FieldImmutableErrorMsg`), as the detail of a
-/// `FieldValueInvalid` cause.
+/// (`apimachineryvalidation.FieldImmutableErrorMsg`), in the detail of a
+/// `FieldValueInvalid` cause (a Job's template, a Service's `clusterIP`) or of a
+/// `FieldValueForbidden` one (an `immutable: true` ConfigMap's `data`: "field is immutable
+/// when `immutable` is set").
 const FIELD_IMMUTABLE: &str = "field is immutable";
 
 /// The server refused a change to an immutable field: an `Invalid` (422) status one of
-/// whose causes is a `FieldValueInvalid` of an immutable field.
+/// whose causes is an invalid or forbidden value of an immutable field.
 pub fn is_immutable(e: &kube::Error) -> bool {
     let kube::Error::Api(status) = e else { return false };
     let causes = status.details.iter().flat_map(|d| &d.causes);
     status.code == 422
         && status.reason == "Invalid"
-        && causes.into_iter().any(|c| c.reason == "FieldValueInvalid" && c.message.ends_with(FIELD_IMMUTABLE))
+        && causes.into_iter().any(|c| {
+            matches!(c.reason.as_str(), "FieldValueInvalid" | "FieldValueForbidden")
+                && c.message.contains(FIELD_IMMUTABLE)
+        })
 }
 
 #[cfg(test)]
@@ -102,6 +107,8 @@ mod tests {
     fn immutability_is_read_from_the_status_causes() {
         let immutable = serde_json::json!([{ "reason": "FieldValueInvalid", "message": "Invalid value: {}: field is immutable", "field": "spec.template" }]);
         assert!(is_immutable(&status(422, "Invalid", immutable.clone())));
+        let frozen = serde_json::json!([{ "reason": "FieldValueForbidden", "message": "Forbidden: field is immutable when `immutable` is set", "field": "data" }]);
+        assert!(is_immutable(&status(422, "Invalid", frozen)));
         // The same words in the message, but another cause or status: not immutability.
         let required =
             serde_json::json!([{ "reason": "FieldValueRequired", "message": "Required value", "field": "spec.x" }]);
