@@ -316,12 +316,6 @@ impl Store {
         }
     }
 
-    /// Pipelines of this instance that have an inventory.
-    pub async fn pipelines(&self) -> Result<Vec<String>, InventoryError> {
-        let all = self.list().await?;
-        Ok(all.into_iter().filter(|l| l.instance == self.instance).map(|l| l.pipeline).collect())
-    }
-
     /// Every inventory in the namespace, of any instance: one LIST of metadata.
     pub async fn list(&self) -> Result<Vec<Listed>, InventoryError> {
         let params = kube::api::ListParams::default().labels(&format!("{ROLE_LABEL}=inventory"));

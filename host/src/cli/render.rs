@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::Output;
 use crate::apply::{Action, RunOptions, Target};
 use crate::config::SpannedStr;
-use crate::reconcile::{Finding, Mode, RunReport, StageError};
+use crate::reconcile::{Finding, Mode, RunFailure, RunReport};
 
 /// Prints every object of one or all pipelines as a YAML stream.
 pub fn build(cache: &Path, file: &Path, only: Option<&str>) -> anyhow::Result<ExitCode> {
@@ -39,9 +39,9 @@ pub fn build(cache: &Path, file: &Path, only: Option<&str>) -> anyhow::Result<Ex
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn report_error(pipeline: &str, e: &StageError) {
+fn report_error(pipeline: &str, e: &RunFailure) {
     eprintln!("error: pipeline `{pipeline}`: {e}");
-    for finding in e.findings() {
+    for finding in e.error.findings() {
         eprintln!("  {finding}");
     }
 }

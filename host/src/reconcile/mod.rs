@@ -38,77 +38,51 @@ use crate::stage::Stage;
 /// Why a pipeline stopped, by stage.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
-    #[error("config: {0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("secrets: {0}")]
+    #[error("{0}")]
     Secrets(String),
-    #[error("source: {0}")]
+    #[error(transparent)]
     Source(#[from] SourceError),
-    #[error("source: {0}")]
+    #[error(transparent)]
     SourceCall(CallError),
-    #[error("plugins: {0}")]
+    #[error("{0}")]
     Load(String),
-    #[error("render: {0}")]
+    #[error(transparent)]
     RenderCall(CallError),
-    #[error("prepare: reading the cluster's version and API versions for the renderers: {0}")]
+    #[error("reading the cluster's version and API versions for the renderers: {0}")]
     Cluster(#[source] kube::Error),
-    #[error("render: plugin `{plugin}` failed with {} error(s)", findings.len())]
+    #[error("plugin `{plugin}` failed with {} error(s)", findings.len())]
     Render { plugin: String, findings: Vec<Finding> },
-    #[error("render: plugin `{plugin}` produced an object that is not valid: {message}")]
+    #[error("plugin `{plugin}` produced an object that is not valid: {message}")]
     Object { plugin: String, message: String },
-    #[error("render: plugin `{plugin}` returned a tree overlay that cannot be used: {message}")]
+    #[error("plugin `{plugin}` returned a tree overlay that cannot be used: {message}")]
     Overlay { plugin: String, message: String },
     /// Nothing SOPS-encrypted is applied (FX-3): the host's own check after the chain.
     #[error(
-        "render: {object} ({origin}) is still SOPS-encrypted after the render chain: add a `sops` step after the \
+        "{object} ({origin}) is still SOPS-encrypted after the render chain: add a `sops` step after the \
          renderer that reads it, with the age key as a secret"
     )]
     Encrypted { object: String, origin: String },
-    #[error("validate: {0}")]
+    #[error(transparent)]
     ValidateCall(CallError),
-    #[error("validate: plugin `{plugin}` failed: {message}")]
+    #[error("plugin `{plugin}` failed: {message}")]
     Validator { plugin: String, message: String },
-    #[error("validate: {} error(s) block the apply", findings.iter().filter(|f| f.is_error()).count())]
+    #[error("{} error(s) block the apply", findings.iter().filter(|f| f.is_error()).count())]
     Blocked { findings: Vec<Finding> },
     /// The cluster half, tagged with the stage where it failed; its messages name the
     /// object or resource, and say the stage in their own words where it helps.
     #[error(transparent)]
     Apply(#[from] apply::Failed),
-    #[error("run: stopped after its timeout of {}", humantime::format_duration(*.0))]
+    #[error("stopped after its timeout of {}", humantime::format_duration(*.0))]
     Timeout(std::time::Duration),
     /// A failure whose message quoted plaintext a decrypting step revealed (an apiserver
     /// error echoing a value): the message with it hidden, instead of the error itself.
     #[error("{message}")]
-    Hidden { stage: Stage, message: String },
+    Hidden { message: String },
 }
 
 impl StageError {
-    /// The stage that failed, for status and metrics.
-    pub fn stage(&self) -> Stage {
-        match self {
-            StageError::Config(_) | StageError::Load(_) | StageError::Secrets(_) | StageError::Cluster(_) => {
-                Stage::Prepare
-            }
-            StageError::Source(_) | StageError::SourceCall(_) => Stage::Source,
-            StageError::RenderCall(_)
-            | StageError::Render { .. }
-            | StageError::Object { .. }
-            | StageError::Overlay { .. }
-            | StageError::Encrypted { .. } => Stage::Render,
-            StageError::ValidateCall(_) | StageError::Validator { .. } | StageError::Blocked { .. } => Stage::Validate,
-            StageError::Apply(failed) => failed.stage,
-            StageError::Timeout(_) => Stage::Timeout,
-            StageError::Hidden { stage, .. } => *stage,
-        }
-    }
-
-    /// This error, or its message with `revealed` plaintext hidden when it quotes any.
-    pub fn hiding(self, revealed: &[String]) -> StageError {
-        let message = self.to_string();
-        let hidden = crate::secrets::redact(&message, revealed);
-        if hidden == message { self } else { StageError::Hidden { stage: self.stage(), message: hidden } }
-    }
-
     /// Findings that explain the failure, if any.
     pub fn findings(&self) -> &[Finding] {
         match self {
@@ -152,13 +126,13 @@ impl PipelineResult {
         PipelineResult { pipeline: name.into(), revision, ok: true, stage: None, error: None, report: Some(report) }
     }
 
-    pub fn failed(name: &str, e: &StageError) -> PipelineResult {
+    pub fn failed(name: &str, failure: &RunFailure) -> PipelineResult {
         PipelineResult {
             pipeline: name.into(),
             revision: String::new(),
             ok: false,
-            stage: Some(e.stage()),
-            error: Some(explained(e)),
+            stage: Some(failure.stage),
+            error: Some(explained(&failure.error)),
             report: None,
         }
     }
@@ -210,11 +184,6 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// The loaded plugins, by name (those that loaded).
-    pub fn plugins(&self) -> impl Iterator<Item = &Plugin> {
-        self.plugins.values().filter_map(|p| p.as_ref().ok())
-    }
-
     /// One plugin, or why it did not load.
     pub fn plugin(&self, name: &str) -> Result<&Plugin, String> {
         match self.plugins.get(name) {
@@ -280,10 +249,11 @@ impl Moor {
     }
 
     /// The offline stages of a run: fetch, render, validate.
-    pub fn render(&self, ctx: &RunContext<'_>) -> Result<Rendered, StageError> {
+    pub fn render(&self, ctx: &RunContext<'_>) -> Result<Rendered, RunFailure> {
         let RunContext { prepared, pipeline, secrets, interrupt, .. } = ctx;
         let mut renderers =
-            resolve_chain(prepared, pipeline, "render", &pipeline.render, PluginKind::Renderer, secrets, interrupt)?;
+            resolve_chain(prepared, pipeline, "render", &pipeline.render, PluginKind::Renderer, secrets, interrupt)
+                .map_err(RunFailure::at(Stage::Prepare))?;
         let mut validators = resolve_chain(
             prepared,
             pipeline,
@@ -292,12 +262,14 @@ impl Moor {
             PluginKind::Validator,
             secrets,
             interrupt,
-        )?;
+        )
+        .map_err(RunFailure::at(Stage::Prepare))?;
 
-        let snapshot = self.fetch(prepared, pipeline, secrets, interrupt)?;
-        let (objects, revealed) = render(&snapshot, pipeline.path.s(), &mut renderers, &ctx.render)?;
+        let snapshot = self.fetch(prepared, pipeline, secrets, interrupt).map_err(RunFailure::at(Stage::Source))?;
+        let (objects, revealed) =
+            render(&snapshot, pipeline.path.s(), &mut renderers, &ctx.render).map_err(RunFailure::at(Stage::Render))?;
         validators.iter_mut().for_each(|v| v.hide(&revealed));
-        let findings = validate(&objects, &validators)?;
+        let findings = validate(&objects, &validators).map_err(RunFailure::at(Stage::Validate))?;
         let pipeline = pipeline.name.s().to_owned();
         Ok(Rendered { pipeline, revision: snapshot.revision, objects, findings, revealed })
     }
@@ -309,7 +281,7 @@ impl Moor {
         pipeline: &PipelineSpec,
         secrets: &SecretValues,
         context: &RenderContext,
-    ) -> Result<Rendered, StageError> {
+    ) -> Result<Rendered, RunFailure> {
         self.render(&RunContext::offline(prepared, pipeline, secrets.clone(), context.clone()))
     }
 

@@ -58,14 +58,16 @@ impl<'r> RunContext<'r> {
         pipeline: &'r PipelineSpec,
         target: Option<&'r Target>,
         interrupt: Interrupt,
-    ) -> Result<RunContext<'r>, StageError> {
+    ) -> Result<RunContext<'r>, RunFailure> {
         let config = &prepared.config;
         let client = target.map(|t| &t.client);
-        let secrets = SecretValues::for_pipeline(client, config, pipeline).await.map_err(StageError::Secrets)?;
+        let secrets = SecretValues::for_pipeline(client, config, pipeline)
+            .await
+            .map_err(|e| RunFailure::at(Stage::Prepare)(StageError::Secrets(e)))?;
         let place = match target {
             Some(target) => {
                 let cluster = pipeline.cluster.as_ref().map(|c| c.s());
-                Some(target.place(config, cluster).await.map_err(|e| apply::at(Stage::Prepare)(e))?)
+                Some(target.place(config, cluster).await.map_err(|e| RunFailure::from(apply::at(Stage::Prepare)(e)))?)
             }
             None => None,
         };
@@ -78,7 +80,8 @@ impl<'r> RunContext<'r> {
         };
         let told = pipeline.render.iter().any(|step| prepared.plugin(step.uses.s()).is_ok_and(|p| p.sees_context()));
         if let Some(place) = place.as_ref().filter(|_| told) {
-            render.cluster = Some(place.cluster().await.map_err(StageError::Cluster)?);
+            render.cluster =
+                Some(place.cluster().await.map_err(|e| RunFailure::at(Stage::Prepare)(StageError::Cluster(e)))?);
         }
         Ok(RunContext { prepared, pipeline, secrets, place, render, interrupt })
     }
@@ -100,16 +103,42 @@ pub trait OnStart: Sync {
     fn started<'c>(&'c self, ctx: &'c RunContext<'c>, revision: &'c str) -> BoxFuture<'c, ()>;
 }
 
-/// A failure and the stage it happened in.
+/// A failure and the stage it happened in, set where it happened. Shown as
+/// `stage: message`; status keeps the two apart.
 #[derive(Debug)]
 pub struct RunFailure {
     pub stage: Stage,
     pub error: StageError,
 }
 
-impl From<StageError> for RunFailure {
-    fn from(error: StageError) -> RunFailure {
-        RunFailure { stage: error.stage(), error }
+impl RunFailure {
+    /// Tags errors with the stage they happen in: `.map_err(RunFailure::at(Stage::Source))`.
+    pub fn at<E: Into<StageError>>(stage: Stage) -> impl Fn(E) -> RunFailure {
+        move |e| RunFailure { stage, error: e.into() }
+    }
+
+    /// This failure, its message with `revealed` plaintext hidden when it quotes any (an
+    /// apiserver error echoing a value a decrypting step revealed).
+    pub fn hiding(self, revealed: &[String]) -> RunFailure {
+        let message = self.error.to_string();
+        let hidden = crate::secrets::redact(&message, revealed);
+        if hidden == message {
+            self
+        } else {
+            RunFailure { stage: self.stage, error: StageError::Hidden { message: hidden } }
+        }
+    }
+}
+
+impl From<apply::Failed> for RunFailure {
+    fn from(failed: apply::Failed) -> RunFailure {
+        RunFailure { stage: failed.stage, error: StageError::Apply(failed) }
+    }
+}
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.stage, self.error)
     }
 }
 
@@ -147,16 +176,16 @@ impl RunReport {
     }
 
     /// The report of a run that failed before it started (its context could not be built).
-    pub fn failed(pipeline: &str, error: StageError) -> RunReport {
-        RunReport { outcome: Err(error.into()), ..RunReport::new(pipeline) }
+    pub fn failed(pipeline: &str, failure: RunFailure) -> RunReport {
+        RunReport { outcome: Err(failure), ..RunReport::new(pipeline) }
     }
 
     pub fn ok(&self) -> bool {
         self.outcome.is_ok()
     }
 
-    pub fn error(&self) -> Option<&StageError> {
-        self.outcome.as_ref().err().map(|f| &f.error)
+    pub fn error(&self) -> Option<&RunFailure> {
+        self.outcome.as_ref().err()
     }
 
     pub fn stage(&self) -> Option<Stage> {
@@ -193,7 +222,7 @@ impl Moor {
         // source → snapshot → render chain → objects → validate chain
         let rendered = match blocking(|| self.render(ctx)) {
             Ok(rendered) => rendered,
-            Err(e) => return RunReport { outcome: Err(e.into()), ..report },
+            Err(failure) => return RunReport { outcome: Err(failure), ..report },
         };
         report.revision = rendered.revision;
         report.findings = rendered.findings;
@@ -201,10 +230,7 @@ impl Moor {
             on_start.started(ctx, &report.revision).await;
         }
         // plan → apply → prune → health → record, in the pipeline's own cluster
-        let hidden = |failed: apply::Failed| RunFailure {
-            stage: failed.stage,
-            error: StageError::from(failed).hiding(&rendered.revealed),
-        };
+        let hidden = |failed: apply::Failed| RunFailure::from(failed).hiding(&rendered.revealed);
         let settings = &ctx.prepared.config.settings;
         match (&ctx.place, mode) {
             (Some(place), Mode::Apply(options)) => {

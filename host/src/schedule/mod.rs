@@ -43,7 +43,7 @@ use crate::apply::{RunOptions, Target};
 use crate::config::{Config, PipelineSpec, SpannedStr};
 use crate::interrupt::Interrupt;
 use crate::metrics::Metrics;
-use crate::reconcile::{Mode, Moor, OnStart, Prepared, RunContext, RunReport, StageError, blocking};
+use crate::reconcile::{Mode, Moor, OnStart, Prepared, RunContext, RunFailure, RunReport, StageError, blocking};
 pub use requests::RequestError;
 use slot::{Blocked, Dependency, Slot};
 pub use slot::{Trigger, Triggered};
@@ -403,7 +403,7 @@ impl Controller {
         let ctx = RunContext::new(&prepared, &pipeline, Some(&self.target), interrupt.clone());
         let ctx = tokio::select! {
             ctx = ctx => ctx,
-            () = interrupt.raised() => Err(StageError::Timeout(pipeline.timeout.0)),
+            () = interrupt.raised() => Err(RunFailure::at(crate::stage::Stage::Timeout)(StageError::Timeout(pipeline.timeout.0))),
         };
         let (report, ctx) = match ctx {
             Ok(ctx) => {

@@ -134,7 +134,8 @@ impl Slot {
         }
     }
 
-    pub fn run(&self) -> Run {
+    #[cfg(test)]
+    fn run(&self) -> Run {
         self.run
     }
 

@@ -19,7 +19,7 @@ use crate::causes::causes;
 use crate::config::{GitSpec, TreeLimits};
 use crate::interrupt::Interrupt;
 
-/// What a fetch had to do, for callers that care (tests, metrics).
+/// What a fetch had to do: logged with each fetch, and what its cost is tested by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FetchReport {
     /// The mirror was created (a clone).

@@ -120,7 +120,9 @@ impl Sources {
         {
             return Ok(snapshot.clone());
         }
-        let (snapshot, _) = git::snapshot(name, git, &config.base, &self.cache, spec.limits, secret, interrupt)?;
+        let (snapshot, did) = git::snapshot(name, git, &config.base, &self.cache, spec.limits, secret, interrupt)?;
+        let (cloned, contacted, received, reused) = (did.cloned, did.contacted, did.received, snapshot.reused);
+        tracing::debug!(source = name, revision = %snapshot.revision, cloned, contacted, received, reused, "fetched");
         *last = Some((Instant::now(), snapshot.clone()));
         Ok(snapshot)
     }

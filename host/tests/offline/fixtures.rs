@@ -48,7 +48,7 @@ fn run_case(case: &Path) -> String {
         }
         Err(e) => {
             out.push_str(&format!("error: {e}\n"));
-            for f in e.findings() {
+            for f in e.error.findings() {
                 out.push_str(&format!("{f}\n"));
             }
         }

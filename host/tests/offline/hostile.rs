@@ -81,7 +81,7 @@ fn a_yaml_alias_bomb_fails_its_pipeline_only() {
     let err = moor
         .render_pipeline(&prepared, cfg.pipeline("bomb").unwrap(), &Default::default(), &Default::default())
         .unwrap_err();
-    let findings = err.findings();
+    let findings = err.error.findings();
     assert_eq!(findings.len(), 1, "{err}");
     assert!(findings[0].message.contains("repetition limit exceeded"), "{}", findings[0]);
     assert_eq!(findings[0].file.as_deref(), Some("bomb/laughs.yaml"));
@@ -102,7 +102,7 @@ fn plugin_source_config(files: &str) -> String {
     )
 }
 
-fn render_plugin_source(files: &str) -> Result<moor::reconcile::Rendered, moor::reconcile::StageError> {
+fn render_plugin_source(files: &str) -> Result<moor::reconcile::Rendered, moor::reconcile::RunFailure> {
     let dir = tree(&[]);
     let cfg = config(dir.path(), &plugin_source_config(files)).unwrap();
     let moor = moor::reconcile::Moor::new(cache_dir()).unwrap();
@@ -123,6 +123,6 @@ fn a_source_plugin_tree_is_snapshotted_and_rendered() {
 #[test]
 fn a_source_plugin_cannot_write_outside_its_snapshot() {
     let err = render_plugin_source(r#"{ path = "../../escape.yaml", contents = "x" }"#).unwrap_err();
-    assert_eq!(err.stage().as_str(), "source");
+    assert_eq!(err.stage.as_str(), "source");
     assert!(err.to_string().contains("refusing path `../../escape.yaml`"), "{err}");
 }

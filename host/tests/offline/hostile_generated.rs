@@ -398,7 +398,7 @@ fn write_case(root: &Path, case: &Case) {
 }
 
 /// What a case gave, against what it must give; `None` when they agree.
-fn judge(case: &Case, outcome: Result<moor::reconcile::Rendered, moor::reconcile::StageError>) -> Option<String> {
+fn judge(case: &Case, outcome: Result<moor::reconcile::Rendered, moor::reconcile::RunFailure>) -> Option<String> {
     let name = &case.name;
     match (&case.want, outcome) {
         (Want::Names(want), Ok(rendered)) => {
@@ -409,7 +409,7 @@ fn judge(case: &Case, outcome: Result<moor::reconcile::Rendered, moor::reconcile
             (rendered.objects.len() != *want).then(|| format!("{name}: {} objects, not {want}", rendered.objects.len()))
         }
         (Want::Error { has, file }, Err(e)) => {
-            let findings = e.findings();
+            let findings = e.error.findings();
             let text = format!("{e} {}", findings.iter().map(ToString::to_string).collect::<Vec<_>>().join(" | "));
             let names_file = file.is_empty()
                 || findings.iter().any(|f| f.file.as_deref() == Some(file.as_str()))
@@ -423,7 +423,7 @@ fn judge(case: &Case, outcome: Result<moor::reconcile::Rendered, moor::reconcile
             }
         }
         (want, Ok(rendered)) => Some(format!("{name}: wanted {want:?}, rendered {} objects", rendered.objects.len())),
-        (want, Err(e)) => Some(format!("{name}: wanted {want:?}, failed: {e} {:?}", e.findings())),
+        (want, Err(e)) => Some(format!("{name}: wanted {want:?}, failed: {e} {:?}", e.error.findings())),
     }
 }
 

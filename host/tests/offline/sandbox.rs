@@ -60,7 +60,7 @@ path = "app"
     let stuck = moor
         .render_pipeline(&prepared, config.pipeline("stuck").unwrap(), &Default::default(), &Default::default())
         .unwrap_err();
-    assert!(matches!(stuck, StageError::RenderCall(CallError::Timeout { .. })), "{stuck:?}");
+    assert!(matches!(stuck.error, StageError::RenderCall(CallError::Timeout { .. })), "{stuck:?}");
     let fine = moor
         .render_pipeline(&prepared, config.pipeline("fine").unwrap(), &Default::default(), &Default::default())
         .unwrap();
