@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use moor::plugins::{Limits, RenderContext, RenderInput, Runtime};
+use moor::plugins::{CallScope, Limits, RenderContext, RenderInput, Runtime};
 
 /// The median time of `rounds` runs of `f`.
 fn median_of(rounds: usize, mut f: impl FnMut()) -> Duration {
@@ -83,7 +83,7 @@ fn main() {
     let overlay = data.join("deploy");
     let wasm = median_of(rounds, || {
         let input = RenderInput::Tree { snapshot: &overlay, path: "overlays/dev" };
-        let docs = kustomize.render(&serde_json::json!({}), input, &context).unwrap().unwrap();
+        let docs = kustomize.render(&serde_json::json!({}), input, &context, &CallScope::default()).unwrap().unwrap();
         assert!(docs.len() >= 8);
     });
     let native = median_of(rounds, || {
@@ -101,7 +101,7 @@ fn main() {
     let config = serde_json::json!({"chart": "podinfo", "values": ["podinfo/values-prod.yaml"]});
     let wasm = median_of(rounds, || {
         let input = RenderInput::Tree { snapshot: &charts, path: "" };
-        let docs = helm.render(&config, input, &context).unwrap().unwrap();
+        let docs = helm.render(&config, input, &context, &CallScope::default()).unwrap().unwrap();
         assert!(docs.len() >= 5);
     });
     let native = median_of(rounds, || {

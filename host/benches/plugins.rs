@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use moor::plugins::{self, Limits, PluginSource, RenderContext, RenderInput, Runtime};
+use moor::plugins::{self, CallScope, Limits, PluginSource, RenderContext, RenderInput, Runtime};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -25,12 +25,18 @@ fn main() {
         .unwrap();
     let noop = serde_json::json!({"action": "noop"});
     for _ in 0..1_000 {
-        probe.render(&noop, RenderInput::Objects(Vec::new()), &RenderContext::default()).unwrap().unwrap();
+        probe
+            .render(&noop, RenderInput::Objects(Vec::new()), &RenderContext::default(), &CallScope::default())
+            .unwrap()
+            .unwrap();
     }
     let mut samples: Vec<Duration> = (0..20_000)
         .map(|_| {
             let started = Instant::now();
-            probe.render(&noop, RenderInput::Objects(Vec::new()), &RenderContext::default()).unwrap().unwrap();
+            probe
+                .render(&noop, RenderInput::Objects(Vec::new()), &RenderContext::default(), &CallScope::default())
+                .unwrap()
+                .unwrap();
             started.elapsed()
         })
         .collect();
@@ -67,7 +73,12 @@ fn main() {
     for _ in 0..rounds {
         let started = Instant::now();
         let docs = yaml
-            .render(&config, RenderInput::Tree { snapshot: tree.path(), path: "" }, &RenderContext::default())
+            .render(
+                &config,
+                RenderInput::Tree { snapshot: tree.path(), path: "" },
+                &RenderContext::default(),
+                &CallScope::default(),
+            )
             .unwrap()
             .unwrap();
         wasm.push(started.elapsed());
@@ -115,6 +126,7 @@ fn time_wasm(yaml: &moor::plugins::Plugin, dir: &std::path::Path, rounds: usize,
                     &serde_json::json!({}),
                     RenderInput::Tree { snapshot: dir, path: "" },
                     &RenderContext::default(),
+                    &CallScope::default(),
                 )
                 .unwrap()
                 .unwrap();

@@ -16,33 +16,13 @@ use super::{CallError, Flavor, Plugin, SNAPSHOT_MOUNT, TICK, bindings, http};
 use crate::interrupt::Interrupt;
 
 /// What the plugin calls of one step carry besides their input: the secret values to
-/// redact from what the plugin says, and the run's interrupt, which stops a call at the
-/// next epoch tick.
+/// redact from what the plugin logs or prints (replaced by `***` before it reaches the
+/// host's log), and the run's interrupt, which stops a call at the next epoch tick. Every
+/// call is given one; each copies it into its store's data.
 #[derive(Debug, Clone, Default)]
 pub struct CallScope {
     pub redact: Vec<String>,
     pub interrupt: Option<Interrupt>,
-}
-
-thread_local! {
-    /// The scope of the plugin calls made on this thread now (see [`scoped`]).
-    static SCOPE: std::cell::RefCell<CallScope> = std::cell::RefCell::new(CallScope::default());
-}
-
-/// Runs `f`, in which plugin calls are made for one step, in `scope`: whatever those plugins
-/// log or print has the secret values replaced by `***` before it reaches the host's log,
-/// and the calls stop when the scope's interrupt is raised. Calls are synchronous, so the
-/// scope stays on this thread; each call copies it into its store.
-pub fn scoped<R>(scope: &CallScope, f: impl FnOnce() -> R) -> R {
-    let before = SCOPE.with(|s| std::mem::replace(&mut *s.borrow_mut(), scope.clone()));
-    let result = f();
-    SCOPE.with(|s| *s.borrow_mut() = before);
-    result
-}
-
-/// The scope of the calls this thread makes now (see [`scoped`]).
-pub(super) fn scope() -> CallScope {
-    SCOPE.with(|s| s.borrow().clone())
 }
 
 /// Arms a fresh store's deadline: the plugin's time limit, and the run's interrupt, looked
@@ -147,9 +127,10 @@ impl Plugin {
     pub(super) fn call<R>(
         &self,
         snapshot: Option<&Path>,
+        scope: &CallScope,
         f: impl FnOnce(&mut Store<CallState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        self.call_with(snapshot, http::Grant::none(), f)
+        self.call_with(snapshot, http::Grant::none(), scope, f)
     }
 
     /// [`Plugin::call`] with network grants.
@@ -157,6 +138,7 @@ impl Plugin {
         &self,
         snapshot: Option<&Path>,
         http_grant: http::Grant,
+        scope: &CallScope,
         f: impl FnOnce(&mut Store<CallState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let started = Instant::now();
@@ -178,7 +160,7 @@ impl Plugin {
             http_grant,
             limiter: MemoryLimiter::new(self.limits.memory),
             plugin: self.name.clone(),
-            scope: scope(),
+            scope: scope.clone(),
             log_budget: self.limits.log,
             log_dropped: 0,
         };

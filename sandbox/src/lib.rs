@@ -38,8 +38,8 @@ use wasmtime::component::{HasSelf, InstancePre, Linker};
 pub use bindings::CONTRACT_VERSION;
 pub use bindings::notify_start::RunStart;
 pub use bindings::types::{Diagnostic, Document, Event, EventReason, File, ObjectRef, PluginKind, Severity};
+pub use call::CallScope;
 pub(crate) use call::CallState;
-pub use call::{CallScope, scoped};
 pub use context::{Cluster, RenderContext};
 pub use error::{CallError, EngineError, LoadError};
 pub use load::{Origin, PluginSource};
@@ -350,9 +350,10 @@ impl Plugin {
         config: &serde_json::Value,
         input: RenderInput<'_>,
         context: &RenderContext,
+        scope: &CallScope,
     ) -> Result<Result<Vec<Document>, Vec<Diagnostic>>, CallError> {
         let indices = match &self.flavor {
-            Flavor::Krm(pre) => return self.render_krm(pre, config, input, context),
+            Flavor::Krm(pre) => return self.render_krm(pre, config, input, context, scope),
             Flavor::Component { indices: KindIndices::Render(indices), .. } => indices,
             Flavor::Component { .. } => unreachable!("checked at load"),
         };
@@ -367,7 +368,7 @@ impl Plugin {
             RenderInput::Objects(docs) => (None, bindings::render::Input::Objects(docs)),
         };
         let config = config.to_string();
-        let result = self.call(snapshot, |store, instance| {
+        let result = self.call(snapshot, scope, |store, instance| {
             let guest = indices.load(&mut *store, instance)?;
             guest.call_render(store, &config, &wit_input)
         })?;
@@ -382,10 +383,11 @@ impl Plugin {
         &self,
         config: &serde_json::Value,
         objects: &[Document],
+        scope: &CallScope,
     ) -> Result<Result<Vec<Diagnostic>, String>, CallError> {
         let indices = match &self.flavor {
             Flavor::Krm(pre) => {
-                return Ok(match self.run_krm(pre, config, objects, None, &RenderContext::default())? {
+                return Ok(match self.run_krm(pre, config, objects, None, &RenderContext::default(), scope)? {
                     Ok(response) => Ok(response.diagnostics),
                     Err(diagnostics) => Ok(diagnostics),
                 });
@@ -394,7 +396,7 @@ impl Plugin {
             Flavor::Component { .. } => unreachable!("checked at load"),
         };
         let config = config.to_string();
-        let result = self.call(None, |store, instance| {
+        let result = self.call(None, scope, |store, instance| {
             let guest = indices.load(&mut *store, instance)?;
             guest.call_validate(store, &config, objects)
         })?;
@@ -410,13 +412,14 @@ impl Plugin {
         config: &serde_json::Value,
         events: &[Event],
         allow_hosts: &[String],
+        scope: &CallScope,
     ) -> Result<Result<(), String>, CallError> {
         let Flavor::Component { indices: KindIndices::Notify { notify, .. }, .. } = &self.flavor else {
             unreachable!("checked at load")
         };
         let config = config.to_string();
         let grant = http::Grant { hosts: allow_hosts.to_vec(), timeout: self.limits.timeout };
-        self.call_with(None, grant, |store, instance| {
+        self.call_with(None, grant, scope, |store, instance| {
             let guest = notify.load(&mut *store, instance)?;
             guest.call_notify(store, &config, events)
         })
@@ -434,13 +437,14 @@ impl Plugin {
         config: &serde_json::Value,
         run: &RunStart,
         allow_hosts: &[String],
+        scope: &CallScope,
     ) -> Result<Result<(), String>, CallError> {
         let Flavor::Component { indices: KindIndices::Notify { start: Some(start), .. }, .. } = &self.flavor else {
             return Ok(Ok(()));
         };
         let config = config.to_string();
         let grant = http::Grant { hosts: allow_hosts.to_vec(), timeout: self.limits.timeout };
-        self.call_with(None, grant, |store, instance| {
+        self.call_with(None, grant, scope, |store, instance| {
             let guest = start.load(&mut *store, instance)?;
             guest.call_started(store, &config, run)
         })
@@ -451,13 +455,14 @@ impl Plugin {
         &self,
         config: &serde_json::Value,
         known: Option<&str>,
+        scope: &CallScope,
     ) -> Result<Result<Option<bindings::fetch::Snapshot>, String>, CallError> {
         let Flavor::Component { indices: KindIndices::Fetch(indices), .. } = &self.flavor else {
             unreachable!("checked at load")
         };
         let config = config.to_string();
         let known = known.map(str::to_owned);
-        let result = self.call(None, |store, instance| {
+        let result = self.call(None, scope, |store, instance| {
             let guest = indices.load(&mut *store, instance)?;
             guest.call_fetch(store, &config, known.as_deref())
         })?;
@@ -470,7 +475,7 @@ impl Plugin {
     /// Asks the plugin to describe itself.
     fn describe(&self) -> Result<bindings::types::PluginInfo, CallError> {
         let Flavor::Component { indices, .. } = &self.flavor else { unreachable!("components only") };
-        self.call(None, |store, instance| match indices {
+        self.call(None, &CallScope::default(), |store, instance| match indices {
             KindIndices::Render(i) => i.load(&mut *store, instance)?.call_info(store),
             KindIndices::Validate(i) => i.load(&mut *store, instance)?.call_info(store),
             KindIndices::Notify { notify: i, .. } => i.load(&mut *store, instance)?.call_info(store),

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{Output, TestArgs};
 use crate::object::Object;
 use crate::plugins::{
-    self, Diagnostic, Document, Event, EventReason, Limits, Plugin, PluginKind, PluginSource, RenderContext,
+    self, CallScope, Diagnostic, Document, Event, EventReason, Limits, Plugin, PluginKind, PluginSource, RenderContext,
     RenderInput, RunStart, Runtime, Severity,
 };
 use crate::reconcile::Finding;
@@ -167,6 +167,8 @@ pub fn test(cache: &Path, args: &TestArgs) -> anyhow::Result<ExitCode> {
         diags.into_iter().map(|d| Finding::from_diagnostic(d, &plugin.info.name)).collect::<Vec<_>>()
     };
     let mut report = TestReport::default();
+    // `moor plugin test` gives a plugin no secrets, and nothing stops it but its limits.
+    let scope = CallScope::default();
     let started;
     match kind {
         PluginKind::Renderer => {
@@ -179,7 +181,7 @@ pub fn test(cache: &Path, args: &TestArgs) -> anyhow::Result<ExitCode> {
                 RenderInput::Tree { snapshot: dir, path: "" }
             };
             started = std::time::Instant::now();
-            match plugin.render(&config, input, &RenderContext::default())? {
+            match plugin.render(&config, input, &RenderContext::default(), &scope)? {
                 Ok(docs) => report.objects = docs.iter().map(|d| redacted(&d.json)).collect::<anyhow::Result<_>>()?,
                 Err(diags) => report.findings = findings(diags),
             }
@@ -188,14 +190,14 @@ pub fn test(cache: &Path, args: &TestArgs) -> anyhow::Result<ExitCode> {
             let docs = yaml_documents(&runtime, needs_input()?)?;
             report.summary.objects_in = Some(docs.len());
             started = std::time::Instant::now();
-            match plugin.validate(&config, &docs)? {
+            match plugin.validate(&config, &docs, &scope)? {
                 Ok(diags) => report.findings = findings(diags),
                 Err(message) => report.error = Some(message),
             }
         }
         PluginKind::Source => {
             started = std::time::Instant::now();
-            match plugin.fetch(&config, None)? {
+            match plugin.fetch(&config, None, &scope)? {
                 Ok(Some(snapshot)) => {
                     report.revision = Some(snapshot.revision);
                     report.files =
@@ -222,9 +224,9 @@ pub fn test(cache: &Path, args: &TestArgs) -> anyhow::Result<ExitCode> {
                 revision: event.revision.clone(),
                 timestamp: event.timestamp.clone(),
             };
-            if let Err(message) = plugin.started(&config, &run, allow_hosts)? {
+            if let Err(message) = plugin.started(&config, &run, allow_hosts, &scope)? {
                 report.error = Some(format!("run start: {message}"));
-            } else if let Err(message) = plugin.notify(&config, &[event], allow_hosts)? {
+            } else if let Err(message) = plugin.notify(&config, &[event], allow_hosts, &scope)? {
                 report.error = Some(message);
             }
         }
@@ -276,6 +278,7 @@ fn yaml_documents(runtime: &Runtime, dir: &Path) -> anyhow::Result<Vec<Document>
         &serde_json::json!({}),
         RenderInput::Tree { snapshot: dir, path: "" },
         &RenderContext::default(),
+        &CallScope::default(),
     )? {
         Ok(docs) => Ok(docs),
         Err(diags) => {

@@ -311,7 +311,7 @@ impl Moor {
             plugin: plugin.name().into(),
             message: call.redact(&message),
         };
-        match call.run(|plugin, with| plugin.fetch(with, None)).map_err(StageError::SourceCall)? {
+        match call.run(|plugin, with, scope| plugin.fetch(with, None, scope)).map_err(StageError::SourceCall)? {
             Ok(Some(snapshot)) => {
                 Ok(self.sources.from_plugin(spec, plugin.name(), &snapshot.revision, &snapshot.files)?)
             }

@@ -108,13 +108,14 @@ pub trait OnStart: Sync {
 #[derive(Debug)]
 pub struct RunFailure {
     pub stage: Stage,
-    pub error: StageError,
+    /// Boxed: a run's result is mostly `Ok`, and passed around by value.
+    pub error: Box<StageError>,
 }
 
 impl RunFailure {
     /// Tags errors with the stage they happen in: `.map_err(RunFailure::at(Stage::Source))`.
     pub fn at<E: Into<StageError>>(stage: Stage) -> impl Fn(E) -> RunFailure {
-        move |e| RunFailure { stage, error: e.into() }
+        move |e| RunFailure { stage, error: Box::new(e.into()) }
     }
 
     /// This failure, its message with `revealed` plaintext hidden when it quotes any (an
@@ -125,14 +126,14 @@ impl RunFailure {
         if hidden == message {
             self
         } else {
-            RunFailure { stage: self.stage, error: StageError::Hidden { message: hidden } }
+            RunFailure { stage: self.stage, error: Box::new(StageError::Hidden { message: hidden }) }
         }
     }
 }
 
 impl From<apply::Failed> for RunFailure {
     fn from(failed: apply::Failed) -> RunFailure {
-        RunFailure { stage: failed.stage, error: StageError::Apply(failed) }
+        RunFailure { stage: failed.stage, error: Box::new(StageError::Apply(failed)) }
     }
 }
 

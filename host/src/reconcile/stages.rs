@@ -37,7 +37,10 @@ pub(super) fn render(
             None => RenderInput::Tree { snapshot: root, path },
             Some(docs) => RenderInput::Objects(docs),
         };
-        let out = match step.run(|plugin, with| plugin.render(with, input, context)).map_err(StageError::RenderCall)? {
+        let out = match step
+            .run(|plugin, with, scope| plugin.render(with, input, context, scope))
+            .map_err(StageError::RenderCall)?
+        {
             Ok(out) => out,
             Err(diagnostics) => {
                 let findings = diagnostics.into_iter().map(|d| step.finding(d)).collect();
@@ -121,7 +124,7 @@ pub(super) fn validate(objects: &[Object], validators: &[StepCall<'_>]) -> Resul
         objects.iter().map(|o| Document { json: o.value.to_string(), file: o.file.clone(), line: o.line }).collect();
     let mut findings = Vec::new();
     for step in validators {
-        match step.run(|plugin, with| plugin.validate(with, &docs)).map_err(StageError::ValidateCall)? {
+        match step.run(|plugin, with, scope| plugin.validate(with, &docs, scope)).map_err(StageError::ValidateCall)? {
             Ok(diagnostics) => findings.extend(diagnostics.into_iter().map(|d| step.finding(d))),
             Err(message) => {
                 let message = step.redact(&message);

@@ -55,9 +55,10 @@ pub(crate) struct StepCall<'p> {
 }
 
 impl StepCall<'_> {
-    /// Calls the plugin with the step's config; its log lines are redacted.
-    pub fn run<R>(&self, f: impl FnOnce(&Plugin, &serde_json::Value) -> R) -> R {
-        plugins::scoped(&self.scope, || f(self.plugin, &self.with))
+    /// Calls the plugin with the step's config and scope (its log lines redacted, the
+    /// call stopped by the run's interrupt).
+    pub fn run<R>(&self, f: impl FnOnce(&Plugin, &serde_json::Value, &plugins::CallScope) -> R) -> R {
+        f(self.plugin, &self.with, &self.scope)
     }
 
     /// Hides `values` too (plaintext an earlier step decrypted) from what the plugin says.

@@ -102,7 +102,7 @@ impl Run<'_> {
         for (file, n) in cluster.files() {
             file_applies(file, "success", n);
         }
-        if let Some(StageError::Apply(failed)) = report.error().map(|f| &f.error)
+        if let Some(StageError::Apply(failed)) = report.error().map(|f| &*f.error)
             && let crate::apply::ApplyError::Apply { origin, .. } = &failed.error
         {
             file_applies(origin.rsplit_once(':').map_or(origin.as_str(), |(f, _)| f), "failure", 1);

@@ -13,7 +13,7 @@ use crate::apply::Action;
 use crate::apply::inventory::ObjKey;
 use crate::config::{PipelineSpec, SpannedStr};
 use crate::metrics::PipelineLabels;
-use crate::plugins::{CallError, Event, EventReason, ObjectRef, Plugin, PluginKind, RunStart, Severity};
+use crate::plugins::{CallError, CallScope, Event, EventReason, ObjectRef, Plugin, PluginKind, RunStart, Severity};
 use crate::reconcile::{Prepared, RunContext, RunReport, blocking, resolve_step};
 use crate::secrets::SecretValues;
 use crate::source::short;
@@ -212,7 +212,8 @@ impl Controller {
             revision: revision.into(),
             timestamp: super::status::rfc3339(std::time::SystemTime::now()),
         };
-        let started = |plugin: &Plugin, with: &_, hosts: &[String], ()| plugin.started(with, &run, hosts);
+        let started =
+            |plugin: &Plugin, with: &_, scope: &_, hosts: &[String], ()| plugin.started(with, &run, hosts, scope);
         self.send(prepared, pipeline, Some(&ctx.secrets), hears, started).await;
         true
     }
@@ -242,8 +243,9 @@ impl Controller {
             return;
         }
         let taken = |step: &crate::config::Step| Some(taken(step, &events)).filter(|e| !e.is_empty());
-        let notify =
-            |plugin: &Plugin, with: &_, hosts: &[String], events: Vec<Event>| plugin.notify(with, &events, hosts);
+        let notify = |plugin: &Plugin, with: &_, scope: &_, hosts: &[String], events: Vec<Event>| {
+            plugin.notify(with, &events, hosts, scope)
+        };
         self.send(prepared, pipeline, secrets, taken, notify).await;
     }
 
@@ -255,7 +257,7 @@ impl Controller {
         pipeline: &PipelineSpec,
         secrets: Option<&SecretValues>,
         pick: impl Fn(&crate::config::Step) -> Option<T> + Sync,
-        call: impl Fn(&Plugin, &serde_json::Value, &[String], T) -> Result<Result<(), String>, CallError> + Sync,
+        call: impl Fn(&Plugin, &serde_json::Value, &CallScope, &[String], T) -> Result<Result<(), String>, CallError> + Sync,
     ) {
         let name = pipeline.name.s();
         let config = &prepared.config;
@@ -280,7 +282,7 @@ impl Controller {
                         .and_then(|step_call| {
                             let hosts: Vec<String> = step.allow_hosts.iter().map(|h| h.s().to_owned()).collect();
                             let plugin = step_call.plugin.name().to_owned();
-                            match step_call.run(|p, with| call(p, with, &hosts, picked)) {
+                            match step_call.run(|p, with, scope| call(p, with, scope, &hosts, picked)) {
                                 Ok(Ok(())) => Ok(()),
                                 Ok(Err(message)) => Err(format!("notifier `{plugin}`: {message}")),
                                 Err(e) => Err(e.to_string()),

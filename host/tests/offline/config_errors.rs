@@ -83,7 +83,7 @@ fn a_step_config_rejected_by_the_plugin_schema_is_located() {
     let err = moor
         .render_pipeline(&prepared, cfg.pipeline("web").unwrap(), &Default::default(), &Default::default())
         .unwrap_err();
-    let moor::reconcile::StageError::Config(e) = err.error else { panic!("{err:?}") };
+    let moor::reconcile::StageError::Config(e) = *err.error else { panic!("{err:?}") };
     assert_eq!((e.line, e.column, e.key.as_str()), (8, 38, "pipeline[0].validate[0].with"), "{e}");
     assert!(e.message.contains("/require_labels") && e.message.contains("not of type \"array\""), "{e}");
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use moor::plugins::{
-    CallError, Document, Limits, Plugin, PluginKind, PluginSource, RenderContext, RenderInput, Severity,
+    CallError, CallScope, Document, Limits, Plugin, PluginKind, PluginSource, RenderContext, RenderInput, Severity,
 };
 use serde_json::json;
 
@@ -42,7 +42,7 @@ fn docs() -> Vec<Document> {
 
 /// The probe's notes: the results of a validator run.
 fn messages(plugin: &Plugin, action: &str) -> String {
-    let diagnostics = plugin.validate(&act(action), &docs()).unwrap().unwrap();
+    let diagnostics = plugin.validate(&act(action), &docs(), &CallScope::default()).unwrap().unwrap();
     diagnostics.iter().map(|d| d.message.clone()).collect::<Vec<_>>().join("\n")
 }
 
@@ -59,17 +59,26 @@ fn a_core_module_is_loaded_as_a_krm_function_that_serves_as_renderer_or_validato
 fn an_infinite_loop_is_stopped_at_its_deadline() {
     let plugin = go_probe();
     let started = Instant::now();
-    let err = plugin.render(&act("loop"), RenderInput::Objects(vec![]), &RenderContext::default()).unwrap_err();
+    let err = plugin
+        .render(&act("loop"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
+        .unwrap_err();
     assert!(matches!(err, CallError::Timeout { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
     // Usable again: a fresh instance per call.
-    assert!(plugin.render(&act("noop"), RenderInput::Objects(docs()), &RenderContext::default()).unwrap().is_ok());
+    assert!(
+        plugin
+            .render(&act("noop"), RenderInput::Objects(docs()), &RenderContext::default(), &CallScope::default())
+            .unwrap()
+            .is_ok()
+    );
 }
 
 #[test]
 fn a_memory_hog_hits_the_cap() {
     let plugin = go_probe();
-    let err = plugin.render(&act("hog"), RenderInput::Objects(vec![]), &RenderContext::default()).unwrap_err();
+    let err = plugin
+        .render(&act("hog"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
+        .unwrap_err();
     // Go's runtime may report the refused growth itself (exit 2) or trap on it.
     assert!(matches!(err, CallError::Memory { .. }), "{err:?}");
 }
@@ -78,7 +87,9 @@ fn a_memory_hog_hits_the_cap() {
 fn an_output_flood_is_refused() {
     let plugin =
         krm("krm-probe", Limits { output: 8 << 20, timeout: Duration::from_secs(20), memory: 256 << 20, ..quick() });
-    let err = plugin.render(&act("flood"), RenderInput::Objects(vec![]), &RenderContext::default()).unwrap_err();
+    let err = plugin
+        .render(&act("flood"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
+        .unwrap_err();
     assert!(matches!(err, CallError::Output { .. }), "{err:?}");
 }
 
@@ -93,12 +104,18 @@ fn it_sees_the_snapshot_read_only_as_its_working_directory_nothing_outside_and_n
             &act("tree-fail"),
             RenderInput::Tree { snapshot: dir.path(), path: "apps/web" },
             &RenderContext::default(),
+            &CallScope::default(),
         )
         .unwrap();
     let seen = seen.unwrap_err()[0].message.clone();
     assert_eq!(seen, "wd: /snapshot/apps/web files: cm.yaml env: PWD=/snapshot/apps/web");
     let escape = plugin
-        .render(&act("escape"), RenderInput::Tree { snapshot: dir.path(), path: "apps/web" }, &RenderContext::default())
+        .render(
+            &act("escape"),
+            RenderInput::Tree { snapshot: dir.path(), path: "apps/web" },
+            &RenderContext::default(),
+            &CallScope::default(),
+        )
         .unwrap();
     let notes: Vec<String> = escape.unwrap_err().into_iter().map(|d| d.message).collect();
     assert_eq!(notes.len(), 4, "{notes:#?}");
@@ -110,13 +127,15 @@ fn it_sees_the_snapshot_read_only_as_its_working_directory_nothing_outside_and_n
 #[test]
 fn results_become_diagnostics_with_file_and_line_and_a_failure_is_the_functions_error() {
     let plugin = go_probe();
-    let failed = plugin.validate(&act("fail"), &docs()).unwrap().unwrap();
+    let failed = plugin.validate(&act("fail"), &docs(), &CallScope::default()).unwrap().unwrap();
     let d = &failed[0];
     assert_eq!(d.severity, Severity::Error);
     assert_eq!((d.file.as_deref(), d.line), (Some("app.yaml"), Some(5)));
     assert_eq!(d.object.as_ref().map(|o| o.name.as_str()), Some("second"));
-    let crashed =
-        plugin.render(&act("crash"), RenderInput::Objects(docs()), &RenderContext::default()).unwrap().unwrap_err();
+    let crashed = plugin
+        .render(&act("crash"), RenderInput::Objects(docs()), &RenderContext::default(), &CallScope::default())
+        .unwrap()
+        .unwrap_err();
     assert!(crashed[0].message.contains("exited with code 3"), "{:?}", crashed[0].message);
 }
 
@@ -124,7 +143,12 @@ fn results_become_diagnostics_with_file_and_line_and_a_failure_is_the_functions_
 fn a_kyaml_transformer_keeps_each_objects_file_and_line() {
     let plugin = krm("set-label", quick_go());
     let out = plugin
-        .render(&json!({"key": "team", "value": "blue"}), RenderInput::Objects(docs()), &RenderContext::default())
+        .render(
+            &json!({"key": "team", "value": "blue"}),
+            RenderInput::Objects(docs()),
+            &RenderContext::default(),
+            &CallScope::default(),
+        )
         .unwrap()
         .unwrap();
     let origins: Vec<(String, u32)> = out.iter().map(|d| (d.file.clone(), d.line)).collect();

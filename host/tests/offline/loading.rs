@@ -1,6 +1,6 @@
 //! Loading plugins: pins, non-components, foreign worlds, contract versions, the cache.
 
-use moor::plugins::{Limits, LoadError, PluginKind, PluginSource, Runtime};
+use moor::plugins::{CallScope, Limits, LoadError, PluginKind, PluginSource, Runtime};
 
 use crate::support::*;
 
@@ -133,7 +133,10 @@ fn a_component_built_for_contract_0_1_still_loads_and_validates() {
         file: "app.yaml".into(),
         line: 7,
     }];
-    let diagnostics = plugin.validate(&serde_json::json!({"deny_kinds": ["Service"]}), &docs).unwrap().unwrap();
+    let diagnostics = plugin
+        .validate(&serde_json::json!({"deny_kinds": ["Service"]}), &docs, &CallScope::default())
+        .unwrap()
+        .unwrap();
     assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
     let d = &diagnostics[0];
     assert_eq!(

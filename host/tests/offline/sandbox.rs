@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use moor::plugins::{CallError, RenderContext, RenderInput};
+use moor::plugins::{CallError, CallScope, RenderContext, RenderInput};
 use moor::reconcile::{Moor, StageError};
 use serde_json::json;
 
@@ -16,13 +16,20 @@ fn act(action: &str) -> serde_json::Value {
 fn an_infinite_loop_is_stopped_at_its_deadline() {
     let plugin = probe(quick());
     let started = Instant::now();
-    let err = plugin.render(&act("loop"), RenderInput::Objects(vec![]), &RenderContext::default()).unwrap_err();
+    let err = plugin
+        .render(&act("loop"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
+        .unwrap_err();
     let elapsed = started.elapsed();
     assert!(matches!(err, CallError::Timeout { .. }), "{err:?}");
     assert!(err.to_string().contains("probe") && err.to_string().contains("500ms"), "{err}");
     assert!(elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(3), "{elapsed:?}");
     // The same plugin is usable again: every call is a fresh instance.
-    assert!(plugin.render(&act("noop"), RenderInput::Objects(vec![]), &RenderContext::default()).unwrap().is_ok());
+    assert!(
+        plugin
+            .render(&act("noop"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
+            .unwrap()
+            .is_ok()
+    );
 }
 
 #[test]
@@ -60,7 +67,7 @@ path = "app"
     let stuck = moor
         .render_pipeline(&prepared, config.pipeline("stuck").unwrap(), &Default::default(), &Default::default())
         .unwrap_err();
-    assert!(matches!(stuck.error, StageError::RenderCall(CallError::Timeout { .. })), "{stuck:?}");
+    assert!(matches!(*stuck.error, StageError::RenderCall(CallError::Timeout { .. })), "{stuck:?}");
     let fine = moor
         .render_pipeline(&prepared, config.pipeline("fine").unwrap(), &Default::default(), &Default::default())
         .unwrap();
@@ -70,7 +77,9 @@ path = "app"
 #[test]
 fn a_memory_hog_hits_the_cap() {
     let plugin = probe(quick());
-    let err = plugin.render(&act("hog"), RenderInput::Objects(vec![]), &RenderContext::default()).unwrap_err();
+    let err = plugin
+        .render(&act("hog"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
+        .unwrap_err();
     assert!(matches!(err, CallError::Memory { limit, .. } if limit == 64 << 20), "{err:?}");
     assert_eq!(err.to_string(), "plugin `probe` hit its memory limit of 64 MiB");
 }
@@ -85,7 +94,12 @@ fn a_plugin_sees_no_files_outside_its_snapshot_no_env_and_no_network() {
 
     let plugin = probe(quick());
     let docs = plugin
-        .render(&act("snoop"), RenderInput::Tree { snapshot: snapshot.path(), path: "" }, &RenderContext::default())
+        .render(
+            &act("snoop"),
+            RenderInput::Tree { snapshot: snapshot.path(), path: "" },
+            &RenderContext::default(),
+            &CallScope::default(),
+        )
         .unwrap()
         .unwrap();
     let report: serde_json::Value = serde_json::from_str(&docs[0].json).unwrap();
@@ -106,7 +120,9 @@ fn a_plugin_sees_no_files_outside_its_snapshot_no_env_and_no_network() {
 #[test]
 fn a_hundred_megabytes_of_output_is_refused() {
     let plugin = probe(moor::plugins::Limits { memory: 512 << 20, timeout: Duration::from_secs(20), ..quick() });
-    let err = plugin.render(&act("flood"), RenderInput::Objects(vec![]), &RenderContext::default()).unwrap_err();
+    let err = plugin
+        .render(&act("flood"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
+        .unwrap_err();
     match err {
         CallError::Output { size, limit, .. } => {
             assert!(size > 100 << 20, "{size}");
@@ -119,7 +135,9 @@ fn a_hundred_megabytes_of_output_is_refused() {
 #[test]
 fn a_trap_is_a_clear_error_naming_the_plugin() {
     let plugin = probe(quick());
-    let err = plugin.render(&act("trap"), RenderInput::Objects(vec![]), &RenderContext::default()).unwrap_err();
+    let err = plugin
+        .render(&act("trap"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
+        .unwrap_err();
     assert!(matches!(err, CallError::Trap { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.starts_with("plugin `probe` crashed:"), "{text}");
@@ -129,7 +147,9 @@ fn a_trap_is_a_clear_error_naming_the_plugin() {
 fn chatty_plugins_are_capped_and_still_succeed() {
     // Megabytes of stdout and stderr: kept up to the cap, the rest dropped, no failure.
     let plugin = probe(moor::plugins::Limits { timeout: Duration::from_secs(30), ..quick() });
-    let result = plugin.render(&act("chatter"), RenderInput::Objects(vec![]), &RenderContext::default()).unwrap();
+    let result = plugin
+        .render(&act("chatter"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
+        .unwrap();
     assert!(result.is_ok());
 }
 

@@ -24,6 +24,7 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
 use super::call::MemoryLimiter;
 use super::output::CappedOutput;
 use super::{CallError, Diagnostic, Document, Plugin, RenderContext, RenderInput, SNAPSHOT_MOUNT, Severity};
+use crate::CallScope;
 use resource_list::{Request, Response};
 
 /// The protocol KRM functions speak, as `moor plugin inspect` names it.
@@ -79,10 +80,13 @@ impl Plugin {
         config: &serde_json::Value,
         input: RenderInput<'_>,
         context: &RenderContext,
+        scope: &CallScope,
     ) -> Result<Result<Vec<Document>, Vec<Diagnostic>>, CallError> {
         let outcome = match input {
-            RenderInput::Tree { snapshot, path } => self.run_krm(pre, config, &[], Some((snapshot, path)), context)?,
-            RenderInput::Objects(docs) => self.run_krm(pre, config, &docs, None, context)?,
+            RenderInput::Tree { snapshot, path } => {
+                self.run_krm(pre, config, &[], Some((snapshot, path)), context, scope)?
+            }
+            RenderInput::Objects(docs) => self.run_krm(pre, config, &docs, None, context, scope)?,
         };
         Ok(outcome.map(|response| {
             for d in response.diagnostics.iter().filter(|d| d.severity != Severity::Error) {
@@ -101,9 +105,10 @@ impl Plugin {
         docs: &[Document],
         tree: Option<(&Path, &str)>,
         context: &RenderContext,
+        scope: &CallScope,
     ) -> Result<Outcome, CallError> {
         let request = Request::new(docs, config).map_err(|message| self.trap(message))?;
-        let (stdout, code) = self.call_krm(pre, request.json.clone().into_bytes(), tree, context)?;
+        let (stdout, code) = self.call_krm(pre, request.json.clone().into_bytes(), tree, context, scope)?;
         let workdir = tree.map_or("", |(_, path)| path);
         let response = match request.response(&stdout, workdir) {
             Ok(response) => response,
@@ -131,6 +136,7 @@ impl Plugin {
         stdin: Vec<u8>,
         tree: Option<(&Path, &str)>,
         context: &RenderContext,
+        scope: &CallScope,
     ) -> Result<(Vec<u8>, i32), CallError> {
         let started = Instant::now();
         let stdout = CappedOutput::new(self.limits.output);
@@ -153,7 +159,6 @@ impl Plugin {
         let state = KrmState { wasi: wasi.build_p1(), limiter: MemoryLimiter::new(self.limits.memory) };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let scope = super::call::scope();
         super::call::arm(&mut store, self.limits.timeout, scope.interrupt.clone());
 
         let result = pre.instantiate(&mut store).and_then(|instance| {
