@@ -83,7 +83,12 @@ fn main() {
     let overlay = data.join("deploy");
     let wasm = median_of(rounds, || {
         let input = RenderInput::Tree { snapshot: &overlay, path: "overlays/dev" };
-        let docs = kustomize.render(&serde_json::json!({}), input, &context, &CallScope::default()).unwrap().unwrap();
+        let docs = kustomize
+            .renderer()
+            .unwrap()
+            .render(&serde_json::json!({}), input, &context, &CallScope::default())
+            .unwrap()
+            .unwrap();
         assert!(docs.len() >= 8);
     });
     let native = median_of(rounds, || {
@@ -101,7 +106,7 @@ fn main() {
     let config = serde_json::json!({"chart": "podinfo", "values": ["podinfo/values-prod.yaml"]});
     let wasm = median_of(rounds, || {
         let input = RenderInput::Tree { snapshot: &charts, path: "" };
-        let docs = helm.render(&config, input, &context, &CallScope::default()).unwrap().unwrap();
+        let docs = helm.renderer().unwrap().render(&config, input, &context, &CallScope::default()).unwrap().unwrap();
         assert!(docs.len() >= 5);
     });
     let native = median_of(rounds, || {

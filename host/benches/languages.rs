@@ -104,12 +104,13 @@ fn main() {
         let plugin = plugin.unwrap();
         let call = |docs: &[Document]| {
             timed(|| {
-                plugin.validate(&config, docs, &CallScope::default()).unwrap().unwrap();
+                plugin.validator().unwrap().validate(&config, docs, &CallScope::default()).unwrap().unwrap();
             })
         };
         let empty = median((0..50).map(|_| call(&[])).collect());
         let full = median((0..10).map(|_| call(&objects)).collect());
-        let found = plugin.validate(&config, &objects, &CallScope::default()).unwrap().unwrap().len();
+        let found =
+            plugin.validator().unwrap().validate(&config, &objects, &CallScope::default()).unwrap().unwrap().len();
         assert_eq!(found, 100, "{lang}: one error per Service");
         println!(
             "| {lang} | {:.2} s | {:.1} s | {:.1} s | {:.1} MB | {:.1} s | {:.0} ms | {:.2} ms | {:.1} ms |",

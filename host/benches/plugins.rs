@@ -26,6 +26,8 @@ fn main() {
     let noop = serde_json::json!({"action": "noop"});
     for _ in 0..1_000 {
         probe
+            .renderer()
+            .unwrap()
             .render(&noop, RenderInput::Objects(Vec::new()), &RenderContext::default(), &CallScope::default())
             .unwrap()
             .unwrap();
@@ -34,6 +36,8 @@ fn main() {
         .map(|_| {
             let started = Instant::now();
             probe
+                .renderer()
+                .unwrap()
                 .render(&noop, RenderInput::Objects(Vec::new()), &RenderContext::default(), &CallScope::default())
                 .unwrap()
                 .unwrap();
@@ -73,6 +77,8 @@ fn main() {
     for _ in 0..rounds {
         let started = Instant::now();
         let docs = yaml
+            .renderer()
+            .unwrap()
             .render(
                 &config,
                 RenderInput::Tree { snapshot: tree.path(), path: "" },
@@ -122,6 +128,8 @@ fn time_wasm(yaml: &moor::plugins::Plugin, dir: &std::path::Path, rounds: usize,
         .map(|_| {
             let started = Instant::now();
             let docs = yaml
+                .renderer()
+                .unwrap()
                 .render(
                     &serde_json::json!({}),
                     RenderInput::Tree { snapshot: dir, path: "" },

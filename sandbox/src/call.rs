@@ -7,12 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{InstancePre, ResourceTable};
 use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::output::CappedOutput;
-use super::{CallError, Flavor, Plugin, SNAPSHOT_MOUNT, TICK, bindings, http};
+use super::{CallError, Plugin, SNAPSHOT_MOUNT, TICK, bindings, http};
 use crate::interrupt::Interrupt;
 
 /// What the plugin calls of one step carry besides their input: the secret values to
@@ -123,19 +123,22 @@ impl ResourceLimiter for MemoryLimiter {
 }
 
 impl Plugin {
-    /// Runs `f` on a fresh instance in a fresh store with this plugin's limits.
+    /// Runs `f` on a fresh instance of the component `pre` in a fresh store with this
+    /// plugin's limits.
     pub(super) fn call<R>(
         &self,
+        pre: &InstancePre<CallState>,
         snapshot: Option<&Path>,
         scope: &CallScope,
         f: impl FnOnce(&mut Store<CallState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        self.call_with(snapshot, http::Grant::none(), scope, f)
+        self.call_with(pre, snapshot, http::Grant::none(), scope, f)
     }
 
     /// [`Plugin::call`] with network grants.
     pub(super) fn call_with<R>(
         &self,
+        pre: &InstancePre<CallState>,
         snapshot: Option<&Path>,
         http_grant: http::Grant,
         scope: &CallScope,
@@ -169,7 +172,6 @@ impl Plugin {
         let interrupt = store.data().scope.interrupt.clone();
         arm(&mut store, self.limits.timeout, interrupt);
 
-        let Flavor::Component { pre, .. } = &self.flavor else { unreachable!("only components are called so") };
         let result = pre
             .instantiate(&mut store)
             .map_err(|e| (true, e))

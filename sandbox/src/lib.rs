@@ -22,6 +22,7 @@ mod context;
 mod error;
 mod http;
 pub mod interrupt;
+mod kinds;
 pub mod krm;
 mod load;
 pub mod oci;
@@ -42,6 +43,8 @@ pub use call::CallScope;
 pub(crate) use call::CallState;
 pub use context::{Cluster, RenderContext};
 pub use error::{CallError, EngineError, LoadError};
+use kinds::Via;
+pub use kinds::{Kind, Notifier, Renderer, Source, Validator};
 pub use load::{Origin, PluginSource};
 
 mod builtin {
@@ -323,9 +326,11 @@ impl Plugin {
     /// Whether the plugin can serve as a `kind`: a component only as its own kind, a KRM
     /// function as a renderer (generator or transformer) or a validator.
     pub fn serves(&self, kind: PluginKind) -> bool {
-        match self.flavor {
-            Flavor::Component { .. } => self.info.kind == kind,
-            Flavor::Krm(_) => matches!(kind, PluginKind::Renderer | PluginKind::Validator),
+        match kind {
+            PluginKind::Renderer => self.renderer().is_some(),
+            PluginKind::Validator => self.validator().is_some(),
+            PluginKind::Notifier => self.notifier().is_some(),
+            PluginKind::Source => self.source().is_some(),
         }
     }
 
@@ -343,144 +348,48 @@ impl Plugin {
         if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 
-    /// Calls a renderer. `Ok(Err(_))` carries the plugin's own diagnostics. `context`
-    /// reaches KRM functions only (see [`RenderContext`]).
-    pub fn render(
-        &self,
-        config: &serde_json::Value,
-        input: RenderInput<'_>,
-        context: &RenderContext,
-        scope: &CallScope,
-    ) -> Result<Result<Vec<Document>, Vec<Diagnostic>>, CallError> {
-        let indices = match &self.flavor {
-            Flavor::Krm(pre) => return self.render_krm(pre, config, input, context, scope),
-            Flavor::Component { indices: KindIndices::Render(indices), .. } => indices,
-            Flavor::Component { .. } => unreachable!("checked at load"),
-        };
-        let (snapshot, wit_input) = match input {
-            RenderInput::Tree { snapshot, path } => (
-                Some(snapshot),
-                bindings::render::Input::Tree(bindings::render::Tree {
-                    root: SNAPSHOT_MOUNT.into(),
-                    path: path.into(),
-                }),
-            ),
-            RenderInput::Objects(docs) => (None, bindings::render::Input::Objects(docs)),
-        };
-        let config = config.to_string();
-        let result = self.call(snapshot, scope, |store, instance| {
-            let guest = indices.load(&mut *store, instance)?;
-            guest.call_render(store, &config, &wit_input)
-        })?;
-        if let Ok(docs) = &result {
-            self.check_output(docs.iter().map(|d| d.json.len() + d.file.len()).sum())?;
-        }
-        Ok(result)
+    /// This plugin as a renderer, if it is one (a renderer component, or a KRM function).
+    pub fn renderer(&self) -> Option<Renderer<'_>> {
+        Some(Renderer {
+            plugin: self,
+            via: match &self.flavor {
+                Flavor::Krm(pre) => Via::Krm(pre),
+                Flavor::Component { pre, indices: KindIndices::Render(indices) } => Via::Component(pre, indices),
+                Flavor::Component { .. } => return None,
+            },
+        })
     }
 
-    /// Calls a validator. `Ok(Err(_))` is the validator saying it failed.
-    pub fn validate(
-        &self,
-        config: &serde_json::Value,
-        objects: &[Document],
-        scope: &CallScope,
-    ) -> Result<Result<Vec<Diagnostic>, String>, CallError> {
-        let indices = match &self.flavor {
-            Flavor::Krm(pre) => {
-                return Ok(match self.run_krm(pre, config, objects, None, &RenderContext::default(), scope)? {
-                    Ok(response) => Ok(response.diagnostics),
-                    Err(diagnostics) => Ok(diagnostics),
-                });
+    /// This plugin as a validator, if it is one (a validator component, or a KRM function).
+    pub fn validator(&self) -> Option<Validator<'_>> {
+        Some(Validator {
+            plugin: self,
+            via: match &self.flavor {
+                Flavor::Krm(pre) => Via::Krm(pre),
+                Flavor::Component { pre, indices: KindIndices::Validate(indices) } => Via::Component(pre, indices),
+                Flavor::Component { .. } => return None,
+            },
+        })
+    }
+
+    /// This plugin as a notifier, if it is one.
+    pub fn notifier(&self) -> Option<Notifier<'_>> {
+        match &self.flavor {
+            Flavor::Component { pre, indices: KindIndices::Notify { notify, start } } => {
+                Some(Notifier { plugin: self, pre, notify, start: start.as_ref() })
             }
-            Flavor::Component { indices: KindIndices::Validate(indices), .. } => indices,
-            Flavor::Component { .. } => unreachable!("checked at load"),
-        };
-        let config = config.to_string();
-        let result = self.call(None, scope, |store, instance| {
-            let guest = indices.load(&mut *store, instance)?;
-            guest.call_validate(store, &config, objects)
-        })?;
-        if let Ok(diags) = &result {
-            self.check_output(diags.iter().map(|d| d.message.len()).sum())?;
+            _ => None,
         }
-        Ok(result)
     }
 
-    /// Calls a notifier; wasi:http reaches only `allow_hosts` (`host` or `host:port`).
-    pub fn notify(
-        &self,
-        config: &serde_json::Value,
-        events: &[Event],
-        allow_hosts: &[String],
-        scope: &CallScope,
-    ) -> Result<Result<(), String>, CallError> {
-        let Flavor::Component { indices: KindIndices::Notify { notify, .. }, .. } = &self.flavor else {
-            unreachable!("checked at load")
-        };
-        let config = config.to_string();
-        let grant = http::Grant { hosts: allow_hosts.to_vec(), timeout: self.limits.timeout };
-        self.call_with(None, grant, scope, |store, instance| {
-            let guest = notify.load(&mut *store, instance)?;
-            guest.call_notify(store, &config, events)
-        })
-    }
-
-    /// Whether this notifier wants to hear when a run starts ([`Plugin::started`]).
-    pub fn tells_starts(&self) -> bool {
-        matches!(&self.flavor, Flavor::Component { indices: KindIndices::Notify { start: Some(_), .. }, .. })
-    }
-
-    /// Tells a notifier of the `status-notifier` world that a run starts; `Ok(Ok(()))`
-    /// without a call for other notifiers.
-    pub fn started(
-        &self,
-        config: &serde_json::Value,
-        run: &RunStart,
-        allow_hosts: &[String],
-        scope: &CallScope,
-    ) -> Result<Result<(), String>, CallError> {
-        let Flavor::Component { indices: KindIndices::Notify { start: Some(start), .. }, .. } = &self.flavor else {
-            return Ok(Ok(()));
-        };
-        let config = config.to_string();
-        let grant = http::Grant { hosts: allow_hosts.to_vec(), timeout: self.limits.timeout };
-        self.call_with(None, grant, scope, |store, instance| {
-            let guest = start.load(&mut *store, instance)?;
-            guest.call_started(store, &config, run)
-        })
-    }
-
-    /// Calls a source plugin. `Ok(Ok(None))` means `known` is still current.
-    pub fn fetch(
-        &self,
-        config: &serde_json::Value,
-        known: Option<&str>,
-        scope: &CallScope,
-    ) -> Result<Result<Option<bindings::fetch::Snapshot>, String>, CallError> {
-        let Flavor::Component { indices: KindIndices::Fetch(indices), .. } = &self.flavor else {
-            unreachable!("checked at load")
-        };
-        let config = config.to_string();
-        let known = known.map(str::to_owned);
-        let result = self.call(None, scope, |store, instance| {
-            let guest = indices.load(&mut *store, instance)?;
-            guest.call_fetch(store, &config, known.as_deref())
-        })?;
-        if let Ok(Some(snapshot)) = &result {
-            self.check_output(snapshot.files.iter().map(|f| f.contents.len() + f.path.len()).sum())?;
+    /// This plugin as a source, if it is one.
+    pub fn source(&self) -> Option<Source<'_>> {
+        match &self.flavor {
+            Flavor::Component { pre, indices: KindIndices::Fetch(indices) } => {
+                Some(Source { plugin: self, pre, indices })
+            }
+            _ => None,
         }
-        Ok(result)
-    }
-
-    /// Asks the plugin to describe itself.
-    fn describe(&self) -> Result<bindings::types::PluginInfo, CallError> {
-        let Flavor::Component { indices, .. } = &self.flavor else { unreachable!("components only") };
-        self.call(None, &CallScope::default(), |store, instance| match indices {
-            KindIndices::Render(i) => i.load(&mut *store, instance)?.call_info(store),
-            KindIndices::Validate(i) => i.load(&mut *store, instance)?.call_info(store),
-            KindIndices::Notify { notify: i, .. } => i.load(&mut *store, instance)?.call_info(store),
-            KindIndices::Fetch(i) => i.load(&mut *store, instance)?.call_info(store),
-        })
     }
 
     fn check_output(&self, size: usize) -> Result<(), CallError> {

@@ -163,11 +163,12 @@ pub(super) fn load(runtime: &Runtime, name: &str, source: PluginSource, limits: 
         origin,
         limits,
         engine: runtime.engine.clone(),
-        flavor: Flavor::Component { pre, indices },
+        flavor: Flavor::Component { pre: pre.clone(), indices: indices.clone() },
         schema: jsonschema::validator_for(&serde_json::json!({})).expect("empty schema is valid"),
     };
 
-    let described = plugin.describe().map_err(|source| LoadError::Info { name: name.into(), source })?;
+    let described =
+        describe(&plugin, &pre, &indices).map_err(|source| LoadError::Info { name: name.into(), source })?;
     if described.kind != kind {
         return Err(LoadError::WrongKind {
             name: name.into(),
@@ -264,6 +265,20 @@ fn version_problem(found: &str) -> Option<&'static str> {
 
 /// What a component's imports let it do, in words. Everything is denied or empty unless
 /// a pipeline grants it; this is what `moor plugin inspect` and the status page show.
+/// Asks a component to describe itself, through its kind's interface.
+fn describe(
+    plugin: &Plugin,
+    pre: &wasmtime::component::InstancePre<super::CallState>,
+    indices: &KindIndices,
+) -> Result<bindings::types::PluginInfo, super::CallError> {
+    plugin.call(pre, None, &super::CallScope::default(), |store, instance| match indices {
+        KindIndices::Render(i) => i.load(&mut *store, instance)?.call_info(store),
+        KindIndices::Validate(i) => i.load(&mut *store, instance)?.call_info(store),
+        KindIndices::Notify { notify: i, .. } => i.load(&mut *store, instance)?.call_info(store),
+        KindIndices::Fetch(i) => i.load(&mut *store, instance)?.call_info(store),
+    })
+}
+
 pub(crate) fn capabilities<'a>(imports: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut caps = std::collections::BTreeSet::new();
     for import in imports {

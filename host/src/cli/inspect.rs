@@ -169,6 +169,7 @@ pub fn test(cache: &Path, args: &TestArgs) -> anyhow::Result<ExitCode> {
     let mut report = TestReport::default();
     // `moor plugin test` gives a plugin no secrets, and nothing stops it but its limits.
     let scope = CallScope::default();
+    let not_a = || anyhow::anyhow!("plugin `{}` is a {}; it cannot run as a {kind}", plugin.info.name, plugin.kind());
     let started;
     match kind {
         PluginKind::Renderer => {
@@ -181,7 +182,7 @@ pub fn test(cache: &Path, args: &TestArgs) -> anyhow::Result<ExitCode> {
                 RenderInput::Tree { snapshot: dir, path: "" }
             };
             started = std::time::Instant::now();
-            match plugin.render(&config, input, &RenderContext::default(), &scope)? {
+            match plugin.renderer().ok_or_else(not_a)?.render(&config, input, &RenderContext::default(), &scope)? {
                 Ok(docs) => report.objects = docs.iter().map(|d| redacted(&d.json)).collect::<anyhow::Result<_>>()?,
                 Err(diags) => report.findings = findings(diags),
             }
@@ -190,14 +191,14 @@ pub fn test(cache: &Path, args: &TestArgs) -> anyhow::Result<ExitCode> {
             let docs = yaml_documents(&runtime, needs_input()?)?;
             report.summary.objects_in = Some(docs.len());
             started = std::time::Instant::now();
-            match plugin.validate(&config, &docs, &scope)? {
+            match plugin.validator().ok_or_else(not_a)?.validate(&config, &docs, &scope)? {
                 Ok(diags) => report.findings = findings(diags),
                 Err(message) => report.error = Some(message),
             }
         }
         PluginKind::Source => {
             started = std::time::Instant::now();
-            match plugin.fetch(&config, None, &scope)? {
+            match plugin.source().ok_or_else(not_a)?.fetch(&config, None, &scope)? {
                 Ok(Some(snapshot)) => {
                     report.revision = Some(snapshot.revision);
                     report.files =
@@ -224,9 +225,10 @@ pub fn test(cache: &Path, args: &TestArgs) -> anyhow::Result<ExitCode> {
                 revision: event.revision.clone(),
                 timestamp: event.timestamp.clone(),
             };
-            if let Err(message) = plugin.started(&config, &run, allow_hosts, &scope)? {
+            let notifier = plugin.notifier().ok_or_else(not_a)?;
+            if let Err(message) = notifier.started(&config, &run, allow_hosts, &scope)? {
                 report.error = Some(format!("run start: {message}"));
-            } else if let Err(message) = plugin.notify(&config, &[event], allow_hosts, &scope)? {
+            } else if let Err(message) = notifier.notify(&config, &[event], allow_hosts, &scope)? {
                 report.error = Some(message);
             }
         }
@@ -274,6 +276,7 @@ fn yaml_documents(runtime: &Runtime, dir: &Path) -> anyhow::Result<Vec<Document>
         PluginSource::Builtin(plugins::builtin_bytes("yaml").expect("yaml is built in")),
         Limits::default(),
     )?;
+    let yaml = yaml.renderer().context("the built-in `yaml` is a renderer")?;
     match yaml.render(
         &serde_json::json!({}),
         RenderInput::Tree { snapshot: dir, path: "" },

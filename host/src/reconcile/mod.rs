@@ -30,7 +30,7 @@ use crate::apply;
 use crate::config::{Config, ConfigError, PipelineSpec, PluginSpec, SpannedStr};
 use crate::interrupt::Interrupt;
 use crate::object::Object;
-use crate::plugins::{self, CallError, Limits, Plugin, PluginKind, PluginSource, RenderContext, Runtime};
+use crate::plugins::{self, CallError, Limits, Plugin, PluginSource, RenderContext, Renderer, Runtime, Validator};
 use crate::secrets::SecretValues;
 use crate::source::{Snapshot, SourceError, Sources};
 use crate::stage::Stage;
@@ -252,18 +252,11 @@ impl Moor {
     pub fn render(&self, ctx: &RunContext<'_>) -> Result<Rendered, RunFailure> {
         let RunContext { prepared, pipeline, secrets, interrupt, .. } = ctx;
         let mut renderers =
-            resolve_chain(prepared, pipeline, "render", &pipeline.render, PluginKind::Renderer, secrets, interrupt)
+            resolve_chain::<Renderer>(prepared, pipeline, "render", &pipeline.render, secrets, interrupt)
                 .map_err(RunFailure::at(Stage::Prepare))?;
-        let mut validators = resolve_chain(
-            prepared,
-            pipeline,
-            "validate",
-            &pipeline.validate,
-            PluginKind::Validator,
-            secrets,
-            interrupt,
-        )
-        .map_err(RunFailure::at(Stage::Prepare))?;
+        let mut validators =
+            resolve_chain::<Validator>(prepared, pipeline, "validate", &pipeline.validate, secrets, interrupt)
+                .map_err(RunFailure::at(Stage::Prepare))?;
 
         let snapshot = self.fetch(prepared, pipeline, secrets, interrupt).map_err(RunFailure::at(Stage::Source))?;
         let (objects, revealed) =
@@ -304,14 +297,14 @@ impl Moor {
             return Ok(self.sources.snapshot(config, spec, secrets, interrupt)?);
         };
         let key = format!("source[{index}].plugin");
-        let call = resolve_step(prepared, &key, "source", step, PluginKind::Source, secrets, Some(interrupt))?;
+        let call = resolve_step::<plugins::Source>(prepared, &key, "source", step, secrets, Some(interrupt))?;
         let plugin = call.plugin;
         let failed = |message: String| SourceError::Plugin {
             source_name: spec.name.s().into(),
             plugin: plugin.name().into(),
             message: call.redact(&message),
         };
-        match call.run(|plugin, with, scope| plugin.fetch(with, None, scope)).map_err(StageError::SourceCall)? {
+        match call.run(|source, with, scope| source.fetch(with, None, scope)).map_err(StageError::SourceCall)? {
             Ok(Some(snapshot)) => {
                 Ok(self.sources.from_plugin(spec, plugin.name(), &snapshot.revision, &snapshot.files)?)
             }

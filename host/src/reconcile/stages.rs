@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::Finding;
 use super::{StageError, StepCall, overlay, revealed};
 use crate::object::{ObjKey, Object};
-use crate::plugins::{Document, RenderContext, RenderInput};
+use crate::plugins::{Document, RenderContext, RenderInput, Renderer, Validator};
 use crate::source::Snapshot;
 
 /// Stage 2: the render chain. The first renderer reads the snapshot; each later one gets
@@ -18,7 +18,7 @@ use crate::source::Snapshot;
 pub(super) fn render(
     snapshot: &Snapshot,
     path: &str,
-    renderers: &mut [StepCall<'_>],
+    renderers: &mut [StepCall<'_, Renderer<'_>>],
     context: &RenderContext,
 ) -> Result<(Vec<Object>, Vec<String>), StageError> {
     let mut docs: Option<Vec<Document>> = None;
@@ -38,7 +38,7 @@ pub(super) fn render(
             Some(docs) => RenderInput::Objects(docs),
         };
         let out = match step
-            .run(|plugin, with, scope| plugin.render(with, input, context, scope))
+            .run(|renderer, with, scope| renderer.render(with, input, context, scope))
             .map_err(StageError::RenderCall)?
         {
             Ok(out) => out,
@@ -116,7 +116,10 @@ fn normalize(
 }
 
 /// Stage 4: the validate chain. Every validator sees every object; any error blocks.
-pub(super) fn validate(objects: &[Object], validators: &[StepCall<'_>]) -> Result<Vec<Finding>, StageError> {
+pub(super) fn validate(
+    objects: &[Object],
+    validators: &[StepCall<'_, Validator<'_>>],
+) -> Result<Vec<Finding>, StageError> {
     if validators.is_empty() {
         return Ok(Vec::new());
     }
@@ -124,7 +127,10 @@ pub(super) fn validate(objects: &[Object], validators: &[StepCall<'_>]) -> Resul
         objects.iter().map(|o| Document { json: o.value.to_string(), file: o.file.clone(), line: o.line }).collect();
     let mut findings = Vec::new();
     for step in validators {
-        match step.run(|plugin, with, scope| plugin.validate(with, &docs, scope)).map_err(StageError::ValidateCall)? {
+        match step
+            .run(|validator, with, scope| validator.validate(with, &docs, scope))
+            .map_err(StageError::ValidateCall)?
+        {
             Ok(diagnostics) => findings.extend(diagnostics.into_iter().map(|d| step.finding(d))),
             Err(message) => {
                 let message = step.redact(&message);

@@ -5,7 +5,7 @@
 use super::{Finding, Prepared, StageError};
 use crate::config::{PipelineSpec, SpannedStr, Step};
 use crate::interrupt::Interrupt;
-use crate::plugins::{self, Plugin, PluginKind};
+use crate::plugins::{self, Kind, Plugin};
 use crate::secrets::SecretValues;
 
 /// Runs blocking work (plugin calls) from async code. On a multi-threaded runtime the worker
@@ -23,23 +23,22 @@ pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     }
 }
 
-/// The plugins of one chain with their checked configs.
-pub(super) fn resolve_chain<'p>(
+/// The plugins of one chain, as the kind `K` the chain takes, with their checked configs.
+pub(super) fn resolve_chain<'p, K: Kind<'p>>(
     prepared: &'p Prepared,
     pipeline: &PipelineSpec,
     chain: &str,
     steps: &[Step],
-    kind: PluginKind,
     secrets: &SecretValues,
     interrupt: &Interrupt,
-) -> Result<Vec<StepCall<'p>>, StageError> {
+) -> Result<Vec<StepCall<'p, K>>, StageError> {
     let index = prepared.config.pipelines.iter().position(|p| p.name.s() == pipeline.name.s()).unwrap_or(0);
     steps
         .iter()
         .enumerate()
         .map(|(j, step)| {
             let key = format!("pipeline[{index}].{chain}[{j}]");
-            resolve_step(prepared, &key, chain, step, kind, secrets, Some(interrupt))
+            resolve_step(prepared, &key, chain, step, secrets, Some(interrupt))
         })
         .collect()
 }
@@ -47,18 +46,20 @@ pub(super) fn resolve_chain<'p>(
 /// One step, ready to call: its plugin, its `with` table (secrets filled in) and the
 /// secret values it was given, which are redacted from what the plugin logs or returns
 /// as messages.
-pub(crate) struct StepCall<'p> {
+pub(crate) struct StepCall<'p, K> {
     pub plugin: &'p Plugin,
+    /// The plugin as the kind its chain takes.
+    kind: K,
     pub with: serde_json::Value,
     /// The secret values it was given (redacted from what it says) and the run's interrupt.
     scope: plugins::CallScope,
 }
 
-impl StepCall<'_> {
+impl<K> StepCall<'_, K> {
     /// Calls the plugin with the step's config and scope (its log lines redacted, the
     /// call stopped by the run's interrupt).
-    pub fn run<R>(&self, f: impl FnOnce(&Plugin, &serde_json::Value, &plugins::CallScope) -> R) -> R {
-        f(self.plugin, &self.with, &self.scope)
+    pub fn run<R>(&self, f: impl FnOnce(&K, &serde_json::Value, &plugins::CallScope) -> R) -> R {
+        f(&self.kind, &self.with, &self.scope)
     }
 
     /// Hides `values` too (plaintext an earlier step decrypted) from what the plugin says.
@@ -82,24 +83,23 @@ impl StepCall<'_> {
     }
 }
 
-/// The loaded plugin of one step, checked to be of `kind`, and its config, checked against
-/// the plugin's schema. Errors point at the step (`key`) in the config file.
-pub(crate) fn resolve_step<'p>(
+/// The loaded plugin of one step, as the kind `K` its chain takes, and its config, checked
+/// against the plugin's schema. Errors point at the step (`key`) in the config file.
+pub(crate) fn resolve_step<'p, K: Kind<'p>>(
     prepared: &'p Prepared,
     key: &str,
     chain: &str,
     step: &Step,
-    kind: PluginKind,
     secrets: &SecretValues,
     interrupt: Option<&Interrupt>,
-) -> Result<StepCall<'p>, StageError> {
+) -> Result<StepCall<'p, K>, StageError> {
     let config = &prepared.config;
     let name = step.uses.s();
     let plugin = prepared.plugin(name).map_err(StageError::Load)?;
-    if !plugin.serves(kind) {
-        let message = format!("plugin `{name}` is a {}; `{chain}` takes {kind}s", plugin.kind());
+    let Some(kind) = K::of(plugin) else {
+        let message = format!("plugin `{name}` is a {}; `{chain}` takes {}s", plugin.kind(), K::KIND);
         return Err(config.error_at(step.uses.span(), format!("{key}.use"), message).into());
-    }
+    };
     let crate::secrets::StepConfig { with, secret_values } =
         secrets.step_config(step, &config.settings.namespace).map_err(|e| StageError::Secrets(format!("{key}.{e}")))?;
     if let Err(errors) = plugin.check_config(&with) {
@@ -107,5 +107,10 @@ pub(crate) fn resolve_step<'p>(
         let message = format!("rejected by plugin `{name}`'s schema: {}", errors.join("; "));
         return Err(config.error_at(span, format!("{key}.with"), message).into());
     }
-    Ok(StepCall { plugin, with, scope: plugins::CallScope { redact: secret_values, interrupt: interrupt.cloned() } })
+    Ok(StepCall {
+        plugin,
+        kind,
+        with,
+        scope: plugins::CallScope { redact: secret_values, interrupt: interrupt.cloned() },
+    })
 }

@@ -13,7 +13,7 @@ use crate::apply::Action;
 use crate::apply::inventory::ObjKey;
 use crate::config::{PipelineSpec, SpannedStr};
 use crate::metrics::PipelineLabels;
-use crate::plugins::{CallError, CallScope, Event, EventReason, ObjectRef, Plugin, PluginKind, RunStart, Severity};
+use crate::plugins::{CallError, CallScope, Event, EventReason, Notifier, ObjectRef, RunStart, Severity};
 use crate::reconcile::{Prepared, RunContext, RunReport, blocking, resolve_step};
 use crate::secrets::SecretValues;
 use crate::source::short;
@@ -186,7 +186,9 @@ impl Controller {
     pub(super) async fn tell_started(&self, ctx: &RunContext<'_>, revision: &str) -> bool {
         let (prepared, pipeline) = (ctx.prepared, ctx.pipeline);
         let hears = |step: &crate::config::Step| {
-            (hears_starts(step) && prepared.plugin(step.uses.s()).is_ok_and(|p| p.tells_starts())).then_some(())
+            (hears_starts(step)
+                && prepared.plugin(step.uses.s()).is_ok_and(|p| p.notifier().is_some_and(|n| n.tells_starts())))
+            .then_some(())
         };
         if !pipeline.notify.iter().any(|s| hears(s).is_some()) {
             return false;
@@ -212,8 +214,7 @@ impl Controller {
             revision: revision.into(),
             timestamp: super::status::rfc3339(std::time::SystemTime::now()),
         };
-        let started =
-            |plugin: &Plugin, with: &_, scope: &_, hosts: &[String], ()| plugin.started(with, &run, hosts, scope);
+        let started = |n: &Notifier, with: &_, scope: &_, hosts: &[String], ()| n.started(with, &run, hosts, scope);
         self.send(prepared, pipeline, Some(&ctx.secrets), hears, started).await;
         true
     }
@@ -243,8 +244,8 @@ impl Controller {
             return;
         }
         let taken = |step: &crate::config::Step| Some(taken(step, &events)).filter(|e| !e.is_empty());
-        let notify = |plugin: &Plugin, with: &_, scope: &_, hosts: &[String], events: Vec<Event>| {
-            plugin.notify(with, &events, hosts, scope)
+        let notify = |n: &Notifier, with: &_, scope: &_, hosts: &[String], events: Vec<Event>| {
+            n.notify(with, &events, hosts, scope)
         };
         self.send(prepared, pipeline, secrets, taken, notify).await;
     }
@@ -257,7 +258,8 @@ impl Controller {
         pipeline: &PipelineSpec,
         secrets: Option<&SecretValues>,
         pick: impl Fn(&crate::config::Step) -> Option<T> + Sync,
-        call: impl Fn(&Plugin, &serde_json::Value, &CallScope, &[String], T) -> Result<Result<(), String>, CallError> + Sync,
+        call: impl Fn(&Notifier, &serde_json::Value, &CallScope, &[String], T) -> Result<Result<(), String>, CallError>
+        + Sync,
     ) {
         let name = pipeline.name.s();
         let config = &prepared.config;
@@ -277,7 +279,7 @@ impl Controller {
                 for (j, step) in pipeline.notify.iter().enumerate() {
                     let Some(picked) = pick(step) else { continue };
                     let key = format!("pipeline[{index}].notify[{j}]");
-                    let sent = resolve_step(prepared, &key, "notify", step, PluginKind::Notifier, secrets, None)
+                    let sent = resolve_step::<Notifier>(prepared, &key, "notify", step, secrets, None)
                         .map_err(|e| e.to_string())
                         .and_then(|step_call| {
                             let hosts: Vec<String> = step.allow_hosts.iter().map(|h| h.s().to_owned()).collect();

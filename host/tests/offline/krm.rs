@@ -42,7 +42,8 @@ fn docs() -> Vec<Document> {
 
 /// The probe's notes: the results of a validator run.
 fn messages(plugin: &Plugin, action: &str) -> String {
-    let diagnostics = plugin.validate(&act(action), &docs(), &CallScope::default()).unwrap().unwrap();
+    let diagnostics =
+        plugin.validator().unwrap().validate(&act(action), &docs(), &CallScope::default()).unwrap().unwrap();
     diagnostics.iter().map(|d| d.message.clone()).collect::<Vec<_>>().join("\n")
 }
 
@@ -60,6 +61,8 @@ fn an_infinite_loop_is_stopped_at_its_deadline() {
     let plugin = go_probe();
     let started = Instant::now();
     let err = plugin
+        .renderer()
+        .unwrap()
         .render(&act("loop"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
         .unwrap_err();
     assert!(matches!(err, CallError::Timeout { .. }), "{err:?}");
@@ -67,6 +70,8 @@ fn an_infinite_loop_is_stopped_at_its_deadline() {
     // Usable again: a fresh instance per call.
     assert!(
         plugin
+            .renderer()
+            .unwrap()
             .render(&act("noop"), RenderInput::Objects(docs()), &RenderContext::default(), &CallScope::default())
             .unwrap()
             .is_ok()
@@ -77,6 +82,8 @@ fn an_infinite_loop_is_stopped_at_its_deadline() {
 fn a_memory_hog_hits_the_cap() {
     let plugin = go_probe();
     let err = plugin
+        .renderer()
+        .unwrap()
         .render(&act("hog"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
         .unwrap_err();
     // Go's runtime may report the refused growth itself (exit 2) or trap on it.
@@ -88,6 +95,8 @@ fn an_output_flood_is_refused() {
     let plugin =
         krm("krm-probe", Limits { output: 8 << 20, timeout: Duration::from_secs(20), memory: 256 << 20, ..quick() });
     let err = plugin
+        .renderer()
+        .unwrap()
         .render(&act("flood"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
         .unwrap_err();
     assert!(matches!(err, CallError::Output { .. }), "{err:?}");
@@ -100,6 +109,8 @@ fn it_sees_the_snapshot_read_only_as_its_working_directory_nothing_outside_and_n
     // A renderer first in its chain works in the pipeline's directory of the snapshot (the
     // probe fails with what it saw, so that the test can read it).
     let seen = plugin
+        .renderer()
+        .unwrap()
         .render(
             &act("tree-fail"),
             RenderInput::Tree { snapshot: dir.path(), path: "apps/web" },
@@ -110,6 +121,8 @@ fn it_sees_the_snapshot_read_only_as_its_working_directory_nothing_outside_and_n
     let seen = seen.unwrap_err()[0].message.clone();
     assert_eq!(seen, "wd: /snapshot/apps/web files: cm.yaml env: PWD=/snapshot/apps/web");
     let escape = plugin
+        .renderer()
+        .unwrap()
         .render(
             &act("escape"),
             RenderInput::Tree { snapshot: dir.path(), path: "apps/web" },
@@ -127,12 +140,14 @@ fn it_sees_the_snapshot_read_only_as_its_working_directory_nothing_outside_and_n
 #[test]
 fn results_become_diagnostics_with_file_and_line_and_a_failure_is_the_functions_error() {
     let plugin = go_probe();
-    let failed = plugin.validate(&act("fail"), &docs(), &CallScope::default()).unwrap().unwrap();
+    let failed = plugin.validator().unwrap().validate(&act("fail"), &docs(), &CallScope::default()).unwrap().unwrap();
     let d = &failed[0];
     assert_eq!(d.severity, Severity::Error);
     assert_eq!((d.file.as_deref(), d.line), (Some("app.yaml"), Some(5)));
     assert_eq!(d.object.as_ref().map(|o| o.name.as_str()), Some("second"));
     let crashed = plugin
+        .renderer()
+        .unwrap()
         .render(&act("crash"), RenderInput::Objects(docs()), &RenderContext::default(), &CallScope::default())
         .unwrap()
         .unwrap_err();
@@ -143,6 +158,8 @@ fn results_become_diagnostics_with_file_and_line_and_a_failure_is_the_functions_
 fn a_kyaml_transformer_keeps_each_objects_file_and_line() {
     let plugin = krm("set-label", quick_go());
     let out = plugin
+        .renderer()
+        .unwrap()
         .render(
             &json!({"key": "team", "value": "blue"}),
             RenderInput::Objects(docs()),

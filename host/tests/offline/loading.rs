@@ -90,10 +90,16 @@ fn builtin_plugins_describe_themselves() {
     assert_eq!(builtin("hello-renderer").info.name, "hello-renderer");
     // The `status-notifier` world is found by its extra export; plain notifiers are not told starts.
     let github = builtin("github-status");
-    assert!(github.tells_starts() && github.info.capabilities.iter().any(|c| c.starts_with("run start")));
+    assert!(
+        github.notifier().unwrap().tells_starts()
+            && github.info.capabilities.iter().any(|c| c.starts_with("run start"))
+    );
     let slack = builtin("slack");
     assert_eq!(slack.kind(), PluginKind::Notifier);
-    assert!(!slack.tells_starts() && !slack.info.capabilities.iter().any(|c| c.starts_with("run start")));
+    assert!(
+        !slack.notifier().unwrap().tells_starts()
+            && !slack.info.capabilities.iter().any(|c| c.starts_with("run start"))
+    );
 }
 
 #[test]
@@ -134,6 +140,8 @@ fn a_component_built_for_contract_0_1_still_loads_and_validates() {
         line: 7,
     }];
     let diagnostics = plugin
+        .validator()
+        .unwrap()
         .validate(&serde_json::json!({"deny_kinds": ["Service"]}), &docs, &CallScope::default())
         .unwrap()
         .unwrap();

@@ -17,6 +17,8 @@ fn an_infinite_loop_is_stopped_at_its_deadline() {
     let plugin = probe(quick());
     let started = Instant::now();
     let err = plugin
+        .renderer()
+        .unwrap()
         .render(&act("loop"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
         .unwrap_err();
     let elapsed = started.elapsed();
@@ -26,6 +28,8 @@ fn an_infinite_loop_is_stopped_at_its_deadline() {
     // The same plugin is usable again: every call is a fresh instance.
     assert!(
         plugin
+            .renderer()
+            .unwrap()
             .render(&act("noop"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
             .unwrap()
             .is_ok()
@@ -78,6 +82,8 @@ path = "app"
 fn a_memory_hog_hits_the_cap() {
     let plugin = probe(quick());
     let err = plugin
+        .renderer()
+        .unwrap()
         .render(&act("hog"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
         .unwrap_err();
     assert!(matches!(err, CallError::Memory { limit, .. } if limit == 64 << 20), "{err:?}");
@@ -94,6 +100,8 @@ fn a_plugin_sees_no_files_outside_its_snapshot_no_env_and_no_network() {
 
     let plugin = probe(quick());
     let docs = plugin
+        .renderer()
+        .unwrap()
         .render(
             &act("snoop"),
             RenderInput::Tree { snapshot: snapshot.path(), path: "" },
@@ -121,6 +129,8 @@ fn a_plugin_sees_no_files_outside_its_snapshot_no_env_and_no_network() {
 fn a_hundred_megabytes_of_output_is_refused() {
     let plugin = probe(moor::plugins::Limits { memory: 512 << 20, timeout: Duration::from_secs(20), ..quick() });
     let err = plugin
+        .renderer()
+        .unwrap()
         .render(&act("flood"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
         .unwrap_err();
     match err {
@@ -136,6 +146,8 @@ fn a_hundred_megabytes_of_output_is_refused() {
 fn a_trap_is_a_clear_error_naming_the_plugin() {
     let plugin = probe(quick());
     let err = plugin
+        .renderer()
+        .unwrap()
         .render(&act("trap"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
         .unwrap_err();
     assert!(matches!(err, CallError::Trap { .. }), "{err:?}");
@@ -148,6 +160,8 @@ fn chatty_plugins_are_capped_and_still_succeed() {
     // Megabytes of stdout and stderr: kept up to the cap, the rest dropped, no failure.
     let plugin = probe(moor::plugins::Limits { timeout: Duration::from_secs(30), ..quick() });
     let result = plugin
+        .renderer()
+        .unwrap()
         .render(&act("chatter"), RenderInput::Objects(vec![]), &RenderContext::default(), &CallScope::default())
         .unwrap();
     assert!(result.is_ok());
