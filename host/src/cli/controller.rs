@@ -115,12 +115,13 @@ pub fn request(server: &str, token: Option<&str>, pipeline: &str, what: Request)
     }
     match what {
         Request::Reconcile => {
-            let result = body["result"].as_str().unwrap_or_default();
+            use crate::schedule::Triggered;
+            let result = serde_json::from_value::<Triggered>(body["result"].clone());
             let text = match result {
-                "started" => "a run starts now",
-                "queued" => "a run is in progress: one more is queued behind it",
-                "already_queued" => "a run is in progress and one is already queued",
-                other => other,
+                Ok(Triggered::Started) => "a run starts now",
+                Ok(Triggered::Queued) => "a run is in progress: one more is queued behind it",
+                Ok(Triggered::AlreadyQueued) => "a run is in progress and one is already queued",
+                Err(_) => anyhow::bail!("{verb} `{pipeline}`: the server answered an unknown result: {body}"),
             };
             println!("{pipeline}: {text}");
         }

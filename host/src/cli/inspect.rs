@@ -13,7 +13,7 @@ use crate::plugins::{
     self, CallScope, Diagnostic, Document, Event, EventReason, Limits, Plugin, PluginKind, PluginSource, RenderContext,
     RenderInput, RunStart, Runtime, Severity,
 };
-use crate::reconcile::Finding;
+use crate::reconcile::{Finding, Level};
 
 /// Loads a plugin named on the command line: a file, or a built-in plugin's name.
 fn load(runtime: &Runtime, what: &str) -> anyhow::Result<Plugin> {
@@ -233,12 +233,12 @@ pub fn test(cache: &Path, args: &TestArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let count = |severity: &str| report.findings.iter().filter(|f| f.severity == severity).count();
+    let count = |severity: Level| report.findings.iter().filter(|f| f.severity == severity).count();
     report.summary = Summary {
         out: report.objects.len() + report.files.len(),
-        errors: count("error"),
-        warnings: count("warning"),
-        infos: count("info"),
+        errors: count(Level::Error),
+        warnings: count(Level::Warning),
+        infos: count(Level::Info),
         millis: started.elapsed().as_millis(),
         ..report.summary
     };

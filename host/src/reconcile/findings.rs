@@ -6,10 +6,29 @@ use serde::Serialize;
 
 use crate::plugins::{Diagnostic, Severity};
 
+/// How bad a finding is; shown and serialized lowercase (`error`, `warning`, `info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Info,
+    Warning,
+    Error,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Error => "error",
+        })
+    }
+}
+
 /// One diagnostic, with the plugin that reported it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
-    pub severity: &'static str,
+    pub severity: Level,
     pub message: String,
     pub file: Option<String>,
     pub line: Option<u32>,
@@ -22,9 +41,9 @@ impl Finding {
     pub fn from_diagnostic(d: Diagnostic, plugin: &str) -> Finding {
         Finding {
             severity: match d.severity {
-                Severity::Error => "error",
-                Severity::Warning => "warning",
-                Severity::Info => "info",
+                Severity::Error => Level::Error,
+                Severity::Warning => Level::Warning,
+                Severity::Info => Level::Info,
             },
             message: d.message,
             file: d.file,
@@ -38,7 +57,7 @@ impl Finding {
     }
 
     pub fn is_error(&self) -> bool {
-        self.severity == "error"
+        self.severity == Level::Error
     }
 }
 

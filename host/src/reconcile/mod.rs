@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use config_run::ConfigRun;
-pub use findings::Finding;
+pub use findings::{Finding, Level};
 pub use run::{Mode, OnStart, RunContext, RunFailure, RunReport};
 use serde::Serialize;
 use stages::{render, validate};

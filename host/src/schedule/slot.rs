@@ -39,8 +39,8 @@ impl Trigger {
     }
 }
 
-/// What a trigger did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What a trigger did (the API's `result`, which `moor reconcile` reads back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Triggered {
     /// The pipeline was idle: it runs now (as soon as a worker is free).
