@@ -43,6 +43,26 @@ fn secret_key(name: &str, default_namespace: &str) -> (String, String) {
     }
 }
 
+/// Why a secret value, a Secret or a ConfigMap could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("{kind} `{namespace}/{name}` needs a cluster connection")]
+    NoCluster { kind: &'static str, namespace: String, name: String },
+    #[error("cannot read {kind} `{namespace}/{name}`: {}", crate::kube_api::kube_message(.source))]
+    Read { kind: &'static str, namespace: String, name: String, source: kube::Error },
+    #[error("{kind} `{namespace}/{name}` does not exist")]
+    Missing { kind: &'static str, namespace: String, name: String },
+    #[error("Secret `{secret}` was not read")]
+    NotRead { secret: String },
+    #[error("Secret `{secret}` has no key `{key}`")]
+    NoKey { secret: String, key: String },
+    #[error("environment variable `{0}` is not set")]
+    Unset(String),
+    /// A step's `secrets.<field>`.
+    #[error("secrets.{field}: {source}")]
+    Field { field: String, source: Box<SecretError> },
+}
+
 impl SecretValues {
     /// Reads every Secret and variable `pipeline` refers to (its source's and its steps').
     /// Without a cluster, only variables can be read.
@@ -50,7 +70,7 @@ impl SecretValues {
         client: Option<&kube::Client>,
         config: &Config,
         pipeline: &PipelineSpec,
-    ) -> Result<SecretValues, String> {
+    ) -> Result<SecretValues, SecretError> {
         let source = config.source(pipeline.source.s());
         let steps = pipeline.render.iter().chain(&pipeline.validate).chain(&pipeline.notify);
         SecretValues::read(client, config, source, steps).await
@@ -61,7 +81,7 @@ impl SecretValues {
         client: Option<&kube::Client>,
         config: &Config,
         source: &SourceSpec,
-    ) -> Result<SecretValues, String> {
+    ) -> Result<SecretValues, SecretError> {
         SecretValues::read(client, config, Some(source), std::iter::empty()).await
     }
 
@@ -70,7 +90,7 @@ impl SecretValues {
         config: &Config,
         source: Option<&'a SourceSpec>,
         steps: impl Iterator<Item = &'a Step>,
-    ) -> Result<SecretValues, String> {
+    ) -> Result<SecretValues, SecretError> {
         let namespace = &config.settings.namespace;
         let mut values = SecretValues::default();
         let git_secret =
@@ -95,7 +115,7 @@ impl SecretValues {
         client: Option<&kube::Client>,
         from: &VarsFrom,
         namespace: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), SecretError> {
         let Some((kind, name)) = from.object() else { return Ok(()) };
         let key = secret_key(name, namespace);
         if self.data(kind, &key).is_some() {
@@ -109,7 +129,7 @@ impl SecretValues {
         let data = match data {
             Some(data) => data,
             None if from.optional => BTreeMap::new(),
-            None => return Err(format!("{kind} `{ns}/{n}` does not exist")),
+            None => return Err(SecretError::Missing { kind: kind.name(), namespace: ns.clone(), name: n.clone() }),
         };
         match kind {
             VarsKind::Secret => self.secrets.insert(key, data),
@@ -127,21 +147,27 @@ impl SecretValues {
     }
 
     /// Reads what `r` refers to (a whole Secret, or a variable) unless it was read already.
-    async fn add(&mut self, client: Option<&kube::Client>, r: &SecretRef, namespace: &str) -> Result<(), String> {
+    async fn add(&mut self, client: Option<&kube::Client>, r: &SecretRef, namespace: &str) -> Result<(), SecretError> {
         match r {
             SecretRef::Secret { secret, .. } => self.add_secret(client, secret, namespace).await,
             SecretRef::Env(var) => {
-                let value = std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))?;
+                let value = std::env::var(var).map_err(|_| SecretError::Unset(var.clone()))?;
                 self.env.insert(var.clone(), value);
                 Ok(())
             }
         }
     }
 
-    async fn add_secret(&mut self, client: Option<&kube::Client>, name: &str, namespace: &str) -> Result<(), String> {
+    async fn add_secret(
+        &mut self,
+        client: Option<&kube::Client>,
+        name: &str,
+        namespace: &str,
+    ) -> Result<(), SecretError> {
         if let std::collections::hash_map::Entry::Vacant(entry) = self.secrets.entry(secret_key(name, namespace)) {
             let (ns, n) = entry.key();
-            let data = read_secret(client, ns, n).await?.ok_or_else(|| format!("Secret `{ns}/{n}` does not exist"))?;
+            let missing = || SecretError::Missing { kind: "Secret", namespace: ns.clone(), name: n.clone() };
+            let data = read_secret(client, ns, n).await?.ok_or_else(missing)?;
             entry.insert(data);
         }
         Ok(())
@@ -153,16 +179,17 @@ impl SecretValues {
     }
 
     /// One value.
-    pub fn get(&self, r: &SecretRef, default_namespace: &str) -> Result<&str, String> {
+    pub fn get(&self, r: &SecretRef, default_namespace: &str) -> Result<&str, SecretError> {
         match r {
             SecretRef::Secret { secret: name, key } => {
-                let data =
-                    self.secret(name, default_namespace).ok_or_else(|| format!("Secret `{name}` was not read"))?;
-                data.get(key).map(String::as_str).ok_or_else(|| format!("Secret `{name}` has no key `{key}`"))
+                let data = self
+                    .secret(name, default_namespace)
+                    .ok_or_else(|| SecretError::NotRead { secret: name.clone() })?;
+                data.get(key)
+                    .map(String::as_str)
+                    .ok_or_else(|| SecretError::NoKey { secret: name.clone(), key: key.clone() })
             }
-            SecretRef::Env(var) => {
-                self.env.get(var).map(String::as_str).ok_or_else(|| format!("environment variable `{var}` is not set"))
-            }
+            SecretRef::Env(var) => self.env.get(var).map(String::as_str).ok_or_else(|| SecretError::Unset(var.clone())),
         }
     }
 
@@ -174,11 +201,13 @@ impl SecretValues {
 
     /// A step's `with` table with its `secrets` filled in and its `vars_from` added to
     /// `vars`, and the secret values it now holds.
-    pub fn step_config(&self, step: &Step, default_namespace: &str) -> Result<StepConfig, String> {
+    pub fn step_config(&self, step: &Step, default_namespace: &str) -> Result<StepConfig, SecretError> {
         let mut with = step.config_json();
         let mut secret_values = Vec::new();
         for (field, r) in &step.secrets {
-            let value = self.get(r, default_namespace).map_err(|e| format!("secrets.{field}: {e}"))?;
+            let value = self
+                .get(r, default_namespace)
+                .map_err(|e| SecretError::Field { field: field.clone(), source: Box::new(e) })?;
             // `headers.authorization` sets a key of a table.
             let mut at = &mut with;
             for part in field.split('.') {
@@ -212,7 +241,11 @@ impl SecretValues {
 pub use moor_object::redact_text as redact;
 
 /// Reads one value outside a pipeline (the API token, a webhook secret).
-pub async fn read_one(client: Option<&kube::Client>, r: &SecretRef, default_namespace: &str) -> Result<String, String> {
+pub async fn read_one(
+    client: Option<&kube::Client>,
+    r: &SecretRef,
+    default_namespace: &str,
+) -> Result<String, SecretError> {
     let mut values = SecretValues::default();
     values.add(client, r, default_namespace).await?;
     values.get(r, default_namespace).map(str::to_owned)
@@ -223,7 +256,7 @@ async fn read_secret(
     client: Option<&kube::Client>,
     namespace: &str,
     name: &str,
-) -> Result<Option<BTreeMap<String, String>>, String> {
+) -> Result<Option<BTreeMap<String, String>>, SecretError> {
     let Some(secret) = read_object::<Secret>(client, "Secret", namespace, name).await? else { return Ok(None) };
     let mut data: BTreeMap<String, String> = secret.string_data.unwrap_or_default();
     for (k, v) in secret.data.unwrap_or_default() {
@@ -237,30 +270,27 @@ async fn read_configmap(
     client: Option<&kube::Client>,
     namespace: &str,
     name: &str,
-) -> Result<Option<BTreeMap<String, String>>, String> {
+) -> Result<Option<BTreeMap<String, String>>, SecretError> {
     let configmap = read_object::<ConfigMap>(client, "ConfigMap", namespace, name).await?;
     Ok(configmap.map(|c| c.data.unwrap_or_default()))
 }
 
 async fn read_object<K>(
     client: Option<&kube::Client>,
-    kind: &str,
+    kind: &'static str,
     namespace: &str,
     name: &str,
-) -> Result<Option<K>, String>
+) -> Result<Option<K>, SecretError>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
-    let Some(client) = client else {
-        return Err(format!("{kind} `{namespace}/{name}` needs a cluster connection"));
-    };
-    let api: kube::Api<K> = kube::Api::namespaced(client.clone(), namespace);
-    api.get_opt(name)
-        .await
-        .map_err(|e| format!("cannot read {kind} `{namespace}/{name}`: {}", crate::kube_api::kube_message(&e)))
+    let (namespace, name) = (namespace.to_owned(), name.to_owned());
+    let Some(client) = client else { return Err(SecretError::NoCluster { kind, namespace, name }) };
+    let api: kube::Api<K> = kube::Api::namespaced(client.clone(), &namespace);
+    api.get_opt(&name).await.map_err(|source| SecretError::Read { kind, namespace, name, source })
 }
 
 #[cfg(test)]

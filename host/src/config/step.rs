@@ -79,12 +79,19 @@ pub enum VarsKind {
     Secret,
 }
 
-impl std::fmt::Display for VarsKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl VarsKind {
+    /// The object's kind: `ConfigMap` or `Secret`.
+    pub fn name(self) -> &'static str {
+        match self {
             VarsKind::ConfigMap => "ConfigMap",
             VarsKind::Secret => "Secret",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for VarsKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -40,8 +40,9 @@ use crate::stage::Stage;
 pub enum StageError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0}")]
-    Secrets(String),
+    /// A secret the run needs; `at` is the step (`pipeline[0].render[1].`), if a step's.
+    #[error("{at}{source}")]
+    Secrets { at: String, source: crate::secrets::SecretError },
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]

@@ -63,7 +63,7 @@ impl<'r> RunContext<'r> {
         let client = target.map(|t| &t.client);
         let secrets = SecretValues::for_pipeline(client, config, pipeline)
             .await
-            .map_err(|e| RunFailure::at(Stage::Prepare)(StageError::Secrets(e)))?;
+            .map_err(|e| RunFailure::at(Stage::Prepare)(StageError::Secrets { at: String::new(), source: e }))?;
         let place = match target {
             Some(target) => {
                 let cluster = pipeline.cluster.as_ref().map(|c| c.s());

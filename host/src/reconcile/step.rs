@@ -100,8 +100,9 @@ pub(crate) fn resolve_step<'p, K: Kind<'p>>(
         let message = format!("plugin `{name}` is a {}; `{chain}` takes {}s", plugin.kind(), K::KIND);
         return Err(config.error_at(step.uses.span(), format!("{key}.use"), message).into());
     };
-    let crate::secrets::StepConfig { with, secret_values } =
-        secrets.step_config(step, &config.settings.namespace).map_err(|e| StageError::Secrets(format!("{key}.{e}")))?;
+    let crate::secrets::StepConfig { with, secret_values } = secrets
+        .step_config(step, &config.settings.namespace)
+        .map_err(|source| StageError::Secrets { at: format!("{key}."), source })?;
     if let Err(errors) = plugin.check_config(&with) {
         let span = step.config.as_ref().map(|c| c.span()).unwrap_or(step.uses.span());
         let message = format!("rejected by plugin `{name}`'s schema: {}", errors.join("; "));
