@@ -49,7 +49,7 @@ pub enum SecretError {
     #[error("{kind} `{namespace}/{name}` needs a cluster connection")]
     NoCluster { kind: &'static str, namespace: String, name: String },
     #[error("cannot read {kind} `{namespace}/{name}`: {}", crate::kube_api::kube_message(.source))]
-    Read { kind: &'static str, namespace: String, name: String, source: kube::Error },
+    Read { kind: &'static str, namespace: String, name: String, source: Box<kube::Error> },
     #[error("{kind} `{namespace}/{name}` does not exist")]
     Missing { kind: &'static str, namespace: String, name: String },
     #[error("Secret `{secret}` was not read")]
@@ -290,7 +290,7 @@ where
     let (namespace, name) = (namespace.to_owned(), name.to_owned());
     let Some(client) = client else { return Err(SecretError::NoCluster { kind, namespace, name }) };
     let api: kube::Api<K> = kube::Api::namespaced(client.clone(), &namespace);
-    api.get_opt(&name).await.map_err(|source| SecretError::Read { kind, namespace, name, source })
+    api.get_opt(&name).await.map_err(|e| SecretError::Read { kind, namespace, name, source: Box::new(e) })
 }
 
 #[cfg(test)]
