@@ -24,23 +24,20 @@ fn main() {
         .load("probe", PluginSource::Inspect(moor_test_artifacts::path("probe").into()), Limits::default())
         .unwrap();
     let noop = serde_json::json!({"action": "noop"});
-    for _ in 0..1_000 {
-        probe
-            .renderer()
-            .unwrap()
+    let renderer = probe.renderer().unwrap();
+    let call = || {
+        renderer
             .render(&noop, RenderInput::Objects(Vec::new()), &RenderContext::default(), &CallScope::default())
             .unwrap()
-            .unwrap();
+            .unwrap()
+    };
+    for _ in 0..1_000 {
+        call();
     }
     let mut samples: Vec<Duration> = (0..20_000)
         .map(|_| {
             let started = Instant::now();
-            probe
-                .renderer()
-                .unwrap()
-                .render(&noop, RenderInput::Objects(Vec::new()), &RenderContext::default(), &CallScope::default())
-                .unwrap()
-                .unwrap();
+            call();
             started.elapsed()
         })
         .collect();
