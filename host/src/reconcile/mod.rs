@@ -299,7 +299,7 @@ impl Moor {
         };
         let key = format!("source[{index}].plugin");
         let call = resolve_step::<plugins::Source>(prepared, &key, "source", step, secrets, Some(interrupt))?;
-        let plugin = call.plugin;
+        let plugin = call.plugin();
         let failed = |message: String| SourceError::Plugin {
             source_name: spec.name.s().into(),
             plugin: plugin.name().into(),

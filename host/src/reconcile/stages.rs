@@ -18,7 +18,7 @@ use crate::source::Snapshot;
 pub(super) fn render(
     snapshot: &Snapshot,
     path: &str,
-    renderers: &mut [StepCall<'_, Renderer<'_>>],
+    renderers: &mut [StepCall<Renderer<'_>>],
     context: &RenderContext,
 ) -> Result<(Vec<Object>, Vec<String>), StageError> {
     let mut docs: Option<Vec<Document>> = None;
@@ -44,10 +44,10 @@ pub(super) fn render(
             Ok(out) => out,
             Err(diagnostics) => {
                 let findings = diagnostics.into_iter().map(|d| step.finding(d)).collect();
-                return Err(StageError::Render { plugin: step.plugin.name().to_owned(), findings });
+                return Err(StageError::Render { plugin: step.plugin().name().to_owned(), findings });
             }
         };
-        last = step.plugin.name();
+        last = step.plugin().name();
         if let Some(found) = overlay::TreeOverlay::of(&out) {
             let refused = |message: String| StageError::Overlay { plugin: last.to_owned(), message };
             let found = found.map_err(refused)?;
@@ -116,10 +116,7 @@ fn normalize(
 }
 
 /// Stage 4: the validate chain. Every validator sees every object; any error blocks.
-pub(super) fn validate(
-    objects: &[Object],
-    validators: &[StepCall<'_, Validator<'_>>],
-) -> Result<Vec<Finding>, StageError> {
+pub(super) fn validate(objects: &[Object], validators: &[StepCall<Validator<'_>>]) -> Result<Vec<Finding>, StageError> {
     if validators.is_empty() {
         return Ok(Vec::new());
     }
@@ -134,7 +131,7 @@ pub(super) fn validate(
             Ok(diagnostics) => findings.extend(diagnostics.into_iter().map(|d| step.finding(d))),
             Err(message) => {
                 let message = step.redact(&message);
-                return Err(StageError::Validator { plugin: step.plugin.name().to_owned(), message });
+                return Err(StageError::Validator { plugin: step.plugin().name().to_owned(), message });
             }
         }
     }

@@ -31,7 +31,7 @@ pub(super) fn resolve_chain<'p, K: Kind<'p>>(
     steps: &[Step],
     secrets: &SecretValues,
     interrupt: &Interrupt,
-) -> Result<Vec<StepCall<'p, K>>, StageError> {
+) -> Result<Vec<StepCall<K>>, StageError> {
     let index = prepared.config.pipelines.iter().position(|p| p.name.s() == pipeline.name.s()).unwrap_or(0);
     steps
         .iter()
@@ -46,16 +46,19 @@ pub(super) fn resolve_chain<'p, K: Kind<'p>>(
 /// One step, ready to call: its plugin, its `with` table (secrets filled in) and the
 /// secret values it was given, which are redacted from what the plugin logs or returns
 /// as messages.
-pub(crate) struct StepCall<'p, K> {
-    pub plugin: &'p Plugin,
-    /// The plugin as the kind its chain takes.
+pub(crate) struct StepCall<K> {
+    /// The plugin, as the kind its chain takes.
     kind: K,
     pub with: serde_json::Value,
     /// The secret values it was given (redacted from what it says) and the run's interrupt.
     scope: plugins::CallScope,
 }
 
-impl<K> StepCall<'_, K> {
+impl<'p, K: Kind<'p>> StepCall<K> {
+    pub fn plugin(&self) -> &'p Plugin {
+        self.kind.plugin()
+    }
+
     /// Calls the plugin with the step's config and scope (its log lines redacted, the
     /// call stopped by the run's interrupt).
     pub fn run<R>(&self, f: impl FnOnce(&K, &serde_json::Value, &plugins::CallScope) -> R) -> R {
@@ -77,7 +80,7 @@ impl<K> StepCall<'_, K> {
     }
 
     pub(super) fn finding(&self, d: plugins::Diagnostic) -> Finding {
-        let mut finding = Finding::from_diagnostic(d, self.plugin.name());
+        let mut finding = Finding::from_diagnostic(d, self.plugin().name());
         finding.message = self.redact(&finding.message);
         finding
     }
@@ -92,7 +95,7 @@ pub(crate) fn resolve_step<'p, K: Kind<'p>>(
     step: &Step,
     secrets: &SecretValues,
     interrupt: Option<&Interrupt>,
-) -> Result<StepCall<'p, K>, StageError> {
+) -> Result<StepCall<K>, StageError> {
     let config = &prepared.config;
     let name = step.uses.s();
     let plugin = prepared.plugin(name).map_err(StageError::Load)?;
@@ -108,10 +111,5 @@ pub(crate) fn resolve_step<'p, K: Kind<'p>>(
         let message = format!("rejected by plugin `{name}`'s schema: {}", errors.join("; "));
         return Err(config.error_at(span, format!("{key}.with"), message).into());
     }
-    Ok(StepCall {
-        plugin,
-        kind,
-        with,
-        scope: plugins::CallScope { redact: secret_values, interrupt: interrupt.cloned() },
-    })
+    Ok(StepCall { kind, with, scope: plugins::CallScope { redact: secret_values, interrupt: interrupt.cloned() } })
 }

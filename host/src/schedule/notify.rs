@@ -283,7 +283,7 @@ impl Controller {
                         .map_err(|e| e.to_string())
                         .and_then(|step_call| {
                             let hosts: Vec<String> = step.allow_hosts.iter().map(|h| h.s().to_owned()).collect();
-                            let plugin = step_call.plugin.name().to_owned();
+                            let plugin = step_call.plugin().name().to_owned();
                             match step_call.run(|p, with, scope| call(p, with, scope, &hosts, picked)) {
                                 Ok(Ok(())) => Ok(()),
                                 Ok(Err(message)) => Err(format!("notifier `{plugin}`: {message}")),
