@@ -121,8 +121,8 @@ impl Sources {
             return Ok(snapshot.clone());
         }
         let (snapshot, did) = git::snapshot(name, git, &config.base, &self.cache, spec.limits, secret, interrupt)?;
-        let (cloned, contacted, received, reused) = (did.cloned, did.contacted, did.received, snapshot.reused);
-        tracing::debug!(source = name, revision = %snapshot.revision, cloned, contacted, received, reused, "fetched");
+        tracing::debug!(source = name, revision = %snapshot.revision, cloned = did.cloned, contacted = did.contacted,
+            received = did.received, reused = snapshot.reused, "fetched");
         *last = Some((Instant::now(), snapshot.clone()));
         Ok(snapshot)
     }
