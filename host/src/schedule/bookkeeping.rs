@@ -1,77 +1,16 @@
-//! After a run: the record the status shows, the metrics it counts, and the next run.
+//! After a run: the metrics it counts, its record in the slot, and the next run.
 
 use std::time::{Duration, Instant, SystemTime};
 
-use super::slot::{self, LastOutcome, Timing, Trigger};
-use super::status::{self, Counts, FileResult, RunRecord};
-use super::{Controller, HISTORY, Seen, notify};
+use super::record::{Finished, RunRecord};
+use super::slot::{self, Timing};
+use super::{Controller, Seen, Trigger, notify};
 use crate::apply::Action;
-use crate::config::{Config, PipelineSpec, SpannedStr};
+use crate::config::{PipelineSpec, SpannedStr};
 use crate::metrics::{ActionLabels, FileLabels, Metrics, PipelineLabels, RunLabels, StateLabels};
-use crate::reconcile::{RunReport, StageError};
+use crate::reconcile::StageError;
 
-/// One finished run, as the status shows it.
-pub struct Run<'a> {
-    pub config: &'a Config,
-    pub trigger: Trigger,
-    pub started: SystemTime,
-    pub took: Duration,
-    pub report: &'a RunReport,
-    /// Its start was told to the notifiers that hear of starts.
-    pub told_start: bool,
-}
-
-impl Run<'_> {
-    /// The record of the run. A run that failed before it knew its revision keeps the one
-    /// before (`previous`).
-    pub fn record(&self, previous: Option<&RunRecord>) -> RunRecord {
-        let report = self.report;
-        let revision = match report.revision.as_str() {
-            "" => previous.map(|r| r.revision.clone()).unwrap_or_default(),
-            known => known.to_owned(),
-        };
-        let cluster = &report.cluster;
-        let failed = report.outcome.as_ref().err();
-        let mut diagnostics = status::diagnostics(&report.findings);
-        diagnostics.extend(failed.map(|f| status::diagnostics(f.error.findings())).unwrap_or_default());
-        RunRecord {
-            trigger: self.trigger,
-            started: status::rfc3339(self.started),
-            finished: status::rfc3339(SystemTime::now()),
-            latency_seconds: self.took.as_secs_f64(),
-            revision_url: revision_url(self.config, &report.pipeline, &revision),
-            revision,
-            ok: report.ok(),
-            health: cluster.health.clone(),
-            stage: report.stage(),
-            error: failed.map(|f| crate::reconcile::explained(&f.error)),
-            counts: Counts::of(cluster, report.ok()),
-            diagnostics,
-            files: cluster
-                .files()
-                .into_iter()
-                .map(|(file, objects)| FileResult { file: file.into(), objects, result: "applied" })
-                .collect(),
-            ignored: cluster
-                .objects
-                .iter()
-                .filter(|o| o.action == Action::Skipped)
-                .map(|o| format!("{}: {}", o.key, o.why.as_deref().unwrap_or_default()))
-                .collect(),
-        }
-    }
-
-    /// What the scheduler keeps of the run.
-    pub fn outcome(&self) -> LastOutcome {
-        let report = self.report;
-        LastOutcome {
-            ok: report.ok(),
-            health: report.cluster.health.clone(),
-            revision: report.revision.clone(),
-            reason: report.error().map(ToString::to_string),
-        }
-    }
-
+impl Finished<'_> {
     /// Counts the run in the metrics: its duration, objects by action, applies per file,
     /// the pipeline's objects by state, and `deployed_after` (new revision seen to applied).
     pub fn count(&self, metrics: &Metrics, record: &RunRecord, deployed_after: Option<Duration>) {
@@ -130,15 +69,14 @@ impl Run<'_> {
     }
 }
 
-/// The link to a revision, from `[moor] diff_url`.
-pub fn revision_url(config: &Config, pipeline: &str, revision: &str) -> Option<String> {
-    let format = config.settings.diff_url.as_ref()?;
-    (!revision.is_empty()).then(|| format.replace("{revision}", revision).replace("{pipeline}", pipeline))
-}
-
 impl Controller {
     /// Records a finished run and schedules the next; returns what to notify about.
-    pub(super) fn finish(&self, pipeline: &PipelineSpec, run: &Run<'_>) -> Option<notify::Outcome> {
+    pub(super) fn finish(
+        &self,
+        pipeline: &PipelineSpec,
+        run: &Finished<'_>,
+        told_start: bool,
+    ) -> Option<notify::Outcome> {
         let report = run.report;
         let name = report.pipeline.as_str();
         let source = pipeline.source.s();
@@ -152,26 +90,16 @@ impl Controller {
         let seen = st.sources.get(source).cloned();
         let tracked = st.pipelines.get_mut(name)?;
         tracked.abort = None;
-        let record = run.record(tracked.last_run.as_ref());
+        let record = RunRecord::of(run, tracked.slot.last());
         // Time to deploy: from a new revision first seen to its first successful apply.
+        let deployed = tracked.slot.history().last_success().map(|r| r.revision.as_str());
         let deployed_after = match &seen {
-            Some(seen)
-                if report.ok()
-                    && seen.revision == report.revision
-                    && tracked.deployed.as_deref() != Some(&report.revision) =>
-            {
+            Some(seen) if report.ok() && seen.revision == report.revision && deployed != Some(&report.revision) => {
                 Some(SystemTime::now().duration_since(seen.at).unwrap_or_default())
             }
             _ => None,
         };
-        if report.ok() {
-            tracked.deployed = Some(report.revision.clone());
-            tracked.last_success = Some(record.finished.clone());
-        }
         run.count(&self.metrics, &record, deployed_after);
-        let interval = pipeline.interval.0;
-        let timing = Timing { interval, jitter: slot::jitter(interval, name), retry: pipeline.retry_interval.0 };
-        let (_, recovered) = tracked.slot.finish(Instant::now(), run.outcome(), timing);
         // What the run was for: the revision it rendered, else (it failed before knowing
         // one) the newest one known for its source, which a commit status belongs on.
         let attempted = match (report.revision.as_str(), &seen) {
@@ -179,17 +107,11 @@ impl Controller {
             ("", None) => record.revision.clone(),
             (rendered, _) => rendered.to_owned(),
         };
-        let news = notify::News { recovered, told_start: run.told_start };
-        let outcome = notify::Outcome::of(pipeline, run.trigger, &record, &attempted, report, news);
-        if tracked.history.len() == HISTORY {
-            tracked.history.pop_front();
-        }
-        tracked.history.push_back(status::RunSpan {
-            started: status::rfc3339_millis(run.started),
-            finished: status::rfc3339_millis(SystemTime::now()),
-            ok: report.ok(),
-        });
-        tracked.last_run = Some(record);
+        let interval = pipeline.interval.0;
+        let timing = Timing { interval, jitter: slot::jitter(interval, name), retry: pipeline.retry_interval.0 };
+        let finish = tracked.slot.finish(Instant::now(), record, timing);
+        let (record, news) = (finish.record, notify::News { recovered: finish.recovered, told_start });
+        let outcome = notify::Outcome::of(pipeline, run.trigger, record, &attempted, report, news);
         let config = st.prepared.config.clone();
         drop(st);
         if revision_news {

@@ -10,7 +10,8 @@
 //! that loses its lease stops its runs at once.
 //!
 //! The pieces: [`slot`] (the pure per-pipeline state machine), [`pass`] (the pure choice
-//! of what starts now), [`bookkeeping`] (a run's record and metrics, and the next run),
+//! of what starts now), [`record`] (a run's record and the history of runs), [`bookkeeping`]
+//! (a run's metrics, and the next run),
 //! [`requests`] (triggers, suspend and resume from the API, webhooks and watches),
 //! [`reload`] (config install and reload, removed pipelines), [`poll`] (source polling),
 //! [`drift`] (watches on managed objects), [`leader`] (the Lease), [`shard`] (splitting the
@@ -24,6 +25,7 @@ mod leader;
 mod notify;
 mod pass;
 mod poll;
+pub mod record;
 mod reload;
 mod requests;
 pub mod shard;
@@ -47,10 +49,6 @@ use crate::reconcile::{Mode, Moor, OnStart, Prepared, RunContext, RunFailure, Ru
 pub use requests::RequestError;
 use slot::{Blocked, Dependency, Slot};
 pub use slot::{Trigger, Triggered};
-use status::RunRecord;
-
-/// Runs whose times the status keeps per pipeline.
-const HISTORY: usize = 10;
 
 /// How `moor run` was started.
 #[derive(Debug, Clone)]
@@ -75,14 +73,7 @@ struct Tracked {
     slot: Slot,
     /// The run in progress, to stop it.
     abort: Option<tokio::task::AbortHandle>,
-    /// The revision whose time-to-deploy was last recorded.
-    deployed: Option<String>,
     notifications: notify::Limiter,
-    last_run: Option<RunRecord>,
-    /// The last runs' times, newest last, at most [`HISTORY`].
-    history: std::collections::VecDeque<status::RunSpan>,
-    /// When the last successful run ended.
-    last_success: Option<String>,
     notify_error: Option<String>,
     /// The `wait_for` gate (KE-4), followed by watches while the pipeline is configured.
     gate: Option<(Vec<crate::wait::Dependency>, crate::wait::Gate)>,
@@ -94,11 +85,7 @@ impl Tracked {
             spec,
             slot: Slot::new(now, trigger),
             abort: None,
-            deployed: None,
             notifications: notify::Limiter::default(),
-            last_run: None,
-            history: std::collections::VecDeque::new(),
-            last_success: None,
             notify_error: None,
             gate: None,
         }
@@ -420,8 +407,8 @@ impl Controller {
         }
         // Before the run counts as over: the watch compares what it sees with this.
         self.remember_applied(&name, &report);
-        let run = bookkeeping::Run { config: &prepared.config, trigger, started, took, report: &report, told_start };
-        let outcome = self.finish(&pipeline, &run);
+        let run = record::Finished { config: &prepared.config, trigger, started, took, report: &report };
+        let outcome = self.finish(&pipeline, &run, told_start);
         self.watch_kinds(&pipeline, &report.cluster.kinds()).await;
         // Kubernetes Events go to the cluster moor runs in, about its objects only.
         if pipeline.cluster.is_none() {

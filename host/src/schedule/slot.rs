@@ -1,6 +1,6 @@
 //! The scheduling state of one pipeline, as a pure state machine: when it is due and why,
 //! whether a run is in progress and what is queued behind it, backoff after failures,
-//! suspension, and the outcome of its last run. No locks, tasks, clocks or metrics: the
+//! suspension, and the history of its runs. No locks, tasks, clocks or metrics: the
 //! controller passes `now` in and acts on what comes back.
 
 use std::time::{Duration, Instant, SystemTime};
@@ -8,36 +8,9 @@ use std::time::{Duration, Instant, SystemTime};
 use backon::BackoffBuilder;
 use serde::Serialize;
 
+pub use super::record::Trigger;
+use super::record::{History, RunRecord};
 use crate::apply::Health;
-
-/// Why a run was started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    Startup,
-    Interval,
-    Retry,
-    Revision,
-    Drift,
-    Webhook,
-    Manual,
-    Config,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Startup => "startup",
-            Trigger::Interval => "interval",
-            Trigger::Retry => "retry",
-            Trigger::Revision => "revision",
-            Trigger::Drift => "drift",
-            Trigger::Webhook => "webhook",
-            Trigger::Manual => "manual",
-            Trigger::Config => "config",
-        }
-    }
-}
 
 /// What a trigger did (the API's `result`, which `moor reconcile` reads back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -60,17 +33,6 @@ pub enum Run {
     Running { queued: Option<Trigger> },
 }
 
-/// What the last run of a pipeline came to, as the scheduler needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LastOutcome {
-    pub ok: bool,
-    /// Not checked without `wait`: then applied is as ready as it gets (Flux's `wait: false`).
-    pub health: Health,
-    pub revision: String,
-    /// Why it failed, in one line.
-    pub reason: Option<String>,
-}
-
 /// Why a due pipeline may not run yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Blocked {
@@ -88,13 +50,24 @@ impl Blocked {
     }
 }
 
-/// A dependency as [`Slot::gate`] sees it: its last outcome and its source's newest known
+/// A dependency as [`Slot::gate`] sees it: its last run and its source's newest known
 /// revision.
 #[derive(Debug, Clone, Copy)]
 pub struct Dependency<'a> {
     pub name: &'a str,
-    pub last: Option<&'a LastOutcome>,
+    pub last: Option<&'a RunRecord>,
     pub newest: Option<&'a str>,
+}
+
+/// A finished run, as [`Slot::finish`] took it.
+#[derive(Debug)]
+pub struct Finish<'a> {
+    /// When the next run is due.
+    pub due: Instant,
+    /// The run succeeded after failures.
+    pub recovered: bool,
+    /// The run's record, as the history keeps it.
+    pub record: &'a RunRecord,
 }
 
 /// When runs repeat: the interval (plus jitter) after a success, backoff up to
@@ -113,7 +86,8 @@ pub struct Slot {
     backoff: Option<backon::ExponentialBackoff>,
     /// Set through the API; wins over the config's `suspend` until a restart.
     suspended_by_api: Option<bool>,
-    last: Option<LastOutcome>,
+    /// The runs it had, the one record of each.
+    history: History,
     failures_in_a_row: u32,
     runs: u64,
     /// Why the last run was stopped before it finished, until the next one finishes.
@@ -127,7 +101,7 @@ impl Slot {
             run: Run::Idle { due: now, reason },
             backoff: None,
             suspended_by_api: None,
-            last: None,
+            history: History::default(),
             failures_in_a_row: 0,
             runs: 0,
             stopped: None,
@@ -143,8 +117,12 @@ impl Slot {
         matches!(self.run, Run::Running { .. })
     }
 
-    pub fn last(&self) -> Option<&LastOutcome> {
-        self.last.as_ref()
+    pub fn last(&self) -> Option<&RunRecord> {
+        self.history.last()
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     pub fn failures_in_a_row(&self) -> u32 {
@@ -246,15 +224,15 @@ impl Slot {
         }
     }
 
-    /// The run in progress finished with `outcome`. The next one is the queued one (now),
-    /// else after the interval with jitter on success, else after the backoff. Returns when
-    /// the next run is due and whether this run recovered from failures.
-    pub fn finish(&mut self, now: Instant, outcome: LastOutcome, timing: Timing) -> (Instant, bool) {
+    /// The run in progress finished, as `record` says. The next one is the queued one (now),
+    /// else after the interval with jitter on success, else after the backoff.
+    pub fn finish(&mut self, now: Instant, record: RunRecord, timing: Timing) -> Finish<'_> {
         let queued = self.queued();
-        let recovered = outcome.ok && self.failures_in_a_row > 0;
+        let ok = record.ok;
+        let recovered = ok && self.failures_in_a_row > 0;
         self.runs += 1;
         self.stopped = None;
-        if outcome.ok {
+        if ok {
             self.failures_in_a_row = 0;
             self.backoff = None;
         } else {
@@ -262,15 +240,14 @@ impl Slot {
         }
         let (due, reason) = match queued {
             Some(queued) => (now, queued),
-            None if outcome.ok => (now + timing.interval + timing.jitter, Trigger::Interval),
+            None if ok => (now + timing.interval + timing.jitter, Trigger::Interval),
             None => {
                 let delay = self.backoff.get_or_insert_with(|| backoff(timing.retry)).next();
                 (now + delay.unwrap_or(timing.retry), Trigger::Retry)
             }
         };
-        self.last = Some(outcome);
         self.run = Run::Idle { due, reason };
-        (due, recovered)
+        Finish { due, recovered, record: self.history.push(record) }
     }
 
     /// Whether dependencies let a pipeline run: each one's last run succeeded, applied its
@@ -283,7 +260,7 @@ impl Slot {
                 return Err(Blocked::Waiting(format!("waiting for dependency `{name}` to apply")));
             };
             if !last.ok {
-                let why = last.reason.as_deref().unwrap_or("failed");
+                let why = last.failure().unwrap_or_else(|| "failed".into());
                 return Err(Blocked::Failed(format!("dependency `{name}` failed: {why}")));
             }
             if let Some(newest) = dep.newest
@@ -329,12 +306,14 @@ mod tests {
     const TIMING: Timing =
         Timing { interval: Duration::from_secs(600), jitter: Duration::from_secs(5), retry: Duration::from_secs(60) };
 
-    fn ok(revision: &str) -> LastOutcome {
-        LastOutcome { ok: true, health: Health::Ready, revision: revision.into(), reason: None }
+    use crate::schedule::record::test_record;
+
+    fn ok(revision: &str) -> RunRecord {
+        test_record(true, revision, Health::Ready, None)
     }
 
-    fn failed(reason: &str) -> LastOutcome {
-        LastOutcome { ok: false, health: Health::NotChecked, revision: "r1".into(), reason: Some(reason.into()) }
+    fn failed(reason: &str) -> RunRecord {
+        test_record(false, "r1", Health::NotChecked, Some(reason))
     }
 
     #[test]
@@ -346,11 +325,11 @@ mod tests {
         assert_eq!(slot.trigger(now, Trigger::Manual), Triggered::Queued);
         assert_eq!(slot.trigger(now, Trigger::Webhook), Triggered::AlreadyQueued);
         assert_eq!(slot.trigger(now, Trigger::Drift), Triggered::AlreadyQueued);
-        let (due, _) = slot.finish(now, ok("r1"), TIMING);
+        let due = slot.finish(now, ok("r1"), TIMING).due;
         // The queued run is due at once, and only one.
         assert_eq!(due, now);
         assert_eq!(slot.start(), Some(Trigger::Drift));
-        let (due, _) = slot.finish(now, ok("r1"), TIMING);
+        let due = slot.finish(now, ok("r1"), TIMING).due;
         assert_eq!(due, now + TIMING.interval + TIMING.jitter);
         assert_eq!(slot.run(), Run::Idle { due, reason: Trigger::Interval });
     }
@@ -374,7 +353,7 @@ mod tests {
         let mut delays = Vec::new();
         for _ in 0..10 {
             slot.start();
-            let (due, _) = slot.finish(now, failed("boom"), TIMING);
+            let due = slot.finish(now, failed("boom"), TIMING).due;
             delays.push(due - now);
         }
         assert_eq!(slot.failures_in_a_row(), 10);
@@ -386,11 +365,12 @@ mod tests {
         assert_eq!(slot.run(), Run::Idle { due: now + delays[9], reason: Trigger::Retry });
 
         slot.start();
-        let (due, recovered) = slot.finish(now, ok("r2"), TIMING);
+        let Finish { due, recovered, record } = slot.finish(now, ok("r2"), TIMING);
+        assert_eq!(record.revision, "r2");
         assert!(recovered);
         assert_eq!((slot.failures_in_a_row(), due), (0, now + TIMING.interval + TIMING.jitter));
         slot.start();
-        let (due, _) = slot.finish(now, failed("again"), TIMING);
+        let due = slot.finish(now, failed("again"), TIMING).due;
         assert!(due - now < Duration::from_secs(3), "backoff starts over after a success");
     }
 
@@ -428,7 +408,7 @@ mod tests {
             Slot::gate(&[dep(None, None)]),
             Err(Blocked::Waiting("waiting for dependency `base` to apply".into()))
         );
-        let broken = failed("apply: forbidden");
+        let broken = failed("forbidden");
         assert_eq!(
             Slot::gate(&[dep(Some(&broken), None)]),
             Err(Blocked::Failed("dependency `base` failed: apply: forbidden".into()))
@@ -438,14 +418,14 @@ mod tests {
             Slot::gate(&[dep(Some(&old), Some("fedcba9876543210fedc"))]),
             Err(Blocked::Waiting("waiting for dependency `base` to apply revision fedcba987654".into()))
         );
-        let sick = LastOutcome { health: Health::Failed("Deployment/a/web: timed out".into()), ..ok("r1") };
+        let sick = test_record(true, "r1", Health::Failed("Deployment/a/web: timed out".into()), None);
         assert_eq!(
             Slot::gate(&[dep(Some(&sick), Some("r1"))]),
             Err(Blocked::Failed("dependency `base` is not healthy: Deployment/a/web: timed out".into()))
         );
         // Regression: a dependency with `wait = false` has its health not checked; it was
         // taken for unhealthy, and its dependents were blocked for ever.
-        let unwaited = LastOutcome { health: Health::NotChecked, ..ok("r1") };
+        let unwaited = test_record(true, "r1", Health::NotChecked, None);
         assert_eq!(Slot::gate(&[dep(Some(&unwaited), Some("r1"))]), Ok(()));
         assert_eq!(Slot::gate(&[dep(Some(&ok("r1")), Some("r1"))]), Ok(()));
     }

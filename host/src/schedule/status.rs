@@ -5,13 +5,11 @@ use serde::Serialize;
 
 use std::time::Instant;
 
+pub use super::record::{Counts, FileResult, RunRecord, RunSpan};
 use super::slot::{Blocked, Trigger};
 use super::{Controller, State as Scheduling, Tracked};
-use crate::apply::{Action, Health, Report};
 use crate::config::{PipelineSpec, SpannedStr};
-use crate::reconcile::Finding;
 use crate::reconcile::Prepared;
-use crate::stage::Stage;
 
 /// The whole instance.
 #[derive(Debug, Clone, Serialize)]
@@ -95,75 +93,6 @@ impl State {
     }
 }
 
-/// When one run started and finished (RFC 3339, to the millisecond).
-#[derive(Debug, Clone, Serialize)]
-pub struct RunSpan {
-    pub started: String,
-    pub finished: String,
-    pub ok: bool,
-}
-
-/// One finished run.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunRecord {
-    pub trigger: Trigger,
-    pub started: String,
-    pub finished: String,
-    pub latency_seconds: f64,
-    pub revision: String,
-    /// The revision as a link, built from `[moor] diff_url` (KA-5).
-    pub revision_url: Option<String>,
-    pub ok: bool,
-    /// Whether its objects became healthy: `not_checked` without `wait`.
-    pub health: Health,
-    pub stage: Option<Stage>,
-    pub error: Option<String>,
-    pub counts: Counts,
-    /// Validator warnings and errors, with `file:line`.
-    pub diagnostics: Vec<String>,
-    /// Objects per source file and the result (KA-5: files applied).
-    pub files: Vec<FileResult>,
-    /// Objects left alone, and why (KA-5: ignored files).
-    pub ignored: Vec<String>,
-}
-
-/// Object counts of a run (FA-9).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Counts {
-    pub discovered: usize,
-    pub applied: usize,
-    pub unchanged: usize,
-    pub pruned: usize,
-    pub ignored: usize,
-    pub in_sync: usize,
-}
-
-impl Counts {
-    /// The counts of what a run's cluster half did; a failed run's applied objects are not
-    /// in sync.
-    pub fn of(report: &Report, ok: bool) -> Counts {
-        let applied =
-            report.count(Action::Created) + report.count(Action::Configured) + report.count(Action::Recreated);
-        let unchanged = report.count(Action::Unchanged);
-        let ignored = report.count(Action::Skipped);
-        Counts {
-            discovered: applied + unchanged + ignored,
-            applied,
-            unchanged,
-            pruned: report.count(Action::Pruned),
-            ignored,
-            in_sync: if ok { applied + unchanged } else { unchanged },
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct FileResult {
-    pub file: String,
-    pub objects: usize,
-    pub result: &'static str,
-}
-
 /// A plugin step and what it was granted (B-6).
 #[derive(Debug, Clone, Serialize)]
 pub struct StepStatus {
@@ -244,9 +173,9 @@ fn view(st: &Scheduling, prepared: &Prepared, pipeline: &PipelineSpec, t: &Track
         queued: t.slot.queued(),
         runs: t.slot.runs(),
         failures_in_a_row: t.slot.failures_in_a_row(),
-        last_run: t.last_run.clone(),
-        history: t.history.iter().cloned().collect(),
-        last_success: t.last_success.clone(),
+        last_run: t.slot.last().cloned(),
+        history: t.slot.history().spans(),
+        last_success: t.slot.history().last_success().map(|r| r.finished.clone()),
         webhook: pipeline.webhook_secret.is_some(),
         plugins: steps_status(prepared, pipeline),
         notify_error: t.notify_error.clone(),
@@ -278,16 +207,6 @@ fn steps_status(prepared: &Prepared, pipeline: &PipelineSpec) -> Vec<StepStatus>
         });
     }
     steps
-}
-
-/// Findings as `file:line: severity: message` lines.
-pub fn diagnostics(findings: &[Finding]) -> Vec<String> {
-    findings.iter().map(ToString::to_string).collect()
-}
-
-/// An RFC 3339 time, to the millisecond.
-pub fn rfc3339_millis(t: std::time::SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// An RFC 3339 time, to the second.
