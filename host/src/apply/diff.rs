@@ -29,12 +29,14 @@ pub struct ObjectDiff {
     pub diff: String,
 }
 
-/// Diffs a rendered pipeline against the cluster.
+/// Diffs a rendered pipeline against the cluster, and its inventory (`old`) for what a
+/// prune would delete.
 pub async fn diff(
     target: &Target,
     settings: &Settings,
     pipeline: &PipelineSpec,
     objects: Vec<Object>,
+    old: &super::Inventory,
     progress: Progress<'_>,
 ) -> Result<Vec<ObjectDiff>, ApplyError> {
     let client = target.client_for(pipeline)?;
@@ -73,9 +75,7 @@ pub async fn diff(
         out.push(ObjectDiff { object: name, origin, change, diff });
     }
     if pipeline.prune {
-        let store = target.inventories(settings);
-        let old = store.load(pipeline.name.s()).await?;
-        for r in super::prune::candidates(&old, desired.iter().map(|d| &d.r)) {
+        for r in super::prune::candidates(old, desired.iter().map(|d| &d.r)) {
             out.push(ObjectDiff {
                 object: r.to_string(),
                 origin: String::new(),

@@ -157,24 +157,30 @@ impl Report {
 /// Progress lines for a terminal.
 pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
 
-/// The cluster half of the pipeline for `objects` rendered at `revision`: what it did,
-/// also when a stage failed (then partial), and the failure tagged with its stage. An
-/// `interrupt` raised stops it where it is, failing the stage it was in.
-#[allow(clippy::too_many_arguments)]
+/// What the cluster half works on: a pipeline's objects rendered at `revision`, and its
+/// inventory as the run read it.
+pub struct Input<'a> {
+    pub pipeline: &'a PipelineSpec,
+    pub revision: &'a str,
+    pub objects: Vec<Object>,
+    pub old: Inventory,
+}
+
+/// The cluster half of a pipeline: what it did, also when a stage failed (then partial),
+/// and the failure tagged with its stage. An `interrupt` raised stops it where it is,
+/// failing the stage it was in.
 pub async fn apply(
     target: &Target,
     settings: &Settings,
-    pipeline: &PipelineSpec,
-    revision: &str,
-    objects: Vec<Object>,
+    input: Input<'_>,
     run: RunOptions,
     interrupt: &Interrupt,
     progress: Progress<'_>,
 ) -> (Report, Result<(), Failed>) {
-    let mut report = Report { dry_run: run.dry_run || pipeline.dry_run, ..Report::default() };
+    let mut report = Report { dry_run: run.dry_run || input.pipeline.dry_run, ..Report::default() };
     let mut reached = Stage::Plan;
     let finished = {
-        let work = apply_into(&mut report, &mut reached, target, settings, pipeline, revision, objects, run, progress);
+        let work = apply_into(&mut report, &mut reached, target, settings, input, run, progress);
         tokio::select! {
             outcome = work => Some(outcome),
             () = interrupt.raised() => None,
@@ -189,15 +195,12 @@ pub async fn apply(
 }
 
 /// [`apply`], stage by stage, each recording what it did in `report` before the next starts.
-#[allow(clippy::too_many_arguments)]
 async fn apply_into(
     report: &mut Report,
     reached: &mut Stage,
     target: &Target,
     settings: &Settings,
-    pipeline: &PipelineSpec,
-    revision: &str,
-    objects: Vec<Object>,
+    Input { pipeline, revision, objects, old }: Input<'_>,
     run: RunOptions,
     progress: Progress<'_>,
 ) -> Result<(), Failed> {
@@ -211,7 +214,6 @@ async fn apply_into(
     let Wanted { mut desired, skipped } =
         wanted(target, &client, pipeline, owner, objects).await.map_err(at(Stage::Plan))?;
     report.objects.extend(skipped);
-    let old = store.load(name).await.map_err(at(Stage::Plan))?;
     // Its objects are where its inventory says; a pipeline that moved would prune the wrong cluster.
     if !old.is_empty() && old.cluster != cluster_of(pipeline) {
         let named = |c: &str| if c.is_empty() { "(the one moor runs in)".to_owned() } else { c.to_owned() };

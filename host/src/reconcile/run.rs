@@ -97,10 +97,11 @@ impl<'r> RunContext<'r> {
     }
 }
 
-/// Told once the revision is known, before the cluster half starts (the controller tells
-/// the notifiers of the `status-notifier` world that a run starts).
+/// Told once the revision is known, before the cluster half starts, with the revision the
+/// pipeline's inventory was last written for (the controller tells the notifiers of the
+/// `status-notifier` world that a run starts).
 pub trait OnStart: Sync {
-    fn started<'c>(&'c self, ctx: &'c RunContext<'c>, revision: &'c str) -> BoxFuture<'c, ()>;
+    fn started<'c>(&'c self, ctx: &'c RunContext<'c>, revision: &'c str, applied: &'c str) -> BoxFuture<'c, ()>;
 }
 
 /// A failure and the stage it happened in, set where it happened. Shown as
@@ -227,35 +228,38 @@ impl Moor {
         };
         report.revision = rendered.revision;
         report.findings = rendered.findings;
-        if let Some(on_start) = on_start {
-            on_start.started(ctx, &report.revision).await;
-        }
-        // plan → apply → prune → health → record, in the pipeline's own cluster
+        // `Some`: apply with these options; `None`: diff.
+        let (place, applying) = match (&ctx.place, mode) {
+            (Some(place), Mode::Apply(options)) => (place, Some(options)),
+            (Some(place), Mode::Diff) => (place, None),
+            (None, _) | (_, Mode::Render) => {
+                report.objects = rendered.objects;
+                return report;
+            }
+        };
+        // plan → apply → prune → health → record, in the pipeline's own cluster, from
+        // the inventory read once
         let hidden = |failed: apply::Failed| RunFailure::from(failed).hiding(&rendered.revealed);
         let settings = &ctx.prepared.config.settings;
-        match (&ctx.place, mode) {
-            (Some(place), Mode::Apply(options)) => {
-                let (cluster, outcome) = apply::apply(
-                    place,
-                    settings,
-                    ctx.pipeline,
-                    &report.revision,
-                    rendered.objects,
-                    options,
-                    &ctx.interrupt,
-                    progress,
-                )
-                .await;
+        let old = match place.inventories(settings).load(ctx.pipeline.name.s()).await {
+            Ok(old) => old,
+            Err(e) => return RunReport { outcome: Err(hidden(apply::at(Stage::Plan)(e))), ..report },
+        };
+        if let Some(on_start) = on_start {
+            on_start.started(ctx, &report.revision, &old.revision).await;
+        }
+        match applying {
+            Some(options) => {
+                let input =
+                    apply::Input { pipeline: ctx.pipeline, revision: &report.revision, objects: rendered.objects, old };
+                let (cluster, outcome) = apply::apply(place, settings, input, options, &ctx.interrupt, progress).await;
                 report.cluster = cluster;
                 report.outcome = outcome.map_err(hidden);
             }
-            (Some(place), Mode::Diff) => {
-                match apply::diff::diff(place, settings, ctx.pipeline, rendered.objects, progress).await {
-                    Ok(diffs) => report.diffs = diffs,
-                    Err(e) => report.outcome = Err(hidden(apply::at(Stage::Plan)(e))),
-                }
-            }
-            (None, _) | (_, Mode::Render) => report.objects = rendered.objects,
+            None => match apply::diff::diff(place, settings, ctx.pipeline, rendered.objects, &old, progress).await {
+                Ok(diffs) => report.diffs = diffs,
+                Err(e) => report.outcome = Err(hidden(apply::at(Stage::Plan)(e))),
+            },
         }
         report
     }

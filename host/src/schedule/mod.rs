@@ -123,6 +123,8 @@ struct State {
     keys_digest: String,
     /// Sharded: where each pipeline runs, as of the last round of the shard.
     placements: HashMap<String, shard::core::Placement>,
+    /// Sharded: where the removal of pipelines gone from the config runs, as of that round.
+    removals: shard::core::Placement,
 }
 
 impl State {
@@ -207,6 +209,7 @@ impl Controller {
                 shard_keys: BTreeMap::new(),
                 keys_digest: String::new(),
                 placements: HashMap::new(),
+                removals: shard::core::Placement::Arriving,
             }),
             wake: Notify::new(),
             shard_wake: Notify::new(),
@@ -436,9 +439,14 @@ struct TellStart<'a> {
 }
 
 impl OnStart for TellStart<'_> {
-    fn started<'c>(&'c self, ctx: &'c RunContext<'c>, revision: &'c str) -> futures::future::BoxFuture<'c, ()> {
+    fn started<'c>(
+        &'c self,
+        ctx: &'c RunContext<'c>,
+        revision: &'c str,
+        applied: &'c str,
+    ) -> futures::future::BoxFuture<'c, ()> {
         Box::pin(async move {
-            if self.controller.tell_started(ctx, revision).await {
+            if self.controller.tell_started(ctx, revision, applied).await {
                 self.told.store(true, Ordering::Relaxed);
             }
         })

@@ -142,12 +142,14 @@ impl Limiter {
     }
 
     /// Whether to tell that a run of `revision` starts: once per new revision (the
-    /// retries of a failed one say nothing more), within the rate.
-    fn admit_start(&mut self, revision: &str) -> bool {
-        if self.started.as_deref() == Some(revision) {
+    /// retries of a failed one say nothing more), within the rate. The first time (after a
+    /// restart), the revision the inventory was written for (`applied`) is not new.
+    fn admit_start(&mut self, revision: &str, applied: &str) -> bool {
+        let new = self.started.as_deref().unwrap_or(applied) != revision;
+        self.started = Some(revision.to_owned());
+        if !new {
             return false;
         }
-        self.started = Some(revision.to_owned());
         let now = Instant::now();
         self.expire(now);
         if self.recent.len() >= RATE_LIMIT {
@@ -181,9 +183,9 @@ impl Limiter {
 impl Controller {
     /// Before a run applies `revision`: tells the steps that hear of starts (notifiers of
     /// the `status-notifier` world, such as `github-status`), once per new revision. After
-    /// a restart, the revision the inventory was last written for is not new. Returns
-    /// whether it told, so that the run's outcome is told too.
-    pub(super) async fn tell_started(&self, ctx: &RunContext<'_>, revision: &str) -> bool {
+    /// a restart, the revision the inventory was last written for (`applied`) is not new.
+    /// Returns whether it told, so that the run's outcome is told too.
+    pub(super) async fn tell_started(&self, ctx: &RunContext<'_>, revision: &str, applied: &str) -> bool {
         let (prepared, pipeline) = (ctx.prepared, ctx.pipeline);
         let hears = |step: &crate::config::Step| {
             (hears_starts(step)
@@ -194,18 +196,8 @@ impl Controller {
             return false;
         }
         let name = pipeline.name.s();
-        let first = self.lock().pipelines.get(name).is_some_and(|t| t.notifications.started.is_none());
-        if first {
-            let store =
-                crate::apply::inventory::Store::for_settings(self.target.client.clone(), &prepared.config.settings);
-            if store.load(name).await.is_ok_and(|inventory| inventory.revision == revision) {
-                if let Some(tracked) = self.lock().pipelines.get_mut(name) {
-                    tracked.notifications.started = Some(revision.to_owned());
-                }
-                return false;
-            }
-        }
-        let admitted = self.lock().pipelines.get_mut(name).is_some_and(|t| t.notifications.admit_start(revision));
+        let admitted =
+            self.lock().pipelines.get_mut(name).is_some_and(|t| t.notifications.admit_start(revision, applied));
         if !admitted {
             return false;
         }
@@ -392,16 +384,19 @@ mod tests {
     #[test]
     fn a_start_is_told_once_per_new_revision_within_the_rate() {
         let mut limiter = Limiter::default();
-        assert!(limiter.admit_start("r1"));
-        assert!(!limiter.admit_start("r1"), "a retry of the same revision");
-        assert!(limiter.admit_start("r2") && limiter.admit_start("r1"), "a new revision, then going back");
+        let mut restarted = Limiter::default();
+        assert!(!restarted.admit_start("r0", "r0"), "applied before a restart");
+        assert!(restarted.admit_start("r1", "r0"));
+        assert!(limiter.admit_start("r1", ""));
+        assert!(!limiter.admit_start("r1", ""), "a retry of the same revision");
+        assert!(limiter.admit_start("r2", "") && limiter.admit_start("r1", ""), "a new revision, then going back");
         // Three starts so far; the events take all but one of the rest.
         for i in 0..RATE_LIMIT - 4 {
             let (sent, _) = limiter.admit(vec![event(&format!("failure {i}"))]);
             assert_eq!(sent.len(), 1);
         }
-        assert!(limiter.admit_start("r3"), "the rate's last slot");
-        assert!(!limiter.admit_start("r4"), "starts and events share the rate");
+        assert!(limiter.admit_start("r3", ""), "the rate's last slot");
+        assert!(!limiter.admit_start("r4", ""), "starts and events share the rate");
         assert_eq!(limiter.admit(vec![event("late")]).0.len(), 0);
     }
 }

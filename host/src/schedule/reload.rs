@@ -120,7 +120,7 @@ impl Controller {
     /// removed, as `moor apply` does (FA-10), behind `[moor] prune_guard`.
     pub(super) async fn remove_gone_pipelines(self: Arc<Self>) {
         // Sharded, one member does it: the owner of its key.
-        if !self.lock().runs_here(super::shard::core::REMOVALS) {
+        if !self.lock().removes_here() {
             return;
         }
         let config = self.config();

@@ -14,8 +14,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, SpannedStr};
 
-/// The key of the task that removes pipelines gone from the config: one member does it.
-pub const REMOVALS: &str = "moor:removals";
+/// The rendezvous key of removing the pipelines gone from the config, which one member
+/// does. No pipeline has it: pipeline names cannot hold `:`.
+const REMOVALS: &str = "moor:removals";
 
 /// What a member acts on, as its Lease publishes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +95,16 @@ impl Membership {
                 .others
                 .iter()
                 .all(|m| m.view.keys == self.mine.keys && rendezvous(key, &m.view.members) != Some(m.identity.as_str()))
+    }
+
+    /// Where the removal of pipelines gone from the config runs.
+    pub fn place_removals(&self) -> Placement {
+        self.place(REMOVALS)
+    }
+
+    /// Whether this member may remove pipelines gone from the config now.
+    pub fn may_remove(&self) -> bool {
+        self.may_run(REMOVALS)
     }
 
     /// The view to act on, given the other live members now seen and the config's keys.

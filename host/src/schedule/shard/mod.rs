@@ -27,7 +27,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
-use self::core::{Member, Membership, Placement, REMOVALS, View};
+use self::core::{Member, Membership, Placement, View};
 use super::Controller;
 
 const LABEL: &str = "moor.dev/shard-of";
@@ -175,12 +175,10 @@ impl Controller {
                 tracked.slot.due_now(now);
             }
         }
-        let removals = after.may_run(REMOVALS) && !before.may_run(REMOVALS);
+        let removals = after.may_remove() && !before.may_remove();
         // Placed once per round, so the scheduler's checks are lookups.
-        let mut placements: std::collections::HashMap<String, Placement> =
-            st.pipelines.keys().map(|name| (name.clone(), after.place(&key(name)))).collect();
-        placements.insert(REMOVALS.into(), after.place(REMOVALS));
-        st.placements = placements;
+        st.placements = st.pipelines.keys().map(|name| (name.clone(), after.place(&key(name)))).collect();
+        st.removals = after.place_removals();
         if before.mine != after.mine {
             tracing::info!(members = ?after.mine.members, owned, "shard membership changed");
         }
@@ -215,6 +213,12 @@ impl super::State {
     /// Whether this member may run `pipeline` now (always, when not sharded).
     pub(super) fn runs_here(&self, pipeline: &str) -> bool {
         self.placement(pipeline).is_none_or(|p| *p == Placement::Here)
+    }
+
+    /// Whether this member may remove the pipelines gone from the config now (always, when
+    /// not sharded).
+    pub(super) fn removes_here(&self) -> bool {
+        self.membership.is_none() || self.removals == Placement::Here
     }
 
     /// Whether this member owns `pipeline` in its view (always, when not sharded).
