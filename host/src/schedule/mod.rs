@@ -10,8 +10,8 @@
 //! that loses its lease stops its runs at once.
 //!
 //! The pieces: [`slot`] (the pure per-pipeline state machine), [`pass`] (the pure choice
-//! of what starts now), [`record`] (a run's record and the history of runs), [`bookkeeping`]
-//! (a run's metrics, and the next run),
+//! of what starts now), [`run`] (the controller's run of one pipeline), [`record`] (a run's
+//! record and the history of runs), [`bookkeeping`] (a run's metrics, and the next run),
 //! [`requests`] (triggers, suspend and resume from the API, webhooks and watches),
 //! [`reload`] (config install and reload, removed pipelines), [`poll`] (source polling),
 //! [`drift`] (watches on managed objects), [`leader`] (the Lease), [`shard`] (splitting the
@@ -28,6 +28,7 @@ mod poll;
 pub mod record;
 mod reload;
 mod requests;
+mod run;
 pub mod shard;
 pub mod slot;
 pub mod status;
@@ -39,13 +40,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use indexmap::IndexMap;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 
-use crate::apply::{RunOptions, Target};
+use crate::apply::Target;
 use crate::config::{Config, PipelineSpec, SpannedStr};
-use crate::interrupt::Interrupt;
 use crate::metrics::Metrics;
-use crate::reconcile::{Mode, Moor, OnStart, Prepared, RunContext, RunFailure, RunReport, StageError, blocking};
+use crate::reconcile::{Moor, Prepared, blocking};
 pub use requests::RequestError;
 use slot::{Blocked, Dependency, Slot};
 pub use slot::{Trigger, Triggered};
@@ -371,100 +371,8 @@ impl Controller {
         pass.next.map_or(horizon, |next| next.min(horizon))
     }
 
-    /// One run of one pipeline, then its bookkeeping: status, metrics, the next run,
-    /// notifications and events.
-    async fn run_pipeline(
-        self: Arc<Self>,
-        name: String,
-        trigger: Trigger,
-        permit: OwnedSemaphorePermit,
-        prepared: Arc<Prepared>,
-    ) {
-        let Some(pipeline) = prepared.config.pipeline(&name).cloned() else { return };
-        let _running = RunningGuard::new(&self.metrics);
-        let started = SystemTime::now();
-        let clock = Instant::now();
-        tracing::info!(pipeline = name, trigger = trigger.as_str(), "run started");
-        // The run's timeout, or this task aborted (a lost lease or shard), stops its fetch
-        // and plugin calls too, not only its futures.
-        let interrupt = Interrupt::after(pipeline.timeout.0);
-        let armed = interrupt.armed("the run was stopped by the controller");
-        let on_start = TellStart { controller: &self, told: AtomicBool::new(false) };
-        let ctx = RunContext::new(&prepared, &pipeline, Some(&self.target), interrupt.clone());
-        let ctx = tokio::select! {
-            ctx = ctx => ctx,
-            () = interrupt.raised() => Err(RunFailure::at(crate::stage::Stage::Timeout)(StageError::Timeout(pipeline.timeout.0))),
-        };
-        let (report, ctx) = match ctx {
-            Ok(ctx) => {
-                (self.moor.run(&ctx, Mode::Apply(RunOptions::default()), Some(&on_start), &|_| {}).await, Some(ctx))
-            }
-            Err(e) => (RunReport::failed(&name, e), None),
-        };
-        armed.disarm();
-        let told_start = on_start.told.load(Ordering::Relaxed);
-        let took = clock.elapsed();
-        match report.error() {
-            None => tracing::info!(pipeline = name, revision = report.revision, ?took, "run succeeded"),
-            Some(e) => tracing::warn!(pipeline = name, ?took, "run failed: {e}"),
-        }
-        // Before the run counts as over: the watch compares what it sees with this.
-        self.remember_applied(&name, &report);
-        let run = record::Finished { config: &prepared.config, trigger, started, took, report: &report };
-        let outcome = self.finish(&pipeline, &run, told_start);
-        self.watch_kinds(&pipeline, &report.cluster.kinds()).await;
-        // Kubernetes Events go to the cluster moor runs in, about its objects only.
-        if pipeline.cluster.is_none() {
-            self.events.record(&name, &report);
-        }
-        if let Some(outcome) = outcome {
-            self.notify(&prepared, &pipeline, ctx.as_ref().map(|c| &c.secrets), outcome).await;
-        }
-        // The worker is free before the scheduler looks: its pass would not find it otherwise.
-        drop(permit);
-        self.wake.notify_one();
-    }
-
     /// The current config.
     pub fn config(&self) -> Arc<Config> {
         self.lock().prepared.config.clone()
-    }
-}
-
-/// Tells the notifiers that hear of starts that a run of a new revision starts, and
-/// remembers that it did (its end is told too).
-struct TellStart<'a> {
-    controller: &'a Controller,
-    told: AtomicBool,
-}
-
-impl OnStart for TellStart<'_> {
-    fn started<'c>(
-        &'c self,
-        ctx: &'c RunContext<'c>,
-        revision: &'c str,
-        applied: &'c str,
-    ) -> futures::future::BoxFuture<'c, ()> {
-        Box::pin(async move {
-            if self.controller.tell_started(ctx, revision, applied).await {
-                self.told.store(true, Ordering::Relaxed);
-            }
-        })
-    }
-}
-
-/// Counts a run in progress for as long as it lives (also when it is stopped).
-struct RunningGuard<'m>(&'m Metrics);
-
-impl<'m> RunningGuard<'m> {
-    fn new(metrics: &'m Metrics) -> Self {
-        metrics.running.inc();
-        RunningGuard(metrics)
-    }
-}
-
-impl Drop for RunningGuard<'_> {
-    fn drop(&mut self) {
-        self.0.running.dec();
     }
 }
