@@ -4,20 +4,19 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use toml::Spanned;
 
-use super::{ByteSize, Seconds, Step};
+use super::{ByteSize, Problem, Seconds, Step};
 
 /// Where manifests come from: exactly one of `path`, `git` or `plugin`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    pub name: Spanned<String>,
+    pub name: String,
     /// A local directory, relative to the config file.
-    pub path: Option<Spanned<PathBuf>>,
-    pub git: Option<Spanned<GitSpec>>,
+    pub path: Option<PathBuf>,
+    pub git: Option<GitSpec>,
     /// A chart from a Helm repository over HTTP.
-    pub helm: Option<Spanned<HelmSpec>>,
+    pub helm: Option<HelmSpec>,
     /// A source plugin and its config: `plugin = { use = "...", with = { ... } }`.
     pub plugin: Option<Step>,
     /// Controller mode: how often to look for a new revision; "0s" turns polling off.
@@ -28,19 +27,21 @@ pub struct SourceSpec {
 }
 
 impl SourceSpec {
-    pub(super) fn check(&self) -> Result<(), (std::ops::Range<usize>, String)> {
+    /// Checks the `i`th source: exactly one kind, and that one well formed.
+    pub(super) fn check(&self, i: usize) -> Result<(), Problem> {
+        let key = format!("source[{i}]");
         let given = usize::from(self.path.is_some())
             + usize::from(self.git.is_some())
             + usize::from(self.helm.is_some())
             + usize::from(self.plugin.is_some());
         if given != 1 {
-            return Err((self.name.span(), "a source needs exactly one of `path`, `git`, `helm` or `plugin`".into()));
+            return Err((key, "a source needs exactly one of `path`, `git`, `helm` or `plugin`".into()));
         }
         if let Some(helm) = &self.helm {
-            helm.get_ref().check().map_err(|m| (helm.span(), m))?;
+            helm.check().map_err(|m| (format!("{key}.helm"), m))?;
         }
         match &self.git {
-            Some(git) => git.get_ref().check().map_err(|m| (git.span(), m)),
+            Some(git) => git.check().map_err(|m| (format!("{key}.git"), m)),
             None => Ok(()),
         }
     }

@@ -6,7 +6,7 @@ use super::slot::{self, LastOutcome, Timing, Trigger};
 use super::status::{self, Counts, FileResult, RunRecord};
 use super::{Controller, HISTORY, Seen, notify};
 use crate::apply::Action;
-use crate::config::{Config, PipelineSpec, SpannedStr};
+use crate::config::{Config, PipelineSpec};
 use crate::metrics::{ActionLabels, FileLabels, Metrics, PipelineLabels, RunLabels, StateLabels};
 use crate::reconcile::{RunReport, StageError};
 
@@ -141,7 +141,7 @@ impl Controller {
     pub(super) fn finish(&self, pipeline: &PipelineSpec, run: &Run<'_>) -> Option<notify::Outcome> {
         let report = run.report;
         let name = report.pipeline.as_str();
-        let source = pipeline.source.s();
+        let source = pipeline.source.as_str();
         let mut st = self.lock();
         // A new revision found by this run is news for the other pipelines of the source.
         let mut revision_news = false;
@@ -193,8 +193,8 @@ impl Controller {
         let config = st.prepared.config.clone();
         drop(st);
         if revision_news {
-            for other in config.pipelines.iter().filter(|p| p.source.s() == source && p.name.s() != name) {
-                let _ = self.trigger(other.name.s(), Trigger::Revision);
+            for other in config.pipelines.iter().filter(|p| p.source == source && p.name != name) {
+                let _ = self.trigger(&other.name, Trigger::Revision);
             }
         }
         outcome
