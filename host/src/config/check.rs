@@ -15,7 +15,7 @@ impl Config {
         self.check_plugins(builtin)?;
         let known_plugin = |name: &str| builtin.contains(&name) || self.plugin(name).is_some();
         for (i, source) in self.sources.iter().enumerate() {
-            if let Some(step) = &source.plugin
+            if let Some(step) = source.plugin()
                 && !known_plugin(&step.uses)
             {
                 return Err((format!("source[{i}].plugin.use"), format!("no plugin is named `{}`", step.uses)));

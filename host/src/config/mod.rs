@@ -86,26 +86,21 @@ impl Config {
             base: file.parent().map(Path::to_owned).unwrap_or_default(),
             text,
             settings,
-            sources: raw.source,
+            sources: Vec::new(),
             plugins: raw.plugin,
             pipelines: raw.pipeline,
             clusters: raw.cluster,
         };
-        if let Err((key, message)) = config.derive(raw.notify).and_then(|()| config.check(builtin)) {
+        if let Err((key, message)) = config.derive(raw.source, raw.notify).and_then(|()| config.check(builtin)) {
             return Err(config.error_at(key, message));
         }
         Ok(config)
     }
 
-    /// What loading derives from the file as written: where each step is written, top-level
-    /// `[[notify]]` steps in the pipelines they pick, and the gates.
-    fn derive(&mut self, notify: Vec<Step>) -> Result<(), Problem> {
-        for (i, source) in self.sources.iter_mut().enumerate() {
-            source.check(i)?;
-            if let Some(step) = &mut source.plugin {
-                step.at = format!("source[{i}].plugin");
-            }
-        }
+    /// What loading derives from the file as written: each source's kind, where each step
+    /// is written, top-level `[[notify]]` steps in the pipelines they pick, and the gates.
+    fn derive(&mut self, sources: Vec<RawSource>, notify: Vec<Step>) -> Result<(), Problem> {
+        self.sources = sources.into_iter().enumerate().map(|(i, s)| s.typed(i)).collect::<Result<_, _>>()?;
         for (i, pipeline) in self.pipelines.iter_mut().enumerate() {
             place_steps(i, pipeline)?;
         }
@@ -356,7 +351,9 @@ mod tests {
         assert_eq!(at(&b.render), ["pipeline[1].render[0]", "pipeline[1].render[1]"]);
         assert_eq!(at(&b.notify), ["notify[0]"]);
         assert_eq!((config.source_of(a).name.as_str(), config.source_of(b).name.as_str()), ("p", "s"));
-        assert_eq!(config.source_of(a).plugin.as_ref().map(|s| s.at.as_str()), Some("source[1].plugin"));
+        let SourceKind::Plugin(step) = &config.source_of(a).kind else { panic!("a plugin source") };
+        assert_eq!(step.at, "source[1].plugin");
+        assert!(matches!(&config.source_of(b).kind, SourceKind::Path(p) if p == Path::new(".")));
         assert_eq!(config.pipeline_order(), [1, 0]);
         let e = config.error_at(format!("{}.with", a.render[0].at), "rejected");
         assert_eq!(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{ByteSize, Seconds, SourceSpec, Step, WaitFor};
+use super::{ByteSize, RawSource, Seconds, Step, WaitFor};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -14,7 +14,7 @@ pub(super) struct File {
     #[serde(default)]
     pub moor: Settings,
     #[serde(default)]
-    pub source: Vec<SourceSpec>,
+    pub source: Vec<RawSource>,
     #[serde(default)]
     pub plugin: Vec<PluginSpec>,
     #[serde(default)]

@@ -27,7 +27,7 @@ use step::resolve_chain;
 pub(crate) use step::{StepCall, resolve_step};
 
 use crate::apply;
-use crate::config::{Config, ConfigError, PipelineSpec, PluginSpec};
+use crate::config::{Config, ConfigError, PipelineSpec, PluginSpec, SourceSpec};
 use crate::interrupt::Interrupt;
 use crate::object::Object;
 use crate::plugins::{self, CallError, Limits, Plugin, PluginSource, RenderContext, Renderer, Runtime, Validator};
@@ -215,7 +215,7 @@ impl Moor {
             .pipelines
             .iter()
             .flat_map(|p| p.chains().map(|(_, step)| step))
-            .chain(config.sources.iter().filter_map(|s| s.plugin.as_ref()));
+            .chain(config.sources.iter().filter_map(SourceSpec::plugin));
         for step in used {
             let name = step.uses.as_str();
             if plugins.contains_key(name) {
@@ -286,7 +286,7 @@ impl Moor {
     ) -> Result<Snapshot, StageError> {
         let config = &prepared.config;
         let spec = config.source_of(pipeline);
-        let Some(step) = &spec.plugin else {
+        let Some(step) = spec.plugin() else {
             return Ok(self.sources.snapshot(config, spec, secrets, interrupt)?);
         };
         let call = resolve_step::<plugins::Source>(prepared, "source", step, secrets, Some(interrupt))?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{Controller, Seen, Trigger};
+use crate::config::SourceKind;
 use crate::reconcile::blocking;
 use crate::secrets::SecretValues;
 
@@ -24,7 +25,7 @@ impl Controller {
             for source in &config.sources {
                 let name = source.name.as_str();
                 let every = source.poll_interval.0;
-                if every.is_zero() || source.plugin.is_some() {
+                if every.is_zero() || matches!(source.kind, SourceKind::Plugin(_)) {
                     continue;
                 }
                 let now = Instant::now();
