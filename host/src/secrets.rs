@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 
-use crate::config::{Config, PipelineSpec, SecretRef, SourceSpec, SpannedStr, Step, VarsFrom, VarsKind};
+use crate::config::{Config, PipelineSpec, SecretRef, SourceKind, SourceSpec, Step, VarsFrom, VarsKind};
 
 /// The Secrets, ConfigMaps and variables one run needs, read.
 #[derive(Default, Clone)]
@@ -71,9 +71,9 @@ impl SecretValues {
         config: &Config,
         pipeline: &PipelineSpec,
     ) -> Result<SecretValues, SecretError> {
-        let source = config.source(pipeline.source.s());
+        let source = config.source_of(pipeline);
         let steps = pipeline.render.iter().chain(&pipeline.validate).chain(&pipeline.notify);
-        SecretValues::read(client, config, source, steps).await
+        SecretValues::read(client, config, Some(source), steps).await
     }
 
     /// Reads what a source needs: git credentials, or its plugin step's secrets.
@@ -93,12 +93,14 @@ impl SecretValues {
     ) -> Result<SecretValues, SecretError> {
         let namespace = &config.settings.namespace;
         let mut values = SecretValues::default();
-        let git_secret =
-            source.and_then(|s| s.git.as_ref()).and_then(|g| g.get_ref().credentials.as_ref()?.secret.as_ref());
+        let git_secret = match source.map(|s| &s.kind) {
+            Some(SourceKind::Git(git)) => git.credentials.as_ref().and_then(|c| c.secret.as_ref()),
+            _ => None,
+        };
         if let Some(name) = git_secret {
             values.add_secret(client, name, namespace).await?;
         }
-        for step in steps.chain(source.and_then(|s| s.plugin.as_ref())) {
+        for step in steps.chain(source.and_then(SourceSpec::plugin)) {
             for r in step.secrets.values() {
                 values.add(client, r, namespace).await?;
             }

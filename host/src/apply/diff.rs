@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::plan::{as_server_would, changes};
 use super::{ApplyError, Progress, Target, compare};
-use crate::config::{PipelineSpec, Settings, SpannedStr};
+use crate::config::{PipelineSpec, Settings};
 use crate::kube_api::api_for;
 use crate::object::{Object, REDACTED};
 
@@ -40,7 +40,7 @@ pub async fn diff(
     progress: Progress<'_>,
 ) -> Result<Vec<ObjectDiff>, ApplyError> {
     let client = target.client_for(pipeline)?;
-    let owner = super::prune::Owner { instance: &settings.instance, pipeline: pipeline.name.s() };
+    let owner = super::prune::Owner { instance: &settings.instance, pipeline: &pipeline.name };
     let desired = super::wanted(target, &client, pipeline, owner, objects).await?.desired;
     let mut out = Vec::new();
     for d in &desired {

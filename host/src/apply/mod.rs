@@ -30,7 +30,7 @@ mod write;
 
 use std::collections::HashMap;
 
-use crate::config::{PipelineSpec, Settings, SpannedStr};
+use crate::config::{PipelineSpec, Settings};
 use crate::interrupt::Interrupt;
 use crate::kube_api::kube_message;
 use crate::object::{ObjKey, Object};
@@ -204,7 +204,7 @@ async fn apply_into(
     run: RunOptions,
     progress: Progress<'_>,
 ) -> Result<(), Failed> {
-    let name = pipeline.name.s();
+    let name = pipeline.name.as_str();
     let owner = prune::Owner { instance: &settings.instance, pipeline: name };
     let dry_run = report.dry_run;
     let client = target.client_for(pipeline).map_err(at(Stage::Plan))?;
@@ -313,7 +313,7 @@ async fn wanted(
 
 /// The `[[cluster]]` a pipeline applies to, as its inventory records it ("" at home).
 fn cluster_of(pipeline: &PipelineSpec) -> &str {
-    pipeline.cluster.as_ref().map(|c| c.s()).unwrap_or_default()
+    pipeline.cluster.as_deref().unwrap_or_default()
 }
 
 /// Before anything new is created, the inventory names old and new objects alike.
@@ -323,7 +323,7 @@ async fn record_union(
     old: &Inventory,
     desired: &[Desired],
 ) -> Result<(), InventoryError> {
-    let pipeline = pipeline_spec.name.s();
+    let pipeline = pipeline_spec.name.as_str();
     if desired.iter().all(|d| old.contains(&d.r)) {
         return Ok(());
     }
@@ -376,7 +376,7 @@ async fn record(
     old: &Inventory,
     failed_deletes: &[(ObjKey, String)],
 ) -> Result<(), InventoryError> {
-    let name = pipeline.name.s();
+    let name = pipeline.name.as_str();
     let mut next = Inventory {
         deletion_policy: pipeline.deletion_policy,
         revision: revision.into(),

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use super::{Color, Output};
 use crate::apply::diff::Change;
 use crate::apply::{self, Action, Health, Kubeconfig, Report, RunOptions, Target};
-use crate::config::SpannedStr;
 use crate::reconcile::Mode;
 
 pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -112,13 +111,13 @@ pub fn diff(
         let prepared = moor.prepare(config.clone());
         let mut out = std::io::stdout().lock();
         for pipeline in config.pipelines_in_order() {
-            if only.is_some_and(|o| o != pipeline.name.s()) {
+            if only.is_some_and(|o| o != pipeline.name) {
                 continue;
             }
             let report = moor.reconcile(&prepared, pipeline, Some(&target), Mode::Diff, &progress).await;
             if let Some(e) = report.error() {
                 failed = true;
-                eprintln!("error: pipeline `{}`: {e}", pipeline.name.s());
+                eprintln!("error: pipeline `{}`: {e}", pipeline.name);
                 continue;
             }
             let diffs = report.diffs;
@@ -133,7 +132,7 @@ pub fn diff(
                 writeln!(
                     out,
                     "{} {} ({what}){}",
-                    pipeline.name.s(),
+                    pipeline.name,
                     d.object,
                     if d.origin.is_empty() { String::new() } else { format!(" from {}", d.origin) }
                 )?;

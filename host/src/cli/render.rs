@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use super::Output;
 use crate::apply::{Action, RunOptions, Target};
-use crate::config::SpannedStr;
 use crate::reconcile::{Finding, Mode, RunFailure, RunReport};
 
 /// Prints every object of one or all pipelines as a YAML stream.
@@ -19,7 +18,7 @@ pub fn build(cache: &Path, file: &Path, only: Option<&str>) -> anyhow::Result<Ex
     let mut out = std::io::stdout().lock();
     let mut failed = false;
     for pipeline in config.pipelines_in_order() {
-        if only.is_some_and(|n| n != pipeline.name.s()) {
+        if only.is_some_and(|n| n != pipeline.name) {
             continue;
         }
         let report = futures::executor::block_on(moor.reconcile(&prepared, pipeline, None, Mode::Render, &|_| {}));
@@ -32,7 +31,7 @@ pub fn build(cache: &Path, file: &Path, only: Option<&str>) -> anyhow::Result<Ex
             }
             Some(e) => {
                 failed = true;
-                report_error(pipeline.name.s(), e);
+                report_error(&pipeline.name, e);
             }
         }
     }

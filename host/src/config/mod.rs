@@ -2,20 +2,23 @@
 //!
 //! Every error names `file:line:column` and the key path (`pipeline[1].depends_on[0]`).
 //! Loading rejects unknown keys, bad values, duplicate names, unknown references and
-//! `depends_on` cycles, so nothing later has to.
+//! `depends_on` cycles, so nothing later has to. The config holds plain values; serde's
+//! errors carry toml's spans, and every later error its key path, which the source map
+//! (`source_map.rs`) locates in the file's text.
 
 mod check;
 mod gates;
 mod model;
 mod source;
+mod source_map;
 mod step;
 mod units;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+pub use gates::{CustomResourceWait, JobWait, PodWait, WaitFor};
 pub use model::*;
 pub use source::*;
 pub use step::*;
@@ -71,93 +74,79 @@ impl Config {
 
     /// Parses and validates `text` as if read from `file`.
     pub fn parse(file: &Path, text: String, builtin: &[&str]) -> Result<Config, ConfigError> {
-        let located = |span: Option<Range<usize>>, key: String, message: String| {
-            let (line, column) = span.map(|s| line_column(&text, s.start)).unwrap_or((1, 1));
-            ConfigError { file: file.to_owned(), line, column, key, message }
-        };
-        let deserializer = toml::de::Deserializer::parse(&text)
-            .map_err(|e| located(e.span(), String::new(), e.message().trim().to_owned()))?;
-        let raw: File = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = display_path(e.path());
-            let inner = e.into_inner();
-            located(inner.span(), key, inner.message().trim().to_owned())
-        })?;
-        let base = file.parent().map(Path::to_owned).unwrap_or_default();
-        for (i, pipeline) in raw.pipeline.iter().enumerate() {
-            for (chain, steps) in pipeline.chain_lists() {
-                for (j, step) in steps.iter().enumerate() {
-                    if let Some(glob) = step.pipelines.first() {
-                        let message = "a pipeline's own step serves that pipeline only: pick pipelines in a top-level `[[notify]]`";
-                        return Err(located(
-                            Some(glob.span()),
-                            format!("pipeline[{i}].{chain}[{j}].pipelines"),
-                            message.into(),
-                        ));
-                    }
-                }
-            }
-        }
-        let mut pipelines = raw.pipeline;
-        for (i, step) in raw.notify.into_iter().enumerate() {
-            let picks = globs(&step.pipelines)
-                .map_err(|(k, span, e)| located(Some(span), format!("notify[{i}].pipelines[{k}]"), e))?;
-            for pipeline in pipelines.iter_mut().filter(|p| picks.as_ref().is_none_or(|g| g.is_match(p.name.s()))) {
-                pipeline.notify.push(step.clone());
-            }
-        }
-        for (i, pipeline) in pipelines.iter_mut().enumerate() {
-            let ns = pipeline.target_namespace.as_deref().unwrap_or(&raw.moor.namespace);
-            pipeline.gates = pipeline
-                .wait_for
-                .iter()
-                .enumerate()
-                .map(|(j, gate)| {
-                    gates::gate(gate.get_ref(), ns)
-                        .map_err(|e| located(Some(gate.span()), format!("pipeline[{i}].wait_for[{j}]"), e))
-                })
-                .collect::<Result<_, _>>()?;
-        }
+        let raw = deserialize(file, &text)?;
         let mut settings = raw.moor;
         if settings.instance.is_empty() {
             settings.instance = derive_instance(file);
             settings.instance_derived = true;
         }
         settings.file = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
-        let config = Config {
+        let mut config = Config {
             file: file.to_owned(),
-            base,
-            text: text.clone(),
+            base: file.parent().map(Path::to_owned).unwrap_or_default(),
+            text,
             settings,
-            sources: raw.source,
+            sources: Vec::new(),
             plugins: raw.plugin,
-            pipelines,
+            pipelines: raw.pipeline,
             clusters: raw.cluster,
         };
-        config.check(builtin).map_err(|(span, key, message)| located(Some(span), key, message))?;
+        if let Err((key, message)) = config.derive(raw.source, raw.notify).and_then(|()| config.check(builtin)) {
+            return Err(config.error_at(key, message));
+        }
         Ok(config)
     }
 
-    /// Locates a span of this file for an error found after loading (say, a plugin's
-    /// schema rejecting a step's `with` table).
-    pub fn error_at(&self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        let (line, column) = line_column(&self.text, span.start);
-        ConfigError { file: self.file.clone(), line, column, key: key.into(), message: message.into() }
+    /// What loading derives from the file as written: each source's kind, where each step
+    /// is written, top-level `[[notify]]` steps in the pipelines they pick, and the gates.
+    fn derive(&mut self, sources: Vec<RawSource>, notify: Vec<Step>) -> Result<(), Problem> {
+        self.sources = sources.into_iter().enumerate().map(|(i, s)| s.typed(i)).collect::<Result<_, _>>()?;
+        for (i, pipeline) in self.pipelines.iter_mut().enumerate() {
+            place_steps(i, pipeline)?;
+        }
+        for (k, mut step) in notify.into_iter().enumerate() {
+            step.at = format!("notify[{k}]");
+            let picks = globs(&step.pipelines).map_err(|(n, e)| (format!("{}.pipelines[{n}]", step.at), e))?;
+            for pipeline in self.pipelines.iter_mut().filter(|p| picks.as_ref().is_none_or(|g| g.is_match(&p.name))) {
+                pipeline.notify.push(step.clone());
+            }
+        }
+        for (i, pipeline) in self.pipelines.iter_mut().enumerate() {
+            let ns = pipeline.target_namespace.as_deref().unwrap_or(&self.settings.namespace);
+            pipeline.gates = pipeline
+                .wait_for
+                .iter()
+                .enumerate()
+                .map(|(j, gate)| gates::gate(gate, ns).map_err(|e| (format!("pipeline[{i}].wait_for[{j}]"), e)))
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(())
     }
 
-    pub fn source(&self, name: &str) -> Option<&SourceSpec> {
-        self.sources.iter().find(|s| s.name.s() == name)
+    /// An error about what `key` names (`pipeline[0].render[1].with`), located in this
+    /// file through the source map: for an error found after loading (say, a plugin's
+    /// schema rejecting a step's `with` table) as for one found while loading.
+    pub fn error_at(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        let key = key.into();
+        let (line, column) = line_column(&self.text, source_map::locate(&self.text, &key).start);
+        ConfigError { file: self.file.clone(), line, column, key, message: message.into() }
+    }
+
+    /// The source of `pipeline` (one of this config's), as loading resolved it.
+    pub fn source_of(&self, pipeline: &PipelineSpec) -> &SourceSpec {
+        &self.sources[pipeline.source_index]
     }
 
     pub fn cluster(&self, name: &str) -> Option<&ClusterSpec> {
-        self.clusters.iter().find(|c| c.name.s() == name)
+        self.clusters.iter().find(|c| c.name == name)
     }
 
     pub fn plugin(&self, name: &str) -> Option<&PluginSpec> {
-        self.plugins.iter().find(|p| p.name.s() == name)
+        self.plugins.iter().find(|p| p.name == name)
     }
 
     pub fn pipeline(&self, name: &str) -> Option<&PipelineSpec> {
-        self.pipelines.iter().find(|p| p.name.s() == name)
+        self.pipelines.iter().find(|p| p.name == name)
     }
 
     /// Pipelines ordered so that each comes after everything it depends on.
@@ -167,21 +156,20 @@ impl Config {
 
     /// [`Config::pipelines_in_order`], as indices into `pipelines`.
     pub fn pipeline_order(&self) -> Vec<usize> {
-        let index: HashMap<&str, usize> = self.pipelines.iter().enumerate().map(|(i, p)| (p.name.s(), i)).collect();
         let mut done = vec![false; self.pipelines.len()];
         let mut order = Vec::with_capacity(self.pipelines.len());
-        fn visit(i: usize, cfg: &Config, index: &HashMap<&str, usize>, done: &mut [bool], order: &mut Vec<usize>) {
+        fn visit(i: usize, cfg: &Config, done: &mut [bool], order: &mut Vec<usize>) {
             if done[i] {
                 return;
             }
             done[i] = true;
-            for dep in &cfg.pipelines[i].depends_on {
-                visit(index[dep.s()], cfg, index, done, order);
+            for &dep in &cfg.pipelines[i].dependencies {
+                visit(dep, cfg, done, order);
             }
             order.push(i);
         }
         for i in 0..self.pipelines.len() {
-            visit(i, self, &index, &mut done, &mut order);
+            visit(i, self, &mut done, &mut order);
         }
         order
     }
@@ -204,14 +192,49 @@ pub fn relative_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A problem found at load: the key path it is about, and what is wrong.
+type Problem = (String, String);
+
+/// The file as written, or its serde error, located by the span toml gives.
+fn deserialize(file: &Path, text: &str) -> Result<File, ConfigError> {
+    let located = |span: Option<Range<usize>>, key: String, message: &str| {
+        let (line, column) = span.map(|s| line_column(text, s.start)).unwrap_or((1, 1));
+        ConfigError { file: file.to_owned(), line, column, key, message: message.trim().to_owned() }
+    };
+    let deserializer =
+        toml::de::Deserializer::parse(text).map_err(|e| located(e.span(), String::new(), e.message()))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = display_path(e.path());
+        let inner = e.into_inner();
+        located(inner.span(), key, inner.message())
+    })
+}
+
+/// Fills in where each step of the `i`th pipeline is written, and refuses `pipelines` on
+/// them: only a top-level `[[notify]]` step picks pipelines.
+fn place_steps(i: usize, pipeline: &mut PipelineSpec) -> Result<(), Problem> {
+    let key = format!("pipeline[{i}]");
+    let chains =
+        [("render", &mut pipeline.render), ("validate", &mut pipeline.validate), ("notify", &mut pipeline.notify)];
+    for (chain, steps) in chains {
+        for (j, step) in steps.iter_mut().enumerate() {
+            step.at = format!("{key}.{chain}[{j}]");
+            if !step.pipelines.is_empty() {
+                let message =
+                    "a pipeline's own step serves that pipeline only: pick pipelines in a top-level `[[notify]]`";
+                return Err((format!("{}.pipelines", step.at), message.into()));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn display_path(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
     for segment in path.iter() {
         match segment {
             Segment::Seq { index } => out.push_str(&format!("[{index}]")),
-            // The field `toml::Spanned` reads its value through, not the user's.
-            Segment::Map { key } if key.starts_with("$__serde_spanned") => {}
             Segment::Map { key } | Segment::Enum { variant: key } => {
                 if !out.is_empty() {
                     out.push('.');
@@ -225,16 +248,16 @@ fn display_path(path: &serde_path_to_error::Path) -> String {
 }
 
 /// The pipeline names `patterns` match (`None`: no patterns, so every pipeline), or the
-/// index, span and error of a pattern that is not a glob.
-fn globs(patterns: &[toml::Spanned<String>]) -> Result<Option<globset::GlobSet>, (usize, Range<usize>, String)> {
+/// index and error of a pattern that is not a glob.
+fn globs(patterns: &[String]) -> Result<Option<globset::GlobSet>, (usize, String)> {
     if patterns.is_empty() {
         return Ok(None);
     }
     let mut set = globset::GlobSetBuilder::new();
     for (k, pattern) in patterns.iter().enumerate() {
-        set.add(globset::Glob::new(pattern.s()).map_err(|e| (k, pattern.span(), format!("not a glob: {e}")))?);
+        set.add(globset::Glob::new(pattern).map_err(|e| (k, format!("not a glob: {e}")))?);
     }
-    set.build().map(Some).map_err(|e| (0, patterns[0].span(), e.to_string()))
+    set.build().map(Some).map_err(|e| (0, e.to_string()))
 }
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -297,7 +320,7 @@ mod tests {
         };
         let parse = |notify: &str| Config::parse(Path::new("moor.toml"), text(notify), &["webhook", "slack", "yaml"]);
         let uses = |config: &Config, name: &str| -> Vec<String> {
-            config.pipeline(name).unwrap().notify.iter().map(|s| s.uses.s().to_owned()).collect()
+            config.pipeline(name).unwrap().notify.iter().map(|s| s.uses.clone()).collect()
         };
         let config = parse("[[notify]]\nuse = \"slack\"\npipelines = [\"prod-*\"]\non = [\"run-failed\"]\n").unwrap();
         assert_eq!(uses(&config, "prod-web"), ["webhook", "slack"]);
@@ -312,6 +335,36 @@ mod tests {
             .replace("notify = [{ use = \"webhook\" }]", "notify = [{ use = \"webhook\", pipelines = [\"x\"] }]");
         let e = Config::parse(Path::new("moor.toml"), own, &["webhook", "yaml"]).unwrap_err();
         assert!(e.message.contains("top-level `[[notify]]`"), "{e}");
+    }
+
+    #[test]
+    fn steps_know_where_they_are_written_and_references_are_resolved() {
+        let text = "[[source]]\nname = \"s\"\npath = \".\"\n\n\
+                    [[source]]\nname = \"p\"\nplugin = { use = \"files\" }\n\n\
+                    [[pipeline]]\nname = \"a\"\nsource = \"p\"\ndepends_on = [\"b\"]\n\n\
+                    [[pipeline]]\nname = \"b\"\nsource = \"s\"\nrender = [{ use = \"yaml\" }, { use = \"policy\" }]\n\n\
+                    [[notify]]\nuse = \"slack\"\n";
+        let config = Config::parse(Path::new("moor.toml"), text.into(), &["yaml", "policy", "slack", "files"]).unwrap();
+        let (a, b) = (config.pipeline("a").unwrap(), config.pipeline("b").unwrap());
+        let at = |steps: &[Step]| steps.iter().map(|s| s.at.clone()).collect::<Vec<_>>();
+        assert_eq!(at(&a.render), ["pipeline[0].render[0]"]);
+        assert_eq!(at(&b.render), ["pipeline[1].render[0]", "pipeline[1].render[1]"]);
+        assert_eq!(at(&b.notify), ["notify[0]"]);
+        assert_eq!((config.source_of(a).name.as_str(), config.source_of(b).name.as_str()), ("p", "s"));
+        let SourceKind::Plugin(step) = &config.source_of(a).kind else { panic!("a plugin source") };
+        assert_eq!(step.at, "source[1].plugin");
+        assert!(matches!(&config.source_of(b).kind, SourceKind::Path(p) if p == Path::new(".")));
+        assert_eq!(config.pipeline_order(), [1, 0]);
+        let e = config.error_at(format!("{}.with", a.render[0].at), "rejected");
+        assert_eq!(
+            (e.line, e.column, e.key.as_str()),
+            (10, 8, "pipeline[0].render[0].with"),
+            "the default step: its pipeline"
+        );
+        let both = text.replace("path = \".\"", "path = \".\"\ngit = { url = \"https://x\" }");
+        let e = Config::parse(Path::new("moor.toml"), both, &["yaml", "policy", "slack", "files"]).unwrap_err();
+        assert_eq!((e.line, e.column, e.key.as_str()), (2, 8, "source[0]"), "{e}");
+        assert!(e.message.contains("exactly one of"), "{e}");
     }
 
     #[test]

@@ -1,24 +1,12 @@
-//! The shape of a config file, as deserialized. Names and references keep their spans so
-//! that validation errors can point at them.
+//! The shape of a config file, as deserialized: plain values. What serde cannot check is
+//! checked at load (`check.rs`), and errors name key paths that the source map locates.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use toml::Spanned;
 
-use super::{ByteSize, Seconds, SourceSpec, Step};
-
-/// `.s()`: the string inside a spanned string.
-pub trait SpannedStr {
-    fn s(&self) -> &str;
-}
-
-impl SpannedStr for Spanned<String> {
-    fn s(&self) -> &str {
-        self.get_ref()
-    }
-}
+use super::{ByteSize, RawSource, Seconds, Step, WaitFor};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,7 +14,7 @@ pub(super) struct File {
     #[serde(default)]
     pub moor: Settings,
     #[serde(default)]
-    pub source: Vec<SourceSpec>,
+    pub source: Vec<RawSource>,
     #[serde(default)]
     pub plugin: Vec<PluginSpec>,
     #[serde(default)]
@@ -129,7 +117,7 @@ impl TryFrom<RawSecretRef> for SecretRef {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
-    pub name: Spanned<String>,
+    pub name: String,
     /// The kubeconfig's text: `{ secret = "prod-kubeconfig", key = "value" }`.
     pub kubeconfig: SecretRef,
     /// A context of that kubeconfig other than its current one.
@@ -141,11 +129,11 @@ pub struct ClusterSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSpec {
-    pub name: Spanned<String>,
+    pub name: String,
     pub path: Option<PathBuf>,
-    pub sha256: Option<Spanned<String>>,
+    pub sha256: Option<String>,
     /// `registry/path:tag@sha256:<manifest digest>`, as `moor plugin push` prints it.
-    pub oci: Option<Spanned<String>>,
+    pub oci: Option<String>,
     /// `oci` only: talk plain HTTP to the registry.
     #[serde(default)]
     pub insecure: bool,
@@ -160,24 +148,22 @@ impl PluginSpec {
         self.path.is_some() || self.oci.is_some()
     }
 
-    /// Checks the pin of an external plugin: (span, key under the plugin, message).
-    pub(super) fn check_pin(&self) -> Result<(), (std::ops::Range<usize>, &'static str, String)> {
-        let whole = self.name.span();
+    /// Checks the pin of an external plugin: (the key under the plugin, message).
+    pub(super) fn check_pin(&self) -> Result<(), (&'static str, String)> {
         if self.path.is_some() && self.oci.is_some() {
-            return Err((whole, "", "a plugin is a `path` or an `oci` reference, not both".into()));
+            return Err(("", "a plugin is a `path` or an `oci` reference, not both".into()));
         }
         if let Some(oci) = &self.oci {
-            if let Some(sha) = &self.sha256 {
-                return Err((sha.span(), ".sha256", "an `oci` plugin is pinned by the digest in its reference".into()));
+            if self.sha256.is_some() {
+                return Err((".sha256", "an `oci` plugin is pinned by the digest in its reference".into()));
             }
-            let pinned = crate::oci::split_reference(oci.s())
-                .map_err(|m| (oci.span(), ".oci", m))?
+            let pinned = crate::oci::split_reference(oci)
+                .map_err(|m| (".oci", m))?
                 .1
                 .digest()
                 .is_some_and(|d| d.strip_prefix("sha256:").is_some_and(is_sha256));
             if !pinned {
                 return Err((
-                    oci.span(),
                     ".oci",
                     "an `oci` plugin needs its manifest digest: `registry/path:tag@sha256:…` \
                      (`moor plugin push` prints it)"
@@ -187,11 +173,11 @@ impl PluginSpec {
             return Ok(());
         }
         if self.insecure {
-            return Err((whole, ".insecure", "`insecure` is for `oci` plugins".into()));
+            return Err((".insecure", "`insecure` is for `oci` plugins".into()));
         }
         match &self.sha256 {
-            None => Err((whole, "", "a plugin file needs a `sha256` pin (see `moor plugin inspect FILE`)".into())),
-            Some(sha) if !is_sha256(sha.s()) => Err((sha.span(), ".sha256", "expected 64 hexadecimal digits".into())),
+            None => Err(("", "a plugin file needs a `sha256` pin (see `moor plugin inspect FILE`)".into())),
+            Some(sha) if !is_sha256(sha) => Err((".sha256", "expected 64 hexadecimal digits".into())),
             Some(_) => Ok(()),
         }
     }
@@ -212,11 +198,15 @@ pub enum DeletionPolicy {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec {
-    pub name: Spanned<String>,
-    pub source: Spanned<String>,
+    pub name: String,
+    /// The source's name; [`super::Config::source_of`] gives the source itself.
+    pub source: String,
+    /// The index of `source` in `Config::sources`, resolved at load.
+    #[serde(skip)]
+    pub(super) source_index: usize,
     /// Directory inside the source.
-    #[serde(default = "empty_path")]
-    pub path: Spanned<String>,
+    #[serde(default)]
+    pub path: String,
     /// Defaults to `[{ use = "yaml" }]`.
     #[serde(default = "default_render")]
     pub render: Vec<Step>,
@@ -237,10 +227,13 @@ pub struct PipelineSpec {
     /// made with this secret. Without it the pipeline has no webhook.
     pub webhook_secret: Option<SecretRef>,
     #[serde(default)]
-    pub depends_on: Vec<Spanned<String>>,
+    pub depends_on: Vec<String>,
+    /// `depends_on` as indices into `Config::pipelines`, resolved at load.
+    #[serde(skip)]
+    pub(super) dependencies: Vec<usize>,
     /// Gates (KE-4): what must hold in the cluster before a run, as `moor wait` checks it.
     #[serde(default)]
-    pub wait_for: Vec<Spanned<WaitFor>>,
+    pub wait_for: Vec<WaitFor>,
     /// `wait_for` as the dependencies it names, checked at load; names without a
     /// namespace are in the `target_namespace`, else `[moor] namespace`.
     #[serde(skip)]
@@ -283,7 +276,7 @@ pub struct PipelineSpec {
     /// Apply as this service account (`namespace/name`), by impersonation.
     pub service_account: Option<ServiceAccount>,
     /// Apply to this `[[cluster]]` instead of the one moor runs in.
-    pub cluster: Option<Spanned<String>>,
+    pub cluster: Option<String>,
     /// kube-applier's convention: a namespace is managed only when labelled
     /// `moor.dev/enabled=on` (or `dry-run`); a resource labelled `moor.dev/enabled=off` is left alone.
     #[serde(default)]
@@ -346,49 +339,6 @@ impl KindMatch {
     }
 }
 
-/// One gate of `wait_for`: `{ service = "ns:name" }`, `{ job = "ns:name" }`,
-/// `{ job = { labels = { app = "migrate" }, namespace = "ns" } }`, `{ pod = { labels = {…} } }`,
-/// `{ daemonset = "ns:name" }` (rolled out), `{ socket = "/path" }`, or
-/// `{ custom_resource = { api_version, kind, name, namespace, fields = [{ key, value }] } }`.
-/// Names without a namespace are in the pipeline's `target_namespace`, else `[moor] namespace`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum WaitFor {
-    Service(String),
-    Job(JobWait),
-    Pod(PodWait),
-    Daemonset(String),
-    Socket(PathBuf),
-    CustomResource(CustomResourceWait),
-}
-
-/// A job by `[namespace:]name`, or every job with the labels.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged, expecting = "`[namespace:]name`, or a table with `labels` and an optional `namespace`")]
-pub enum JobWait {
-    Name(String),
-    Labels { labels: BTreeMap<String, String>, namespace: Option<String> },
-}
-
-/// A ready pod with the labels.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PodWait {
-    pub labels: BTreeMap<String, String>,
-    pub namespace: Option<String>,
-}
-
-/// A custom resource whose fields (dotted paths) have values.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CustomResourceWait {
-    pub api_version: String,
-    pub kind: String,
-    pub name: String,
-    pub namespace: Option<String>,
-    pub fields: Vec<crate::wait::spec::Field>,
-}
-
 /// A custom readiness rule for one kind (FX-8), in CEL, with the live object as `object`:
 /// `{ kind = "Widget", ready = "object.status.phase == 'Ready'", failed = "object.status.phase == 'Failed'" }`.
 #[derive(Debug, Clone, Deserialize)]
@@ -396,8 +346,8 @@ pub struct CustomResourceWait {
 pub struct HealthCheck {
     /// `Kind` or `group/Kind`.
     pub kind: String,
-    pub ready: Spanned<String>,
-    pub failed: Option<Spanned<String>>,
+    pub ready: String,
+    pub failed: Option<String>,
 }
 
 impl PipelineSpec {
@@ -454,13 +404,9 @@ fn default_health_timeout() -> Seconds {
     Seconds(std::time::Duration::from_secs(300))
 }
 
-fn empty_path() -> Spanned<String> {
-    Spanned::new(0..0, String::new())
-}
-
 fn default_render() -> Vec<Step> {
     vec![Step {
-        uses: Spanned::new(0..0, "yaml".into()),
+        uses: "yaml".into(),
         config: None,
         secrets: BTreeMap::new(),
         allow_hosts: Vec::new(),
@@ -468,6 +414,7 @@ fn default_render() -> Vec<Step> {
         on: Vec::new(),
         min_severity: None,
         pipelines: Vec::new(),
+        at: String::new(),
     }]
 }
 

@@ -1,48 +1,81 @@
 //! The shape of a `[[source]]`: a local path, a git repository, a Helm chart or a source
-//! plugin, and the caps on the tree it gives. `check` holds the rules serde cannot say.
+//! plugin, and the caps on the tree it gives. Loading turns the source as written into
+//! one of the four kinds, checking the rules serde cannot say.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use toml::Spanned;
 
 use super::{ByteSize, Seconds, Step};
 
-/// Where manifests come from: exactly one of `path`, `git` or `plugin`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Where manifests come from, and how often and how much.
+#[derive(Debug, Clone)]
 pub struct SourceSpec {
-    pub name: Spanned<String>,
-    /// A local directory, relative to the config file.
-    pub path: Option<Spanned<PathBuf>>,
-    pub git: Option<Spanned<GitSpec>>,
-    /// A chart from a Helm repository over HTTP.
-    pub helm: Option<Spanned<HelmSpec>>,
-    /// A source plugin and its config: `plugin = { use = "...", with = { ... } }`.
-    pub plugin: Option<Step>,
+    pub name: String,
+    pub kind: SourceKind,
     /// Controller mode: how often to look for a new revision; "0s" turns polling off.
-    #[serde(default = "default_poll_interval")]
     pub poll_interval: Seconds,
-    #[serde(default)]
     pub limits: TreeLimits,
 }
 
+/// What a source reads: exactly one of `path`, `git`, `helm` or `plugin` in the file.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// A local directory, relative to the config file.
+    Path(PathBuf),
+    Git(GitSpec),
+    /// A chart from a Helm repository over HTTP, or from an OCI registry.
+    Helm(HelmSpec),
+    /// A source plugin and its config: `plugin = { use = "...", with = { ... } }`.
+    Plugin(Step),
+}
+
 impl SourceSpec {
-    pub(super) fn check(&self) -> Result<(), (std::ops::Range<usize>, String)> {
-        let given = usize::from(self.path.is_some())
-            + usize::from(self.git.is_some())
-            + usize::from(self.helm.is_some())
-            + usize::from(self.plugin.is_some());
-        if given != 1 {
-            return Err((self.name.span(), "a source needs exactly one of `path`, `git`, `helm` or `plugin`".into()));
+    /// The source plugin's step, for a plugin source.
+    pub fn plugin(&self) -> Option<&Step> {
+        match &self.kind {
+            SourceKind::Plugin(step) => Some(step),
+            _ => None,
         }
-        if let Some(helm) = &self.helm {
-            helm.get_ref().check().map_err(|m| (helm.span(), m))?;
-        }
-        match &self.git {
-            Some(git) => git.get_ref().check().map_err(|m| (git.span(), m)),
-            None => Ok(()),
-        }
+    }
+}
+
+/// A `[[source]]` as written, before it is one of the kinds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSource {
+    name: String,
+    path: Option<PathBuf>,
+    git: Option<GitSpec>,
+    helm: Option<HelmSpec>,
+    plugin: Option<Step>,
+    #[serde(default = "default_poll_interval")]
+    poll_interval: Seconds,
+    #[serde(default)]
+    limits: TreeLimits,
+}
+
+impl RawSource {
+    /// The `i`th source as its kind, checked; else the key path and what is wrong.
+    pub(super) fn typed(self, i: usize) -> Result<SourceSpec, (String, String)> {
+        let key = format!("source[{i}]");
+        let kind = match (self.path, self.git, self.helm, self.plugin) {
+            (Some(path), None, None, None) => SourceKind::Path(path),
+            (None, Some(git), None, None) => {
+                git.check().map_err(|m| (format!("{key}.git"), m))?;
+                SourceKind::Git(git)
+            }
+            (None, None, Some(helm), None) => {
+                helm.check().map_err(|m| (format!("{key}.helm"), m))?;
+                SourceKind::Helm(helm)
+            }
+            (None, None, None, Some(mut step)) => {
+                step.at = format!("{key}.plugin");
+                SourceKind::Plugin(step)
+            }
+            _ => return Err((key, "a source needs exactly one of `path`, `git`, `helm` or `plugin`".into())),
+        };
+        Ok(SourceSpec { name: self.name, kind, poll_interval: self.poll_interval, limits: self.limits })
     }
 }
 

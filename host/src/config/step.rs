@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use toml::Spanned;
 
 use super::SecretRef;
 
@@ -13,30 +12,36 @@ use super::SecretRef;
 #[serde(deny_unknown_fields)]
 pub struct Step {
     #[serde(rename = "use")]
-    pub uses: Spanned<String>,
+    pub uses: String,
     #[serde(default, rename = "with")]
-    pub config: Option<Spanned<BTreeMap<String, serde_json::Value>>>,
+    pub config: Option<BTreeMap<String, serde_json::Value>>,
     /// Secret values added to `with` at call time: `secrets = { token = { secret = "slack", key = "token" } }`.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretRef>,
     /// Notify steps: the hosts (`host` or `host:port`) the plugin may reach over wasi:http.
     /// Every other host is denied.
     #[serde(default)]
-    pub allow_hosts: Vec<Spanned<String>>,
+    pub allow_hosts: Vec<String>,
     /// ConfigMaps and Secrets whose keys the host adds to `with.vars`, in order (a later one
     /// wins; `with.vars` wins over all): Flux's `substituteFrom`.
     #[serde(default)]
     pub vars_from: Vec<VarsFrom>,
     /// Notify steps: only events of these reasons (`run-failed`, …; default: all).
     #[serde(default)]
-    pub on: Vec<Spanned<NotifyOn>>,
+    pub on: Vec<NotifyOn>,
     /// Notify steps: only events at least this severe.
     #[serde(default)]
-    pub min_severity: Option<Spanned<MinSeverity>>,
+    pub min_severity: Option<MinSeverity>,
     /// Top-level `[[notify]]` steps: the pipelines whose events they take, as globs
     /// (`prod-*`); all pipelines without.
     #[serde(default)]
-    pub pipelines: Vec<Spanned<String>>,
+    pub pipelines: Vec<String>,
+    /// Where the step is written, as the key path errors about it name and point at:
+    /// `pipeline[0].render[1]`, `source[2].plugin`, or `notify[0]` for a top-level
+    /// `[[notify]]` step (in every pipeline it picks). Filled at load; the default render
+    /// step's `pipeline[0].render[0]` is not in the file, so errors point at the pipeline.
+    #[serde(skip)]
+    pub at: String,
 }
 
 /// An event reason a notify step takes, as `on` names it.
@@ -117,7 +122,7 @@ impl Step {
     /// The `with` table as JSON (an empty object when absent).
     pub fn config_json(&self) -> serde_json::Value {
         match &self.config {
-            Some(table) => serde_json::to_value(table.get_ref()).unwrap_or_default(),
+            Some(table) => serde_json::Value::Object(table.clone().into_iter().collect()),
             None => serde_json::Value::Object(Default::default()),
         }
     }
@@ -135,9 +140,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(step.config_json(), serde_json::json!({"url": "https://x"}));
-        let on: Vec<NotifyOn> = step.on.iter().map(|o| *o.get_ref()).collect();
-        assert_eq!(on, [NotifyOn::RunStarted, NotifyOn::RunFailed]);
-        assert_eq!(step.min_severity.map(|m| *m.get_ref()), Some(MinSeverity::Warning));
+        assert_eq!(step.on, [NotifyOn::RunStarted, NotifyOn::RunFailed]);
+        assert_eq!(step.min_severity, Some(MinSeverity::Warning));
         assert_eq!(step.vars_from[0].object(), Some((VarsKind::ConfigMap, "vars")));
         assert!(step.vars_from[1].optional && step.vars_from[1].check().is_ok());
         let bare: Step = toml::from_str("use = \"yaml\"").unwrap();

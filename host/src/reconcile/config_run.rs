@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{Mode, Moor, PipelineResult};
 use crate::apply::{self, Progress, RunOptions, Target};
-use crate::config::{Config, SpannedStr};
+use crate::config::Config;
 use crate::stage::Stage;
 
 /// What one run of a whole config did.
@@ -29,7 +29,7 @@ async fn wait_for(
     if gates.is_empty() {
         return Ok(());
     }
-    progress(&format!("pipeline {}: waiting for its gates", pipeline.name.s()));
+    progress(&format!("pipeline {}: waiting for its gates", pipeline.name));
     let gate = crate::wait::Gate::start(Some(&target.client), gates, &crate::wait::Viewpoint::Pipeline);
     gate.wait(Some(pipeline.wait_for_timeout.0), std::time::Duration::from_secs(10)).await
 }
@@ -50,7 +50,7 @@ impl Moor {
         let mut results = Vec::new();
         let mut failed = std::collections::HashSet::new();
         for pipeline in config.pipelines_in_order() {
-            let name = pipeline.name.s();
+            let name = pipeline.name.as_str();
             if only.is_some_and(|o| o != name) {
                 continue;
             }
@@ -65,9 +65,9 @@ impl Moor {
                 });
                 continue;
             }
-            if let Some(dep) = pipeline.depends_on.iter().find(|d| failed.contains(d.s())) {
+            if let Some(dep) = pipeline.depends_on.iter().find(|d| failed.contains(d.as_str())) {
                 failed.insert(name);
-                let error = format!("dependency `{}` did not become ready", dep.s());
+                let error = format!("dependency `{dep}` did not become ready");
                 results.push(PipelineResult {
                     pipeline: name.into(),
                     revision: String::new(),
@@ -126,7 +126,7 @@ impl Moor {
             }
         };
         let notes: Vec<String> = census.others_note(&settings.namespace).into_iter().collect();
-        let configured: std::collections::HashSet<&str> = config.pipelines.iter().map(|p| p.name.s()).collect();
+        let configured: std::collections::HashSet<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
         let removed =
             apply::remove::remove_gone(target, config, &census, &configured, run.allow_mass_prune, progress).await;
         let results = removed

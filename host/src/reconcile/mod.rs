@@ -27,7 +27,7 @@ use step::resolve_chain;
 pub(crate) use step::{StepCall, resolve_step};
 
 use crate::apply;
-use crate::config::{Config, ConfigError, PipelineSpec, PluginSpec, SpannedStr};
+use crate::config::{Config, ConfigError, PipelineSpec, PluginSpec, SourceSpec};
 use crate::interrupt::Interrupt;
 use crate::object::Object;
 use crate::plugins::{self, CallError, Limits, Plugin, PluginSource, RenderContext, Renderer, Runtime, Validator};
@@ -215,9 +215,9 @@ impl Moor {
             .pipelines
             .iter()
             .flat_map(|p| p.chains().map(|(_, step)| step))
-            .chain(config.sources.iter().filter_map(|s| s.plugin.as_ref()));
+            .chain(config.sources.iter().filter_map(SourceSpec::plugin));
         for step in used {
-            let name = step.uses.s();
+            let name = step.uses.as_str();
             if plugins.contains_key(name) {
                 continue;
             }
@@ -236,12 +236,11 @@ impl Moor {
             log: defaults.log,
         };
         let source = match (spec, self.runtime.standard(name)) {
-            (Some(PluginSpec { path: Some(path), sha256, .. }), _) => PluginSource::File {
-                path: config.resolve(path),
-                sha256: sha256.as_ref().map(|s| s.s().to_owned()).unwrap_or_default(),
-            },
+            (Some(PluginSpec { path: Some(path), sha256, .. }), _) => {
+                PluginSource::File { path: config.resolve(path), sha256: sha256.clone().unwrap_or_default() }
+            }
             (Some(PluginSpec { oci: Some(reference), insecure, .. }), _) => {
-                self.runtime.pull(name, reference.s(), *insecure)?
+                self.runtime.pull(name, reference, *insecure)?
             }
             (_, Some(standard)) => standard,
             (_, None) => unreachable!("config validation rejects unknown plugins"),
@@ -252,19 +251,17 @@ impl Moor {
     /// The offline stages of a run: fetch, render, validate.
     pub fn render(&self, ctx: &RunContext<'_>) -> Result<Rendered, RunFailure> {
         let RunContext { prepared, pipeline, secrets, interrupt, .. } = ctx;
-        let mut renderers =
-            resolve_chain::<Renderer>(prepared, pipeline, "render", &pipeline.render, secrets, interrupt)
-                .map_err(RunFailure::at(Stage::Prepare))?;
-        let mut validators =
-            resolve_chain::<Validator>(prepared, pipeline, "validate", &pipeline.validate, secrets, interrupt)
-                .map_err(RunFailure::at(Stage::Prepare))?;
+        let mut renderers = resolve_chain::<Renderer>(prepared, "render", &pipeline.render, secrets, interrupt)
+            .map_err(RunFailure::at(Stage::Prepare))?;
+        let mut validators = resolve_chain::<Validator>(prepared, "validate", &pipeline.validate, secrets, interrupt)
+            .map_err(RunFailure::at(Stage::Prepare))?;
 
         let snapshot = self.fetch(prepared, pipeline, secrets, interrupt).map_err(RunFailure::at(Stage::Source))?;
         let (objects, revealed) =
-            render(&snapshot, pipeline.path.s(), &mut renderers, &ctx.render).map_err(RunFailure::at(Stage::Render))?;
+            render(&snapshot, &pipeline.path, &mut renderers, &ctx.render).map_err(RunFailure::at(Stage::Render))?;
         validators.iter_mut().for_each(|v| v.hide(&revealed));
         let findings = validate(&objects, &validators).map_err(RunFailure::at(Stage::Validate))?;
-        let pipeline = pipeline.name.s().to_owned();
+        let pipeline = pipeline.name.clone();
         Ok(Rendered { pipeline, revision: snapshot.revision, objects, findings, revealed })
     }
 
@@ -288,20 +285,14 @@ impl Moor {
         interrupt: &Interrupt,
     ) -> Result<Snapshot, StageError> {
         let config = &prepared.config;
-        let (index, spec) = config
-            .sources
-            .iter()
-            .enumerate()
-            .find(|(_, s)| s.name.s() == pipeline.source.s())
-            .expect("checked at load");
-        let Some(step) = &spec.plugin else {
+        let spec = config.source_of(pipeline);
+        let Some(step) = spec.plugin() else {
             return Ok(self.sources.snapshot(config, spec, secrets, interrupt)?);
         };
-        let key = format!("source[{index}].plugin");
-        let call = resolve_step::<plugins::Source>(prepared, &key, "source", step, secrets, Some(interrupt))?;
+        let call = resolve_step::<plugins::Source>(prepared, "source", step, secrets, Some(interrupt))?;
         let plugin = call.plugin();
         let failed = |message: String| SourceError::Plugin {
-            source_name: spec.name.s().into(),
+            source_name: spec.name.clone(),
             plugin: plugin.name().into(),
             message: call.redact(&message),
         };

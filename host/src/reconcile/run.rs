@@ -11,7 +11,7 @@ use super::{Finding, Moor, Prepared, StageError, blocking};
 use crate::apply::clusters::Place;
 use crate::apply::diff::ObjectDiff;
 use crate::apply::{self, Progress, RunOptions, Target};
-use crate::config::{PipelineSpec, SpannedStr};
+use crate::config::PipelineSpec;
 use crate::interrupt::Interrupt;
 use crate::object::Object;
 use crate::plugins::RenderContext;
@@ -45,7 +45,7 @@ pub struct RunContext<'r> {
 
 impl std::fmt::Debug for RunContext<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunContext").field("pipeline", &self.pipeline.name.s()).finish_non_exhaustive()
+        f.debug_struct("RunContext").field("pipeline", &self.pipeline.name).finish_non_exhaustive()
     }
 }
 
@@ -66,7 +66,7 @@ impl<'r> RunContext<'r> {
             .map_err(|e| RunFailure::at(Stage::Prepare)(StageError::Secrets { at: String::new(), source: e }))?;
         let place = match target {
             Some(target) => {
-                let cluster = pipeline.cluster.as_ref().map(|c| c.s());
+                let cluster = pipeline.cluster.as_deref();
                 Some(target.place(config, cluster).await.map_err(|e| RunFailure::from(apply::at(Stage::Prepare)(e)))?)
             }
             None => None,
@@ -74,11 +74,11 @@ impl<'r> RunContext<'r> {
         let namespace =
             pipeline.target_namespace.clone().or_else(|| place.as_ref().map(|p| p.default_namespace.clone()));
         let mut render = RenderContext {
-            pipeline: pipeline.name.s().to_owned(),
+            pipeline: pipeline.name.clone(),
             namespace: namespace.unwrap_or_else(|| "default".into()),
             cluster: None,
         };
-        let told = pipeline.render.iter().any(|step| prepared.plugin(step.uses.s()).is_ok_and(|p| p.sees_context()));
+        let told = pipeline.render.iter().any(|step| prepared.plugin(&step.uses).is_ok_and(|p| p.sees_context()));
         if let Some(place) = place.as_ref().filter(|_| told) {
             render.cluster =
                 Some(place.cluster().await.map_err(|e| RunFailure::at(Stage::Prepare)(StageError::Cluster(e)))?);
@@ -208,7 +208,7 @@ impl Moor {
     ) -> RunReport {
         match RunContext::new(prepared, pipeline, target, Interrupt::new()).await {
             Ok(ctx) => self.run(&ctx, mode, None, progress).await,
-            Err(e) => RunReport::failed(pipeline.name.s(), e),
+            Err(e) => RunReport::failed(&pipeline.name, e),
         }
     }
 
@@ -220,7 +220,7 @@ impl Moor {
         on_start: Option<&dyn OnStart>,
         progress: Progress<'_>,
     ) -> RunReport {
-        let mut report = RunReport::new(ctx.pipeline.name.s());
+        let mut report = RunReport::new(&ctx.pipeline.name);
         // source → snapshot → render chain → objects → validate chain
         let rendered = match blocking(|| self.render(ctx)) {
             Ok(rendered) => rendered,
@@ -241,7 +241,7 @@ impl Moor {
         // the inventory read once
         let hidden = |failed: apply::Failed| RunFailure::from(failed).hiding(&rendered.revealed);
         let settings = &ctx.prepared.config.settings;
-        let old = match place.inventories(settings).load(ctx.pipeline.name.s()).await {
+        let old = match place.inventories(settings).load(&ctx.pipeline.name).await {
             Ok(old) => old,
             Err(e) => return RunReport { outcome: Err(hidden(apply::at(Stage::Plan)(e))), ..report },
         };

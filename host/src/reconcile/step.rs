@@ -3,7 +3,7 @@
 //! and how plugin calls run from async code.
 
 use super::{Finding, Prepared, StageError};
-use crate::config::{PipelineSpec, SpannedStr, Step};
+use crate::config::Step;
 use crate::interrupt::Interrupt;
 use crate::plugins::{self, Kind, Plugin};
 use crate::secrets::SecretValues;
@@ -26,21 +26,12 @@ pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 /// The plugins of one chain, as the kind `K` the chain takes, with their checked configs.
 pub(super) fn resolve_chain<'p, K: Kind<'p>>(
     prepared: &'p Prepared,
-    pipeline: &PipelineSpec,
     chain: &str,
     steps: &[Step],
     secrets: &SecretValues,
     interrupt: &Interrupt,
 ) -> Result<Vec<StepCall<K>>, StageError> {
-    let index = prepared.config.pipelines.iter().position(|p| p.name.s() == pipeline.name.s()).unwrap_or(0);
-    steps
-        .iter()
-        .enumerate()
-        .map(|(j, step)| {
-            let key = format!("pipeline[{index}].{chain}[{j}]");
-            resolve_step(prepared, &key, chain, step, secrets, Some(interrupt))
-        })
-        .collect()
+    steps.iter().map(|step| resolve_step(prepared, chain, step, secrets, Some(interrupt))).collect()
 }
 
 /// One step, ready to call: its plugin, its `with` table (secrets filled in) and the
@@ -87,29 +78,28 @@ impl<'p, K: Kind<'p>> StepCall<K> {
 }
 
 /// The loaded plugin of one step, as the kind `K` its chain takes, and its config, checked
-/// against the plugin's schema. Errors point at the step (`key`) in the config file.
+/// against the plugin's schema. Errors name and point at the step where it is written
+/// (`step.at`) in the config file.
 pub(crate) fn resolve_step<'p, K: Kind<'p>>(
     prepared: &'p Prepared,
-    key: &str,
     chain: &str,
     step: &Step,
     secrets: &SecretValues,
     interrupt: Option<&Interrupt>,
 ) -> Result<StepCall<K>, StageError> {
     let config = &prepared.config;
-    let name = step.uses.s();
+    let (name, at) = (&step.uses, &step.at);
     let plugin = prepared.plugin(name).map_err(StageError::Load)?;
     let Some(kind) = K::of(plugin) else {
         let message = format!("plugin `{name}` is a {}; `{chain}` takes {}s", plugin.kind(), K::KIND);
-        return Err(config.error_at(step.uses.span(), format!("{key}.use"), message).into());
+        return Err(config.error_at(format!("{at}.use"), message).into());
     };
     let crate::secrets::StepConfig { with, secret_values } = secrets
         .step_config(step, &config.settings.namespace)
-        .map_err(|source| StageError::Secrets { at: format!("{key}."), source })?;
+        .map_err(|source| StageError::Secrets { at: format!("{at}."), source })?;
     if let Err(errors) = plugin.check_config(&with) {
-        let span = step.config.as_ref().map(|c| c.span()).unwrap_or(step.uses.span());
         let message = format!("rejected by plugin `{name}`'s schema: {}", errors.join("; "));
-        return Err(config.error_at(span, format!("{key}.with"), message).into());
+        return Err(config.error_at(format!("{at}.with"), message).into());
     }
     Ok(StepCall { kind, with, scope: plugins::CallScope { redact: secret_values, interrupt: interrupt.cloned() } })
 }

@@ -6,7 +6,7 @@ use super::record::{Finished, RunRecord};
 use super::slot::{self, Timing};
 use super::{Controller, Seen, Trigger, notify};
 use crate::apply::Action;
-use crate::config::{PipelineSpec, SpannedStr};
+use crate::config::PipelineSpec;
 use crate::metrics::{ActionLabels, FileLabels, Metrics, PipelineLabels, RunLabels, StateLabels};
 use crate::reconcile::StageError;
 
@@ -79,7 +79,7 @@ impl Controller {
     ) -> Option<notify::Outcome> {
         let report = run.report;
         let name = report.pipeline.as_str();
-        let source = pipeline.source.s();
+        let source = pipeline.source.as_str();
         let mut st = self.lock();
         // A new revision found by this run is news for the other pipelines of the source.
         let mut revision_news = false;
@@ -115,8 +115,8 @@ impl Controller {
         let config = st.prepared.config.clone();
         drop(st);
         if revision_news {
-            for other in config.pipelines.iter().filter(|p| p.source.s() == source && p.name.s() != name) {
-                let _ = self.trigger(other.name.s(), Trigger::Revision);
+            for other in config.pipelines.iter().filter(|p| p.source == source && p.name != name) {
+                let _ = self.trigger(&other.name, Trigger::Revision);
             }
         }
         outcome

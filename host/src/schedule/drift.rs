@@ -21,7 +21,6 @@ use kube::runtime::{WatchStreamExt, watcher};
 use super::{Controller, Trigger};
 use crate::apply::inventory::{INSTANCE_LABEL, PIPELINE_LABEL, ROLE_LABEL};
 use crate::apply::{Target, compare};
-use crate::config::SpannedStr;
 use crate::object::ObjKey;
 use crate::reconcile::RunReport;
 
@@ -33,7 +32,7 @@ impl Controller {
         pipeline: &crate::config::PipelineSpec,
         kinds: &BTreeSet<(String, String)>,
     ) {
-        let cluster = pipeline.cluster.as_ref().map(|c| c.s().to_owned());
+        let cluster = pipeline.cluster.clone();
         let new: Vec<(String, String)> = {
             let memory = self.drift.lock();
             kinds
@@ -48,7 +47,7 @@ impl Controller {
         // A remote cluster's watches hold its target; it was reached by the run just done.
         let remote = match self.target.place(&self.config(), cluster.as_deref()).await {
             Ok(place) => place.remote(),
-            Err(e) => return tracing::debug!(pipeline = pipeline.name.s(), "drift watch: {e}"),
+            Err(e) => return tracing::debug!(pipeline = pipeline.name.as_str(), "drift watch: {e}"),
         };
         let mut memory = self.drift.lock();
         for (api_version, kind) in new {

@@ -43,7 +43,7 @@ use indexmap::IndexMap;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::apply::Target;
-use crate::config::{Config, PipelineSpec, SpannedStr};
+use crate::config::{Config, PipelineSpec};
 use crate::metrics::Metrics;
 use crate::reconcile::{Moor, Prepared, blocking};
 pub use requests::RequestError;
@@ -135,17 +135,17 @@ impl State {
             .depends_on
             .iter()
             .filter_map(|dep| {
-                let tracked = self.pipelines.get(dep.s())?;
-                let source = config.pipeline(dep.s()).map(|p| p.source.s()).unwrap_or_default();
+                let tracked = self.pipelines.get(dep.as_str())?;
+                let source = config.pipeline(dep).map(|p| p.source.as_str()).unwrap_or_default();
                 Some(Dependency {
-                    name: dep.s(),
+                    name: dep,
                     last: tracked.slot.last(),
                     newest: self.sources.get(source).map(|s| s.revision.as_str()),
                 })
             })
             .collect();
         Slot::gate(&deps)?;
-        let gate = self.pipelines.get(pipeline.name.s()).and_then(|t| t.gate.as_ref());
+        let gate = self.pipelines.get(pipeline.name.as_str()).and_then(|t| t.gate.as_ref());
         match gate.map(|(_, gate)| gate.pending()).unwrap_or_default() {
             pending if pending.is_empty() => Ok(()),
             pending => Err(Blocked::Waiting(format!("waiting for {}", crate::wait::list(&pending)))),
@@ -354,7 +354,7 @@ impl Controller {
         let pass = pass::plan(candidates, now, self.workers.available_permits(), may_run, |p| st.gate(p).is_ok());
         let mut waiting = pass.waiting;
         for pipeline in pass.start {
-            let name = pipeline.name.s();
+            let name = pipeline.name.as_str();
             let Some(tracked) = st.pipelines.get_mut(name) else { continue };
             // Only this task takes permits, and `plan` took no more than were free.
             let Ok(permit) = self.workers.clone().try_acquire_owned() else {

@@ -11,7 +11,7 @@ use super::status::RunRecord;
 use super::{Controller, Trigger};
 use crate::apply::Action;
 use crate::apply::inventory::ObjKey;
-use crate::config::{PipelineSpec, SpannedStr};
+use crate::config::PipelineSpec;
 use crate::metrics::PipelineLabels;
 use crate::plugins::{CallError, CallScope, Event, EventReason, Notifier, ObjectRef, RunStart, Severity};
 use crate::reconcile::{Prepared, RunContext, RunReport, blocking, resolve_step};
@@ -68,7 +68,7 @@ impl Outcome {
             return None;
         }
         let event = |reason, severity, message: String, objects: Vec<ObjectRef>| Event {
-            pipeline: pipeline.name.s().into(),
+            pipeline: pipeline.name.clone(),
             reason,
             severity,
             revision: revision.to_owned(),
@@ -189,13 +189,13 @@ impl Controller {
         let (prepared, pipeline) = (ctx.prepared, ctx.pipeline);
         let hears = |step: &crate::config::Step| {
             (hears_starts(step)
-                && prepared.plugin(step.uses.s()).is_ok_and(|p| p.notifier().is_some_and(|n| n.tells_starts())))
+                && prepared.plugin(&step.uses).is_ok_and(|p| p.notifier().is_some_and(|n| n.tells_starts())))
             .then_some(())
         };
         if !pipeline.notify.iter().any(|s| hears(s).is_some()) {
             return false;
         }
-        let name = pipeline.name.s();
+        let name = pipeline.name.as_str();
         let admitted =
             self.lock().pipelines.get_mut(name).is_some_and(|t| t.notifications.admit_start(revision, applied));
         if !admitted {
@@ -220,7 +220,7 @@ impl Controller {
         secrets: Option<&SecretValues>,
         outcome: Outcome,
     ) {
-        let name = pipeline.name.s();
+        let name = pipeline.name.as_str();
         let (events, dropped) = {
             let mut st = self.lock();
             let Some(tracked) = st.pipelines.get_mut(name) else { return };
@@ -253,7 +253,7 @@ impl Controller {
         call: impl Fn(&Notifier, &serde_json::Value, &CallScope, &[String], T) -> Result<Result<(), String>, CallError>
         + Sync,
     ) {
-        let name = pipeline.name.s();
+        let name = pipeline.name.as_str();
         let config = &prepared.config;
         let read;
         let secrets = match secrets {
@@ -266,15 +266,13 @@ impl Controller {
         let error = match secrets {
             Err(e) => Some(format!("secrets: {e}")),
             Ok(secrets) => blocking(|| {
-                let index = config.pipelines.iter().position(|p| p.name.s() == name).unwrap_or(0);
                 let mut errors = Vec::new();
-                for (j, step) in pipeline.notify.iter().enumerate() {
+                for step in &pipeline.notify {
                     let Some(picked) = pick(step) else { continue };
-                    let key = format!("pipeline[{index}].notify[{j}]");
-                    let sent = resolve_step::<Notifier>(prepared, &key, "notify", step, secrets, None)
+                    let sent = resolve_step::<Notifier>(prepared, "notify", step, secrets, None)
                         .map_err(|e| e.to_string())
                         .and_then(|step_call| {
-                            let hosts: Vec<String> = step.allow_hosts.iter().map(|h| h.s().to_owned()).collect();
+                            let hosts = step.allow_hosts.clone();
                             let plugin = step_call.plugin().name().to_owned();
                             match step_call.run(|p, with, scope| call(p, with, scope, &hosts, picked)) {
                                 Ok(Ok(())) => Ok(()),
@@ -301,8 +299,8 @@ impl Controller {
 /// empty) and `min_severity` is `info`, a start's severity.
 fn hears_starts(step: &crate::config::Step) -> bool {
     use crate::config::{MinSeverity, NotifyOn};
-    let on = step.on.is_empty() || step.on.iter().any(|o| *o.get_ref() == NotifyOn::RunStarted);
-    on && step.min_severity.as_ref().is_none_or(|m| *m.get_ref() == MinSeverity::Info)
+    let on = step.on.is_empty() || step.on.contains(&NotifyOn::RunStarted);
+    on && step.min_severity.is_none_or(|m| m == MinSeverity::Info)
 }
 
 /// The events a notify step takes: of its `on` reasons (all without), at least its
@@ -321,10 +319,10 @@ fn taken(step: &crate::config::Step, events: &[Event]) -> Vec<Event> {
         Severity::Warning => MinSeverity::Warning,
         Severity::Error => MinSeverity::Error,
     };
-    let floor = step.min_severity.as_ref().map(|m| *m.get_ref()).unwrap_or(MinSeverity::Info);
+    let floor = step.min_severity.unwrap_or(MinSeverity::Info);
     events
         .iter()
-        .filter(|e| step.on.is_empty() || step.on.iter().any(|o| *o.get_ref() == on(e.reason)))
+        .filter(|e| step.on.is_empty() || step.on.contains(&on(e.reason)))
         .filter(|e| severity(e.severity) >= floor)
         .cloned()
         .collect()

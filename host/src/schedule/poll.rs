@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{Controller, Seen, Trigger};
-use crate::config::SpannedStr;
+use crate::config::SourceKind;
 use crate::reconcile::blocking;
 use crate::secrets::SecretValues;
 
@@ -23,9 +23,9 @@ impl Controller {
             }
             let config = self.config();
             for source in &config.sources {
-                let name = source.name.s();
+                let name = source.name.as_str();
                 let every = source.poll_interval.0;
-                if every.is_zero() || source.plugin.is_some() {
+                if every.is_zero() || matches!(source.kind, SourceKind::Plugin(_)) {
                     continue;
                 }
                 let now = Instant::now();
@@ -40,7 +40,7 @@ impl Controller {
                 // Sharded: a member polls the sources of the pipelines it owns.
                 let polls_here = due && {
                     let st = self.lock();
-                    config.pipelines.iter().any(|p| p.source.s() == name && st.owns(p.name.s()))
+                    config.pipelines.iter().any(|p| p.source == name && st.owns(&p.name))
                 };
                 if !polls_here {
                     continue;
@@ -75,8 +75,8 @@ impl Controller {
                 };
                 if news {
                     tracing::info!(source = name, revision, "new revision");
-                    for p in config.pipelines.iter().filter(|p| p.source.s() == name) {
-                        let _ = self.trigger(p.name.s(), Trigger::Revision);
+                    for p in config.pipelines.iter().filter(|p| p.source == name) {
+                        let _ = self.trigger(&p.name, Trigger::Revision);
                     }
                 }
             }

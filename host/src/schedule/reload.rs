@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 
 use super::{Controller, Tracked, Trigger};
 use crate::apply::RunOptions;
-use crate::config::{Config, SpannedStr};
+use crate::config::Config;
 use crate::reconcile::{Prepared, blocking};
 
 impl Controller {
@@ -19,7 +19,7 @@ impl Controller {
         let config = prepared.config.clone();
         let mut st = self.lock();
         let now = Instant::now();
-        let names: HashSet<&str> = config.pipelines.iter().map(|p| p.name.s()).collect();
+        let names: HashSet<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
         let gone: Vec<String> = st.pipelines.keys().filter(|n| !names.contains(n.as_str())).cloned().collect();
         for name in &gone {
             if let Some(run) = st.pipelines.swap_remove(name).and_then(|t| t.abort) {
@@ -27,7 +27,7 @@ impl Controller {
             }
         }
         for (spec, pipeline) in config.pipelines.iter().enumerate() {
-            let name = pipeline.name.s();
+            let name = pipeline.name.as_str();
             let tracked = match st.pipelines.entry(name.into()) {
                 indexmap::map::Entry::Occupied(known) => {
                     let tracked = known.into_mut();
@@ -178,7 +178,7 @@ mod tests {
             .iter()
             .enumerate()
             .rev()
-            .map(|(spec, p)| (p.name.s().to_owned(), Tracked::new(spec, now, Trigger::Startup)))
+            .map(|(spec, p)| (p.name.clone(), Tracked::new(spec, now, Trigger::Startup)))
             .collect();
         in_dependency_order(&mut pipelines, &config);
         let order: Vec<&str> = pipelines.keys().map(String::as_str).collect();

@@ -8,7 +8,7 @@ use std::time::Instant;
 pub use super::record::{Counts, FileResult, RunRecord, RunSpan};
 use super::slot::{Blocked, Trigger};
 use super::{Controller, State as Scheduling, Tracked};
-use crate::config::{PipelineSpec, SpannedStr};
+use crate::config::PipelineSpec;
 use crate::reconcile::Prepared;
 
 /// The whole instance.
@@ -127,7 +127,7 @@ impl Controller {
             pipelines: config
                 .pipelines
                 .iter()
-                .filter_map(|p| Some(view(&st, prepared, p, st.pipelines.get(p.name.s())?, now)))
+                .filter_map(|p| Some(view(&st, prepared, p, st.pipelines.get(p.name.as_str())?, now)))
                 .collect(),
         }
     }
@@ -136,7 +136,7 @@ impl Controller {
 /// One pipeline as the status shows it.
 fn view(st: &Scheduling, prepared: &Prepared, pipeline: &PipelineSpec, t: &Tracked, now: Instant) -> PipelineStatus {
     let suspended = t.slot.suspended(pipeline.suspend);
-    let name = pipeline.name.s();
+    let name = pipeline.name.as_str();
     let (state, reason) = if t.slot.is_running() {
         (State::Running, None)
     } else if let Some(owner) = st.owner_elsewhere(name) {
@@ -161,12 +161,12 @@ fn view(st: &Scheduling, prepared: &Prepared, pipeline: &PipelineSpec, t: &Track
         (left * 10.0).round() / 10.0
     });
     PipelineStatus {
-        name: pipeline.name.s().into(),
-        source: pipeline.source.s().into(),
+        name: pipeline.name.clone(),
+        source: pipeline.source.clone(),
         state,
         reason,
         suspended,
-        depends_on: pipeline.depends_on.iter().map(|d| d.s().to_owned()).collect(),
+        depends_on: pipeline.depends_on.clone(),
         wait_for: t.gate.iter().flat_map(|(deps, _)| deps.iter().map(ToString::to_string)).collect(),
         interval_seconds: pipeline.interval.0.as_secs(),
         next_run_in_seconds,
@@ -186,7 +186,7 @@ fn view(st: &Scheduling, prepared: &Prepared, pipeline: &PipelineSpec, t: &Track
 fn steps_status(prepared: &Prepared, pipeline: &PipelineSpec) -> Vec<StepStatus> {
     let mut steps = Vec::new();
     for (chain, step) in pipeline.chains() {
-        let name = step.uses.s();
+        let name = step.uses.as_str();
         let loaded = prepared.plugin(name);
         let mut capabilities = loaded.as_ref().map(|p| p.info.capabilities.clone()).unwrap_or_default();
         if !step.secrets.is_empty() {
@@ -202,7 +202,7 @@ fn steps_status(prepared: &Prepared, pipeline: &PipelineSpec) -> Vec<StepStatus>
             version: loaded.as_ref().ok().map(|p| p.info.version.clone()),
             flavor: loaded.as_ref().ok().map(|p| p.info.flavor),
             capabilities,
-            allow_hosts: step.allow_hosts.iter().map(|h| h.s().to_owned()).collect(),
+            allow_hosts: step.allow_hosts.clone(),
             error: loaded.err(),
         });
     }

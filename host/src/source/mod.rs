@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, SourceSpec, SpannedStr};
+use crate::config::{Config, SourceKind, SourceSpec};
 use crate::secrets::SecretValues;
 
 /// A revision for people: the first 12 characters of a commit id or of a tree digest
@@ -86,8 +86,8 @@ impl Sources {
         self.cache.join("snapshots")
     }
 
-    /// Fetches (git) or reads (path) a source into the snapshot store. Plugin sources go
-    /// through [`Sources::from_plugin`].
+    /// Fetches (git, helm) or reads (path) a source into the snapshot store. Plugin sources
+    /// go through [`Sources::from_plugin`] (here, an error).
     pub fn snapshot(
         &self,
         config: &Config,
@@ -95,15 +95,18 @@ impl Sources {
         secrets: &SecretValues,
         interrupt: &crate::interrupt::Interrupt,
     ) -> Result<Snapshot, SourceError> {
-        let name = spec.name.s();
-        if let Some(path) = &spec.path {
-            let dir = config.resolve(path.get_ref());
-            return tree::snapshot_dir(name, &dir, &self.store(), spec.limits);
-        }
-        if let Some(helm) = &spec.helm {
-            return helm::snapshot(name, helm.get_ref(), &self.cache, &self.store(), spec.limits);
-        }
-        let git = spec.git.as_ref().expect("checked at load: path, git, helm or plugin").get_ref();
+        let name = spec.name.as_str();
+        let git = match &spec.kind {
+            SourceKind::Path(path) => {
+                return tree::snapshot_dir(name, &config.resolve(path), &self.store(), spec.limits);
+            }
+            SourceKind::Helm(helm) => return helm::snapshot(name, helm, &self.cache, &self.store(), spec.limits),
+            SourceKind::Plugin(step) => {
+                let message = "a plugin source is fetched by its plugin, through `Moor::fetch`".into();
+                return Err(SourceError::Plugin { source_name: name.into(), plugin: step.uses.clone(), message });
+            }
+            SourceKind::Git(git) => git,
+        };
         let secret = git.credentials.as_ref().and_then(|c| c.secret.as_ref());
         let secret = match secret {
             Some(secret_name) => Some(secrets.secret(secret_name, &config.settings.namespace).ok_or_else(|| {
@@ -136,7 +139,7 @@ impl Sources {
         revision: &str,
         files: &[crate::plugins::File],
     ) -> Result<Snapshot, SourceError> {
-        let name = spec.name.s();
+        let name = spec.name.as_str();
         let valid = !revision.is_empty()
             && revision.len() <= 128
             && revision.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));

@@ -110,7 +110,7 @@ fn an_invalid_cel_health_check_is_located() {
 fn a_helm_source_names_an_http_or_oci_repository_and_a_chart() {
     let source = |helm: &str| format!("[[source]]\nname = \"charts\"\nhelm = {helm}\n");
     let e = error(&source("{ repo = \"ftp://h/charts\", chart = \"web\" }"));
-    assert_eq!(e, "moor.toml:3:8: source[0]: helm repository `ftp://h/charts` is not an http(s):// or oci:// URL");
+    assert_eq!(e, "moor.toml:3:8: source[0].helm: helm repository `ftp://h/charts` is not an http(s):// or oci:// URL");
     let e = error(&source("{ repo = \"https://h/charts\", chart = \"web\", insecure = true }"));
     assert!(e.ends_with("`insecure` is for oci:// repositories: an HTTP repository says http:// in its URL"), "{e}");
     let e = error(&source("{ repo = \"oci://h/charts\", chart = \"charts/web:1.0\" }"));

@@ -22,7 +22,6 @@ impl std::fmt::Debug for Custom {
 impl Custom {
     /// Compiles a pipeline's checks (their syntax was checked when the config loaded).
     pub fn compile(checks: &[crate::config::HealthCheck]) -> Vec<Custom> {
-        use crate::config::SpannedStr;
         let program = |text: &str| cel::Program::compile(text).ok().map(|p| (p, text.to_owned()));
         checks
             .iter()
@@ -34,8 +33,8 @@ impl Custom {
                 Some(Custom {
                     group,
                     kind,
-                    ready: program(c.ready.s())?,
-                    failed: c.failed.as_ref().and_then(|f| program(f.s())),
+                    ready: program(&c.ready)?,
+                    failed: c.failed.as_ref().and_then(|f| program(f)),
                 })
             })
             .collect()
@@ -80,8 +79,8 @@ mod tests {
     fn custom_cel_checks_decide_readiness() {
         let checks = Custom::compile(&[crate::config::HealthCheck {
             kind: "example.com/Widget".into(),
-            ready: toml::Spanned::new(0..0, "object.status.phase == 'Ready'".into()),
-            failed: Some(toml::Spanned::new(0..0, "object.status.phase == 'Failed'".into())),
+            ready: "object.status.phase == 'Ready'".into(),
+            failed: Some("object.status.phase == 'Failed'".into()),
         }]);
         let check = &checks[0];
         assert!(check.applies_to("example.com", "Widget") && !check.applies_to("other.com", "Widget"));

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, SpannedStr};
+use crate::config::Config;
 
 /// The rendezvous key of removing the pipelines gone from the config, which one member
 /// does. No pipeline has it: pipeline names cannot hold `:`.
@@ -121,7 +121,7 @@ impl Membership {
 /// through `depends_on`, so that a dependency and its dependents run on one member, where
 /// their gates can see each other.
 pub fn keys(config: &Config) -> BTreeMap<String, String> {
-    let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.s()).collect();
+    let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
     let mut parent: BTreeMap<&str, &str> = names.iter().map(|n| (*n, *n)).collect();
     fn root<'a>(parent: &BTreeMap<&'a str, &'a str>, mut n: &'a str) -> &'a str {
         while let Some(&p) = parent.get(n).filter(|p| **p != n) {
@@ -130,11 +130,11 @@ pub fn keys(config: &Config) -> BTreeMap<String, String> {
         n
     }
     for p in &config.pipelines {
-        for dep in p.depends_on.iter().map(|d| d.s()) {
+        for dep in p.depends_on.iter().map(String::as_str) {
             if !parent.contains_key(dep) {
                 continue;
             }
-            let (a, b) = (root(&parent, p.name.s()), root(&parent, dep));
+            let (a, b) = (root(&parent, &p.name), root(&parent, dep));
             let (low, high) = if a <= b { (a, b) } else { (b, a) };
             parent.insert(high, low);
         }
