@@ -11,6 +11,7 @@ pub mod kube_api;
 pub mod metrics;
 pub mod object;
 pub mod reconcile;
+pub mod revision;
 pub mod schedule;
 pub mod secrets;
 pub mod source;

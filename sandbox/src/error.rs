@@ -10,6 +10,10 @@ use super::{Origin, PluginKind};
 /// Why loading a plugin failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    #[error(
+        "plugin `{name}` is not one of Moor's plugins: declare it in a [[plugin]] with a `path` or an `oci` reference"
+    )]
+    Unknown { name: String },
     #[error("plugin `{name}`: {message}")]
     Pull { name: String, message: String },
     #[error("plugin `{name}`: cannot read {}: {source}", file.display())]

@@ -27,6 +27,7 @@ pub mod krm;
 mod load;
 pub mod oci;
 mod output;
+mod plugin;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::Engine;
-use wasmtime::component::{HasSelf, InstancePre, Linker};
+use wasmtime::component::{HasSelf, Linker};
 
 pub use bindings::CONTRACT_VERSION;
 pub use bindings::notify_start::RunStart;
@@ -43,9 +44,10 @@ pub use call::CallScope;
 pub(crate) use call::CallState;
 pub use context::{Cluster, RenderContext};
 pub use error::{CallError, EngineError, LoadError};
-use kinds::Via;
 pub use kinds::{Kind, Notifier, Renderer, Source, Validator};
 pub use load::{Origin, PluginSource};
+use plugin::{Flavor, KindIndices};
+pub use plugin::{Plugin, PluginInfo, RenderInput};
 
 mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
@@ -220,12 +222,13 @@ impl Runtime {
     /// Loads a plugin: checks its pin, compiles it (or reads it from the cache), checks
     /// its world and contract version, pre-instantiates it and asks it to describe itself.
     /// Where a standard plugin comes from: the binary, or the Go plugins' directory (pinned).
-    pub fn standard(&self, name: &str) -> Option<PluginSource> {
+    pub fn standard(&self, name: &str) -> Result<PluginSource, LoadError> {
         if let Some(bytes) = builtin_bytes(name) {
-            return Some(PluginSource::Builtin(bytes));
+            return Ok(PluginSource::Builtin(bytes));
         }
-        let (_, sha256) = go_plugins().find(|(n, _)| *n == name)?;
-        Some(PluginSource::Go { path: self.go_plugins.join(format!("{name}.wasm")), sha256 })
+        let (_, sha256) =
+            go_plugins().find(|(n, _)| *n == name).ok_or_else(|| LoadError::Unknown { name: name.to_owned() })?;
+        Ok(PluginSource::Go { path: self.go_plugins.join(format!("{name}.wasm")), sha256 })
     }
 
     /// The plugin `reference` (pinned by its manifest digest) pulled from its registry,
@@ -243,159 +246,3 @@ impl Runtime {
 
 /// Told the plugin's name and the duration of every call.
 pub type CallObserver = Box<dyn Fn(&str, Duration) + Send + Sync>;
-
-/// How a plugin is run: a component through its kind's interface, or a KRM function.
-enum Flavor {
-    Component { pre: InstancePre<CallState>, indices: KindIndices },
-    Krm(krm::Pre),
-}
-
-/// Which interface a plugin is driven through.
-#[derive(Clone)]
-enum KindIndices {
-    Render(bindings::render::GuestIndices),
-    Validate(bindings::validate::GuestIndices),
-    Notify { notify: bindings::notify::GuestIndices, start: Option<bindings::notify_start::GuestIndices> },
-    Fetch(bindings::fetch::GuestIndices),
-}
-
-/// What a plugin says about itself, plus what the host found out.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PluginInfo {
-    pub name: String,
-    pub version: String,
-    #[serde(serialize_with = "serialize_display")]
-    pub kind: PluginKind,
-    /// `component` (a WIT world) or `krm-function` (a WASI preview 1 module).
-    pub flavor: &'static str,
-    pub description: String,
-    /// The `moor:plugin` version a component speaks; for a KRM function, the KRM
-    /// Functions Specification.
-    pub contract: String,
-    pub config_schema: serde_json::Value,
-    /// What the component imports beyond `log`, in words; see `load::capabilities`.
-    pub capabilities: Vec<String>,
-    pub sha256: String,
-}
-
-fn serialize_display<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(value)
-}
-
-/// A loaded plugin, ready to be called any number of times.
-pub struct Plugin {
-    name: Arc<str>,
-    observer: Arc<std::sync::OnceLock<CallObserver>>,
-    pub info: PluginInfo,
-    pub origin: Origin,
-    pub limits: Limits,
-    engine: Engine,
-    flavor: Flavor,
-    schema: jsonschema::Validator,
-}
-
-impl std::fmt::Debug for Plugin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin").field("name", &self.name).field("info", &self.info).finish_non_exhaustive()
-    }
-}
-
-/// What a renderer is given.
-#[derive(Debug)]
-pub enum RenderInput<'a> {
-    /// The snapshot directory on the host and the pipeline's path inside it.
-    Tree { snapshot: &'a Path, path: &'a str },
-    /// The previous stage's objects.
-    Objects(Vec<Document>),
-}
-
-impl Plugin {
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn kind(&self) -> PluginKind {
-        self.info.kind
-    }
-
-    /// Whether the plugin is given the [`RenderContext`] (KRM functions are).
-    pub fn sees_context(&self) -> bool {
-        matches!(self.flavor, Flavor::Krm(_))
-    }
-
-    /// Whether the plugin can serve as a `kind`: a component only as its own kind, a KRM
-    /// function as a renderer (generator or transformer) or a validator.
-    pub fn serves(&self, kind: PluginKind) -> bool {
-        match kind {
-            PluginKind::Renderer => self.renderer().is_some(),
-            PluginKind::Validator => self.validator().is_some(),
-            PluginKind::Notifier => self.notifier().is_some(),
-            PluginKind::Source => self.source().is_some(),
-        }
-    }
-
-    /// Checks a step's `with` table against the plugin's schema; returns every violation
-    /// as `pointer: message`.
-    pub fn check_config(&self, config: &serde_json::Value) -> Result<(), Vec<String>> {
-        let errors: Vec<String> = self
-            .schema
-            .iter_errors(config)
-            .map(|e| {
-                let at = e.instance_path().to_string();
-                if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
-            })
-            .collect();
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
-    }
-
-    /// This plugin as a renderer, if it is one (a renderer component, or a KRM function).
-    pub fn renderer(&self) -> Option<Renderer<'_>> {
-        Some(Renderer {
-            plugin: self,
-            via: match &self.flavor {
-                Flavor::Krm(pre) => Via::Krm(pre),
-                Flavor::Component { pre, indices: KindIndices::Render(indices) } => Via::Component(pre, indices),
-                Flavor::Component { .. } => return None,
-            },
-        })
-    }
-
-    /// This plugin as a validator, if it is one (a validator component, or a KRM function).
-    pub fn validator(&self) -> Option<Validator<'_>> {
-        Some(Validator {
-            plugin: self,
-            via: match &self.flavor {
-                Flavor::Krm(pre) => Via::Krm(pre),
-                Flavor::Component { pre, indices: KindIndices::Validate(indices) } => Via::Component(pre, indices),
-                Flavor::Component { .. } => return None,
-            },
-        })
-    }
-
-    /// This plugin as a notifier, if it is one.
-    pub fn notifier(&self) -> Option<Notifier<'_>> {
-        match &self.flavor {
-            Flavor::Component { pre, indices: KindIndices::Notify { notify, start } } => {
-                Some(Notifier { plugin: self, pre, notify, start: start.as_ref() })
-            }
-            _ => None,
-        }
-    }
-
-    /// This plugin as a source, if it is one.
-    pub fn source(&self) -> Option<Source<'_>> {
-        match &self.flavor {
-            Flavor::Component { pre, indices: KindIndices::Fetch(indices) } => {
-                Some(Source { plugin: self, pre, indices })
-            }
-            _ => None,
-        }
-    }
-
-    fn check_output(&self, size: usize) -> Result<(), CallError> {
-        if size > self.limits.output {
-            return Err(CallError::Output { plugin: self.name.to_string(), size, limit: self.limits.output });
-        }
-        Ok(())
-    }
-}

@@ -31,7 +31,7 @@ pub fn apply(
     output: Output,
     kubeconfig: &Kubeconfig,
 ) -> anyhow::Result<ExitCode> {
-    let (moor, config) = super::load(cache, file, only)?;
+    let (moor, config) = super::load(cache, file, only, Some(kubeconfig))?;
     let progress = progress_printer();
     if config.settings.instance_derived {
         progress(&format!("instance {} (derived from the config's path)", config.settings.instance));
@@ -97,7 +97,7 @@ pub fn diff(
     color: Color,
     kubeconfig: &Kubeconfig,
 ) -> anyhow::Result<ExitCode> {
-    let (moor, config) = super::load(cache, file, only)?;
+    let (moor, config) = super::load(cache, file, only, Some(kubeconfig))?;
     let colored = match color {
         Color::Always => true,
         Color::Never => false,
@@ -162,14 +162,14 @@ pub fn diff(
 /// `moor delete`: deletes what pipelines of the config's instance applied, then their
 /// inventories. Every pipeline of the instance that has an inventory, or only `only`.
 pub fn delete(
+    cache: &Path,
     file: &Path,
     only: Option<&str>,
     dry_run: bool,
     yes: bool,
     kubeconfig: &Kubeconfig,
 ) -> anyhow::Result<ExitCode> {
-    let builtin: Vec<&str> = crate::plugins::builtin_names().collect();
-    let config = crate::config::Config::load(file, &builtin)?;
+    let (_, config) = super::load(cache, file, None, Some(kubeconfig))?;
     let settings = &config.settings;
     let progress = progress_printer();
     runtime()?.block_on(async {

@@ -51,7 +51,15 @@ pub fn run(
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         eprintln!("moor: serving http://{} (status page, API, /hooks, /metrics)", listener.local_addr()?);
-        let controller = Controller::new(moor, target, config, text, options);
+        let (config, bootstrap) = if config.platform.is_none() {
+            (config, None)
+        } else {
+            let Some(platform) = first_platform_config(&moor, &target, &config).await else {
+                return anyhow::Ok(());
+            };
+            (platform, Some(config))
+        };
+        let controller = Controller::new(moor, target, config, text, bootstrap, options);
         let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(crate::http::serve(controller.clone(), listener, async move {
             let _ = stopped.await;
@@ -62,6 +70,29 @@ pub fn run(
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The platform config a bootstrap config points at, read before anything starts: until
+/// one loads, nothing runs and nothing is removed (a controller with no config would see
+/// every pipeline as gone). Tried again every 10 s; `None` when SIGTERM comes first.
+async fn first_platform_config(moor: &Moor, target: &Target, bootstrap: &Config) -> Option<Config> {
+    let stop = signal();
+    tokio::pin!(stop);
+    loop {
+        match moor.resolve_config(bootstrap.clone(), Some(&target.client)).await {
+            Ok(config) => {
+                if let Some(revision) = &config.revision {
+                    tracing::info!(path = %config.file.display(), "platform config loaded from {revision}");
+                }
+                return Some(config);
+            }
+            Err(e) => tracing::error!("cannot load the platform config, trying again in 10 s: {e}"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+            () = &mut stop => return None,
+        }
+    }
 }
 
 /// SIGTERM or SIGINT.

@@ -19,7 +19,7 @@ use crate::reconcile::{Finding, Level};
 fn load(runtime: &Runtime, what: &str) -> anyhow::Result<Plugin> {
     let path = PathBuf::from(what);
     let (name, source) = match runtime.standard(what) {
-        Some(source) if !path.exists() => (what.to_owned(), source),
+        Ok(source) if !path.exists() => (what.to_owned(), source),
         _ => {
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| what.to_owned());
             (stem, PluginSource::Inspect(path))

@@ -13,7 +13,7 @@ use crate::reconcile::{Finding, Mode, RunFailure, RunReport};
 
 /// Prints every object of one or all pipelines as a YAML stream.
 pub fn build(cache: &Path, file: &Path, only: Option<&str>) -> anyhow::Result<ExitCode> {
-    let (moor, config) = super::load(cache, file, only)?;
+    let (moor, config) = super::load(cache, file, only, None)?;
     let prepared = moor.prepare(config.clone());
     let mut out = std::io::stdout().lock();
     let mut failed = false;
@@ -137,7 +137,7 @@ pub fn plan(
     output: Output,
     kubeconfig: &crate::apply::Kubeconfig,
 ) -> anyhow::Result<ExitCode> {
-    let (moor, config) = super::load(cache, file, None)?;
+    let (moor, config) = super::load(cache, file, None, Some(kubeconfig))?;
     let prepared = moor.prepare(config.clone());
     // With a reachable cluster, each pipeline runs as the controller would run it (its
     // Secrets, the cluster's version for its renderers) and is diffed by server dry runs in

@@ -12,7 +12,7 @@ impl Config {
         unique("pipeline", self.pipelines.iter().map(|p| &p.name))?;
         unique("cluster", self.clusters.iter().map(|c| &c.name))?;
         self.check_settings()?;
-        self.check_plugins(builtin)?;
+        self.check_bootstrap()?;
         let known_plugin = |name: &str| builtin.contains(&name) || self.plugin(name).is_some();
         for (i, source) in self.sources.iter().enumerate() {
             if let Some(step) = source.plugin()
@@ -29,6 +29,27 @@ impl Config {
         self.check_cycles()
     }
 
+    /// A bootstrap config (`[config]`) has nothing to run itself: the platform config it
+    /// points at has that.
+    fn check_bootstrap(&self) -> Result<(), Problem> {
+        let Some(platform) = &self.platform else { return Ok(()) };
+        let elsewhere = |key: &str| {
+            let source = &self.platform_source(platform).name;
+            let what = format!(
+                "a bootstrap config only says where the platform config is; this goes in `{}` of source `{source}`",
+                platform.path
+            );
+            Err((key.to_owned(), what))
+        };
+        if !self.pipelines.is_empty() {
+            return elsewhere("pipeline[0]");
+        }
+        if !self.clusters.is_empty() {
+            return elsewhere("cluster[0]");
+        }
+        Ok(())
+    }
+
     fn check_settings(&self) -> Result<(), Problem> {
         let instance = &self.settings.instance;
         let named_well = is_label_value(instance) && instance.len() <= MAX_INSTANCE;
@@ -43,41 +64,6 @@ impl Config {
         check_guard(&self.settings.prune_guard).map_err(|m| ("moor.prune_guard.max_fraction".into(), m))?;
         if self.settings.workers == 0 {
             return Err(("moor.workers".into(), "at least 1".into()));
-        }
-        Ok(())
-    }
-
-    fn check_plugins(&self, builtin: &[&str]) -> Result<(), Problem> {
-        for (i, plugin) in self.plugins.iter().enumerate() {
-            let key = format!("plugin[{i}]");
-            match (plugin.is_external(), builtin.contains(&plugin.name.as_str())) {
-                (true, true) => {
-                    return Err((
-                        format!("{key}.name"),
-                        format!("`{}` is the name of a built-in plugin; give this one another name", plugin.name),
-                    ));
-                }
-                (false, false) => {
-                    return Err((
-                        format!("{key}.name"),
-                        format!(
-                            "no built-in plugin is named `{}` (built in: {}); give a `path` and `sha256`, or an \
-                             `oci` reference, for a plugin of your own",
-                            plugin.name,
-                            builtin.join(", ")
-                        ),
-                    ));
-                }
-                (true, false) => plugin.check_pin().map_err(|(under, m)| (format!("{key}{under}"), m))?,
-                (false, true) => {
-                    if plugin.sha256.is_some() {
-                        return Err((format!("{key}.sha256"), "built-in plugins are not pinned".into()));
-                    }
-                    if plugin.insecure {
-                        return Err((format!("{key}.insecure"), "`insecure` is for `oci` plugins".into()));
-                    }
-                }
-            }
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 mod check;
 mod gates;
 mod model;
+mod plugin;
 mod source;
 mod source_map;
 mod step;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 pub use gates::{CustomResourceWait, JobWait, PodWait, WaitFor};
 pub use model::*;
+pub use plugin::*;
 pub use source::*;
 pub use step::*;
 pub use units::{ByteSize, Seconds};
@@ -33,15 +35,41 @@ pub struct ConfigError {
     /// Where in the document, such as `pipeline[0].render[1].use`; empty for the whole file.
     pub key: String,
     pub message: String,
+    /// For a config read from a source: `source `platform` at 1a2b3c4d5e6f`.
+    pub origin: Option<String>,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(origin) = &self.origin {
+            write!(f, "{origin}: ")?;
+        }
         write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
         if !self.key.is_empty() {
             write!(f, "{}: ", self.key)?;
         }
         f.write_str(&self.message)
+    }
+}
+
+/// A bootstrap config's `[config]`, checked: the platform config is the file `path` of the
+/// newest revision of a source of the bootstrap config ([`Config::platform_source`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    source: usize,
+    pub path: String,
+}
+
+/// The source and revision a platform config was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigRevision {
+    pub source: String,
+    pub revision: String,
+}
+
+impl fmt::Display for ConfigRevision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "source `{}` at {}", self.source, crate::revision::short(&self.revision))
     }
 }
 
@@ -52,7 +80,12 @@ pub struct Config {
     /// Directory relative paths in the file are resolved against.
     pub base: PathBuf,
     text: String,
+    /// For a platform config: the source and revision it was read from.
+    pub revision: Option<ConfigRevision>,
     pub settings: Settings,
+    /// A bootstrap config's `[config]`: the platform config is a file of one of its
+    /// sources, and this config has no pipelines of its own.
+    pub platform: Option<Platform>,
     pub sources: Vec<SourceSpec>,
     pub plugins: Vec<PluginSpec>,
     pub pipelines: Vec<PipelineSpec>,
@@ -68,41 +101,119 @@ impl Config {
             column: 0,
             key: String::new(),
             message: format!("cannot read: {e}"),
+            origin: None,
         })?;
         Config::parse(file, text, builtin)
     }
 
     /// Parses and validates `text` as if read from `file`.
     pub fn parse(file: &Path, text: String, builtin: &[&str]) -> Result<Config, ConfigError> {
-        let raw = deserialize(file, &text)?;
+        let base = file.parent().map(Path::to_owned).unwrap_or_default();
+        Config::parse_at(file, base, None, text, builtin)
+    }
+
+    /// Parses the platform config this bootstrap config points at (`[config]`): `text`, the
+    /// file at `place.path` of the source's snapshot in `root`, taken at `revision`. Its
+    /// relative paths resolve inside the snapshot, its errors name the path in the source
+    /// and the revision, and its instance, unless it names one, is this config's: an
+    /// instance never changes with a revision, or the next one would own nothing.
+    pub fn parse_platform(
+        &self,
+        place: &Platform,
+        root: &Path,
+        revision: &str,
+        text: String,
+        builtin: &[&str],
+    ) -> Result<Config, ConfigError> {
+        let file = Path::new(&place.path);
+        let base = root.join(file.parent().unwrap_or(Path::new("")));
+        let source = self.platform_source(place).name.clone();
+        let revision = ConfigRevision { source, revision: revision.to_owned() };
+        let mut config = Config::parse_at(file, base, Some((revision, &self.settings)), text, builtin)?;
+        if config.platform.is_some() {
+            return Err(config.error_at("config", "a config read from a source cannot point at another one"));
+        }
+        config.settings.file = self.settings.file.clone();
+        for (i, source) in config.sources.iter().enumerate() {
+            if let SourceKind::Path(path) = &source.kind
+                && !lexically_inside(&config.base.join(path), root)
+            {
+                let message = "a config read from a source reads only paths inside that source";
+                return Err(config.error_at(format!("source[{i}].path"), message));
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates `text`, shown as `file`, with relative paths under `base`; a
+    /// config read from a source is told its revision and the bootstrap's settings.
+    fn parse_at(
+        file: &Path,
+        base: PathBuf,
+        from: Option<(ConfigRevision, &Settings)>,
+        text: String,
+        builtin: &[&str],
+    ) -> Result<Config, ConfigError> {
+        let origin = from.as_ref().map(|(revision, _)| revision.to_string());
+        let raw = deserialize(file, &text).map_err(|e| ConfigError { origin: origin.clone(), ..e })?;
         let mut settings = raw.moor;
         if settings.instance.is_empty() {
-            settings.instance = derive_instance(file);
-            settings.instance_derived = true;
+            (settings.instance, settings.instance_derived) = match &from {
+                Some((_, bootstrap)) => (bootstrap.instance.clone(), bootstrap.instance_derived),
+                None => (derive_instance(file), true),
+            };
         }
         settings.file = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
         let mut config = Config {
             file: file.to_owned(),
-            base: file.parent().map(Path::to_owned).unwrap_or_default(),
+            base,
             text,
+            revision: from.map(|(revision, _)| revision),
             settings,
+            platform: None,
             sources: Vec::new(),
-            plugins: raw.plugin,
+            plugins: Vec::new(),
             pipelines: raw.pipeline,
             clusters: raw.cluster,
         };
-        if let Err((key, message)) = config.derive(raw.source, raw.notify).and_then(|()| config.check(builtin)) {
+        if let Err((key, message)) =
+            config.derive(raw.source, raw.plugin, raw.notify, raw.config, builtin).and_then(|()| config.check(builtin))
+        {
             return Err(config.error_at(key, message));
         }
         Ok(config)
     }
 
-    /// What loading derives from the file as written: each source's kind, where each step
+    /// What loading derives from the file as written: each source's kind, each plugin's origin, where each step
     /// is written, top-level `[[notify]]` steps in the pipelines they pick, and the gates.
-    fn derive(&mut self, sources: Vec<RawSource>, notify: Vec<Step>) -> Result<(), Problem> {
+    fn derive(
+        &mut self,
+        sources: Vec<RawSource>,
+        plugins: Vec<RawPlugin>,
+        notify: Vec<Step>,
+        platform: Option<ConfigRef>,
+        builtin: &[&str],
+    ) -> Result<(), Problem> {
         self.sources = sources.into_iter().enumerate().map(|(i, s)| s.typed(i)).collect::<Result<_, _>>()?;
+        self.plugins = plugins.into_iter().enumerate().map(|(i, p)| p.typed(i, builtin)).collect::<Result<_, _>>()?;
+        if let Some(ConfigRef { source, path }) = platform {
+            let source = self
+                .sources
+                .iter()
+                .position(|s| s.name == source)
+                .ok_or_else(|| ("config.source".to_owned(), format!("no source is named `{source}`")))?;
+            if path.is_empty() {
+                return Err(("config.path".into(), "the path of the platform config in the source".into()));
+            }
+            relative_path(&path).map_err(|m| ("config.path".into(), m))?;
+            self.platform = Some(Platform { source, path });
+        }
         for (i, pipeline) in self.pipelines.iter_mut().enumerate() {
             place_steps(i, pipeline)?;
+        }
+        if self.platform.is_some() && !notify.is_empty() {
+            let message = "a bootstrap config only says where the platform config is; notify steps go there";
+            return Err(("notify[0]".into(), message.into()));
         }
         for (k, mut step) in notify.into_iter().enumerate() {
             step.at = format!("notify[{k}]");
@@ -129,7 +240,13 @@ impl Config {
     pub fn error_at(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
         let key = key.into();
         let (line, column) = line_column(&self.text, source_map::locate(&self.text, &key).start);
-        ConfigError { file: self.file.clone(), line, column, key, message: message.into() }
+        let origin = self.revision.as_ref().map(ConfigRevision::to_string);
+        ConfigError { file: self.file.clone(), line, column, key, message: message.into(), origin }
+    }
+
+    /// The source a bootstrap config reads the platform config from.
+    pub fn platform_source(&self, platform: &Platform) -> &SourceSpec {
+        &self.sources[platform.source]
     }
 
     /// The source of `pipeline` (one of this config's), as loading resolved it.
@@ -192,6 +309,25 @@ pub fn relative_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `path`, with its `.` and `..` taken away as written (no symlinks: a snapshot
+/// has none that leave it), is `root` or under it.
+fn lexically_inside(path: &Path, root: &Path) -> bool {
+    use std::path::Component;
+    let mut normal = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                if !normal.pop() {
+                    return false;
+                }
+            }
+            Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    normal.starts_with(root)
+}
+
 /// A problem found at load: the key path it is about, and what is wrong.
 type Problem = (String, String);
 
@@ -199,7 +335,7 @@ type Problem = (String, String);
 fn deserialize(file: &Path, text: &str) -> Result<File, ConfigError> {
     let located = |span: Option<Range<usize>>, key: String, message: &str| {
         let (line, column) = span.map(|s| line_column(text, s.start)).unwrap_or((1, 1));
-        ConfigError { file: file.to_owned(), line, column, key, message: message.trim().to_owned() }
+        ConfigError { file: file.to_owned(), line, column, key, message: message.trim().to_owned(), origin: None }
     };
     let deserializer =
         toml::de::Deserializer::parse(text).map_err(|e| located(e.span(), String::new(), e.message()))?;
@@ -290,6 +426,84 @@ pub fn derive_instance(file: &Path) -> String {
 mod tests {
     use super::check::{MAX_INSTANCE, is_label_value};
     use super::*;
+
+    const BOOTSTRAP: &str = "[moor]\ninstance = \"prod\"\n\n\
+                             [config]\nsource = \"platform\"\npath = \"clusters/prod/moor.toml\"\n\n\
+                             [[source]]\nname = \"platform\"\n\
+                             git = { url = \"https://git.example.com/platform.git\", ref = \"main\" }\n";
+
+    #[test]
+    fn a_bootstrap_config_points_at_the_platform_config_which_keeps_its_instance_across_revisions() {
+        let boot = Config::parse(Path::new("/etc/moor/moor.toml"), BOOTSTRAP.into(), &["yaml"]).unwrap();
+        let place = boot.platform.clone().unwrap();
+        assert_eq!(
+            (boot.platform_source(&place).name.as_str(), place.path.as_str()),
+            ("platform", "clusters/prod/moor.toml")
+        );
+        let text = "[[source]]\nname = \"apps\"\npath = \"../../apps\"\n\n\
+                    [[pipeline]]\nname = \"web\"\nsource = \"apps\"\npath = \"web\"\n";
+        let root = Path::new("/cache/snapshots/1a2b");
+        let platform = boot.parse_platform(&place, root, "1a2b3c", text.into(), &["yaml"]).unwrap();
+        assert_eq!(platform.settings.instance, "prod");
+        assert_eq!(platform.revision.as_ref().unwrap().revision, "1a2b3c");
+        assert_eq!(
+            platform.resolve(Path::new("../../apps")),
+            Path::new("/cache/snapshots/1a2b/clusters/prod/../../apps")
+        );
+        let other = boot.parse_platform(&place, Path::new("/cache/snapshots/9f8e"), "9f8e", text.into(), &["yaml"]);
+        assert_eq!(other.unwrap().settings.instance, "prod", "a new revision is the same instance");
+    }
+
+    #[test]
+    fn a_platform_config_error_names_the_source_the_revision_the_file_and_the_line() {
+        let boot = Config::parse(Path::new("/etc/moor/moor.toml"), BOOTSTRAP.into(), &["yaml"]).unwrap();
+        let place = boot.platform.clone().unwrap();
+        let root = Path::new("/cache/snapshots/1a2b");
+        let broken = "[[pipeline]]\nname = \"web\"\nsource = \"nowhere\"\n";
+        let e = boot.parse_platform(&place, root, "1a2b3c4d5e6f7a8b", broken.into(), &["yaml"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "source `platform` at 1a2b3c4d5e6f: clusters/prod/moor.toml:3:10: pipeline[0].source: no source is named `nowhere`"
+        );
+        let e = boot.parse_platform(&place, root, "1a2b", "[moor\n".into(), &["yaml"]).unwrap_err();
+        assert!(e.to_string().starts_with("source `platform` at 1a2b: clusters/prod/moor.toml:1:"), "{e}");
+        let out = "[[source]]\nname = \"host\"\npath = \"../../../../etc\"\n";
+        let e = boot.parse_platform(&place, root, "1a2b", out.into(), &["yaml"]).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("source[0].path", 3), "{e}");
+        let again = "[config]\nsource = \"apps\"\npath = \"x.toml\"\n\n[[source]]\nname = \"apps\"\npath = \".\"\n";
+        let e = boot.parse_platform(&place, root, "1a2b", again.into(), &["yaml"]).unwrap_err();
+        assert!(e.to_string().contains("cannot point at another one"), "{e}");
+    }
+
+    #[test]
+    fn a_path_is_inside_a_root_as_written() {
+        let root = Path::new("/s/1a");
+        assert!(lexically_inside(Path::new("/s/1a/clusters/prod/../../apps"), root));
+        assert!(lexically_inside(Path::new("/s/1a/./apps"), root));
+        assert!(lexically_inside(Path::new("/s/1a"), root));
+        assert!(!lexically_inside(Path::new("/s/1a/clusters/../../1b"), root));
+        assert!(!lexically_inside(Path::new("/s/1ab"), root));
+        assert!(!lexically_inside(Path::new("/../../etc"), root));
+    }
+
+    #[test]
+    fn a_bootstrap_config_names_a_source_of_its_own_and_runs_nothing_itself() {
+        let parse = |extra: &str| Config::parse(Path::new("moor.toml"), format!("{BOOTSTRAP}{extra}"), &["yaml"]);
+        assert!(parse("").is_ok());
+        let e = parse("\n[[pipeline]]\nname = \"web\"\nsource = \"platform\"\n").unwrap_err();
+        assert_eq!(e.key, "pipeline[0]");
+        assert!(e.message.contains("goes in `clusters/prod/moor.toml` of source `platform`"), "{e}");
+        let e = Config::parse(
+            Path::new("moor.toml"),
+            BOOTSTRAP.replace("source = \"platform\"\npath", "source = \"other\"\npath"),
+            &["yaml"],
+        )
+        .unwrap_err();
+        assert_eq!((e.key.as_str(), e.message.as_str()), ("config.source", "no source is named `other`"));
+        let e = Config::parse(Path::new("moor.toml"), BOOTSTRAP.replace("clusters/prod", "../prod"), &["yaml"])
+            .unwrap_err();
+        assert_eq!(e.key, "config.path");
+    }
 
     #[test]
     fn configs_in_different_places_get_different_instances_and_one_file_always_the_same() {

@@ -6,17 +6,19 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{ByteSize, RawSource, Seconds, Step, WaitFor};
+use super::{RawPlugin, RawSource, Seconds, Step, WaitFor};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct File {
     #[serde(default)]
     pub moor: Settings,
+    /// A bootstrap config: where the platform config is.
+    pub config: Option<ConfigRef>,
     #[serde(default)]
     pub source: Vec<RawSource>,
     #[serde(default)]
-    pub plugin: Vec<PluginSpec>,
+    pub plugin: Vec<RawPlugin>,
     #[serde(default)]
     pub pipeline: Vec<PipelineSpec>,
     /// Remote clusters pipelines may apply to (`pipeline.cluster`).
@@ -124,66 +126,14 @@ pub struct ClusterSpec {
     pub context: Option<String>,
 }
 
-/// A plugin file (pinned), a plugin in an OCI registry (pinned by its manifest digest), or
-/// a built-in plugin whose limits are changed.
-#[derive(Debug, Clone, Deserialize)]
+/// A bootstrap config's `[config]` as written: the platform config is the file `path` of the
+/// newest revision of source `source`, loaded again on each new revision.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PluginSpec {
-    pub name: String,
-    pub path: Option<PathBuf>,
-    pub sha256: Option<String>,
-    /// `registry/path:tag@sha256:<manifest digest>`, as `moor plugin push` prints it.
-    pub oci: Option<String>,
-    /// `oci` only: talk plain HTTP to the registry.
-    #[serde(default)]
-    pub insecure: bool,
-    pub timeout: Option<Seconds>,
-    pub memory: Option<ByteSize>,
-    pub max_output: Option<ByteSize>,
+pub(super) struct ConfigRef {
+    pub source: String,
+    pub path: String,
 }
-
-impl PluginSpec {
-    /// Whether the plugin comes from the config (a file or a registry), not from Moor.
-    pub fn is_external(&self) -> bool {
-        self.path.is_some() || self.oci.is_some()
-    }
-
-    /// Checks the pin of an external plugin: (the key under the plugin, message).
-    pub(super) fn check_pin(&self) -> Result<(), (&'static str, String)> {
-        if self.path.is_some() && self.oci.is_some() {
-            return Err(("", "a plugin is a `path` or an `oci` reference, not both".into()));
-        }
-        if let Some(oci) = &self.oci {
-            if self.sha256.is_some() {
-                return Err((".sha256", "an `oci` plugin is pinned by the digest in its reference".into()));
-            }
-            let pinned = crate::oci::split_reference(oci)
-                .map_err(|m| (".oci", m))?
-                .1
-                .digest()
-                .is_some_and(|d| d.strip_prefix("sha256:").is_some_and(is_sha256));
-            if !pinned {
-                return Err((
-                    ".oci",
-                    "an `oci` plugin needs its manifest digest: `registry/path:tag@sha256:…` \
-                     (`moor plugin push` prints it)"
-                        .into(),
-                ));
-            }
-            return Ok(());
-        }
-        if self.insecure {
-            return Err((".insecure", "`insecure` is for `oci` plugins".into()));
-        }
-        match &self.sha256 {
-            None => Err(("", "a plugin file needs a `sha256` pin (see `moor plugin inspect FILE`)".into())),
-            Some(sha) if !is_sha256(sha) => Err((".sha256", "expected 64 hexadecimal digits".into())),
-            Some(_) => Ok(()),
-        }
-    }
-}
-
-pub(crate) use crate::plugins::is_sha256;
 
 /// What to do with objects a removed pipeline managed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]

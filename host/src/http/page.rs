@@ -57,6 +57,9 @@ pub fn render(status: &Status) -> String {
         esc(&status.config_loaded),
         esc(&status.started)
     );
+    if let Some(source) = &status.config_source {
+        let _ = write!(h, "<div class=meta id=config-source>running <code>{}</code></div>", esc(source));
+    }
     if let Some(shard) = &status.shard {
         let _ = write!(
             h,
@@ -70,7 +73,7 @@ pub fn render(status: &Status) -> String {
     if let Some(e) = &status.config_error {
         let _ = write!(
             h,
-            "<div class=banner id=config-error><b>The config file was rejected; the previous config keeps running.</b><pre>{}</pre></div>",
+            "<div class=banner id=config-error><b>The config was rejected; the previous config keeps running.</b><pre>{}</pre></div>",
             esc(e)
         );
     }

@@ -8,6 +8,7 @@
 mod config_run;
 mod findings;
 mod overlay;
+mod platform;
 mod revealed;
 mod run;
 mod stages;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 pub use config_run::ConfigRun;
 pub use findings::{Finding, Level};
+pub use platform::{FETCH_TIMEOUT, PlatformError};
 pub use run::{Mode, OnStart, RunContext, RunFailure, RunReport};
 use serde::Serialize;
 use stages::{render, validate};
@@ -27,7 +29,7 @@ use step::resolve_chain;
 pub(crate) use step::{StepCall, resolve_step};
 
 use crate::apply;
-use crate::config::{Config, ConfigError, PipelineSpec, PluginSpec, SourceSpec};
+use crate::config::{Config, ConfigError, PipelineSpec, PluginOrigin, SourceSpec};
 use crate::interrupt::Interrupt;
 use crate::object::Object;
 use crate::plugins::{self, CallError, Limits, Plugin, PluginSource, RenderContext, Renderer, Runtime, Validator};
@@ -235,15 +237,12 @@ impl Moor {
             output: spec.and_then(|s| s.max_output).map(|m| m.0).unwrap_or(defaults.output),
             log: defaults.log,
         };
-        let source = match (spec, self.runtime.standard(name)) {
-            (Some(PluginSpec { path: Some(path), sha256, .. }), _) => {
-                PluginSource::File { path: config.resolve(path), sha256: sha256.clone().unwrap_or_default() }
+        let source = match spec.map_or(&PluginOrigin::Builtin, |s| &s.origin) {
+            PluginOrigin::File { path, sha256 } => {
+                PluginSource::File { path: config.resolve(path), sha256: sha256.clone() }
             }
-            (Some(PluginSpec { oci: Some(reference), insecure, .. }), _) => {
-                self.runtime.pull(name, reference, *insecure)?
-            }
-            (_, Some(standard)) => standard,
-            (_, None) => unreachable!("config validation rejects unknown plugins"),
+            PluginOrigin::Oci { reference, insecure } => self.runtime.pull(name, reference, *insecure)?,
+            PluginOrigin::Builtin => self.runtime.standard(name)?,
         };
         self.runtime.load(name, source, limits)
     }
@@ -256,7 +255,8 @@ impl Moor {
         let mut validators = resolve_chain::<Validator>(prepared, "validate", &pipeline.validate, secrets, interrupt)
             .map_err(RunFailure::at(Stage::Prepare))?;
 
-        let snapshot = self.fetch(prepared, pipeline, secrets, interrupt).map_err(RunFailure::at(Stage::Source))?;
+        let source = prepared.config.source_of(pipeline);
+        let snapshot = self.fetch(prepared, source, secrets, interrupt).map_err(RunFailure::at(Stage::Source))?;
         let (objects, revealed) =
             render(&snapshot, &pipeline.path, &mut renderers, &ctx.render).map_err(RunFailure::at(Stage::Render))?;
         validators.iter_mut().for_each(|v| v.hide(&revealed));
@@ -280,12 +280,11 @@ impl Moor {
     pub fn fetch(
         &self,
         prepared: &Prepared,
-        pipeline: &PipelineSpec,
+        spec: &SourceSpec,
         secrets: &SecretValues,
         interrupt: &Interrupt,
     ) -> Result<Snapshot, StageError> {
         let config = &prepared.config;
-        let spec = config.source_of(pipeline);
         let Some(step) = spec.plugin() else {
             return Ok(self.sources.snapshot(config, spec, secrets, interrupt)?);
         };

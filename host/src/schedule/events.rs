@@ -28,6 +28,8 @@ const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
 /// Series remembered at most; past it, a repeat is a new Event.
 const MAX_SERIES: usize = 4096;
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// The longest note the API takes (events.k8s.io/v1: 1 kB).
+const MAX_NOTE: usize = 1024;
 /// Events waiting to be sent; more are dropped.
 const QUEUE: usize = 2048;
 
@@ -38,6 +40,7 @@ struct Key {
     reason: &'static str,
     action: &'static str,
     note: String,
+    warning: bool,
 }
 
 /// An Event already sent, to patch when it repeats.
@@ -129,10 +132,33 @@ impl EventSink {
                 _ => ("Configured", "Apply"),
             };
             let note = format!("{} by pipeline {pipeline} at revision {}", o.action.as_str(), short(&report.revision));
-            let key = Key { regarding: o.key.clone(), reason, action, note };
+            let key = Key { regarding: o.key.clone(), reason, action, note, warning: false };
             if self.queue.try_send(key).is_err() {
                 tracing::debug!("event queue full: dropping an event");
             }
+        }
+    }
+
+    /// A Warning Event that a config (or the platform config a bootstrap config points at)
+    /// was rejected and the previous one keeps running, regarding this controller's Pod,
+    /// `identity` in `namespace`: `kubectl events -n moor-system` shows it.
+    pub fn config_rejected(&self, namespace: &str, identity: &str, error: &str) {
+        let regarding = ObjKey {
+            version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: namespace.into(),
+            name: identity.into(),
+            ..ObjKey::default()
+        };
+        let mut note = format!("config rejected, the previous one keeps running: {error}");
+        if note.len() > MAX_NOTE {
+            let cut = (0..=MAX_NOTE - 3).rev().find(|&i| note.is_char_boundary(i)).unwrap_or(0);
+            note.truncate(cut);
+            note.push_str("...");
+        }
+        let key = Key { regarding, reason: "ConfigRejected", action: "Load", note, warning: true };
+        if self.queue.try_send(key).is_err() {
+            tracing::debug!("event queue full: dropping an event");
         }
     }
 
@@ -176,7 +202,7 @@ async fn publish(client: &kube::Client, identity: &str, series: &mut Series, key
         action: Some(key.action.into()),
         reason: Some(key.reason.into()),
         note: Some(key.note.clone()),
-        type_: Some("Normal".into()),
+        type_: Some(if key.warning { "Warning" } else { "Normal" }.into()),
         regarding: Some(regarding),
         reporting_controller: Some("moor".into()),
         reporting_instance: Some(identity.into()),
@@ -204,6 +230,7 @@ mod tests {
             reason: "Configured",
             action: "Apply",
             note: "configured by pipeline web at revision abc".into(),
+            warning: false,
         }
     }
 

@@ -102,9 +102,12 @@ struct Seen {
 /// The config file as last read.
 struct ConfigFile {
     text: String,
-    /// Why the file on disk was rejected; the previous config keeps running.
+    /// Why the file on disk, or the platform config it points at, was rejected; the
+    /// previous config keeps running.
     error: Option<String>,
     loaded: SystemTime,
+    /// A bootstrap config's platform source ([`reload`]), when the file is one.
+    platform: Option<reload::PlatformSource>,
 }
 
 struct State {
@@ -185,8 +188,18 @@ impl std::fmt::Debug for Controller {
 }
 
 impl Controller {
-    /// Loads plugins for `config` and sets up (but does not start) the controller.
-    pub fn new(moor: Moor, target: Target, config: Config, text: String, options: Options) -> Arc<Controller> {
+    /// Loads plugins for `config` and sets up (but does not start) the controller. `text`
+    /// is the config file's; when the file is a bootstrap config, `bootstrap` is it, and
+    /// `config` the platform config it pointed at.
+    pub fn new(
+        moor: Moor,
+        target: Target,
+        config: Config,
+        text: String,
+        bootstrap: Option<Config>,
+        options: Options,
+    ) -> Arc<Controller> {
+        let platform = bootstrap.and_then(|b| reload::PlatformSource::new(&moor, b, config.revision.as_ref()));
         let workers = Arc::new(Semaphore::new(config.settings.workers));
         let events = events::EventSink::start(target.client.clone(), &options.identity);
         let prepared = Arc::new(blocking(|| moor.prepare(Arc::new(config))));
@@ -198,7 +211,7 @@ impl Controller {
             options: options.clone(),
             state: Mutex::new(State {
                 prepared: prepared.clone(),
-                file: ConfigFile { text, error: None, loaded: SystemTime::now() },
+                file: ConfigFile { text, error: None, loaded: SystemTime::now(), platform },
                 pipelines: IndexMap::new(),
                 sources: HashMap::new(),
                 next_poll: HashMap::new(),

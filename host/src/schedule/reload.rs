@@ -9,8 +9,8 @@ use indexmap::IndexMap;
 
 use super::{Controller, Tracked, Trigger};
 use crate::apply::RunOptions;
-use crate::config::Config;
-use crate::reconcile::{Prepared, blocking};
+use crate::config::{Config, ConfigRevision, Platform};
+use crate::reconcile::{Moor, Prepared, blocking};
 
 impl Controller {
     /// Puts a loaded config in place: new pipelines are due now, every existing one gets
@@ -76,31 +76,89 @@ impl Controller {
 
     /// Watches the config file; a valid change takes effect, an invalid one is shown and
     /// the running config stays (CORE-3). Content is compared, not modification times:
-    /// a ConfigMap mount changes by swapping a symlink.
+    /// a ConfigMap mount changes by swapping a symlink. When the file is a bootstrap config,
+    /// its platform config is read from each new revision of its source, with the same rule.
     pub(super) async fn reload_loop(self: Arc<Self>) {
         let builtin: Vec<&str> = crate::plugins::builtin_names().collect();
         loop {
             let interval = self.config().settings.reload_interval.0.max(Duration::from_millis(200));
             tokio::time::sleep(interval).await;
-            let file = &self.options.config_file;
-            let text = match tokio::fs::read_to_string(file).await {
-                Ok(text) => text,
-                Err(e) => {
-                    self.reject(format!("{}: cannot read: {e}", file.display()), None);
-                    continue;
-                }
-            };
-            if text == self.lock().file.text {
-                continue;
+            self.reload_file(&builtin);
+            self.reload_platform(&builtin).await;
+        }
+    }
+
+    fn reload_file(self: &Arc<Self>, builtin: &[&str]) {
+        let file = &self.options.config_file;
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) => return self.reject(format!("{}: cannot read: {e}", file.display()), None),
+        };
+        if text == self.lock().file.text {
+            return;
+        }
+        match Config::parse(file, text.clone(), builtin) {
+            // A bootstrap config: the platform config it points at is read next.
+            Ok(config) if config.platform.is_some() => {
+                let platform = PlatformSource::new(&self.moor, config, None);
+                let mut st = self.lock();
+                (st.file.text, st.file.platform) = (text, platform);
+                tracing::info!(file = %file.display(), "bootstrap config reloaded");
             }
-            match Config::parse(file, text.clone(), &builtin) {
-                Ok(config) => {
-                    let prepared = blocking(|| self.moor.prepare(Arc::new(config)));
-                    self.lock().file.text = text;
-                    tracing::info!(file = %file.display(), "config reloaded");
-                    self.install(Arc::new(prepared), Trigger::Config);
-                }
-                Err(e) => self.reject(e.to_string(), Some(text)),
+            Ok(config) => {
+                let prepared = blocking(|| self.moor.prepare(Arc::new(config)));
+                let mut st = self.lock();
+                (st.file.text, st.file.platform) = (text, None);
+                drop(st);
+                tracing::info!(file = %file.display(), "config reloaded");
+                self.install(Arc::new(prepared), Trigger::Config);
+            }
+            Err(e) => self.reject(e.to_string(), Some(text)),
+        }
+    }
+
+    /// Reads the platform config from its source's newest revision, when its poll is due,
+    /// and installs it when the revision is new and it loads.
+    async fn reload_platform(self: &Arc<Self>, builtin: &[&str]) {
+        let (bootstrap, platform, attempt) = {
+            let mut st = self.lock();
+            let Some(source) = st.file.platform.as_mut().filter(|s| s.is_due(Instant::now())) else { return };
+            source.polled(Instant::now());
+            (source.bootstrap.clone(), source.platform.clone(), source.attempt.clone())
+        };
+        let interrupt = crate::interrupt::Interrupt::after(crate::reconcile::FETCH_TIMEOUT);
+        let snapshot =
+            match self.moor.platform_snapshot(&bootstrap, &platform, Some(&self.target.client), &interrupt).await {
+                Ok(snapshot) => snapshot,
+                Err(e) => return self.reject(e.to_string(), None),
+            };
+        if let Some(attempt) = attempt.filter(|a| a.revision == snapshot.revision) {
+            // Read before: what it gave stands again (the fetch error, if any, is over).
+            match attempt.error {
+                Some(error) => self.reject(error, None),
+                None => self.lock().file.error = None,
+            }
+            return;
+        }
+        let loaded = Moor::platform_config(&bootstrap.config, &platform, &snapshot, builtin);
+        let error = loaded.as_ref().err().map(ToString::to_string);
+        {
+            let mut st = self.lock();
+            match st.file.platform.as_mut().filter(|s| Arc::ptr_eq(&s.bootstrap, &bootstrap)) {
+                Some(source) => source.attempt = Some(Attempt { revision: snapshot.revision.clone(), error }),
+                // The bootstrap config changed meanwhile: what it points at is read next.
+                None => return,
+            }
+        }
+        match loaded {
+            Ok(config) => {
+                let prepared = blocking(|| self.moor.prepare(Arc::new(config)));
+                tracing::info!(revision = %crate::source::short(&snapshot.revision), path = platform.path,
+                    "platform config loaded");
+                self.install(Arc::new(prepared), Trigger::Config);
+            }
+            Err(e) => {
+                self.reject(e.to_string(), None);
             }
         }
     }
@@ -109,6 +167,7 @@ impl Controller {
         let mut st = self.lock();
         if st.file.error.as_deref() != Some(&error) {
             tracing::error!("config rejected, the previous one keeps running: {error}");
+            self.events.config_rejected(&st.prepared.config.settings.namespace, &self.options.identity, &error);
         }
         st.file.error = Some(error);
         if let Some(text) = text {
@@ -145,6 +204,46 @@ impl Controller {
                 ),
             }
         }
+    }
+}
+
+/// A bootstrap config, prepared, and where reading its platform config stands.
+pub(super) struct PlatformSource {
+    bootstrap: Arc<Prepared>,
+    platform: Platform,
+    /// How often the source is asked for a new revision (its `poll_interval`; never at 0).
+    every: Duration,
+    next: Option<Instant>,
+    /// The revision read last, and why it did not load: each revision is read once.
+    attempt: Option<Attempt>,
+}
+
+#[derive(Debug, Clone)]
+struct Attempt {
+    revision: String,
+    error: Option<String>,
+}
+
+impl PlatformSource {
+    /// `bootstrap`'s platform source, for a bootstrap config, with the revision of the
+    /// platform config that runs (`loaded`), if one does.
+    pub(super) fn new(moor: &Moor, bootstrap: Config, loaded: Option<&ConfigRevision>) -> Option<PlatformSource> {
+        let platform = bootstrap.platform.clone()?;
+        let every = bootstrap.platform_source(&platform).poll_interval.0;
+        let bootstrap = Arc::new(blocking(|| moor.prepare(Arc::new(bootstrap))));
+        let attempt = loaded.map(|r| Attempt { revision: r.revision.clone(), error: None });
+        // A bootstrap config just read has its platform config read at once.
+        let next =
+            if loaded.is_none() { Some(Instant::now()) } else { (!every.is_zero()).then(|| Instant::now() + every) };
+        Some(PlatformSource { bootstrap, platform, every, next, attempt })
+    }
+
+    fn is_due(&self, now: Instant) -> bool {
+        self.next.is_some_and(|next| next <= now)
+    }
+
+    fn polled(&mut self, now: Instant) {
+        self.next = (!self.every.is_zero()).then(|| now + self.every);
     }
 }
 

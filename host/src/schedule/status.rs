@@ -19,7 +19,12 @@ pub struct Status {
     pub leader: bool,
     pub ready: bool,
     pub config_file: String,
-    /// Why the config file on disk was rejected; the previous config keeps running.
+    /// For a bootstrap config: the platform config that runs, as `path of source `s` at
+    /// <revision>`, and its full revision.
+    pub config_source: Option<String>,
+    pub config_revision: Option<String>,
+    /// Why the config file on disk, or the platform config it points at, was rejected; the
+    /// previous config keeps running.
     pub config_error: Option<String>,
     pub config_loaded: String,
     pub started: String,
@@ -120,6 +125,8 @@ impl Controller {
             leader: self.is_leader(),
             ready: self.is_ready(),
             config_file: self.options.config_file.display().to_string(),
+            config_source: config.revision.as_ref().map(|r| format!("{} of {r}", config.file.display())),
+            config_revision: config.revision.as_ref().map(|r| r.revision.clone()),
             config_error: st.file.error.clone(),
             config_loaded: rfc3339(st.file.loaded),
             started: rfc3339(self.started),

@@ -19,7 +19,8 @@ use crate::causes::causes;
 use crate::config::{GitSpec, TreeLimits};
 use crate::interrupt::Interrupt;
 
-/// What a fetch had to do: logged with each fetch, and what its cost is tested by.
+/// What a fetch had to do, for the `fetched` debug line that says why a fetch cost what it
+/// did (a clone, a ref advertisement, a pack, a tree written). Tests read it for the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FetchReport {
     /// The mirror was created (a clone).
@@ -28,6 +29,8 @@ pub struct FetchReport {
     pub contacted: bool,
     /// A pack was received.
     pub received: bool,
+    /// The commit's tree was written into the snapshot store (it was not there yet).
+    pub written: bool,
 }
 
 /// Resolves `spec` to a commit, fetching what is missing, and snapshots it.
@@ -67,7 +70,7 @@ pub fn snapshot(
     let revision = commit.id.to_string();
     let store = cache.join("snapshots");
     if store.join(&revision).exists() {
-        return Ok((Snapshot { root: store.join(&revision), revision, reused: true }, report));
+        return Ok((Snapshot { root: store.join(&revision), revision }, report));
     }
     let tree = commit.tree().map_err(|e| err(format!("cannot read the tree of {revision}: {e}")))?;
     let entries =
@@ -89,6 +92,7 @@ pub fn snapshot(
             }
         }
     }
+    report.written = true;
     builder.finish(&revision).map(|s| (s, report))
 }
 

@@ -23,16 +23,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, SourceKind, SourceSpec};
 use crate::secrets::SecretValues;
 
-/// A revision for people: the first 12 characters of a commit id or of a tree digest
-/// (without its `sha256:`), as in every message, summary and notification.
-/// A chart's `<version>@sha256:<digest>` is shown as `<version>@<12 characters>`.
-pub fn short(revision: &str) -> std::borrow::Cow<'_, str> {
-    if let Some((version, digest)) = revision.split_once("@sha256:") {
-        return format!("{version}@{}", &digest[..digest.len().min(12)]).into();
-    }
-    let bare = revision.strip_prefix("sha256:").unwrap_or(revision);
-    bare[..bare.len().min(12)].into()
-}
+pub use crate::revision::short;
 
 /// A finished, immutable source tree.
 #[derive(Debug, Clone)]
@@ -41,8 +32,6 @@ pub struct Snapshot {
     pub root: PathBuf,
     /// The commit id, or `sha256:<digest>` of a local tree.
     pub revision: String,
-    /// Whether the tree was already in the store (nothing was written).
-    pub reused: bool,
 }
 
 /// Why a source could not produce a snapshot.
@@ -58,6 +47,20 @@ pub enum SourceError {
     Helm { source_name: String, message: String },
     #[error("source `{source_name}`: plugin `{plugin}`: {message}")]
     Plugin { source_name: String, plugin: String, message: String },
+}
+
+impl SourceError {
+    /// A git error of source `name`, for a message.
+    fn git(name: &str) -> impl Fn(String) -> SourceError {
+        let source_name = name.to_owned();
+        move |message| SourceError::Git { source_name: source_name.clone(), message }
+    }
+
+    /// A Helm repository error of source `name`, for a message.
+    fn helm(name: &str) -> impl Fn(String) -> SourceError {
+        let source_name = name.to_owned();
+        move |message| SourceError::Helm { source_name: source_name.clone(), message }
+    }
 }
 
 /// Produces snapshots for the sources of one config.
@@ -100,7 +103,13 @@ impl Sources {
             SourceKind::Path(path) => {
                 return tree::snapshot_dir(name, &config.resolve(path), &self.store(), spec.limits);
             }
-            SourceKind::Helm(helm) => return helm::snapshot(name, helm, &self.cache, &self.store(), spec.limits),
+            SourceKind::Helm(helm) => {
+                let (helm, cache, store, limits) = (helm.clone(), self.cache.clone(), self.store(), spec.limits);
+                let source = name.to_owned();
+                return until_stopped(name, interrupt, SourceError::helm(name), move || {
+                    helm::snapshot(&source, &helm, &cache, &store, limits)
+                });
+            }
             SourceKind::Plugin(step) => {
                 let message = "a plugin source is fetched by its plugin, through `Moor::fetch`".into();
                 return Err(SourceError::Plugin { source_name: name.into(), plugin: step.uses.clone(), message });
@@ -109,25 +118,33 @@ impl Sources {
         };
         let secret = git.credentials.as_ref().and_then(|c| c.secret.as_ref());
         let secret = match secret {
-            Some(secret_name) => Some(secrets.secret(secret_name, &config.settings.namespace).ok_or_else(|| {
-                SourceError::Git { source_name: name.into(), message: format!("Secret `{secret_name}` was not read") }
-            })?),
+            Some(secret_name) => Some(
+                secrets
+                    .secret(secret_name, &config.settings.namespace)
+                    .ok_or_else(|| SourceError::git(name)(format!("Secret `{secret_name}` was not read")))?,
+            ),
             None => None,
         };
         let key = format!("{}\n{}\n{:?}", config.base.display(), name, git);
         let slot = self.git.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_default().clone();
-        let mut last = slot.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, snapshot)) = last.as_ref()
-            && at.elapsed() < FRESH
-            && snapshot.root.exists()
-        {
-            return Ok(snapshot.clone());
-        }
-        let (snapshot, did) = git::snapshot(name, git, &config.base, &self.cache, spec.limits, secret, interrupt)?;
-        tracing::debug!(source = name, revision = %snapshot.revision, cloned = did.cloned, contacted = did.contacted,
-            received = did.received, reused = snapshot.reused, "fetched");
-        *last = Some((Instant::now(), snapshot.clone()));
-        Ok(snapshot)
+        let (source, git, base, cache) = (name.to_owned(), git.clone(), config.base.clone(), self.cache.clone());
+        let (limits, secret, stop) = (spec.limits, secret.cloned(), interrupt.clone());
+        // The source's lock is taken on the fetch's thread: a fetch the run stopped waiting
+        // for still holds the mirror until it ends, so the next one never races it.
+        until_stopped(name, interrupt, SourceError::git(name), move || {
+            let mut last = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, snapshot)) = last.as_ref()
+                && at.elapsed() < FRESH
+                && snapshot.root.exists()
+            {
+                return Ok(snapshot.clone());
+            }
+            let (snapshot, did) = git::snapshot(&source, &git, &base, &cache, limits, secret.as_ref(), &stop)?;
+            tracing::debug!(source, revision = %snapshot.revision, cloned = did.cloned, contacted = did.contacted,
+                received = did.received, written = did.written, "fetched");
+            *last = Some((Instant::now(), snapshot.clone()));
+            Ok(snapshot)
+        })
     }
 
     /// Writes the files a source plugin returned into a snapshot, checking every path. The
@@ -156,5 +173,39 @@ impl Sources {
         }
         let key = builder.digest();
         builder.finish_keyed(&key, revision)
+    }
+}
+
+/// Runs a fetch on a thread of its own and waits for it, looking at `interrupt` every
+/// 100 ms: a fetch stuck where neither gix's flag nor a deadline reaches (an HTTP handshake
+/// that never ends, which gix's blocking transport waits out) stops the run within a second
+/// of its timeout or of a lost lease, as a plugin call does. The thread it leaves ends at its
+/// request deadline: the run's timeout for git, the client's for Helm.
+fn until_stopped<T: Send + 'static>(
+    name: &str,
+    interrupt: &crate::interrupt::Interrupt,
+    error: impl Fn(String) -> SourceError,
+    fetch: impl FnOnce() -> Result<T, SourceError> + Send + 'static,
+) -> Result<T, SourceError> {
+    use std::sync::mpsc::RecvTimeoutError;
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    let span = tracing::Span::current();
+    std::thread::Builder::new()
+        .name(format!("fetch {name}"))
+        .spawn(move || {
+            let _run = span.enter();
+            let _ = done.send(fetch());
+        })
+        .map_err(|e| error(format!("cannot start the fetch: {e}")))?;
+    loop {
+        match result.recv_timeout(Duration::from_millis(100)) {
+            Ok(result) => return result,
+            Err(RecvTimeoutError::Disconnected) => return Err(error("the fetch panicked".into())),
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(why) = interrupt.why() {
+                    return Err(error(format!("the fetch was stopped: {why}")));
+                }
+            }
+        }
     }
 }

@@ -124,15 +124,15 @@ impl TreeBuilder {
     pub fn finish_keyed(self, key: &str, revision: &str) -> Result<Snapshot, SourceError> {
         let root = self.store.join(key.replace(':', "-"));
         if root.exists() {
-            return Ok(Snapshot { root, revision: revision.into(), reused: true });
+            return Ok(Snapshot { root, revision: revision.into() });
         }
         let tmp = self.tmp.keep();
         match std::fs::rename(&tmp, &root) {
-            Ok(()) => Ok(Snapshot { root, revision: revision.into(), reused: false }),
+            Ok(()) => Ok(Snapshot { root, revision: revision.into() }),
             // Someone else finished the same revision first: theirs is as good as ours.
             Err(_) if root.exists() => {
                 let _ = std::fs::remove_dir_all(&tmp);
-                Ok(Snapshot { root, revision: revision.into(), reused: true })
+                Ok(Snapshot { root, revision: revision.into() })
             }
             Err(error) => Err(SourceError::Io { source_name: self.source, path: root, error }),
         }

@@ -17,6 +17,7 @@ mod instances;
 mod kustomize;
 mod notifiers;
 mod oci_plugins;
+mod platform;
 mod realworld;
 mod remote;
 mod renders;
