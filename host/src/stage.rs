@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-/// A stage of the pipeline in ARCHITECTURE.md's picture (plus the scheduler's own reasons
-/// for a run not to happen or not to finish).
+/// A stage of the pipeline in ARCHITECTURE.md's picture (plus the scheduler's own reason
+/// for a run not to happen: its dependencies).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
@@ -21,8 +21,6 @@ pub enum Stage {
     Health,
     /// Writing the inventory.
     Record,
-    /// The run was stopped after its timeout.
-    Timeout,
 }
 
 impl Stage {
@@ -38,7 +36,6 @@ impl Stage {
             Stage::Prune => "prune",
             Stage::Health => "health",
             Stage::Record => "record",
-            Stage::Timeout => "timeout",
         }
     }
 }

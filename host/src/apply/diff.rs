@@ -4,27 +4,18 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::plan::{as_server_would, changes};
-use super::{ApplyError, Progress, Target, compare};
+use super::{Action, ApplyError, Progress, Target, compare};
 use crate::config::{PipelineSpec, Settings};
 use crate::kube_api::api_for;
 use crate::object::{Object, REDACTED};
-
-/// What applying would do to one object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Change {
-    Create,
-    Update,
-    Delete,
-    Unchanged,
-}
 
 /// One object's diff.
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjectDiff {
     pub object: String,
     pub origin: String,
-    pub change: Change,
+    /// What applying would do: created, configured, unchanged or pruned.
+    pub change: Action,
     /// Unified diff of the YAML, live (`-`) against desired (`+`); empty when unchanged.
     pub diff: String,
 }
@@ -51,7 +42,7 @@ pub async fn diff(
             out.push(ObjectDiff {
                 object: name,
                 origin,
-                change: Change::Create,
+                change: Action::Created,
                 diff: unified(&Value::Null, &d.object.value, pipeline, &d.object.sensitive),
             });
             continue;
@@ -60,14 +51,14 @@ pub async fn diff(
         let live = api.get_opt(&d.r.name).await.map_err(|e| ApplyError::object(d, e))?;
         let after = as_server_would(&api, pipeline, d).await.map_err(|e| ApplyError::object(d, e))?;
         let (change, before) = match live {
-            None => (Change::Create, Value::Null),
+            None => (Action::Created, Value::Null),
             Some(live) => {
                 let live = serde_json::to_value(live).unwrap_or_default();
-                let change = if changes(&live, &after) { Change::Update } else { Change::Unchanged };
+                let change = if changes(&live, &after) { Action::Configured } else { Action::Unchanged };
                 (change, compare::for_display(live))
             }
         };
-        let diff = if change == Change::Unchanged {
+        let diff = if change == Action::Unchanged {
             String::new()
         } else {
             unified(&before, &after, pipeline, &d.object.sensitive)
@@ -79,7 +70,7 @@ pub async fn diff(
             out.push(ObjectDiff {
                 object: r.to_string(),
                 origin: String::new(),
-                change: Change::Delete,
+                change: Action::Pruned,
                 diff: String::new(),
             });
         }

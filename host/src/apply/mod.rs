@@ -38,7 +38,7 @@ use crate::stage::Stage;
 pub use desired::{APPLY_POLICY, ENABLED, MANAGED_BY, PRUNE, UPDATE, WAVE};
 use desired::{Desired, Wanted};
 use inventory::{Entry, Inventory, InventoryError};
-pub use report::{Action, Health, ObjectOutcome, Report};
+pub use report::{Action, Health, ObjectHealth, ObjectOutcome, Report};
 pub use target::{Kubeconfig, Target};
 
 /// The field manager of every write.
@@ -266,7 +266,7 @@ async fn apply_into(
             .filter_map(|d| Some((d, answers.get(&d.r).or_else(|| observed.live.get(&d.r))?.clone())))
             .collect();
         let waited = health::wait(&client, pipeline, pending, progress).await;
-        report.object_health = waited.states;
+        report.record_health(waited.states);
         report.health = match &waited.outcome {
             Ok(()) => Health::Ready,
             Err(e) => Health::Failed(e.to_string()),

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
+pub use super::health::Health as ObjectHealth;
 use crate::object::{ObjKey, Object};
 
 /// What happened, or would happen in a dry run, to one object.
@@ -37,6 +38,18 @@ impl Action {
         }
     }
 
+    /// What a plan or a diff says it would do: `create`, `configure`, `unchanged` or
+    /// `prune`; `None` for what a run leaves alone.
+    pub fn planned(self) -> Option<&'static str> {
+        match self {
+            Action::Created => Some("create"),
+            Action::Configured | Action::Recreated => Some("configure"),
+            Action::Unchanged => Some("unchanged"),
+            Action::Pruned => Some("prune"),
+            Action::Skipped | Action::Orphaned => None,
+        }
+    }
+
     /// Whether the object was written or deleted (what Kubernetes Events are sent for).
     pub fn changes(self) -> bool {
         matches!(self, Action::Created | Action::Configured | Action::Recreated | Action::Pruned)
@@ -59,11 +72,14 @@ pub struct ObjectOutcome {
     /// Why it was skipped or orphaned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
+    /// What its status said when the health wait ended; `None` when it was not waited for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<ObjectHealth>,
 }
 
 impl ObjectOutcome {
     pub fn new(key: ObjKey, action: Action) -> ObjectOutcome {
-        ObjectOutcome { key, file: String::new(), line: 0, action, why: None }
+        ObjectOutcome { key, file: String::new(), line: 0, action, why: None, health: None }
     }
 
     /// What happened to a rendered object.
@@ -103,8 +119,6 @@ pub struct Report {
     pub dry_run: bool,
     pub objects: Vec<ObjectOutcome>,
     pub health: Health,
-    /// Each waited-for object and its state at the end (`ready`, `failed: why`, …).
-    pub object_health: Vec<(String, String)>,
     /// Every object as it was applied, for the controller's drift watch.
     #[serde(skip)]
     pub applied: Vec<(ObjKey, Value)>,
@@ -114,11 +128,6 @@ impl Report {
     /// How many objects had `action`.
     pub fn count(&self, action: Action) -> usize {
         self.objects.iter().filter(|o| o.action == action).count()
-    }
-
-    /// The objects that had `action`, as `Kind/namespace/name`.
-    pub fn names(&self, action: Action) -> Vec<String> {
-        self.objects.iter().filter(|o| o.action == action).map(|o| o.key.to_string()).collect()
     }
 
     /// Objects written or deleted.
@@ -140,8 +149,13 @@ impl Report {
         self.applied.iter().map(|(r, _)| (r.api_version(), r.kind.clone())).collect()
     }
 
-    pub fn is_healthy(&self) -> bool {
-        self.health == Health::Ready
+    /// Gives each object the health the wait ended with.
+    pub(super) fn record_health(&mut self, mut states: BTreeMap<ObjKey, ObjectHealth>) {
+        for o in &mut self.objects {
+            if let Some(health) = states.remove(&o.key) {
+                o.health = Some(health);
+            }
+        }
     }
 
     pub(super) fn push(&mut self, outcome: ObjectOutcome) {
@@ -181,7 +195,6 @@ mod tests {
         report.push_why(key("ConfigMap", "skip"), Action::Skipped, "ignored kind".into());
         report.applied.push((key("ConfigMap", "a"), Value::Null));
         assert_eq!((report.count(Action::Created), report.count(Action::Pruned)), (1, 1));
-        assert_eq!(report.names(Action::Recreated), ["ConfigMap/a/c"]);
         let changed: Vec<_> = report.changed().map(|o| o.key.name.as_str()).collect();
         assert_eq!(changed, ["a", "c", "old"]);
         assert_eq!(report.files(), BTreeMap::from([("x.yaml", 2), ("y.yaml", 1)]));
@@ -194,7 +207,6 @@ mod tests {
     fn health_is_not_checked_until_a_wait_says_otherwise() {
         let report = Report::default();
         assert_eq!(report.health, Health::NotChecked);
-        assert!(!report.is_healthy());
         let json = serde_json::to_value(Health::Failed("Deployment/a/web: timed out".into())).unwrap();
         assert_eq!(json, serde_json::json!({"state": "failed", "reason": "Deployment/a/web: timed out"}));
     }

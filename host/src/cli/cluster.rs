@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::{Color, Output};
-use crate::apply::diff::Change;
 use crate::apply::{self, Action, Health, Kubeconfig, Report, RunOptions, Target};
 use crate::reconcile::Mode;
 
@@ -121,14 +120,9 @@ pub fn diff(
                 continue;
             }
             let diffs = report.diffs;
-            for d in diffs.iter().filter(|d| d.change != Change::Unchanged) {
+            for d in diffs.iter().filter(|d| d.change != Action::Unchanged) {
                 differs = true;
-                let what = match d.change {
-                    Change::Create => "create",
-                    Change::Update => "update",
-                    Change::Delete => "delete (prune)",
-                    Change::Unchanged => "unchanged",
-                };
+                let what = d.change.planned().unwrap_or_default();
                 writeln!(
                     out,
                     "{} {} ({what}){}",

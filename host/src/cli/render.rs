@@ -80,21 +80,13 @@ impl<'a> PipelinePlan<'a> {
             };
         }
         // Without a cluster, the rendered objects, each a create against an empty cluster.
-        let offline = report.objects.iter().map(|o| (o.kind(), "create", o.display_name(), o.origin()));
-        let planned = report.cluster.objects.iter().filter_map(|o| {
-            let action = match o.action {
-                Action::Created => "create",
-                Action::Configured | Action::Recreated => "configure",
-                Action::Unchanged => "unchanged",
-                Action::Pruned => "prune",
-                Action::Skipped | Action::Orphaned => return None,
-            };
-            Some((o.key.kind.as_str(), action, o.key.to_string(), o.origin()))
-        });
+        let offline = report.objects.iter().map(|o| (o.kind(), Action::Created, o.display_name(), o.origin()));
+        let planned =
+            report.cluster.objects.iter().map(|o| (o.key.kind.as_str(), o.action, o.key.to_string(), o.origin()));
         let mut kinds = BTreeMap::new();
         let mut changes = Vec::new();
-        for (kind, action, object, origin) in offline.chain(planned) {
-            if action != "prune" {
+        for (kind, action, object, origin) in offline.chain(planned).filter(|c| c.1.planned().is_some()) {
+            if action != Action::Pruned {
                 *kinds.entry(kind).or_default() += 1;
             }
             changes.push(Change { action, object, origin });
@@ -114,9 +106,15 @@ impl<'a> PipelinePlan<'a> {
 
 #[derive(Serialize)]
 struct Change {
-    action: &'static str,
+    /// As a plan says it: `create`, `configure`, `unchanged`, `prune`.
+    #[serde(serialize_with = "planned")]
+    action: Action,
     object: String,
     origin: String,
+}
+
+fn planned<S: serde::Serializer>(action: &Action, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(action.planned().unwrap_or_default())
 }
 
 #[derive(Serialize)]
@@ -182,13 +180,13 @@ pub fn plan(
                 }
                 for c in &p.changes {
                     let mark = match c.action {
-                        "create" => "+",
-                        "configure" => "~",
-                        "prune" => "-",
+                        Action::Created => "+",
+                        Action::Configured | Action::Recreated => "~",
+                        Action::Pruned => "-",
                         _ => "=",
                     };
                     let origin = if c.origin.is_empty() { String::new() } else { format!(" ({})", c.origin) };
-                    writeln!(out, "  {mark} {} {}{origin}", c.action, c.object)?;
+                    writeln!(out, "  {mark} {} {}{origin}", c.action.planned().unwrap_or_default(), c.object)?;
                 }
                 for f in &p.findings {
                     writeln!(out, "  {f}")?;

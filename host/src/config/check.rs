@@ -2,7 +2,10 @@
 //! in range, plugins pinned, no `depends_on` cycles. Errors carry the key path that
 //! `Config::error_at` turns into `file:line:column: key: message`.
 
-use super::{Config, PipelineSpec, Problem, PruneGuard, relative_path};
+use super::{Config, HealthRule, PipelineSpec, Problem, PruneGuard, relative_path};
+
+/// What checking a pipeline resolves: its source, its dependencies, its health rules.
+type Resolved = (usize, Vec<usize>, Vec<HealthRule>);
 
 impl Config {
     /// Checks what serde cannot, and resolves each pipeline's source and dependencies.
@@ -23,8 +26,8 @@ impl Config {
         }
         let resolved: Vec<_> =
             (0..self.pipelines.len()).map(|i| self.check_pipeline(i, &known_plugin)).collect::<Result<_, _>>()?;
-        for (pipeline, (source, dependencies)) in self.pipelines.iter_mut().zip(resolved) {
-            (pipeline.source_index, pipeline.dependencies) = (source, dependencies);
+        for (pipeline, (source, dependencies, health)) in self.pipelines.iter_mut().zip(resolved) {
+            (pipeline.source_index, pipeline.dependencies, pipeline.health_rules) = (source, dependencies, health);
         }
         self.check_cycles()
     }
@@ -68,24 +71,20 @@ impl Config {
         Ok(())
     }
 
-    /// Checks the `i`th pipeline; its source's index and its dependencies' indices.
-    fn check_pipeline(&self, i: usize, known_plugin: &dyn Fn(&str) -> bool) -> Result<(usize, Vec<usize>), Problem> {
+    /// Checks the `i`th pipeline; its source's index, its dependencies' indices and its
+    /// health rules, compiled.
+    fn check_pipeline(&self, i: usize, known_plugin: &dyn Fn(&str) -> bool) -> Result<Resolved, Problem> {
         let pipeline = &self.pipelines[i];
         let key = format!("pipeline[{i}]");
         if !is_label_value(&pipeline.name) {
             return Err((format!("{key}.name"), "pipeline names are label values: up to 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit".into()));
         }
-        for (j, check) in pipeline.health.iter().enumerate() {
-            for (field, expr) in [("ready", Some(&check.ready)), ("failed", check.failed.as_ref())] {
-                if let Some(expr) = expr
-                    && let Err(e) = cel::Program::compile(expr)
-                {
-                    let message =
-                        format!("invalid CEL expression: {}", e.to_string().lines().next().unwrap_or_default());
-                    return Err((format!("{key}.health[{j}].{field}"), message));
-                }
-            }
-        }
+        let health = pipeline
+            .health
+            .iter()
+            .enumerate()
+            .map(|(j, check)| check.compile().map_err(|(field, m)| (format!("{key}.health[{j}].{field}"), m)))
+            .collect::<Result<Vec<_>, _>>()?;
         check_guard(&pipeline.prune_guard).map_err(|m| (format!("{key}.prune_guard.max_fraction"), m))?;
         if let Some(cluster) = &pipeline.cluster
             && self.cluster(cluster).is_none()
@@ -110,7 +109,7 @@ impl Config {
                 }
             })
             .collect::<Result<_, _>>()?;
-        Ok((source, dependencies))
+        Ok((source, dependencies, health))
     }
 
     fn check_cycles(&self) -> Result<(), Problem> {

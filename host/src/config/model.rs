@@ -237,6 +237,9 @@ pub struct PipelineSpec {
     /// Custom health checks, as CEL expressions over `object`.
     #[serde(default)]
     pub health: Vec<HealthCheck>,
+    /// `health`, compiled at load.
+    #[serde(skip)]
+    pub health_rules: Vec<HealthRule>,
 }
 
 /// A service account, written `namespace/name`.
@@ -298,6 +301,47 @@ pub struct HealthCheck {
     pub kind: String,
     pub ready: String,
     pub failed: Option<String>,
+}
+
+/// A `health` check compiled at load: its kind split from its group, its expressions parsed.
+#[derive(Debug, Clone)]
+pub struct HealthRule {
+    pub group: Option<String>,
+    pub kind: String,
+    pub ready: Cel,
+    pub failed: Option<Cel>,
+}
+
+/// A CEL expression, parsed, and its text (for messages).
+#[derive(Clone)]
+pub struct Cel {
+    pub program: std::sync::Arc<cel::Program>,
+    pub text: String,
+}
+
+impl std::fmt::Debug for Cel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl HealthCheck {
+    /// The check compiled; else the field whose expression does not parse, and why.
+    pub(super) fn compile(&self) -> Result<HealthRule, (&'static str, String)> {
+        let cel = |field: &'static str, text: &str| {
+            let program = cel::Program::compile(text).map_err(|e| {
+                (field, format!("invalid CEL expression: {}", e.to_string().lines().next().unwrap_or_default()))
+            })?;
+            Ok(Cel { program: std::sync::Arc::new(program), text: text.to_owned() })
+        };
+        let (group, kind) = match self.kind.split_once('/') {
+            Some((g, k)) => (Some(g.to_owned()), k.to_owned()),
+            None => (None, self.kind.clone()),
+        };
+        let ready = cel("ready", &self.ready)?;
+        let failed = self.failed.as_deref().map(|f| cel("failed", f)).transpose()?;
+        Ok(HealthRule { group, kind, ready, failed })
+    }
 }
 
 impl PipelineSpec {

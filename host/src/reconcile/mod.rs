@@ -77,8 +77,9 @@ pub enum StageError {
     /// object or resource, and say the stage in their own words where it helps.
     #[error(transparent)]
     Apply(#[from] apply::Failed),
-    #[error("stopped after its timeout of {}", humantime::format_duration(*.0))]
-    Timeout(std::time::Duration),
+    /// The run was stopped (its timeout, a lost lease or shard) before a stage began.
+    #[error("stopped: {0}")]
+    Stopped(String),
     /// A failure whose message quoted plaintext a decrypting step revealed (an apiserver
     /// error echoing a value): the message with it hidden, instead of the error itself.
     #[error("{message}")]
@@ -249,6 +250,12 @@ impl Moor {
 
     /// The offline stages of a run: fetch, render, validate.
     pub fn render(&self, ctx: &RunContext<'_>) -> Result<Rendered, RunFailure> {
+        self.render_noting(ctx, &mut String::new())
+    }
+
+    /// [`Moor::render`], setting `revision` as soon as the fetch knows it: a run that fails
+    /// to render or validate is still a run of that revision.
+    fn render_noting(&self, ctx: &RunContext<'_>, revision: &mut String) -> Result<Rendered, RunFailure> {
         let RunContext { prepared, pipeline, secrets, interrupt, .. } = ctx;
         let mut renderers = resolve_chain::<Renderer>(prepared, "render", &pipeline.render, secrets, interrupt)
             .map_err(RunFailure::at(Stage::Prepare))?;
@@ -257,6 +264,7 @@ impl Moor {
 
         let source = prepared.config.source_of(pipeline);
         let snapshot = self.fetch(prepared, source, secrets, interrupt).map_err(RunFailure::at(Stage::Source))?;
+        revision.clone_from(&snapshot.revision);
         let (objects, revealed) =
             render(&snapshot, &pipeline.path, &mut renderers, &ctx.render).map_err(RunFailure::at(Stage::Render))?;
         validators.iter_mut().for_each(|v| v.hide(&revealed));

@@ -148,7 +148,7 @@ impl std::fmt::Display for RunFailure {
 #[derive(Debug, Serialize)]
 pub struct RunReport {
     pub pipeline: String,
-    /// The revision rendered; empty when the run failed before it knew one.
+    /// The revision fetched; empty when the run failed before it knew one.
     pub revision: String,
     /// Warnings and infos from validators.
     pub findings: Vec<Finding>,
@@ -222,11 +222,10 @@ impl Moor {
     ) -> RunReport {
         let mut report = RunReport::new(&ctx.pipeline.name);
         // source → snapshot → render chain → objects → validate chain
-        let rendered = match blocking(|| self.render(ctx)) {
+        let rendered = match blocking(|| self.render_noting(ctx, &mut report.revision)) {
             Ok(rendered) => rendered,
             Err(failure) => return RunReport { outcome: Err(failure), ..report },
         };
-        report.revision = rendered.revision;
         report.findings = rendered.findings;
         // `Some`: apply with these options; `None`: diff.
         let (place, applying) = match (&ctx.place, mode) {

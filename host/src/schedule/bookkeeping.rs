@@ -89,7 +89,7 @@ impl Controller {
         }
         let seen = st.sources.get(source).cloned();
         let tracked = st.pipelines.get_mut(name)?;
-        tracked.abort = None;
+        tracked.run = None;
         let record = RunRecord::of(run, tracked.slot.last());
         // Time to deploy: from a new revision first seen to its first successful apply.
         let deployed = tracked.slot.history().last_success().map(|r| r.revision.as_str());

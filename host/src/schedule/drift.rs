@@ -27,9 +27,10 @@ use crate::reconcile::RunReport;
 impl Controller {
     /// Starts a watch for every kind in `kinds` not watched yet in the cluster `pipeline`
     /// applies to.
-    pub(super) async fn watch_kinds(
+    pub(super) fn watch_kinds(
         self: &Arc<Self>,
         pipeline: &crate::config::PipelineSpec,
+        remote: Option<Arc<Target>>,
         kinds: &BTreeSet<(String, String)>,
     ) {
         let cluster = pipeline.cluster.clone();
@@ -44,11 +45,10 @@ impl Controller {
         if new.is_empty() {
             return;
         }
-        // A remote cluster's watches hold its target; it was reached by the run just done.
-        let remote = match self.target.place(&self.config(), cluster.as_deref()).await {
-            Ok(place) => place.remote(),
-            Err(e) => return tracing::debug!(pipeline = pipeline.name.as_str(), "drift watch: {e}"),
-        };
+        // A remote cluster's watches hold its target: the one the run just done reached.
+        if cluster.is_some() && remote.is_none() {
+            return;
+        }
         let mut memory = self.drift.lock();
         for (api_version, kind) in new {
             if memory.watched.insert((cluster.clone(), api_version.clone(), kind.clone())) {

@@ -72,7 +72,7 @@ struct Tracked {
     spec: usize,
     slot: Slot,
     /// The run in progress, to stop it.
-    abort: Option<tokio::task::AbortHandle>,
+    run: Option<RunHandle>,
     notifications: notify::Limiter,
     notify_error: Option<String>,
     /// The `wait_for` gate (KE-4), followed by watches while the pipeline is configured.
@@ -84,11 +84,26 @@ impl Tracked {
         Tracked {
             spec,
             slot: Slot::new(now, trigger),
-            abort: None,
+            run: None,
             notifications: notify::Limiter::default(),
             notify_error: None,
             gate: None,
         }
+    }
+}
+
+/// A run in progress: its task, and its interrupt. Aborting the task alone would not stop
+/// a fetch or a plugin call: the task sits in a blocking section and is cancelled only
+/// once that returns, so the interrupt is raised first, which stops them within a second.
+struct RunHandle {
+    task: tokio::task::AbortHandle,
+    interrupt: crate::interrupt::Interrupt,
+}
+
+impl RunHandle {
+    fn stop(self, why: &str) {
+        self.interrupt.raise(why);
+        self.task.abort();
     }
 }
 
@@ -331,8 +346,8 @@ impl Controller {
     fn stop_runs(&self, why: &str) {
         let now = Instant::now();
         for t in self.lock().pipelines.values_mut() {
-            if let Some(run) = t.abort.take() {
-                run.abort();
+            if let Some(run) = t.run.take() {
+                run.stop(why);
                 t.slot.stop(now, why);
             }
         }
@@ -375,8 +390,9 @@ impl Controller {
                 continue;
             };
             let Some(trigger) = tracked.slot.start() else { continue };
-            let task = tokio::spawn(self.clone().run_pipeline(name.to_owned(), trigger, permit, prepared.clone()));
-            tracked.abort = Some(task.abort_handle());
+            let interrupt = crate::interrupt::Interrupt::after(pipeline.timeout.0);
+            let run = self.clone().run_pipeline(name.to_owned(), trigger, permit, prepared.clone(), interrupt.clone());
+            tracked.run = Some(RunHandle { task: tokio::spawn(run).abort_handle(), interrupt });
         }
         let queued = st.pipelines.values().filter(|t| t.slot.queued().is_some()).count();
         self.metrics.queue_depth.set((waiting + queued) as i64);

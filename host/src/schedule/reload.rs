@@ -22,8 +22,8 @@ impl Controller {
         let names: HashSet<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
         let gone: Vec<String> = st.pipelines.keys().filter(|n| !names.contains(n.as_str())).cloned().collect();
         for name in &gone {
-            if let Some(run) = st.pipelines.swap_remove(name).and_then(|t| t.abort) {
-                run.abort();
+            if let Some(run) = st.pipelines.swap_remove(name).and_then(|t| t.run) {
+                run.stop("the pipeline left the config");
             }
         }
         for (spec, pipeline) in config.pipelines.iter().enumerate() {

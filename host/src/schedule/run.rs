@@ -22,21 +22,24 @@ impl Controller {
         trigger: Trigger,
         permit: OwnedSemaphorePermit,
         prepared: Arc<Prepared>,
+        interrupt: Interrupt,
     ) {
         let Some(pipeline) = prepared.config.pipeline(&name).cloned() else { return };
         let _running = RunningGuard::new(&self.metrics);
         let started = SystemTime::now();
         let clock = Instant::now();
         tracing::info!(pipeline = name, trigger = trigger.as_str(), "run started");
-        // The run's timeout, or this task aborted (a lost lease or shard), stops its fetch
-        // and plugin calls too, not only its futures.
-        let interrupt = Interrupt::after(pipeline.timeout.0);
+        // The run's timeout, or the controller stopping it ([`super::RunHandle::stop`], or
+        // this task dropped), stops its fetch and plugin calls too, not only its futures.
         let armed = interrupt.armed("the run was stopped by the controller");
         let on_start = TellStart { controller: &self, told: AtomicBool::new(false) };
         let ctx = RunContext::new(&prepared, &pipeline, Some(&self.target), interrupt.clone());
         let ctx = tokio::select! {
             ctx = ctx => ctx,
-            () = interrupt.raised() => Err(RunFailure::at(crate::stage::Stage::Timeout)(StageError::Timeout(pipeline.timeout.0))),
+            () = interrupt.raised() => {
+                let why = interrupt.why().unwrap_or_default();
+                Err(RunFailure::at(crate::stage::Stage::Prepare)(StageError::Stopped(why)))
+            }
         };
         let (report, ctx) = match ctx {
             Ok(ctx) => {
@@ -55,7 +58,8 @@ impl Controller {
         self.remember_applied(&name, &report);
         let run = record::Finished { config: &prepared.config, trigger, started, took, report: &report };
         let outcome = self.finish(&pipeline, &run, told_start);
-        self.watch_kinds(&pipeline, &report.cluster.kinds()).await;
+        let remote = ctx.as_ref().and_then(|c| c.place.as_ref()).and_then(|p| p.remote());
+        self.watch_kinds(&pipeline, remote, &report.cluster.kinds());
         // Kubernetes Events go to the cluster moor runs in, about its objects only.
         if pipeline.cluster.is_none() {
             self.events.record(&name, &report);

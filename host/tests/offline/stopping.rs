@@ -63,6 +63,8 @@ fn assert_a_stuck_render_is_stopped(path: &Path) {
     let error = report.error().expect("the run failed").to_string();
     assert_eq!(report.stage(), Some(Stage::Render), "{error}");
     assert!(error.contains("plugin `stuck` was stopped: the run's timeout of 1s passed"), "{error}");
+    // A run that fails to render is a run of the revision it fetched.
+    assert!(report.revision.starts_with("sha256:"), "{:?}", report.revision);
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
 

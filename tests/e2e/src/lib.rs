@@ -572,3 +572,33 @@ impl ApiserverLoad {
         )
     }
 }
+
+/// What the tests ask of an apply report, from its public fields.
+pub trait ReportExt {
+    /// `Kind/namespace/name` of the objects that had `action`.
+    fn names(&self, action: moor::apply::Action) -> Vec<String>;
+    fn is_healthy(&self) -> bool;
+    /// `(Kind/namespace/name, state)` of each object waited for: `ready`, `failed: why`, or
+    /// what it was waiting for.
+    fn object_health(&self) -> Vec<(String, String)>;
+}
+
+impl ReportExt for moor::apply::Report {
+    fn names(&self, action: moor::apply::Action) -> Vec<String> {
+        self.objects.iter().filter(|o| o.action == action).map(|o| o.key.to_string()).collect()
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.health == moor::apply::Health::Ready
+    }
+
+    fn object_health(&self) -> Vec<(String, String)> {
+        use moor::apply::ObjectHealth;
+        let state = |h: &ObjectHealth| match h {
+            ObjectHealth::Ready => "ready".to_owned(),
+            ObjectHealth::Failed(why) => format!("failed: {why}"),
+            ObjectHealth::Progressing(what) => what.clone(),
+        };
+        self.objects.iter().filter_map(|o| Some((o.key.to_string(), state(o.health.as_ref()?)))).collect()
+    }
+}

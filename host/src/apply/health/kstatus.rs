@@ -4,7 +4,8 @@
 use serde_json::Value;
 
 /// What an object's status says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", content = "reason", rename_all = "snake_case")]
 pub enum Health {
     Ready,
     /// Not yet; the text says what is missing.

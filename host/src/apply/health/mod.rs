@@ -17,12 +17,14 @@ use super::desired::Desired;
 use super::{ApplyError, Progress};
 use crate::config::PipelineSpec;
 use crate::kube_api::api_for;
+use crate::object::ObjKey;
 
 /// How a wait ended: each object's last state (`ready`, what it waits for, or
 /// `failed: why`), and the outcome.
 #[derive(Debug)]
 pub struct Waited {
-    pub states: Vec<(String, String)>,
+    /// Each object waited for, and what its status said last.
+    pub states: BTreeMap<ObjKey, Health>,
     pub outcome: Result<(), ApplyError>,
 }
 
@@ -40,9 +42,9 @@ pub async fn wait(
 ) -> Waited {
     let timeout = pipeline.health_timeout.0;
     let deadline = Instant::now() + timeout;
-    let custom = Custom::compile(&pipeline.health);
-    let mut states: BTreeMap<String, String> = BTreeMap::new();
-    let done = |states: BTreeMap<String, String>, outcome| Waited { states: states.into_iter().collect(), outcome };
+    let custom: Vec<Custom<'_>> = pipeline.health_rules.iter().map(Custom).collect();
+    let mut states: BTreeMap<ObjKey, Health> = BTreeMap::new();
+    let done = |states, outcome| Waited { states, outcome };
     loop {
         let mut still = Vec::new();
         for (d, value) in pending {
@@ -50,18 +52,13 @@ pub async fn wait(
                 Some(rule) => rule.check(&value),
                 None => check(&d.r.group, &d.r.kind, &value),
             };
+            states.insert(d.r.clone(), state.clone());
             match state {
-                Health::Ready => {
-                    states.insert(d.r.to_string(), "ready".into());
-                }
+                Health::Ready => {}
                 Health::Failed(reason) => {
-                    states.insert(d.r.to_string(), format!("failed: {reason}"));
                     return done(states, Err(ApplyError::Unhealthy { object: d.r.to_string(), reason }));
                 }
-                Health::Progressing(what) => {
-                    states.insert(d.r.to_string(), what);
-                    still.push((d, value));
-                }
+                Health::Progressing(_) => still.push((d, value)),
             }
         }
         if still.is_empty() {

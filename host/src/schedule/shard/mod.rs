@@ -167,9 +167,10 @@ impl Controller {
             let (was, is) = (before.owner(&key) == me, after.owner(&key) == me);
             owned += usize::from(is);
             if was && !is {
-                if let Some(run) = tracked.abort.take() {
-                    run.abort();
-                    tracked.slot.stop(now, "moved to another member of the shard");
+                if let Some(run) = tracked.run.take() {
+                    let why = "moved to another member of the shard";
+                    run.stop(why);
+                    tracked.slot.stop(now, why);
                 }
             } else if is && !was {
                 tracked.slot.due_now(now);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, Patch, PatchParams};
-use moor_e2e::{Project, cluster, eventually};
+use moor_e2e::{Project, ReportExt, cluster, eventually};
 use serde_json::json;
 
 fn cm(name: &str) -> String {
@@ -39,7 +39,7 @@ async fn apply_creates_then_reports_unchanged_then_prunes() -> anyhow::Result<()
         "{report:?}"
     );
     assert!(report.is_healthy(), "{report:?}");
-    assert!(report.object_health.iter().all(|(_, h)| h == "ready"), "{:?}", report.object_health);
+    assert!(report.object_health().iter().all(|(_, h)| h == "ready"), "{:?}", report.object_health());
 
     let again = p.apply_ok(&p.ns).await;
     assert_eq!(
@@ -206,7 +206,7 @@ async fn the_diff_never_shows_a_secret_value() -> anyhow::Result<()> {
         .output()?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains(&format!("Secret/{}/creds (update)", p.ns)), "{text}");
+    assert!(text.contains(&format!("Secret/{}/creds (configure)", p.ns)), "{text}");
     assert!(text.contains("<redacted> (changed)"), "{text}");
     for needle in ["first-s3cr3t-value", "second-s3cr3t-value", "Zmlyc3Qtc", "c2Vjb25kLXMzY3IzdC12YWx1ZQ"] {
         assert!(!text.contains(needle), "secret material `{needle}` in the diff:\n{text}");
@@ -484,7 +484,11 @@ async fn custom_cel_health_checks_wait_for_and_fail_on_what_they_say() -> anyhow
     let done = finish("Done");
     let report = p.apply_ok(&p.ns).await;
     done.await?;
-    assert!(report.object_health.iter().any(|(o, h)| o.ends_with("/j1") && h == "ready"), "{:?}", report.object_health);
+    assert!(
+        report.object_health().iter().any(|(o, h)| o.ends_with("/j1") && h == "ready"),
+        "{:?}",
+        report.object_health()
+    );
 
     // A change in Git, and this time the controller breaks it.
     p.file(
@@ -549,7 +553,7 @@ async fn a_service_whose_pods_do_not_exist_yet_is_healthy_at_once() -> anyhow::R
     p.config("[[pipeline]]\nname = \"{ns}\"\nsource = \"local\"\nhealth_timeout = \"10s\"\n");
     p.file("svc.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: operated, namespace: '{ns}'}\nspec:\n  selector: {app: made-by-an-operator}\n  ports: [{port: 9090}]\n");
     let report = p.apply_ok(&p.ns).await;
-    assert!(report.is_healthy(), "{:?}", report.object_health);
-    assert_eq!(report.object_health, [(format!("Service/{}/operated", p.ns), "ready".to_owned())]);
+    assert!(report.is_healthy(), "{:?}", report.object_health());
+    assert_eq!(report.object_health(), [(format!("Service/{}/operated", p.ns), "ready".to_owned())]);
     Ok(())
 }

@@ -682,24 +682,7 @@ async fn a_leader_that_loses_its_lease_stops() -> anyhow::Result<()> {
     assert_eq!(moor.status().await?["leader"], true);
 
     // Someone else takes the Lease (as a partitioned leader would find on its next renewal).
-    let now = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%S.%6NZ"]).output()?;
-    let now = String::from_utf8(now.stdout)?.trim().to_owned();
-    let patch = json!({"spec": {"holderIdentity": "intruder", "renewTime": now, "acquireTime": now, "leaseDurationSeconds": 600}});
-    let out = cluster()
-        .kubectl()
-        .args([
-            "-n",
-            "moor-system",
-            "patch",
-            "lease",
-            &format!("moor-{}", p.instance),
-            "--type",
-            "merge",
-            "-p",
-            &patch.to_string(),
-        ])
-        .output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    take_lease(&p.instance)?;
     eventually(30, "the leader to notice", || async { Ok((moor.status().await?["leader"] == false).then_some(())) })
         .await?;
     assert!(moor.log_text().contains("lost the lease"), "{}", moor.log_text());
@@ -709,6 +692,63 @@ async fn a_leader_that_loses_its_lease_stops() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(cm_value(&client, &p.ns, "held").await?.as_deref(), Some("one"), "a standby applies nothing");
     assert_eq!(moor.pipeline("held").await?["runs"], runs);
+    Ok(())
+}
+
+/// Takes the Lease of `instance` from its holder, as a partitioned leader finds it.
+fn take_lease(instance: &str) -> anyhow::Result<()> {
+    let now = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%S.%6NZ"]).output()?;
+    let now = String::from_utf8(now.stdout)?.trim().to_owned();
+    let patch = json!({"spec": {"holderIdentity": "intruder", "renewTime": now, "acquireTime": now, "leaseDurationSeconds": 600}});
+    let lease = format!("moor-{instance}");
+    let args = ["-n", "moor-system", "patch", "lease", &lease, "--type", "merge", "-p", &patch.to_string()];
+    let out = cluster().kubectl().args(args).output()?;
+    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+/// Regression: a leader that lost its lease aborted its runs' tasks, but a task inside a
+/// plugin call (a blocking section) is cancelled only once the call returns: a render in a
+/// loop went on to the plugin's own limit. The lost lease now raises the run's interrupt,
+/// which stops the call within a second.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_lease_stops_a_render_stuck_in_a_plugin_at_once() -> anyhow::Result<()> {
+    let client = cluster().client().await?;
+    let p = Project::new(&client, "ctl-lost-render").await?;
+    p.file("a.yaml", &cm("a", "x"));
+    let probe = moor_test_artifacts::path("probe");
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(probe)?))
+    };
+    let config = p.config(&format!(
+        "[[plugin]]\nname = \"stuck\"\npath = \"{probe}\"\nsha256 = \"{sha}\"\ntimeout = \"120s\"\n\n\
+         [[pipeline]]\nname = \"stuck\"\nsource = \"local\"\ninterval = \"1h\"\ntimeout = \"1h\"\n\
+         render = [{{ use = \"stuck\", with = {{ action = \"loop\" }} }}]\n"
+    ));
+    let moor = Controller::start(BIN, &config, &["--leader-elect", "--identity", "holder"], &[]).await?;
+    let in_progress = || async {
+        let metrics = moor.get_text("/metrics").await?.1;
+        anyhow::Ok(metric(&metrics, "moor_runs_in_progress"))
+    };
+    eventually(30, "the render to be stuck in the plugin", || async { Ok((in_progress().await? == 1).then_some(())) })
+        .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    take_lease(&p.instance)?;
+    eventually(30, "the leader to notice", || async { Ok((moor.status().await?["leader"] == false).then_some(())) })
+        .await?;
+    let noticed = Instant::now();
+    eventually(10, "the stuck run to end", || async { Ok((in_progress().await? == 0).then_some(())) })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n--- log ---\n{}", moor.log_text()))?;
+    let took = noticed.elapsed();
+    assert!(took < Duration::from_secs(3), "the run ended {took:?} after the lease was lost (plugin limit 120 s)");
+    let stuck = moor.pipeline("stuck").await?;
+    assert_eq!(
+        (stuck["state"].as_str(), stuck["reason"].as_str()),
+        (Some("stopped"), Some("this instance lost its lease")),
+        "{stuck}"
+    );
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use moor::apply::Action;
 use std::path::PathBuf;
 
 use moor::plugins::RenderContext;
-use moor_e2e::{Project, cluster, plugin_cache, repo_root};
+use moor_e2e::{Project, ReportExt, cluster, plugin_cache, repo_root};
 
 use super::renders::{canonical, copy, podinfo, yaml_stream};
 

@@ -8,7 +8,7 @@ use std::process::Command;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use moor::apply::RunOptions;
-use moor_e2e::{Project, apply_file, cluster, plugin_cache};
+use moor_e2e::{Project, ReportExt, apply_file, cluster, plugin_cache};
 
 const BIN: &str = env!("CARGO_BIN_EXE_moor-under-test");
 

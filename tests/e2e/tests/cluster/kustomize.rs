@@ -5,7 +5,7 @@
 use moor::apply::Action;
 use std::path::{Path, PathBuf};
 
-use moor_e2e::{Project, cluster, plugin_cache};
+use moor_e2e::{Project, ReportExt, cluster, plugin_cache};
 
 use super::renders::{canonical, copy, podinfo, yaml_stream};
 

@@ -5,7 +5,7 @@
 use moor::apply::Action;
 use std::path::Path;
 
-use moor_e2e::{Project, cluster};
+use moor_e2e::{Project, ReportExt, cluster};
 
 /// Argo CD's whole install manifest into one namespace: applied, checked with `kubectl diff
 /// --server-side` (no difference), then applied again with nothing to do.
@@ -28,7 +28,7 @@ async fn argo_cds_install_manifest_applies_exactly_as_kubectl_would_and_reapplie
         59,
         "{first:?}"
     );
-    assert!(first.is_healthy(), "{:?}", first.object_health);
+    assert!(first.is_healthy(), "{:?}", first.object_health());
 
     // kubectl, as another field manager, would apply nothing different.
     let out =

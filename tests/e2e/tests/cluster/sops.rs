@@ -82,7 +82,7 @@ async fn sops_encrypted_objects_are_decrypted_applied_and_never_shown() -> anyho
         .output()?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains(&format!("ConfigMap/{}/settings (update)", p.ns)), "{text}");
+    assert!(text.contains(&format!("ConfigMap/{}/settings (configure)", p.ns)), "{text}");
     assert!(text.matches("<redacted> (changed)").count() >= 2, "{text}");
     for needle in ["hunter2", "tok-first", "tok-second", "aHVudGVy", identity.lines().last().unwrap()] {
         assert!(!text.contains(needle), "`{needle}` in the diff:\n{text}");
