@@ -248,14 +248,9 @@ impl Moor {
         self.runtime.load(name, source, limits)
     }
 
-    /// The offline stages of a run: fetch, render, validate.
-    pub fn render(&self, ctx: &RunContext<'_>) -> Result<Rendered, RunFailure> {
-        self.render_noting(ctx, &mut String::new())
-    }
-
-    /// [`Moor::render`], setting `revision` as soon as the fetch knows it: a run that fails
-    /// to render or validate is still a run of that revision.
-    fn render_noting(&self, ctx: &RunContext<'_>, revision: &mut String) -> Result<Rendered, RunFailure> {
+    /// The offline stages of a run: fetch, render, validate. `revision` is set as soon as
+    /// the fetch knows it: a run that fails to render or validate is still a run of it.
+    fn render(&self, ctx: &RunContext<'_>, revision: &mut String) -> Result<Rendered, RunFailure> {
         let RunContext { prepared, pipeline, secrets, interrupt, .. } = ctx;
         let mut renderers = resolve_chain::<Renderer>(prepared, "render", &pipeline.render, secrets, interrupt)
             .map_err(RunFailure::at(Stage::Prepare))?;
@@ -281,7 +276,7 @@ impl Moor {
         secrets: &SecretValues,
         context: &RenderContext,
     ) -> Result<Rendered, RunFailure> {
-        self.render(&RunContext::offline(prepared, pipeline, secrets.clone(), context.clone()))
+        self.render(&RunContext::offline(prepared, pipeline, secrets.clone(), context.clone()), &mut String::new())
     }
 
     /// Stage 1: the source's snapshot.

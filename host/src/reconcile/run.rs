@@ -222,7 +222,7 @@ impl Moor {
     ) -> RunReport {
         let mut report = RunReport::new(&ctx.pipeline.name);
         // source → snapshot → render chain → objects → validate chain
-        let rendered = match blocking(|| self.render_noting(ctx, &mut report.revision)) {
+        let rendered = match blocking(|| self.render(ctx, &mut report.revision)) {
             Ok(rendered) => rendered,
             Err(failure) => return RunReport { outcome: Err(failure), ..report },
         };

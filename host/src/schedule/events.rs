@@ -152,8 +152,7 @@ impl EventSink {
         };
         let mut note = format!("config rejected, the previous one keeps running: {error}");
         if note.len() > MAX_NOTE {
-            let cut = (0..=MAX_NOTE - 3).rev().find(|&i| note.is_char_boundary(i)).unwrap_or(0);
-            note.truncate(cut);
+            note.truncate(note.floor_char_boundary(MAX_NOTE - 3));
             note.push_str("...");
         }
         let key = Key { regarding, reason: "ConfigRejected", action: "Load", note, warning: true };

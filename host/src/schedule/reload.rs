@@ -140,15 +140,15 @@ impl Controller {
             }
             return;
         }
-        let loaded = Moor::platform_config(&bootstrap.config, &platform, &snapshot, builtin);
-        let error = loaded.as_ref().err().map(ToString::to_string);
+        let loaded = Moor::platform_config(&bootstrap.config, &platform, &snapshot, builtin).map_err(|e| e.to_string());
         {
             let mut st = self.lock();
-            match st.file.platform.as_mut().filter(|s| Arc::ptr_eq(&s.bootstrap, &bootstrap)) {
-                Some(source) => source.attempt = Some(Attempt { revision: snapshot.revision.clone(), error }),
+            let Some(source) = st.file.platform.as_mut().filter(|s| Arc::ptr_eq(&s.bootstrap, &bootstrap)) else {
                 // The bootstrap config changed meanwhile: what it points at is read next.
-                None => return,
-            }
+                return;
+            };
+            let error = loaded.as_ref().err().cloned();
+            source.attempt = Some(Attempt { revision: snapshot.revision.clone(), error });
         }
         match loaded {
             Ok(config) => {
@@ -157,9 +157,7 @@ impl Controller {
                     "platform config loaded");
                 self.install(Arc::new(prepared), Trigger::Config);
             }
-            Err(e) => {
-                self.reject(e.to_string(), None);
-            }
+            Err(error) => self.reject(error, None),
         }
     }
 

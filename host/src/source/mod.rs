@@ -127,17 +127,20 @@ impl Sources {
         };
         let key = format!("{}\n{}\n{:?}", config.base.display(), name, git);
         let slot = self.git.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_default().clone();
+        // The pipelines of a repository started together share one fetch: no thread for them.
+        if let Ok(last) = slot.try_lock()
+            && let Some(snapshot) = fresh(&last)
+        {
+            return Ok(snapshot);
+        }
         let (source, git, base, cache) = (name.to_owned(), git.clone(), config.base.clone(), self.cache.clone());
         let (limits, secret, stop) = (spec.limits, secret.cloned(), interrupt.clone());
         // The source's lock is taken on the fetch's thread: a fetch the run stopped waiting
         // for still holds the mirror until it ends, so the next one never races it.
         until_stopped(name, interrupt, SourceError::git(name), move || {
             let mut last = slot.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, snapshot)) = last.as_ref()
-                && at.elapsed() < FRESH
-                && snapshot.root.exists()
-            {
-                return Ok(snapshot.clone());
+            if let Some(snapshot) = fresh(&last) {
+                return Ok(snapshot);
             }
             let (snapshot, did) = git::snapshot(&source, &git, &base, &cache, limits, secret.as_ref(), &stop)?;
             tracing::debug!(source, revision = %snapshot.revision, cloned = did.cloned, contacted = did.contacted,
@@ -174,6 +177,12 @@ impl Sources {
         let key = builder.digest();
         builder.finish_keyed(&key, revision)
     }
+}
+
+/// The last snapshot of a git source, if it was taken less than [`FRESH`] ago.
+fn fresh(last: &Option<(Instant, Snapshot)>) -> Option<Snapshot> {
+    let (at, snapshot) = last.as_ref()?;
+    (at.elapsed() < FRESH && snapshot.root.exists()).then(|| snapshot.clone())
 }
 
 /// Runs a fetch on a thread of its own and waits for it, looking at `interrupt` every

@@ -42,13 +42,12 @@ pub async fn wait(
 ) -> Waited {
     let timeout = pipeline.health_timeout.0;
     let deadline = Instant::now() + timeout;
-    let custom: Vec<Custom<'_>> = pipeline.health_rules.iter().map(Custom).collect();
     let mut states: BTreeMap<ObjKey, Health> = BTreeMap::new();
     let done = |states, outcome| Waited { states, outcome };
     loop {
         let mut still = Vec::new();
         for (d, value) in pending {
-            let state = match custom.iter().find(|c| c.applies_to(&d.r.group, &d.r.kind)) {
+            let state = match pipeline.health_rules.iter().map(Custom).find(|c| c.applies_to(&d.r.group, &d.r.kind)) {
                 Some(rule) => rule.check(&value),
                 None => check(&d.r.group, &d.r.kind, &value),
             };
