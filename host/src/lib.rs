@@ -8,6 +8,7 @@ pub mod config;
 pub mod config_sync;
 pub mod http;
 pub mod kube_api;
+pub mod labels;
 pub mod metrics;
 pub mod object;
 pub mod reconcile;

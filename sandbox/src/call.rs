@@ -1,7 +1,9 @@
-//! One plugin call: a fresh store and instance with the plugin's limits (time, memory,
-//! output, log volume), an empty WASI context (plus the read-only snapshot for a first
-//! renderer, and the step's HTTP grant), its log and stdio redacted and capped, and a trap
-//! turned into a [`CallError`] that names the plugin and the limit.
+//! The one sandboxed call, for components and KRM modules alike ([`Plugin::sandboxed`]): a
+//! fresh store and instance with the plugin's limits (time, memory, output, log volume), a
+//! WASI context with nothing granted but what [`Plugin::wasi`] gives (plus the read-only
+//! snapshot for a first renderer, and the step's HTTP grant for a component), its log and
+//! stdio redacted and capped, and a trap turned into a [`CallError`] that names the plugin
+//! and the limit.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use std::time::Instant;
 
 use wasmtime::component::{InstancePre, ResourceTable};
 use wasmtime::{ResourceLimiter, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::output::CappedOutput;
 use super::{CallError, Plugin, SNAPSHOT_MOUNT, TICK, bindings, http};
@@ -27,7 +29,7 @@ pub struct CallScope {
 
 /// Arms a fresh store's deadline: the plugin's time limit, and the run's interrupt, looked
 /// at every [`CHECK_EVERY`] ticks. Either ends the call with `Trap::Interrupt`.
-pub(super) fn arm<T>(store: &mut Store<T>, limit: std::time::Duration, interrupt: Option<Interrupt>) {
+fn arm<T>(store: &mut Store<T>, limit: std::time::Duration, interrupt: Option<Interrupt>) {
     let mut left = limit.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64;
     store.set_epoch_deadline(left.min(CHECK_EVERY));
     store.epoch_deadline_callback(move |_| {
@@ -43,7 +45,7 @@ pub(super) fn arm<T>(store: &mut Store<T>, limit: std::time::Duration, interrupt
 const CHECK_EVERY: u64 = 20;
 
 /// Why a call ended with `Trap::Interrupt`: the run was stopped, else the plugin's limit.
-pub(super) fn interrupted(plugin: &str, limit: std::time::Duration, interrupt: Option<&Interrupt>) -> CallError {
+fn interrupted(plugin: &str, limit: std::time::Duration, interrupt: Option<&Interrupt>) -> CallError {
     match interrupt.and_then(Interrupt::why) {
         Some(why) => CallError::Stopped { plugin: plugin.into(), why },
         None => CallError::Timeout { plugin: plugin.into(), limit },
@@ -102,10 +104,6 @@ impl MemoryLimiter {
     pub(super) fn new(limit: usize) -> MemoryLimiter {
         MemoryLimiter { limit, hit: false }
     }
-
-    pub(super) fn hit(&self) -> bool {
-        self.hit
-    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -119,6 +117,24 @@ impl ResourceLimiter for MemoryLimiter {
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
+    }
+}
+
+/// The store data of a call of either flavor: the memory limiter the store consults, and
+/// how many bytes of `log` messages it dropped over its budget (components only).
+pub(crate) trait CallData: Send + 'static {
+    fn limiter(&mut self) -> &mut MemoryLimiter;
+    fn log_dropped(&self) -> usize {
+        0
+    }
+}
+
+impl CallData for CallState {
+    fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
+    }
+    fn log_dropped(&self) -> usize {
+        self.log_dropped
     }
 }
 
@@ -144,18 +160,9 @@ impl Plugin {
         scope: &CallScope,
         f: impl FnOnce(&mut Store<CallState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let started = Instant::now();
-        let stdio = CappedOutput::new(self.limits.log);
-        let mut wasi = WasiCtx::builder();
-        wasi.stdout(stdio.clone()).stderr(stdio.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
-        // Calls are synchronous and run off the async workers: do file I/O on this thread
-        // instead of a spawn_blocking round trip per operation (12x faster on big trees).
-        wasi.allow_blocking_current_thread(true);
-        if let Some(dir) = snapshot {
-            wasi.preopened_dir(dir, SNAPSHOT_MOUNT, wasmtime_wasi::FsPerms::ReadOnly).map_err(|e| {
-                CallError::Snapshot { plugin: self.name.to_string(), dir: dir.to_owned(), message: e.to_string() }
-            })?;
-        }
+        let log = CappedOutput::new(self.limits.log);
+        let mut wasi = self.wasi(snapshot, &log)?;
+        wasi.stdout(log.clone());
         let state = CallState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -167,28 +174,52 @@ impl Plugin {
             log_budget: self.limits.log,
             log_dropped: 0,
         };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        let interrupt = store.data().scope.interrupt.clone();
-        arm(&mut store, self.limits.timeout, interrupt);
-
-        let result = pre
-            .instantiate(&mut store)
-            .map_err(|e| (true, e))
-            .and_then(|instance| f(&mut store, &instance).map_err(|e| (false, e)));
-
-        let (text, dropped) = stdio.take();
-        self.after_call(started, &text, dropped + store.data().log_dropped, &store.data().scope.redact);
-
-        result.map_err(|(instantiating, e)| self.classify(&store, instantiating, e))
+        self.sandboxed(state, &log, scope, |store| pre.instantiate(store), |store, instance| f(store, &instance))
     }
 
-    /// After any call, of either flavor: what the plugin printed goes to the log (redacted,
-    /// with what was dropped over the cap said once), and the call's duration to the
-    /// observer (the controller's metrics).
-    pub(super) fn after_call(&self, started: Instant, printed: &str, dropped: usize, secrets: &[String]) {
+    /// The WASI context every call starts from, of either flavor: no sockets, no
+    /// environment, no arguments, no stdin; stderr captured into `log`; file I/O on the
+    /// calling thread; and, when given, the snapshot preopened read-only at `/snapshot`.
+    pub(super) fn wasi(&self, snapshot: Option<&Path>, log: &CappedOutput) -> Result<WasiCtxBuilder, CallError> {
+        let mut wasi = WasiCtx::builder();
+        wasi.stderr(log.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        // Calls are synchronous and run off the async workers: do file I/O on this thread
+        // instead of a spawn_blocking round trip per operation (12x faster on big trees).
+        wasi.allow_blocking_current_thread(true);
+        if let Some(dir) = snapshot {
+            wasi.preopened_dir(dir, SNAPSHOT_MOUNT, wasmtime_wasi::FsPerms::ReadOnly).map_err(|e| {
+                CallError::Snapshot { plugin: self.name.to_string(), dir: dir.to_owned(), message: e.to_string() }
+            })?;
+        }
+        Ok(wasi)
+    }
+
+    /// The one sandboxed call, of either flavor: a fresh store holding `state`, with this
+    /// plugin's memory cap and time limit and the scope's interrupt; `instantiate`, then
+    /// `run` on the instance. Afterwards what the plugin wrote to `log` goes to the host's
+    /// log (redacted and capped), the call's duration to the observer, and a failure
+    /// becomes a [`CallError`] naming the plugin and the limit it hit.
+    pub(super) fn sandboxed<S: CallData, I, R>(
+        &self,
+        state: S,
+        log: &CappedOutput,
+        scope: &CallScope,
+        instantiate: impl FnOnce(&mut Store<S>) -> wasmtime::Result<I>,
+        run: impl FnOnce(&mut Store<S>, I) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let started = Instant::now();
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| s.limiter());
+        arm(&mut store, self.limits.timeout, scope.interrupt.clone());
+
+        let result = instantiate(&mut store)
+            .map_err(|e| (true, e))
+            .and_then(|instance| run(&mut store, instance).map_err(|e| (false, e)));
+
+        let (printed, dropped) = log.take();
+        let dropped = dropped + store.data().log_dropped();
         for line in printed.lines() {
-            tracing::info!(plugin = &*self.name, "{}", moor_object::redact_text(line, secrets));
+            tracing::info!(plugin = &*self.name, "{}", moor_object::redact_text(line, &scope.redact));
         }
         if dropped > 0 {
             tracing::warn!(
@@ -201,17 +232,17 @@ impl Plugin {
         if let Some(observe) = self.observer.get() {
             observe(&self.name, started.elapsed());
         }
-    }
 
-    fn classify(&self, store: &Store<CallState>, instantiating: bool, error: wasmtime::Error) -> CallError {
-        let plugin = self.name.to_string();
-        if store.data().limiter.hit {
-            return CallError::Memory { plugin, limit: self.limits.memory };
-        }
-        if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
-            return interrupted(&plugin, self.limits.timeout, store.data().scope.interrupt.as_ref());
-        }
-        let message = format!("{error:#}");
-        if instantiating { CallError::Instantiate { plugin, message } } else { CallError::Trap { plugin, message } }
+        result.map_err(|(instantiating, error)| {
+            let plugin = self.name.to_string();
+            if store.data_mut().limiter().hit {
+                return CallError::Memory { plugin, limit: self.limits.memory };
+            }
+            if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
+                return interrupted(&plugin, self.limits.timeout, scope.interrupt.as_ref());
+            }
+            let message = format!("{error:#}");
+            if instantiating { CallError::Instantiate { plugin, message } } else { CallError::Trap { plugin, message } }
+        })
     }
 }

@@ -9,22 +9,12 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::ApplyError;
-use super::inventory::{INSTANCE_LABEL, PIPELINE_LABEL};
 use super::prune::Owner;
 use super::report::ObjectOutcome;
 use super::resources::{self, Resolved, Resources};
 use crate::config::PipelineSpec;
+use crate::labels::{APPLY_POLICY, ENABLED, INSTANCE_LABEL, MANAGED_BY, PIPELINE_LABEL, UPDATE, WAVE};
 use crate::object::{ObjKey, Object};
-
-/// Labels every applied object carries (with [`PIPELINE_LABEL`] and [`INSTANCE_LABEL`]).
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "moor");
-/// Per-object annotations.
-pub const WAVE: &str = "moor.dev/wave";
-pub const UPDATE: &str = "moor.dev/update";
-pub const APPLY_POLICY: &str = "moor.dev/apply";
-pub const PRUNE: &str = "moor.dev/prune";
-/// kube-applier opt-in label, on namespaces (`on`, `dry-run`, `off`) and resources (`off`).
-pub const ENABLED: &str = "moor.dev/enabled";
 
 /// Per-object update strategy (FA-4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

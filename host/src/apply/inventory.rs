@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::DeletionPolicy;
 use crate::kube_api::kube_message;
+use crate::labels::{INSTANCE_LABEL, MANAGER, OBJECTS_ANNOTATION, PIPELINE_LABEL, ROLE_LABEL};
 
 /// Why an inventory could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -40,15 +41,6 @@ pub enum InventoryError {
     Namespace { namespace: String, source: kube::Error },
 }
 
-/// Label with the instance's name, on inventories and on every applied object.
-pub const INSTANCE_LABEL: &str = "moor.dev/instance";
-/// Label with the pipeline's name, on inventories and on every applied object.
-pub const PIPELINE_LABEL: &str = "moor.dev/pipeline";
-/// Label that marks moor's own records (`inventory`), which are not managed objects.
-pub const ROLE_LABEL: &str = "moor.dev/role";
-/// Annotation with the number of objects an inventory names, so that one LIST of metadata
-/// tells how much every pipeline manages.
-pub const OBJECTS_ANNOTATION: &str = "moor.dev/objects";
 const KEY: &str = "inventory.json.gz";
 
 pub use crate::object::ObjKey;
@@ -190,7 +182,7 @@ pub async fn ensure_namespace(client: &kube::Client, namespace: &str) -> Result<
         return Ok(());
     }
     let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
-    api.patch(namespace, &PatchParams::apply(super::MANAGER), &Patch::Apply(&ns))
+    api.patch(namespace, &PatchParams::apply(MANAGER), &Patch::Apply(&ns))
         .await
         .map(|_| ())
         .map_err(|source| InventoryError::Namespace { namespace: namespace.into(), source })
@@ -294,7 +286,7 @@ impl Store {
             },
             "binaryData": {KEY: ByteString(bytes)},
         });
-        let params = PatchParams::apply(super::MANAGER).force();
+        let params = PatchParams::apply(MANAGER).force();
         let patch = Patch::Apply(&cm);
         let write = || self.api.patch(&name, &params, &patch);
         match write().await {

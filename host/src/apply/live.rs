@@ -22,8 +22,8 @@ use kube::core::ApiResource;
 use kube::runtime::watcher::Event;
 use serde_json::Value;
 
-use super::inventory::PIPELINE_LABEL;
 use crate::kube_api::key_of;
+use crate::labels::PIPELINE_LABEL;
 use crate::object::ObjKey;
 
 /// Live objects by kind (`apiVersion`, kind), as the drift watches last saw them.

@@ -35,14 +35,10 @@ use crate::interrupt::Interrupt;
 use crate::kube_api::kube_message;
 use crate::object::{ObjKey, Object};
 use crate::stage::Stage;
-pub use desired::{APPLY_POLICY, ENABLED, MANAGED_BY, PRUNE, UPDATE, WAVE};
 use desired::{Desired, Wanted};
 use inventory::{Entry, Inventory, InventoryError};
-pub use report::{Action, Health, ObjectHealth, ObjectOutcome, Report};
+pub use report::{Action, FileCounts, Health, ObjectHealth, ObjectOutcome, Report};
 pub use target::{Kubeconfig, Target};
-
-/// The field manager of every write.
-pub const MANAGER: &str = "moor";
 
 /// Requests in flight at once per pipeline.
 const CONCURRENCY: usize = 32;

@@ -10,10 +10,10 @@ use kube::core::ApiResource;
 use serde_json::Value;
 
 use super::ApplyError;
-use super::desired::{Desired, ENABLED, OptIn};
-use super::inventory::{INSTANCE_LABEL, PIPELINE_LABEL};
+use super::desired::{Desired, OptIn};
 use super::prune::Owner;
 use crate::kube_api::{api_for, key_of, status_code};
+use crate::labels::{ENABLED, INSTANCE_LABEL, PIPELINE_LABEL};
 use crate::object::{ObjKey, Object};
 
 /// `moor.dev/enabled` of every namespace the objects use (kube-applier convention): the

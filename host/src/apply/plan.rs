@@ -11,13 +11,14 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::Value;
 
 use super::desired::{Desired, Policy, Update};
-use super::inventory::{INSTANCE_LABEL, Inventory, PIPELINE_LABEL};
+use super::inventory::Inventory;
 use super::observe::{Observed, Seen};
 use super::prune::Owner;
 pub use super::report::Action;
-use super::{ApplyError, CONCURRENCY, MANAGER, compare};
+use super::{ApplyError, CONCURRENCY, compare};
 use crate::config::PipelineSpec;
 use crate::kube_api::{api_for, is_immutable};
+use crate::labels::{INSTANCE_LABEL, MANAGER, PIPELINE_LABEL};
 
 /// The server-side apply parameters of an object: field manager `moor`, forced only when
 /// the pipeline says so and the object's policy is `override`.

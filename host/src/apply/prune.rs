@@ -7,11 +7,11 @@ use std::collections::HashSet;
 use kube::api::DeleteParams;
 
 use super::Progress;
-use super::desired::PRUNE;
-use super::inventory::{INSTANCE_LABEL, Inventory, ObjKey, PIPELINE_LABEL};
+use super::inventory::{Inventory, ObjKey};
 use super::target::Target;
 use crate::config::PruneGuard;
 use crate::kube_api::{api_for, kube_message, status_code};
+use crate::labels::{INSTANCE_LABEL, PIPELINE_LABEL, PRUNE};
 
 /// The flag that lets one run go past the size guards.
 pub const OVERRIDE_FLAG: &str = "--allow-mass-prune";

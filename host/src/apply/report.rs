@@ -61,6 +61,13 @@ impl Action {
     }
 }
 
+/// What a run did to the objects of one source file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FileCounts {
+    pub changed: usize,
+    pub unchanged: usize,
+}
+
 /// One object of a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ObjectOutcome {
@@ -135,11 +142,16 @@ impl Report {
         self.objects.iter().filter(|o| o.action.changes())
     }
 
-    /// Objects applied per source file.
-    pub fn files(&self) -> BTreeMap<&str, usize> {
-        let mut files: BTreeMap<&str, usize> = BTreeMap::new();
+    /// Per source file, its objects that this run applied: how many it changed (created,
+    /// configured or recreated) and how many were already as wanted.
+    pub fn files(&self) -> BTreeMap<&str, FileCounts> {
+        let mut files: BTreeMap<&str, FileCounts> = BTreeMap::new();
         for o in self.objects.iter().filter(|o| o.action.applies()) {
-            *files.entry(o.file.as_str()).or_default() += 1;
+            let counts = files.entry(o.file.as_str()).or_default();
+            match o.action {
+                Action::Unchanged => counts.unchanged += 1,
+                _ => counts.changed += 1,
+            }
         }
         files
     }
@@ -197,7 +209,14 @@ mod tests {
         assert_eq!((report.count(Action::Created), report.count(Action::Pruned)), (1, 1));
         let changed: Vec<_> = report.changed().map(|o| o.key.name.as_str()).collect();
         assert_eq!(changed, ["a", "c", "old"]);
-        assert_eq!(report.files(), BTreeMap::from([("x.yaml", 2), ("y.yaml", 1)]));
+        let files = report.files();
+        assert_eq!(
+            files,
+            BTreeMap::from([
+                ("x.yaml", FileCounts { changed: 1, unchanged: 1 }),
+                ("y.yaml", FileCounts { changed: 1, unchanged: 0 })
+            ])
+        );
         assert_eq!(report.kinds(), BTreeSet::from([("v1".to_owned(), "ConfigMap".to_owned())]));
         assert_eq!(report.objects[0].origin(), "x.yaml:3");
         assert_eq!(report.objects[3].origin(), "");

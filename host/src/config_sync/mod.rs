@@ -152,7 +152,7 @@ fn secret_contents(secret: &Secret) -> Contents {
 }
 
 fn annotation(meta: &kube::api::ObjectMeta) -> Option<String> {
-    meta.annotations.as_ref()?.get(unpack::PATHS_ANNOTATION).cloned()
+    meta.annotations.as_ref()?.get(crate::labels::PATHS_ANNOTATION).cloned()
 }
 
 /// Follows the object until `stop` (SIGTERM) or, in subprocess mode, until the child

@@ -20,8 +20,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
-/// The annotation that places keys at relative paths.
-pub const PATHS_ANNOTATION: &str = "moor.dev/paths";
+use crate::labels::PATHS_ANNOTATION;
 const DATA: &str = "..data";
 
 /// Files by relative path.

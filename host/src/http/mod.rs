@@ -240,16 +240,16 @@ pub fn verify_signature(secret: &[u8], body: &[u8], signature: Option<&str>) -> 
     mac.verify_slice(&expected).map_err(|_| "the signature does not match")
 }
 
-/// A signature header value for `body`, as GitHub makes it (for clients and tests).
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A signature header value for `body`, as GitHub makes it.
+    fn sign(secret: &[u8], body: &[u8]) -> String {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    }
 
     #[test]
     fn signatures_are_checked_like_github_does() {

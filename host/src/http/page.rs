@@ -198,10 +198,10 @@ fn last_run(h: &mut String, run: &RunRecord) {
         for f in &run.files {
             let _ = write!(
                 h,
-                "<tr><td><code>{}</code></td><td>{} object(s)</td><td>{}</td></tr>",
+                "<tr><td><code>{}</code></td><td>{} changed</td><td>{} unchanged</td></tr>",
                 esc(&f.file),
-                f.objects,
-                f.result
+                f.counts.changed,
+                f.counts.unchanged
             );
         }
         h.push_str("</table></details>");

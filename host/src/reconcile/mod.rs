@@ -29,10 +29,10 @@ use step::resolve_chain;
 pub(crate) use step::{StepCall, resolve_step};
 
 use crate::apply;
-use crate::config::{Config, ConfigError, PipelineSpec, PluginOrigin, SourceSpec};
+use crate::config::{Config, ConfigError, PluginOrigin, SourceSpec};
 use crate::interrupt::Interrupt;
 use crate::object::Object;
-use crate::plugins::{self, CallError, Limits, Plugin, PluginSource, RenderContext, Renderer, Runtime, Validator};
+use crate::plugins::{self, CallError, Limits, Plugin, PluginSource, Renderer, Runtime, Validator};
 use crate::secrets::SecretValues;
 use crate::source::{Snapshot, SourceError, Sources};
 use crate::stage::Stage;
@@ -266,17 +266,6 @@ impl Moor {
         let findings = validate(&objects, &validators).map_err(RunFailure::at(Stage::Validate))?;
         let pipeline = pipeline.name.clone();
         Ok(Rendered { pipeline, revision: snapshot.revision, objects, findings, revealed })
-    }
-
-    /// [`Moor::render`] without a cluster, with `secrets` already read.
-    pub fn render_pipeline(
-        &self,
-        prepared: &Prepared,
-        pipeline: &PipelineSpec,
-        secrets: &SecretValues,
-        context: &RenderContext,
-    ) -> Result<Rendered, RunFailure> {
-        self.render(&RunContext::offline(prepared, pipeline, secrets.clone(), context.clone()), &mut String::new())
     }
 
     /// Stage 1: the source's snapshot.

@@ -85,16 +85,6 @@ impl<'r> RunContext<'r> {
         }
         Ok(RunContext { prepared, pipeline, secrets, place, render, interrupt })
     }
-
-    /// A context without a cluster, from secrets already read (tests, `moor plugin test`).
-    pub fn offline(
-        prepared: &'r Prepared,
-        pipeline: &'r PipelineSpec,
-        secrets: SecretValues,
-        render: RenderContext,
-    ) -> RunContext<'r> {
-        RunContext { prepared, pipeline, secrets, place: None, render, interrupt: Interrupt::new() }
-    }
 }
 
 /// Told once the revision is known, before the cluster half starts, with the revision the

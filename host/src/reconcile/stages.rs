@@ -1,5 +1,6 @@
 //! Stages 2 to 4 of the offline half: the render chain, the objects it made, and the
-//! validate chain. [`super::Moor::render_pipeline`] calls them in that order.
+//! validate chain. [`super::Moor::render`] (the offline half of every run) calls them in
+//! that order.
 
 use std::collections::BTreeMap;
 

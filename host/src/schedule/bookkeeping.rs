@@ -39,7 +39,7 @@ impl Finished<'_> {
             .get_or_create(&ActionLabels { pipeline: name.into(), action: "ignored".into() })
             .inc_by(cluster.count(Action::Skipped) as u64);
         for (file, n) in cluster.files() {
-            file_applies(file, "success", n);
+            file_applies(file, "success", n.changed + n.unchanged);
         }
         if let Some(StageError::Apply(failed)) = report.error().map(|f| &*f.error)
             && let crate::apply::ApplyError::Apply { origin, .. } = &failed.error

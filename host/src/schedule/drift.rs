@@ -19,8 +19,8 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::{Controller, Trigger};
-use crate::apply::inventory::{INSTANCE_LABEL, PIPELINE_LABEL, ROLE_LABEL};
 use crate::apply::{Target, compare};
+use crate::labels::{INSTANCE_LABEL, PIPELINE_LABEL, ROLE_LABEL};
 use crate::object::ObjKey;
 use crate::reconcile::RunReport;
 

@@ -105,11 +105,7 @@ impl RunRecord {
             error: failed.map(|f| crate::reconcile::explained(&f.error)),
             counts: Counts::of(cluster, report.ok()),
             diagnostics: diagnostics.map(ToString::to_string).collect(),
-            files: cluster
-                .files()
-                .into_iter()
-                .map(|(file, objects)| FileResult { file: file.into(), objects, result: "applied" })
-                .collect(),
+            files: cluster.files().into_iter().map(|(file, counts)| FileResult { file: file.into(), counts }).collect(),
             ignored: cluster
                 .objects
                 .iter()
@@ -130,7 +126,7 @@ impl RunRecord {
 
     /// When the run started and ended.
     pub fn span(&self) -> RunSpan {
-        RunSpan { started: self.started.clone(), finished: self.finished.clone(), ok: self.ok }
+        RunSpan { trigger: self.trigger, started: self.started.clone(), finished: self.finished.clone(), ok: self.ok }
     }
 }
 
@@ -170,9 +166,10 @@ impl History {
     }
 }
 
-/// When one run started and finished (RFC 3339, to the millisecond).
+/// What started one run, when it started and finished (RFC 3339, to the millisecond).
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSpan {
+    pub trigger: Trigger,
     pub started: String,
     pub finished: String,
     pub ok: bool,
@@ -211,8 +208,8 @@ impl Counts {
 #[derive(Debug, Clone, Serialize)]
 pub struct FileResult {
     pub file: String,
-    pub objects: usize,
-    pub result: &'static str,
+    #[serde(flatten)]
+    pub counts: crate::apply::FileCounts,
 }
 
 /// The link to a revision, from `[moor] diff_url`.

@@ -80,8 +80,7 @@ fn a_step_config_rejected_by_the_plugin_schema_is_located() {
     let cfg = config(dir.path(), &text).unwrap();
     let moor = moor::reconcile::Moor::new(cache_dir()).unwrap();
     let prepared = moor.prepare(std::sync::Arc::new(cfg.clone()));
-    let err = moor
-        .render_pipeline(&prepared, cfg.pipeline("web").unwrap(), &Default::default(), &Default::default())
+    let err = render_offline(&moor, &prepared, cfg.pipeline("web").unwrap(), Default::default(), Default::default())
         .unwrap_err();
     let moor::reconcile::StageError::Config(e) = *err.error else { panic!("{err:?}") };
     assert_eq!((e.line, e.column, e.key.as_str()), (8, 38, "pipeline[0].validate[0].with"), "{e}");

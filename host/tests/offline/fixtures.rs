@@ -37,7 +37,7 @@ fn run_case(case: &Path) -> String {
     let mut out = String::new();
     // Renderers are told the pipeline and its namespace, as an offline `moor build` tells them.
     let context = RenderContext { pipeline: "case".into(), namespace: "apps".into(), cluster: None };
-    match moor.render_pipeline(&prepared, cfg.pipeline("case").unwrap(), &Default::default(), &context) {
+    match render_offline(&moor, &prepared, cfg.pipeline("case").unwrap(), Default::default(), context) {
         Ok(rendered) => {
             for o in &rendered.objects {
                 out.push_str(&format!("{}  {}\n", o.origin(), o.display_name()));

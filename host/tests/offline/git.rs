@@ -139,9 +139,8 @@ fn a_sub_path_of_a_git_source_renders_only_that_directory() {
     let cfg = config(dir.path(), &text).unwrap();
     let moor = moor::reconcile::Moor::new(&f.cache).unwrap();
     let prepared = moor.prepare(std::sync::Arc::new(cfg.clone()));
-    let rendered = moor
-        .render_pipeline(&prepared, cfg.pipeline("web").unwrap(), &Default::default(), &Default::default())
-        .unwrap();
+    let rendered =
+        render_offline(&moor, &prepared, cfg.pipeline("web").unwrap(), Default::default(), Default::default()).unwrap();
     let names: Vec<_> = rendered.objects.iter().map(|o| (o.name().to_owned(), o.origin())).collect();
     assert_eq!(names, vec![("web".to_owned(), "apps/web/deploy.yaml:1".to_owned())]);
     assert_eq!(rendered.revision, git(&f.repo, &["rev-parse", "HEAD"]));

@@ -78,15 +78,14 @@ fn a_yaml_alias_bomb_fails_its_pipeline_only() {
     let cfg = config(dir.path(), text).unwrap();
     let moor = moor::reconcile::Moor::new(cache_dir()).unwrap();
     let prepared = moor.prepare(std::sync::Arc::new(cfg.clone()));
-    let err = moor
-        .render_pipeline(&prepared, cfg.pipeline("bomb").unwrap(), &Default::default(), &Default::default())
+    let err = render_offline(&moor, &prepared, cfg.pipeline("bomb").unwrap(), Default::default(), Default::default())
         .unwrap_err();
     let findings = err.error.findings();
     assert_eq!(findings.len(), 1, "{err}");
     assert!(findings[0].message.contains("repetition limit exceeded"), "{}", findings[0]);
     assert_eq!(findings[0].file.as_deref(), Some("bomb/laughs.yaml"));
     assert_eq!(
-        moor.render_pipeline(&prepared, cfg.pipeline("fine").unwrap(), &Default::default(), &Default::default())
+        render_offline(&moor, &prepared, cfg.pipeline("fine").unwrap(), Default::default(), Default::default())
             .unwrap()
             .objects
             .len(),
@@ -102,12 +101,12 @@ fn plugin_source_config(files: &str) -> String {
     )
 }
 
-fn render_plugin_source(files: &str) -> Result<moor::reconcile::Rendered, moor::reconcile::RunFailure> {
+fn render_plugin_source(files: &str) -> Result<moor::reconcile::RunReport, moor::reconcile::RunFailure> {
     let dir = tree(&[]);
     let cfg = config(dir.path(), &plugin_source_config(files)).unwrap();
     let moor = moor::reconcile::Moor::new(cache_dir()).unwrap();
     let prepared = moor.prepare(std::sync::Arc::new(cfg.clone()));
-    moor.render_pipeline(&prepared, cfg.pipeline("p").unwrap(), &Default::default(), &Default::default())
+    render_offline(&moor, &prepared, cfg.pipeline("p").unwrap(), Default::default(), Default::default())
 }
 
 #[test]

@@ -398,7 +398,7 @@ fn write_case(root: &Path, case: &Case) {
 }
 
 /// What a case gave, against what it must give; `None` when they agree.
-fn judge(case: &Case, outcome: Result<moor::reconcile::Rendered, moor::reconcile::RunFailure>) -> Option<String> {
+fn judge(case: &Case, outcome: Result<moor::reconcile::RunReport, moor::reconcile::RunFailure>) -> Option<String> {
     let name = &case.name;
     match (&case.want, outcome) {
         (Want::Names(want), Ok(rendered)) => {
@@ -446,7 +446,7 @@ fn generated_hostile_inputs_give_the_right_objects_or_a_clear_error() {
     let mut wrong = Vec::new();
     for case in &cases {
         let pipeline = cfg.pipeline(&case.name).unwrap();
-        let outcome = moor.render_pipeline(&prepared, pipeline, &Default::default(), &Default::default());
+        let outcome = render_offline(&moor, &prepared, pipeline, Default::default(), Default::default());
         wrong.extend(judge(case, outcome));
     }
     assert!(wrong.is_empty(), "{} of {} cases went wrong:\n{}", wrong.len(), cases.len(), wrong.join("\n"));

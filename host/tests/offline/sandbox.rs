@@ -68,13 +68,13 @@ path = "app"
     let config = config(dir.path(), &text).unwrap();
     let moor = Moor::new(cache_dir()).unwrap();
     let prepared = moor.prepare(std::sync::Arc::new(config.clone()));
-    let stuck = moor
-        .render_pipeline(&prepared, config.pipeline("stuck").unwrap(), &Default::default(), &Default::default())
-        .unwrap_err();
+    let stuck =
+        render_offline(&moor, &prepared, config.pipeline("stuck").unwrap(), Default::default(), Default::default())
+            .unwrap_err();
     assert!(matches!(*stuck.error, StageError::RenderCall(CallError::Timeout { .. })), "{stuck:?}");
-    let fine = moor
-        .render_pipeline(&prepared, config.pipeline("fine").unwrap(), &Default::default(), &Default::default())
-        .unwrap();
+    let fine =
+        render_offline(&moor, &prepared, config.pipeline("fine").unwrap(), Default::default(), Default::default())
+            .unwrap();
     assert_eq!(fine.objects.len(), 1);
 }
 

@@ -58,7 +58,7 @@ fn a_sops_step_decrypts_and_moor_build_shows_no_decrypted_value() {
     let pipeline = cfg.pipeline("app").unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let secrets = runtime.block_on(moor::secrets::SecretValues::for_pipeline(None, &cfg, pipeline)).unwrap();
-    let rendered = moor.render_pipeline(&prepared, pipeline, &secrets, &Default::default()).unwrap();
+    let rendered = render_offline(&moor, &prepared, pipeline, secrets, Default::default()).unwrap();
     let by_name = |name: &str| rendered.objects.iter().find(|o| o.name() == name).unwrap();
     assert_eq!(by_name("db-credentials").value["stringData"]["password"], "hunter2");
     assert!(by_name("db-credentials").value.get("sops").is_none(), "the sops section is gone");
@@ -176,7 +176,7 @@ fn a_sops_step_before_kustomize_decrypts_what_its_generators_and_patches_read() 
     let pipeline = cfg.pipeline("app").unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let secrets = runtime.block_on(moor::secrets::SecretValues::for_pipeline(None, &cfg, pipeline)).unwrap();
-    let rendered = moor.render_pipeline(&prepared, pipeline, &secrets, &Default::default()).unwrap();
+    let rendered = render_offline(&moor, &prepared, pipeline, secrets, Default::default()).unwrap();
     let named = |prefix: &str| rendered.objects.iter().find(|o| o.name().starts_with(prefix)).unwrap();
     let data = |prefix: &str, key: &str| {
         let value = named(prefix).value["data"][key].as_str().unwrap();

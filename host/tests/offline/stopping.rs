@@ -25,8 +25,14 @@ fn run_until(dir: &Path, text: &str, name: &str, interrupt: Interrupt) -> (RunRe
     let moor = Moor::new(cache_dir()).unwrap();
     let prepared = moor.prepare(config.clone());
     let pipeline = config.pipeline(name).unwrap();
-    let ctx =
-        RunContext { interrupt, ..RunContext::offline(&prepared, pipeline, Default::default(), Default::default()) };
+    let ctx = RunContext {
+        prepared: &prepared,
+        pipeline,
+        secrets: Default::default(),
+        place: None,
+        render: Default::default(),
+        interrupt,
+    };
     let started = Instant::now();
     let report = futures::executor::block_on(moor.run(&ctx, Mode::Render, None, &|_| {}));
     (report, started.elapsed())

@@ -4,8 +4,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use moor::config::Config;
-use moor::plugins::{self, Limits, Plugin, PluginSource, Runtime};
+use moor::config::{Config, PipelineSpec};
+use moor::interrupt::Interrupt;
+use moor::plugins::{self, Limits, Plugin, PluginSource, RenderContext, Runtime};
+use moor::reconcile::{Mode, Moor, Prepared, RunContext, RunFailure, RunReport};
+use moor::secrets::SecretValues;
 
 /// A cache directory shared by the tests of this binary (compiled code and the Go plugins
 /// shared with the machine's cache).
@@ -55,4 +58,19 @@ pub fn config(dir: &Path, text: &str) -> Result<Config, moor::config::ConfigErro
 pub fn sha256_of(path: &Path) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// Renders and validates `pipeline` as an offline `moor build` does: [`Moor::run`] in
+/// [`Mode::Render`] without a cluster, with `secrets` already read and renderers told
+/// `context`. The report (its `objects`, `revision` and `findings`), or the run's failure.
+pub fn render_offline(
+    moor: &Moor,
+    prepared: &Prepared,
+    pipeline: &PipelineSpec,
+    secrets: SecretValues,
+    context: RenderContext,
+) -> Result<RunReport, RunFailure> {
+    let ctx = RunContext { prepared, pipeline, secrets, place: None, render: context, interrupt: Interrupt::new() };
+    let mut report = futures::executor::block_on(moor.run(&ctx, Mode::Render, None, &|_| {}));
+    std::mem::replace(&mut report.outcome, Ok(())).map(|()| report)
 }

@@ -14,14 +14,13 @@ pub mod resource_list;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
-use wasmtime::{InstancePre, Linker, Module, Store};
+use wasmtime::{InstancePre, Linker, Module};
+use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
 
-use super::call::MemoryLimiter;
+use super::call::{CallData, MemoryLimiter};
 use super::output::CappedOutput;
 use super::{CallError, Diagnostic, Document, Plugin, RenderContext, RenderInput, SNAPSHOT_MOUNT, Severity};
 use crate::CallScope;
@@ -34,6 +33,12 @@ pub const CONTRACT: &str = "KRM Functions Specification, config.kubernetes.io/v1
 pub(crate) struct KrmState {
     wasi: WasiP1Ctx,
     limiter: MemoryLimiter,
+}
+
+impl CallData for KrmState {
+    fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
+    }
 }
 
 /// The linker of KRM functions: WASI preview 1, nothing else.
@@ -129,7 +134,7 @@ impl Plugin {
         CallError::Trap { plugin: self.name.to_string(), message }
     }
 
-    /// One run of the module's `_start` in a fresh store: its stdout and exit code.
+    /// One run of the module's `_start` in the one sandboxed call: its stdout and exit code.
     fn call_krm(
         &self,
         pre: &InstancePre<KrmState>,
@@ -138,36 +143,32 @@ impl Plugin {
         context: &RenderContext,
         scope: &CallScope,
     ) -> Result<(Vec<u8>, i32), CallError> {
-        let started = Instant::now();
         let stdout = CappedOutput::new(self.limits.output);
         let stderr = CappedOutput::new(self.limits.log);
-        let mut wasi = WasiCtx::builder();
-        wasi.stdin(MemoryInputPipe::new(stdin)).stdout(stdout.clone()).stderr(stderr.clone()).arg(&*self.name);
-        wasi.allow_blocking_current_thread(true);
+        let mut wasi = self.wasi(tree.map(|(snapshot, _)| snapshot), &stderr)?;
+        wasi.stdin(MemoryInputPipe::new(stdin)).stdout(stdout.clone()).arg(&*self.name);
         for (key, value) in context.env() {
             wasi.env(key, value);
         }
-        if let Some((snapshot, path)) = tree {
-            wasi.preopened_dir(snapshot, SNAPSHOT_MOUNT, FsPerms::ReadOnly).map_err(|e| CallError::Snapshot {
-                plugin: self.name.to_string(),
-                dir: snapshot.to_owned(),
-                message: e.to_string(),
-            })?;
-            let dir = Path::new(SNAPSHOT_MOUNT).join(path);
-            wasi.env("PWD", dir.to_string_lossy());
+        if let Some((_, path)) = tree {
+            wasi.env("PWD", Path::new(SNAPSHOT_MOUNT).join(path).to_string_lossy());
         }
         let state = KrmState { wasi: wasi.build_p1(), limiter: MemoryLimiter::new(self.limits.memory) };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        super::call::arm(&mut store, self.limits.timeout, scope.interrupt.clone());
-
-        let result = pre.instantiate(&mut store).and_then(|instance| {
-            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            start.call(&mut store, ())
-        });
-
-        let (log, dropped) = stderr.take();
-        self.after_call(started, &log, dropped, &scope.redact);
+        let result = self.sandboxed(
+            state,
+            &stderr,
+            scope,
+            |store| pre.instantiate(store),
+            |store, instance| {
+                let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+                match start.call(store, ()) {
+                    Ok(()) => Ok(0),
+                    Err(e) => e.downcast_ref::<I32Exit>().map(|exit| exit.0).ok_or(e),
+                }
+            },
+        );
+        // A flood of output is what the call is refused for, also when it ran out of time
+        // writing it.
         let (out, over) = stdout.take_bytes();
         if over > 0 {
             return Err(CallError::Output {
@@ -176,30 +177,7 @@ impl Plugin {
                 limit: self.limits.output,
             });
         }
-        let code = match result {
-            Ok(()) => 0,
-            Err(e) => match e.downcast_ref::<I32Exit>() {
-                Some(exit) => exit.0,
-                None => return Err(self.classify_krm(&store, e, scope.interrupt.as_ref())),
-            },
-        };
-        Ok((out, code))
-    }
-
-    fn classify_krm(
-        &self,
-        store: &Store<KrmState>,
-        error: wasmtime::Error,
-        interrupt: Option<&crate::interrupt::Interrupt>,
-    ) -> CallError {
-        let plugin = self.name.to_string();
-        if store.data().limiter.hit() {
-            return CallError::Memory { plugin, limit: self.limits.memory };
-        }
-        if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
-            return super::call::interrupted(&plugin, self.limits.timeout, interrupt);
-        }
-        CallError::Trap { plugin, message: format!("{error:#}") }
+        Ok((out, result?))
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use moor_e2e::{Controller, Project, cluster, git};
+use moor_e2e::{Controller, Project, cluster, git, webhook_signature};
 
 const BIN: &str = env!("CARGO_BIN_EXE_moor-under-test");
 
@@ -108,7 +108,7 @@ async fn p6(client: &kube::Client) {
     let moor = Controller::start(BIN, &config, &[], &[("P6_SECRET", "p6"), ("MOOR_LOG", "warn")]).await.unwrap();
     moor.runs("p6", 1, 60).await.unwrap();
     let body = r#"{"ref":"refs/heads/main"}"#;
-    let signature = moor::http::sign(b"p6", body.as_bytes());
+    let signature = webhook_signature(b"p6", body.as_bytes());
     let mut samples = Vec::new();
     for round in 1..=10 {
         write(round);

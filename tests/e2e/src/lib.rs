@@ -19,6 +19,8 @@ use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use moor::interrupt::Interrupt;
+use moor::reconcile::{Mode, RunContext, RunFailure, RunReport};
 
 /// A running control plane.
 #[derive(Debug)]
@@ -303,6 +305,32 @@ pub fn git(dir: &Path, args: &[&str]) {
 /// Compiled plugins, shared by the tests of a run (and the Go plugins of the machine).
 pub fn plugin_cache() -> PathBuf {
     moor_test_artifacts::plugin_cache().to_owned()
+}
+
+/// Renders and validates `pipeline` as an offline `moor build` does, from a test that is not
+/// async: [`moor::reconcile::Moor::run`] in [`Mode::Render`] without a cluster, with
+/// `secrets` already read and renderers told `context`. The report (its `objects`,
+/// `revision` and `findings`), or the run's failure.
+pub fn render_offline(
+    moor: &moor::reconcile::Moor,
+    prepared: &moor::reconcile::Prepared,
+    pipeline: &moor::config::PipelineSpec,
+    secrets: moor::secrets::SecretValues,
+    context: moor::plugins::RenderContext,
+) -> Result<RunReport, RunFailure> {
+    let ctx = RunContext { prepared, pipeline, secrets, place: None, render: context, interrupt: Interrupt::new() };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let mut report = runtime.block_on(moor.run(&ctx, Mode::Render, None, &|_| {}));
+    std::mem::replace(&mut report.outcome, Ok(())).map(|()| report)
+}
+
+/// An `X-Hub-Signature-256` value for `body` signed with `secret`, as GitHub makes it:
+/// computed here, apart from the controller's own check.
+pub fn webhook_signature(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 impl Cluster {

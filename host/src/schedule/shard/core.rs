@@ -14,9 +14,25 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 
-/// The rendezvous key of removing the pipelines gone from the config, which one member
-/// does. No pipeline has it: pipeline names cannot hold `:`.
-const REMOVALS: &str = "moor:removals";
+/// What a member may be given to do: the pipelines of one shard key ([`keys`]), or the
+/// removal of the pipelines gone from the config, which one member does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work<'a> {
+    Pipelines(&'a str),
+    Removals,
+}
+
+impl Work<'_> {
+    /// The bytes hashed for it. A shard key hashes as itself; the removals as a name no
+    /// shard key can be, since pipeline names cannot hold `:`. Members of two releases
+    /// must agree on these, or both would run one pipeline during a rolling update.
+    fn hashed(&self) -> &str {
+        match self {
+            Work::Pipelines(key) => key,
+            Work::Removals => "moor:removals",
+        }
+    }
+}
 
 /// What a member acts on, as its Lease publishes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,9 +64,9 @@ pub struct Membership {
     pub settled: bool,
 }
 
-/// The member of `members` that owns `key`: the highest `sha256(member, key)`.
-pub fn rendezvous<'a>(key: &str, members: &'a [String]) -> Option<&'a str> {
-    members.iter().max_by_key(|m| weight(m, key)).map(String::as_str)
+/// The member of `members` that owns `work`: the highest `sha256(member, work)`.
+pub fn rendezvous<'a>(work: Work<'_>, members: &'a [String]) -> Option<&'a str> {
+    members.iter().max_by_key(|m| weight(m, work.hashed())).map(String::as_str)
 }
 
 fn weight(member: &str, key: &str) -> [u8; 32] {
@@ -73,38 +89,27 @@ pub enum Placement {
 }
 
 impl Membership {
-    /// Where what is keyed `key` runs.
-    pub fn place(&self, key: &str) -> Placement {
-        match self.owner(key) {
+    /// Where `work` runs.
+    pub fn place(&self, work: Work<'_>) -> Placement {
+        match self.owner(work) {
             Some(owner) if owner != self.me => Placement::Elsewhere(owner.to_owned()),
-            _ if self.may_run(key) => Placement::Here,
+            _ if self.may_run(work) => Placement::Here,
             _ => Placement::Arriving,
         }
     }
 
-    /// The owner of `key` in this member's view.
-    pub fn owner(&self, key: &str) -> Option<&str> {
-        rendezvous(key, &self.mine.members)
+    /// The owner of `work` in this member's view.
+    pub fn owner(&self, work: Work<'_>) -> Option<&str> {
+        rendezvous(work, &self.mine.members)
     }
 
-    /// Whether this member may run what is keyed `key` now.
-    pub fn may_run(&self, key: &str) -> bool {
+    /// Whether this member may do `work` now.
+    pub fn may_run(&self, work: Work<'_>) -> bool {
         self.settled
-            && self.owner(key) == Some(self.me.as_str())
-            && self
-                .others
-                .iter()
-                .all(|m| m.view.keys == self.mine.keys && rendezvous(key, &m.view.members) != Some(m.identity.as_str()))
-    }
-
-    /// Where the removal of pipelines gone from the config runs.
-    pub fn place_removals(&self) -> Placement {
-        self.place(REMOVALS)
-    }
-
-    /// Whether this member may remove pipelines gone from the config now.
-    pub fn may_remove(&self) -> bool {
-        self.may_run(REMOVALS)
+            && self.owner(work) == Some(self.me.as_str())
+            && self.others.iter().all(|m| {
+                m.view.keys == self.mine.keys && rendezvous(work, &m.view.members) != Some(m.identity.as_str())
+            })
     }
 
     /// The view to act on, given the other live members now seen and the config's keys.
@@ -181,7 +186,8 @@ mod tests {
         let mut moved = 0;
         let mut shares = BTreeMap::new();
         for k in &keys {
-            let (before, after) = (rendezvous(k, &two).unwrap(), rendezvous(k, &three).unwrap());
+            let (before, after) =
+                (rendezvous(Work::Pipelines(k), &two).unwrap(), rendezvous(Work::Pipelines(k), &three).unwrap());
             *shares.entry(after).or_insert(0) += 1;
             if before != after {
                 assert_eq!(after, "c", "a key moves only to the new member");
@@ -190,38 +196,55 @@ mod tests {
         }
         assert!((250..420).contains(&moved), "about a third moves: {moved}");
         assert!(shares.values().all(|n| (250..420).contains(n)), "{shares:?}");
-        assert_eq!(rendezvous("x", &[]), None);
+        assert_eq!(rendezvous(Work::Pipelines("x"), &[]), None);
+    }
+
+    #[test]
+    fn owners_are_the_same_in_every_release() {
+        // Members of two releases run side by side during a rolling update: should they
+        // place work differently, both would run it. These owners were computed with
+        // `sha256(member || 0 || key)` outside this code; a change here breaks upgrades.
+        let members = names(&["a", "b", "c"]);
+        for (key, owner) in [("web", "c"), ("db", "a"), ("app-0001", "b")] {
+            assert_eq!(rendezvous(Work::Pipelines(key), &members), Some(owner), "{key}");
+        }
+        assert_eq!(rendezvous(Work::Removals, &names(&["a", "b", "c", "d", "e"])), Some("c"));
     }
 
     #[test]
     fn a_member_runs_a_key_only_when_no_other_view_gives_it_to_its_holder() {
         // `c` joined: it sees a, b, c; `a` has not seen `c` yet.
         let all = ["a", "b", "c"];
-        let key = (0..).map(|i| format!("k{i}")).find(|k| rendezvous(k, &names(&all)) == Some("c")).unwrap();
-        let before = rendezvous(&key, &names(&["a", "b"])).unwrap().to_owned();
+        let key =
+            (0..).map(|i| format!("k{i}")).find(|k| rendezvous(Work::Pipelines(k), &names(&all)) == Some("c")).unwrap();
+        let before = rendezvous(Work::Pipelines(&key), &names(&["a", "b"])).unwrap().to_owned();
         let others_seen = |a_view: &[&str]| vec![member("a", a_view), member("b", &all)];
         let c = membership("c", &all, others_seen(&["a", "b"]));
-        assert_eq!(c.may_run(&key), before != "a", "waits while `a`'s view may still give `a` the key");
-        assert_eq!(c.place(&key), if before == "a" { Placement::Arriving } else { Placement::Here });
+        assert_eq!(
+            c.may_run(Work::Pipelines(&key)),
+            before != "a",
+            "waits while `a`'s view may still give `a` the key"
+        );
+        assert_eq!(c.place(Work::Pipelines(&key)), if before == "a" { Placement::Arriving } else { Placement::Here });
         let c = membership("c", &all, others_seen(&all));
-        assert!(c.may_run(&key), "once every view agrees, the new owner runs it");
-        assert_eq!(c.place(&key), Placement::Here);
+        assert!(c.may_run(Work::Pipelines(&key)), "once every view agrees, the new owner runs it");
+        assert_eq!(c.place(Work::Pipelines(&key)), Placement::Here);
         // The old owner, having seen `c`, no longer runs it.
         let old = membership(&before, &all, vec![member("c", &all)]);
-        assert!(!old.may_run(&key));
-        assert_eq!(old.place(&key), Placement::Elsewhere("c".into()));
+        assert!(!old.may_run(Work::Pipelines(&key)));
+        assert_eq!(old.place(Work::Pipelines(&key)), Placement::Elsewhere("c".into()));
     }
 
     #[test]
     fn nothing_runs_before_settling_or_while_configs_disagree() {
         let solo = Membership { settled: false, ..membership("a", &["a"], Vec::new()) };
-        assert!(!solo.may_run("anything"));
+        assert!(!solo.may_run(Work::Pipelines("anything")));
         let agreed = membership("a", &["a", "b"], vec![member("b", &["a", "b"])]);
-        let key = (0..).map(|i| format!("k{i}")).find(|k| agreed.owner(k) == Some("a")).unwrap();
-        assert!(agreed.may_run(&key));
+        let key = (0..).map(|i| format!("k{i}")).find(|k| agreed.owner(Work::Pipelines(k)) == Some("a")).unwrap();
+        assert!(agreed.may_run(Work::Pipelines(&key)));
         let mut other = member("b", &["a", "b"]);
         other.view.keys = "different".into();
-        assert!(!Membership { others: vec![other], ..agreed }.may_run(&key));
+        assert!(!Membership { others: vec![other], ..agreed }.may_run(Work::Pipelines(&key)));
     }
 
     #[test]

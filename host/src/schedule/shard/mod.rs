@@ -27,7 +27,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
-use self::core::{Member, Membership, Placement, View};
+use self::core::{Member, Membership, Placement, View, Work};
 use super::Controller;
 
 const LABEL: &str = "moor.dev/shard-of";
@@ -164,7 +164,7 @@ impl Controller {
         let mut owned = 0;
         for (name, tracked) in st.pipelines.iter_mut() {
             let key = key(name);
-            let (was, is) = (before.owner(&key) == me, after.owner(&key) == me);
+            let (was, is) = (before.owner(Work::Pipelines(&key)) == me, after.owner(Work::Pipelines(&key)) == me);
             owned += usize::from(is);
             if was && !is {
                 if let Some(run) = tracked.run.take() {
@@ -176,10 +176,11 @@ impl Controller {
                 tracked.slot.due_now(now);
             }
         }
-        let removals = after.may_remove() && !before.may_remove();
+        let removals = after.may_run(Work::Removals) && !before.may_run(Work::Removals);
         // Placed once per round, so the scheduler's checks are lookups.
-        st.placements = st.pipelines.keys().map(|name| (name.clone(), after.place(&key(name)))).collect();
-        st.removals = after.place_removals();
+        st.placements =
+            st.pipelines.keys().map(|name| (name.clone(), after.place(Work::Pipelines(&key(name))))).collect();
+        st.removals = after.place(Work::Removals);
         if before.mine != after.mine {
             tracing::info!(members = ?after.mine.members, owned, "shard membership changed");
         }

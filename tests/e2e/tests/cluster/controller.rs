@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use moor_e2e::{Controller, Project, cluster, eventually, git};
+use moor_e2e::{Controller, Project, cluster, eventually, git, webhook_signature};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_moor-under-test");
@@ -219,7 +219,7 @@ async fn commits_and_signed_webhooks_trigger_runs() -> anyhow::Result<()> {
     let (code, text) = moor.post("/hooks/hooked", None, &[], body).await?;
     assert_eq!(code, 401, "{text}");
     assert!(text.contains("not signed"), "{text}");
-    let wrong = moor::http::sign(b"not-the-secret", body.as_bytes());
+    let wrong = webhook_signature(b"not-the-secret", body.as_bytes());
     let (code, _) = moor.post("/hooks/hooked", None, &[("x-hub-signature-256", &wrong)], body).await?;
     assert_eq!(code, 401);
     let (code, _) = moor.post("/hooks/from-git", None, &[], body).await?;
@@ -229,7 +229,7 @@ async fn commits_and_signed_webhooks_trigger_runs() -> anyhow::Result<()> {
     assert_eq!(moor.pipeline("hooked").await?["runs"], 1, "{drift:#?}");
     assert_eq!(cm_value(&client, &p.ns, "hooked").await?.as_deref(), Some("one"));
 
-    let good = moor::http::sign(b"hook-secret", body.as_bytes());
+    let good = webhook_signature(b"hook-secret", body.as_bytes());
     let (code, text) = moor.post("/hooks/hooked", None, &[("x-hub-signature-256", &good)], body).await?;
     assert_eq!(code, 202, "{text}");
     wait_value(&client, &p.ns, "hooked", "two", 10).await?;
@@ -853,7 +853,25 @@ async fn a_run_that_fails_health_keeps_its_events_counts_and_drift_memory() -> a
     }
     let log = moor.log_text();
     assert!(!log.contains("drift: a managed object changed outside moor"), "{log}");
-    let web = moor.pipeline("web").await?;
-    assert_ne!(web["last_run"]["trigger"], "drift", "{web}");
+    // Retried on its backoff and by nothing else: every run since the failure was started
+    // by the retry, the n-th one at least 2^n s after the run before it ended (1 s doubling,
+    // plus up to as much again of jitter).
+    let web = eventually(30, "two retries of the failed run", || async {
+        let web = moor.pipeline("web").await?;
+        let history = web["history"].as_array().cloned().unwrap_or_default();
+        let failed = history.iter().filter(|r| r["ok"] == false).count();
+        Ok((failed >= 3).then_some(web))
+    })
+    .await?;
+    let history = web["history"].as_array().unwrap();
+    let first_failure = history.iter().position(|r| r["ok"] == false).unwrap();
+    let since = &history[first_failure..];
+    let time = |r: &serde_json::Value, field: &str| humantime::parse_rfc3339(r[field].as_str().unwrap()).unwrap();
+    for (n, pair) in since.windows(2).enumerate() {
+        assert_eq!(pair[1]["trigger"], "retry", "{web}");
+        let waited = time(&pair[1], "started").duration_since(time(&pair[0], "finished")).unwrap_or_default();
+        let least = Duration::from_secs(1 << n) - Duration::from_millis(50);
+        assert!(waited >= least, "retry {n} came {waited:?} after the run before, under its backoff {least:?}: {web}");
+    }
     Ok(())
 }

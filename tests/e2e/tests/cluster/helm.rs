@@ -7,7 +7,9 @@
 use moor::apply::Action;
 use std::path::PathBuf;
 
+use moor::interrupt::Interrupt;
 use moor::plugins::RenderContext;
+use moor::reconcile::{Mode, RunContext};
 use moor_e2e::{Project, ReportExt, cluster, plugin_cache, repo_root};
 
 use super::renders::{canonical, copy, podinfo, yaml_stream};
@@ -107,9 +109,18 @@ async fn charts_render_through_moor_as_native_helm_template_does() -> anyhow::Re
             cluster: Some(served.clone()),
         };
         let pipeline = config.pipeline(case.release).unwrap();
-        let rendered =
-            moor::reconcile::blocking(|| moor.render_pipeline(&prepared, pipeline, &Default::default(), &context))
-                .unwrap_or_else(|e| panic!("{}: {e}", case.chart));
+        let ctx = RunContext {
+            prepared: &prepared,
+            pipeline,
+            secrets: Default::default(),
+            place: None,
+            render: context,
+            interrupt: Interrupt::new(),
+        };
+        let rendered = moor.run(&ctx, Mode::Render, None, &|_| {}).await;
+        if let Err(e) = &rendered.outcome {
+            panic!("{}: {e}", case.chart);
+        }
         let actual = canonical(rendered.objects.iter().map(|o| o.value.clone()));
         assert_eq!(actual, expected, "{}: Moor's render differs from `helm template`", case.chart);
         // The template each object came from, relative to the snapshot.

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::{Child, Command};
 
-use moor_e2e::{cluster, free_port, plugin_cache, repo_root};
+use moor_e2e::{cluster, free_port, plugin_cache, render_offline, repo_root};
 
 /// A server on loopback, stopped when dropped.
 pub(super) struct Served(Child);
@@ -95,7 +95,7 @@ fn package(work: &Path, version: &str, replicas: u32, into: &Path) -> std::path:
 }
 
 /// Renders pipeline `p` of a config whose source is `source` (TOML).
-fn render(dir: &Path, source: &str) -> Result<moor::reconcile::Rendered, String> {
+fn render(dir: &Path, source: &str) -> Result<moor::reconcile::RunReport, String> {
     let text = format!(
         "[[source]]\nname = \"repo\"\n{source}\n[[pipeline]]\nname = \"p\"\nsource = \"repo\"\ntarget_namespace = \"apps\"\n\
          render = [{{ use = \"helm\" }}]\n"
@@ -110,12 +110,11 @@ fn render(dir: &Path, source: &str) -> Result<moor::reconcile::Rendered, String>
     }
     let moor = moor::reconcile::Moor::new(&cache).unwrap();
     let prepared = moor.prepare(std::sync::Arc::new(config.clone()));
-    let context = Default::default();
-    moor.render_pipeline(&prepared, config.pipeline("p").unwrap(), &Default::default(), &context)
+    render_offline(&moor, &prepared, config.pipeline("p").unwrap(), Default::default(), Default::default())
         .map_err(|e| e.to_string())
 }
 
-fn replicas(rendered: &moor::reconcile::Rendered) -> u64 {
+fn replicas(rendered: &moor::reconcile::RunReport) -> u64 {
     let deployment = rendered.objects.iter().find(|o| o.kind() == "Deployment").expect("a Deployment");
     deployment.value["spec"]["replicas"].as_u64().unwrap()
 }

@@ -5,7 +5,7 @@
 use moor::apply::Action;
 use std::path::{Path, PathBuf};
 
-use moor_e2e::{Project, ReportExt, cluster, plugin_cache};
+use moor_e2e::{Project, ReportExt, cluster, plugin_cache, render_offline};
 
 use super::renders::{canonical, copy, podinfo, yaml_stream};
 
@@ -49,9 +49,9 @@ fn every_podinfo_kustomization_renders_through_moor_as_native_kustomize_build_do
         );
         let config = moor::config::Config::parse(&root.join("moor.toml"), text, &builtin).unwrap();
         let prepared = moor.prepare(std::sync::Arc::new(config.clone()));
-        let rendered = moor
-            .render_pipeline(&prepared, config.pipeline("p").unwrap(), &Default::default(), &Default::default())
-            .unwrap_or_else(|e| panic!("{dir}: {e}"));
+        let rendered =
+            render_offline(&moor, &prepared, config.pipeline("p").unwrap(), Default::default(), Default::default())
+                .unwrap_or_else(|e| panic!("{dir}: {e}"));
         let actual = canonical(rendered.objects.into_iter().map(|o| o.value));
         assert_eq!(actual, expected, "{dir}: Moor's render differs from `kustomize build`");
     }
