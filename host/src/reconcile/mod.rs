@@ -98,7 +98,7 @@ impl StageError {
 
 /// What the offline stages produced for one pipeline.
 #[derive(Debug, Clone, Serialize)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     pub pipeline: String,
     pub revision: String,
     pub objects: Vec<Object>,
