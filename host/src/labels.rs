@@ -25,5 +25,9 @@ pub const WAVE: &str = "moor.dev/wave";
 pub const UPDATE: &str = "moor.dev/update";
 pub const APPLY_POLICY: &str = "moor.dev/apply";
 pub const PRUNE: &str = "moor.dev/prune";
+/// Label of a shard member's Lease, with the instance it is a member of.
+pub const SHARD_OF_LABEL: &str = "moor.dev/shard-of";
+/// Annotation of a shard member's Lease: the view it acts on.
+pub const VIEW_ANNOTATION: &str = "moor.dev/view";
 /// The annotation of a config-sync Secret or ConfigMap that places keys at relative paths.
 pub const PATHS_ANNOTATION: &str = "moor.dev/paths";

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::DeletionPolicy;
 use crate::kube_api::kube_message;
-use crate::labels::{INSTANCE_LABEL, MANAGER, OBJECTS_ANNOTATION, PIPELINE_LABEL, ROLE_LABEL};
+use crate::labels::{INSTANCE_LABEL, MANAGED_BY, MANAGER, OBJECTS_ANNOTATION, PIPELINE_LABEL, ROLE_LABEL};
 
 /// Why an inventory could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -280,7 +280,7 @@ impl Store {
                     INSTANCE_LABEL: self.instance,
                     PIPELINE_LABEL: pipeline,
                     ROLE_LABEL: "inventory",
-                    "app.kubernetes.io/managed-by": "moor",
+                    MANAGED_BY.0: MANAGED_BY.1,
                 },
                 "annotations": {OBJECTS_ANNOTATION: inventory.len().to_string()},
             },

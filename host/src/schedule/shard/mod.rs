@@ -29,9 +29,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
 use self::core::{Member, Membership, Placement, View, Work};
 use super::Controller;
-
-const LABEL: &str = "moor.dev/shard-of";
-const VIEW: &str = "moor.dev/view";
+use crate::labels::{SHARD_OF_LABEL, VIEW_ANNOTATION};
 
 /// The Lease of one member.
 fn lease_name(instance: &str, identity: &str) -> String {
@@ -58,7 +56,7 @@ fn live_members(leases: &[Lease], me: &str, now_ms: i64) -> Vec<Member> {
                 .metadata
                 .annotations
                 .as_ref()
-                .and_then(|a| a.get(VIEW))
+                .and_then(|a| a.get(VIEW_ANNOTATION))
                 .and_then(|v| serde_json::from_str::<View>(v).ok())
                 .unwrap_or_else(|| View { members: Vec::new(), keys: "unreadable".into() });
             Some(Member { identity, view })
@@ -123,7 +121,7 @@ impl Controller {
         instance: &str,
         settled: bool,
     ) -> kube::Result<()> {
-        let leases = api.list(&ListParams::default().labels(&format!("{LABEL}={instance}"))).await?;
+        let leases = api.list(&ListParams::default().labels(&format!("{SHARD_OF_LABEL}={instance}"))).await?;
         let now_ms = k8s_openapi::jiff::Timestamp::now().as_millisecond();
         let others = live_members(&leases.items, &self.options.identity, now_ms);
         let (view, removals) = self.follow_membership(others, settled);
@@ -132,8 +130,8 @@ impl Controller {
             "kind": "Lease",
             "metadata": {
                 "name": name,
-                "labels": { LABEL: instance },
-                "annotations": { VIEW: serde_json::to_string(&view).expect("a view serializes") },
+                "labels": { SHARD_OF_LABEL: instance },
+                "annotations": { VIEW_ANNOTATION: serde_json::to_string(&view).expect("a view serializes") },
             },
             "spec": {
                 "holderIdentity": self.options.identity,
@@ -258,7 +256,7 @@ mod tests {
 
     fn lease(identity: &str, renewed_ms: i64, view: Option<&str>) -> Lease {
         serde_json::from_value(serde_json::json!({
-            "metadata": {"name": lease_name("default", identity), "annotations": view.map(|v| serde_json::json!({VIEW: v}))},
+            "metadata": {"name": lease_name("default", identity), "annotations": view.map(|v| serde_json::json!({VIEW_ANNOTATION: v}))},
             "spec": {
                 "holderIdentity": identity,
                 "leaseDurationSeconds": 15,
