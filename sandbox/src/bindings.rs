@@ -11,6 +11,7 @@ wasmtime::component::bindgen!({
         world all {
             import moor:plugin/log@0.1.0;
             export moor:plugin/render@0.1.0;
+            export moor:plugin/rewrite-tree@0.1.0;
             export moor:plugin/validate@0.1.0;
             export moor:plugin/notify@0.1.0;
             export moor:plugin/notify-start@0.1.0;
@@ -21,7 +22,7 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize],
 });
 
-pub use self::exports::moor::plugin::{fetch, notify, notify_start, render, validate};
+pub use self::exports::moor::plugin::{fetch, notify, notify_start, render, rewrite_tree, validate};
 pub use self::moor::plugin::log;
 pub use self::moor::plugin::types;
 

@@ -2,12 +2,14 @@
 //! only for a kind the plugin serves (`Plugin::renderer` and its siblings answer `None`
 //! otherwise), so a call through the wrong interface cannot be written.
 
+use std::path::Path;
+
 use wasmtime::component::InstancePre;
 
 use super::call::CallState;
 use super::{
-    CallError, CallScope, Diagnostic, Document, Event, Plugin, PluginKind, RenderContext, RenderInput, RunStart,
-    SNAPSHOT_MOUNT, bindings, http, krm,
+    CallError, CallScope, Diagnostic, Document, Event, Plugin, PluginKind, RenderContext, RenderInput, Rewritten,
+    RunStart, SNAPSHOT_MOUNT, bindings, http, krm,
 };
 
 /// How a renderer or validator is driven: through its component interface, or as a KRM
@@ -47,9 +49,21 @@ kind!(Source, Source, source);
 pub struct Renderer<'p> {
     pub(crate) plugin: &'p Plugin,
     pub(crate) via: Via<'p, bindings::render::GuestIndices>,
+    /// A component of the `tree-renderer` world: how it rewrites the tree it is given.
+    pub(crate) rewrite: Option<&'p bindings::rewrite_tree::GuestIndices>,
 }
 
-impl Renderer<'_> {
+impl<'p> Renderer<'p> {
+    /// This renderer as a tree rewriter, if it is one: a component of the `tree-renderer`
+    /// world, which, given the tree, replaces files of it for the next renderer instead of
+    /// making objects.
+    pub fn tree_rewriter(&self) -> Option<TreeRewriter<'p>> {
+        match (&self.via, self.rewrite) {
+            (Via::Component(pre, _), Some(indices)) => Some(TreeRewriter { plugin: self.plugin, pre, indices }),
+            _ => None,
+        }
+    }
+
     /// Calls the renderer. `Ok(Err(_))` carries the plugin's own diagnostics. `context`
     /// reaches KRM functions only (see [`RenderContext`]).
     pub fn render(
@@ -81,6 +95,37 @@ impl Renderer<'_> {
         })?;
         if let Ok(docs) = &result {
             plugin.check_output(docs.iter().map(|d| d.json.len() + d.file.len()).sum())?;
+        }
+        Ok(result)
+    }
+}
+
+/// A renderer of the `tree-renderer` world, as what it is first in a chain.
+pub struct TreeRewriter<'p> {
+    plugin: &'p Plugin,
+    pre: &'p InstancePre<CallState>,
+    indices: &'p bindings::rewrite_tree::GuestIndices,
+}
+
+impl TreeRewriter<'_> {
+    /// Calls the renderer on the tree: the files it replaces and the plaintext they hold.
+    /// `Ok(Err(_))` carries the plugin's own diagnostics.
+    pub fn rewrite(
+        &self,
+        config: &serde_json::Value,
+        snapshot: &Path,
+        path: &str,
+        scope: &CallScope,
+    ) -> Result<Result<Rewritten, Vec<Diagnostic>>, CallError> {
+        let tree = bindings::render::Tree { root: SNAPSHOT_MOUNT.into(), path: path.into() };
+        let config = config.to_string();
+        let result = self.plugin.call(self.pre, Some(snapshot), scope, |store, instance| {
+            let guest = self.indices.load(&mut *store, instance)?;
+            guest.call_rewrite(store, &config, &tree)
+        })?;
+        if let Ok(rewritten) = &result {
+            let files: usize = rewritten.files.iter().map(|f| f.path.len() + f.contents.len()).sum();
+            self.plugin.check_output(files + rewritten.revealed.iter().map(String::len).sum::<usize>())?;
         }
         Ok(result)
     }

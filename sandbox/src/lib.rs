@@ -39,12 +39,13 @@ use wasmtime::component::{HasSelf, Linker};
 
 pub use bindings::CONTRACT_VERSION;
 pub use bindings::notify_start::RunStart;
+pub use bindings::rewrite_tree::{Rewritten, RewrittenFile};
 pub use bindings::types::{Diagnostic, Document, Event, EventReason, File, ObjectRef, PluginKind, Severity};
 pub use call::CallScope;
 pub(crate) use call::CallState;
 pub use context::{Cluster, RenderContext};
 pub use error::{CallError, EngineError, LoadError};
-pub use kinds::{Kind, Notifier, Renderer, Source, Validator};
+pub use kinds::{Kind, Notifier, Renderer, Source, TreeRewriter, Validator};
 pub use load::{Origin, PluginSource};
 use plugin::{Flavor, KindIndices};
 pub use plugin::{Plugin, PluginInfo, RenderInput};

@@ -43,10 +43,12 @@ impl fmt::Display for Origin {
     }
 }
 
-/// The interface each kind exports.
 /// What a notifier may export beside `notify`: the `status-notifier` world's run start.
 const START_INTERFACE: &str = "notify-start";
+/// What a renderer may export beside `render`: the `tree-renderer` world's rewrite.
+const REWRITE_INTERFACE: &str = "rewrite-tree";
 
+/// The interface each kind exports.
 const INTERFACES: &[(&str, PluginKind)] = &[
     ("render", PluginKind::Renderer),
     ("validate", PluginKind::Validator),
@@ -117,10 +119,18 @@ pub(super) fn load(runtime: &Runtime, name: &str, source: PluginSource, limits: 
     if let Some(advice) = version_problem(&version) {
         return Err(LoadError::Version { name: name.into(), origin, found: version, advice });
     }
+    // The optional interface beside the kind's own, of the same contract version.
+    let exports_also = |interface: &str| exports.iter().any(|e| *e == format!("moor:plugin/{interface}@{version}"));
     let mut capabilities = capabilities(ty.imports(&runtime.engine).map(|(n, _)| n));
-    if kind == PluginKind::Notifier && exports.iter().any(|e| e.starts_with(&format!("moor:plugin/{START_INTERFACE}@")))
-    {
-        capabilities.push("run start: told when a run of a new revision starts".into());
+    match kind {
+        PluginKind::Notifier if exports_also(START_INTERFACE) => {
+            capabilities.push("run start: told when a run of a new revision starts".into());
+        }
+        PluginKind::Renderer if exports_also(REWRITE_INTERFACE) => {
+            capabilities
+                .push("tree rewrite: first in a chain, replaces files of the tree for the next renderer".into());
+        }
+        _ => {}
     }
 
     let pre = runtime.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
@@ -131,14 +141,21 @@ pub(super) fn load(runtime: &Runtime, name: &str, source: PluginSource, limits: 
     let link_error =
         |e: wasmtime::Error| LoadError::Link { name: name.into(), origin: origin.clone(), message: format!("{e:#}") };
     let indices = match kind {
-        PluginKind::Renderer => KindIndices::Render(bindings::render::GuestIndices::new(&pre).map_err(link_error)?),
+        PluginKind::Renderer => KindIndices::Render {
+            render: bindings::render::GuestIndices::new(&pre).map_err(link_error)?,
+            // Optional: renderers of the `tree-renderer` world rewrite the tree they are given.
+            rewrite: match exports_also(REWRITE_INTERFACE) {
+                true => Some(bindings::rewrite_tree::GuestIndices::new(&pre).map_err(link_error)?),
+                false => None,
+            },
+        },
         PluginKind::Validator => {
             KindIndices::Validate(bindings::validate::GuestIndices::new(&pre).map_err(link_error)?)
         }
         PluginKind::Notifier => KindIndices::Notify {
             notify: bindings::notify::GuestIndices::new(&pre).map_err(link_error)?,
             // Optional: notifiers of the `status-notifier` world are also told when a run starts.
-            start: match exports.iter().any(|e| *e == format!("moor:plugin/{START_INTERFACE}@{version}")) {
+            start: match exports_also(START_INTERFACE) {
                 true => Some(bindings::notify_start::GuestIndices::new(&pre).map_err(link_error)?),
                 false => None,
             },
@@ -272,7 +289,7 @@ fn describe(
     indices: &KindIndices,
 ) -> Result<bindings::types::PluginInfo, super::CallError> {
     plugin.call(pre, None, &super::CallScope::default(), |store, instance| match indices {
-        KindIndices::Render(i) => i.load(&mut *store, instance)?.call_info(store),
+        KindIndices::Render { render, .. } => render.load(&mut *store, instance)?.call_info(store),
         KindIndices::Validate(i) => i.load(&mut *store, instance)?.call_info(store),
         KindIndices::Notify { notify: i, .. } => i.load(&mut *store, instance)?.call_info(store),
         KindIndices::Fetch(i) => i.load(&mut *store, instance)?.call_info(store),

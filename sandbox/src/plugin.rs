@@ -22,7 +22,7 @@ pub(crate) enum Flavor {
 /// Which interface a plugin is driven through.
 #[derive(Clone)]
 pub(crate) enum KindIndices {
-    Render(bindings::render::GuestIndices),
+    Render { render: bindings::render::GuestIndices, rewrite: Option<bindings::rewrite_tree::GuestIndices> },
     Validate(bindings::validate::GuestIndices),
     Notify { notify: bindings::notify::GuestIndices, start: Option<bindings::notify_start::GuestIndices> },
     Fetch(bindings::fetch::GuestIndices),
@@ -119,14 +119,14 @@ impl Plugin {
 
     /// This plugin as a renderer, if it is one (a renderer component, or a KRM function).
     pub fn renderer(&self) -> Option<Renderer<'_>> {
-        Some(Renderer {
-            plugin: self,
-            via: match &self.flavor {
-                Flavor::Krm(pre) => Via::Krm(pre),
-                Flavor::Component { pre, indices: KindIndices::Render(indices) } => Via::Component(pre, indices),
-                Flavor::Component { .. } => return None,
-            },
-        })
+        let (via, rewrite) = match &self.flavor {
+            Flavor::Krm(pre) => (Via::Krm(pre), None),
+            Flavor::Component { pre, indices: KindIndices::Render { render, rewrite } } => {
+                (Via::Component(pre, render), rewrite.as_ref())
+            }
+            Flavor::Component { .. } => return None,
+        };
+        Some(Renderer { plugin: self, via, rewrite })
     }
 
     /// This plugin as a validator, if it is one (a validator component, or a KRM function).

@@ -181,10 +181,29 @@ pub fn test(cache: &Path, args: &TestArgs) -> anyhow::Result<ExitCode> {
             } else {
                 RenderInput::Tree { snapshot: dir, path: "" }
             };
+            let renderer = plugin.renderer().ok_or_else(not_a)?;
             started = std::time::Instant::now();
-            match plugin.renderer().ok_or_else(not_a)?.render(&config, input, &RenderContext::default(), &scope)? {
-                Ok(docs) => report.objects = docs.iter().map(|d| redacted(&d.json)).collect::<anyhow::Result<_>>()?,
-                Err(diags) => report.findings = findings(diags),
+            match (input, renderer.tree_rewriter()) {
+                // A `tree-renderer` given the tree: the files it rewrote, by size only
+                // (they may hold what it decrypted).
+                (RenderInput::Tree { snapshot, path }, Some(rewriter)) => {
+                    match rewriter.rewrite(&config, snapshot, path, &scope)? {
+                        Ok(rewritten) => {
+                            report.files = rewritten
+                                .files
+                                .iter()
+                                .map(|f| format!("{} ({} bytes, rewritten)", f.path, f.contents.len()))
+                                .collect();
+                        }
+                        Err(diags) => report.findings = findings(diags),
+                    }
+                }
+                (input, _) => match renderer.render(&config, input, &RenderContext::default(), &scope)? {
+                    Ok(docs) => {
+                        report.objects = docs.iter().map(|d| redacted(&d.json)).collect::<anyhow::Result<_>>()?;
+                    }
+                    Err(diags) => report.findings = findings(diags),
+                },
             }
         }
         PluginKind::Validator => {

@@ -59,8 +59,9 @@ pub enum StageError {
     Render { plugin: String, findings: Vec<Finding> },
     #[error("plugin `{plugin}` produced an object that is not valid: {message}")]
     Object { plugin: String, message: String },
-    #[error("plugin `{plugin}` returned a tree overlay that cannot be used: {message}")]
-    Overlay { plugin: String, message: String },
+    /// A renderer of the `tree-renderer` world whose rewrite of the tree cannot be used.
+    #[error("plugin `{plugin}` cannot rewrite the tree: {message}")]
+    Rewrite { plugin: String, message: String },
     /// Nothing SOPS-encrypted is applied (FX-3): the host's own check after the chain.
     #[error(
         "{object} ({origin}) is still SOPS-encrypted after the render chain: add a `sops` step after the \

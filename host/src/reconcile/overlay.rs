@@ -1,11 +1,11 @@
-//! Tree overlays: a renderer given the snapshot may return, instead of objects, one
-//! `moor.dev/v1alpha1` `TreeOverlay` document, the tree with some of its files replaced
-//! (the `sops` step decrypting what kustomize's generators and patches read). The next
-//! renderer then reads that tree, laid out here: a private directory beside the snapshot
-//! with the snapshot's files hard-linked (never changed) and the replaced ones written
-//! owner-only, removed as soon as the render is done.
+//! Rewritten trees: a renderer of the `tree-renderer` world, given the snapshot, returns
+//! files of the tree with new contents instead of objects (the `sops` step decrypting what
+//! kustomize's generators and patches read). The next renderer then reads that tree, laid
+//! out here: a private directory beside the snapshot with the snapshot's files hard-linked
+//! (never changed) and the replaced ones written owner-only, removed as soon as the render
+//! is done.
 //!
-//! Only files the snapshot has can be replaced: an overlay adds no file and cannot point
+//! Only files the snapshot has can be replaced: a rewrite adds no file and cannot point
 //! outside the tree.
 
 use std::collections::BTreeMap;
@@ -13,11 +13,9 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Component, Path};
 
-use base64::Engine as _;
+use crate::plugins::Rewritten;
 
-use crate::plugins::Document;
-
-/// What a `TreeOverlay` document says: the new contents of files, by path relative to the
+/// What a rewrite says, checked: the new contents of files, by path relative to the
 /// snapshot's root, and the plaintext it revealed (to hide from what later steps say).
 #[derive(Debug, PartialEq)]
 pub(super) struct TreeOverlay {
@@ -25,52 +23,19 @@ pub(super) struct TreeOverlay {
     pub revealed: Vec<String>,
 }
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Wire {
-    api_version: String,
-    kind: String,
-    #[serde(default)]
-    files: Vec<WireFile>,
-    #[serde(default)]
-    revealed: Vec<String>,
-}
-
-#[derive(serde::Deserialize)]
-struct WireFile {
-    path: String,
-    contents: String,
-}
-
 impl TreeOverlay {
-    /// The overlay when `docs` is one `TreeOverlay` document; `Some(Err)` when it is one
-    /// that does not hold together.
-    pub fn of(docs: &[Document]) -> Option<Result<TreeOverlay, String>> {
-        let [doc] = docs else { return None };
-        if !doc.json.contains("\"TreeOverlay\"") {
-            return None;
-        }
-        let wire: Wire = serde_json::from_str(&doc.json).ok()?;
-        if wire.api_version != "moor.dev/v1alpha1" || wire.kind != "TreeOverlay" {
-            return None;
-        }
-        Some(Self::from_wire(wire))
-    }
-
-    fn from_wire(wire: Wire) -> Result<TreeOverlay, String> {
+    /// The files of `rewritten` by path, each a plain path inside the tree, given once.
+    pub fn of(rewritten: Rewritten) -> Result<TreeOverlay, String> {
         let mut files = BTreeMap::new();
-        for file in wire.files {
+        for file in rewritten.files {
             if !is_plain_relative(&file.path) {
                 return Err(format!("`{}` is not a path inside the tree", file.path));
             }
-            let contents = base64::engine::general_purpose::STANDARD
-                .decode(&file.contents)
-                .map_err(|e| format!("the contents of `{}` are not base64: {e}", file.path))?;
-            if files.insert(file.path.clone(), contents).is_some() {
+            if files.insert(file.path.clone(), file.contents).is_some() {
                 return Err(format!("`{}` is given twice", file.path));
             }
         }
-        Ok(TreeOverlay { files, revealed: wire.revealed })
+        Ok(TreeOverlay { files, revealed: rewritten.revealed })
     }
 }
 
@@ -140,33 +105,29 @@ pub(super) fn lay_out(base: &Path, overlay: &TreeOverlay) -> Result<Laid, String
 mod tests {
     use super::*;
 
-    fn doc(json: serde_json::Value) -> Document {
-        Document { json: json.to_string(), file: String::new(), line: 0 }
-    }
-
-    fn overlay(files: serde_json::Value) -> Option<Result<TreeOverlay, String>> {
-        TreeOverlay::of(&[doc(serde_json::json!({
-            "apiVersion": "moor.dev/v1alpha1", "kind": "TreeOverlay", "files": files, "revealed": ["pw"],
-        }))])
+    fn overlay(files: &[(&str, &[u8])]) -> Result<TreeOverlay, String> {
+        let files = files
+            .iter()
+            .map(|(path, contents)| crate::plugins::RewrittenFile { path: (*path).into(), contents: contents.to_vec() })
+            .collect();
+        TreeOverlay::of(Rewritten { files, revealed: vec!["pw".into()] })
     }
 
     #[test]
-    fn only_one_tree_overlay_document_is_an_overlay() {
-        let cm = doc(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "TreeOverlay"}}));
-        assert_eq!(TreeOverlay::of(&[cm]), None);
-        assert_eq!(TreeOverlay::of(&[]), None);
-        let ok = overlay(serde_json::json!([{"path": "a/b.env", "contents": "eD0x"}])).unwrap().unwrap();
+    fn a_rewrite_gives_files_by_path_and_what_it_revealed() {
+        let ok = overlay(&[("a/b.env", b"x=1")]).unwrap();
         assert_eq!(ok.files["a/b.env"], b"x=1");
         assert_eq!(ok.revealed, ["pw"]);
+        let e = overlay(&[("a/b.env", b"x=1"), ("a/b.env", b"x=2")]).unwrap_err();
+        assert!(e.contains("given twice"), "{e}");
     }
 
     #[test]
-    fn an_overlay_cannot_leave_the_tree() {
+    fn a_rewrite_cannot_leave_the_tree() {
         for path in ["../x", "/etc/passwd", "a/../../x", "a//b", "./a", ""] {
-            let e = overlay(serde_json::json!([{"path": path, "contents": ""}])).unwrap().unwrap_err();
+            let e = overlay(&[(path, b"")]).unwrap_err();
             assert!(e.contains("not a path inside the tree"), "{path}: {e}");
         }
-        assert!(overlay(serde_json::json!([{"path": "a", "contents": "!"}])).unwrap().is_err());
     }
 
     #[test]

@@ -11,11 +11,11 @@ use crate::plugins::{Document, RenderContext, RenderInput, Renderer, Validator};
 use crate::source::Snapshot;
 
 /// Stage 2: the render chain. The first renderer reads the snapshot; each later one gets
-/// the previous stage's objects, or, after a renderer that returned a tree overlay, the
-/// tree with the overlay's files replaced ([`overlay`]). Values that held SOPS ciphertext
-/// before a step and do not after it were decrypted: they are marked sensitive, shown
-/// redacted from then on, and their plaintext (returned) is hidden from what every later
-/// step says; so is what an overlay revealed.
+/// the previous stage's objects, or, after a renderer that rewrote files of the tree (one
+/// of the `tree-renderer` world), the tree with those files replaced ([`overlay`]). Values
+/// that held SOPS ciphertext before a step and do not after it were decrypted: they are
+/// marked sensitive, shown redacted from then on, and their plaintext (returned) is hidden
+/// from what every later step says; so is what a rewrite revealed.
 pub(super) fn render(
     snapshot: &Snapshot,
     path: &str,
@@ -33,39 +33,40 @@ pub(super) fn render(
         step.hide(&plaintext);
         let encrypted = docs.as_deref().map(revealed::ciphertexts).unwrap_or_default();
         let root = tree.as_ref().map_or(snapshot.root.as_path(), overlay::Laid::root);
-        let given_tree = docs.is_none();
+        last = step.plugin().name();
         let input = match docs.take() {
-            None => RenderInput::Tree { snapshot: root, path },
+            None => match step.run(|renderer, _, _| renderer.tree_rewriter()) {
+                // A renderer of the `tree-renderer` world, given the tree: the next one
+                // reads the tree with its files replaced.
+                Some(rewriter) => {
+                    let refused = |message: String| StageError::Rewrite { plugin: last.to_owned(), message };
+                    if index + 1 == count {
+                        return Err(refused(
+                            "it rewrites files for the renderer after it, and none follows: add one (such as \
+                             `kustomize`) after it"
+                                .into(),
+                        ));
+                    }
+                    let rewritten = step
+                        .run(|_, with, scope| rewriter.rewrite(with, root, path, scope))
+                        .map_err(StageError::RenderCall)?
+                        .map_err(|diagnostics| render_failed(step, diagnostics))?;
+                    let found = overlay::TreeOverlay::of(rewritten).map_err(refused)?;
+                    plaintext.extend(found.revealed.iter().cloned());
+                    overlaid.extend(found.revealed.iter().cloned());
+                    if !found.files.is_empty() {
+                        tree = Some(overlay::lay_out(root, &found).map_err(refused)?);
+                    }
+                    continue;
+                }
+                None => RenderInput::Tree { snapshot: root, path },
+            },
             Some(docs) => RenderInput::Objects(docs),
         };
-        let out = match step
+        let out = step
             .run(|renderer, with, scope| renderer.render(with, input, context, scope))
             .map_err(StageError::RenderCall)?
-        {
-            Ok(out) => out,
-            Err(diagnostics) => {
-                let findings = diagnostics.into_iter().map(|d| step.finding(d)).collect();
-                return Err(StageError::Render { plugin: step.plugin().name().to_owned(), findings });
-            }
-        };
-        last = step.plugin().name();
-        if let Some(found) = overlay::TreeOverlay::of(&out) {
-            let refused = |message: String| StageError::Overlay { plugin: last.to_owned(), message };
-            let found = found.map_err(refused)?;
-            if !given_tree || index + 1 == count {
-                return Err(refused(
-                    "only a renderer given the tree, with another renderer after it to read the new tree, may return one"
-                        .into(),
-                ));
-            }
-            plaintext.extend(found.revealed.iter().cloned());
-            overlaid.extend(found.revealed.iter().cloned());
-            if !found.files.is_empty() {
-                let laid = overlay::lay_out(root, &found).map_err(refused)?;
-                tree = Some(laid);
-            }
-            continue;
-        }
+            .map_err(|diagnostics| render_failed(step, diagnostics))?;
         for decrypted in revealed::decrypted_values(&out, &encrypted) {
             plaintext.extend(decrypted.plaintext);
             revealed.entry(decrypted.key).or_default().extend(decrypted.pointers);
@@ -75,6 +76,12 @@ pub(super) fn render(
     let mut objects = normalize(docs.unwrap_or_default(), last, revealed)?;
     revealed::mark_sensitive(&mut objects, &overlaid);
     Ok((objects, plaintext))
+}
+
+/// A renderer's own diagnostics, as the stage's failure.
+fn render_failed(step: &StepCall<Renderer<'_>>, diagnostics: Vec<crate::plugins::Diagnostic>) -> StageError {
+    let findings = diagnostics.into_iter().map(|d| step.finding(d)).collect();
+    StageError::Render { plugin: step.plugin().name().to_owned(), findings }
 }
 
 /// Stage 3: every object is a JSON object with `apiVersion`, `kind` and `metadata.name`,

@@ -94,6 +94,16 @@ fn builtin_plugins_describe_themselves() {
         github.notifier().unwrap().tells_starts()
             && github.info.capabilities.iter().any(|c| c.starts_with("run start"))
     );
+    // So is the `tree-renderer` world: `sops` rewrites the tree it is given, `yaml` does not.
+    let sops = builtin("sops");
+    assert!(
+        sops.renderer().unwrap().tree_rewriter().is_some()
+            && sops.info.capabilities.iter().any(|c| c.starts_with("tree rewrite"))
+    );
+    assert!(
+        yaml.renderer().unwrap().tree_rewriter().is_none()
+            && !yaml.info.capabilities.iter().any(|c| c.starts_with("tree rewrite"))
+    );
     let slack = builtin("slack");
     assert_eq!(slack.kind(), PluginKind::Notifier);
     assert!(

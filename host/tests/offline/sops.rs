@@ -252,7 +252,7 @@ fn kustomize_without_a_decrypting_step_generates_secrets_that_are_refused_before
 }
 
 #[test]
-fn a_wrong_key_for_a_generator_file_names_the_file_and_a_lone_overlay_is_refused() {
+fn a_wrong_key_for_a_generator_file_names_the_file_and_a_sops_step_alone_on_the_tree_is_refused() {
     let dir = kustomize_project(&format!("{SOPS_STEP}, {{ use = \"kustomize\" }}"));
     let (ok, _, stderr) = build(dir.path(), "other-key.txt");
     assert!(!ok);
@@ -261,8 +261,30 @@ fn a_wrong_key_for_a_generator_file_names_the_file_and_a_lone_overlay_is_refused
     let dir = kustomize_project(SOPS_STEP);
     let (ok, _, stderr) = build(dir.path(), "key.txt");
     assert!(!ok);
-    assert!(stderr.contains("returned a tree overlay that cannot be used"), "{stderr}");
+    assert!(stderr.contains("plugin `sops` cannot rewrite the tree") && stderr.contains("none follows"), "{stderr}");
     for plain in SOURCE_PLAINTEXTS {
         assert!(!stderr.contains(plain), "{plain} in {stderr}");
+    }
+}
+
+/// `moor plugin test` of a `tree-renderer` on a directory shows the files it rewrote, by
+/// size only: not what they now hold.
+#[test]
+fn plugin_test_of_sops_on_a_tree_lists_the_rewritten_files_and_shows_none_of_them() {
+    let dir = kustomize_project("{ use = \"kustomize\" }");
+    let with = serde_json::json!({ "age_key": testdata("key.txt") }).to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_moor"))
+        .args(["plugin", "test", "sops", "--with", &with, "--input"])
+        .arg(dir.path().join("tree/overlay"))
+        .env("MOOR_CACHE", cache_dir())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for file in ["settings.enc.yaml", "tls.enc.key", "dockerconfig.enc.json", "patch.enc.yaml"] {
+        assert!(stdout.contains(&format!("file: {file} (")) && stdout.contains("rewritten)"), "{file}: {stdout}");
+    }
+    for plain in SOURCE_PLAINTEXTS {
+        assert!(!stdout.contains(plain) && !stderr.contains(plain), "{plain} shown:\n{stdout}\n{stderr}");
     }
 }

@@ -207,6 +207,22 @@ pub trait Renderer {
     fn render(config: Self::Config, input: Input) -> Outcome<Vec<Object>>;
 }
 
+/// Files of the tree with new contents, for the next renderer of the chain to read.
+#[cfg(feature = "tree-renderer")]
+pub use renderer::exports::moor::plugin::rewrite_tree::{Rewritten, RewrittenFile};
+
+/// A renderer that, first in a chain, rewrites files of the tree for the renderer after it
+/// (the `tree-renderer` world), as the `sops` step decrypts the files kustomize reads. The
+/// host calls [`TreeRenderer::rewrite`] when it is given the tree, and
+/// [`Renderer::render`] (with objects) later in a chain. Export it with
+/// [`export_tree_renderer!`] (cargo feature `tree-renderer`).
+#[cfg(feature = "tree-renderer")]
+pub trait TreeRenderer: Renderer {
+    /// `root` is where the snapshot is mounted and `path` the pipeline's directory in it.
+    /// Only files the tree has may be rewritten; their paths are relative to `root`.
+    fn rewrite(config: Self::Config, root: PathBuf, path: String) -> Outcome<Rewritten>;
+}
+
 /// Checks objects and reports diagnostics; any error blocks the apply.
 pub trait Validator {
     type Config: serde::de::DeserializeOwned;
@@ -285,7 +301,14 @@ macro_rules! world {
     };
 }
 
-world!(feature = "renderer", renderer, "renderer", "__export_renderer_world", "moor_plugin_sdk::renderer");
+world!(
+    all(feature = "renderer", not(feature = "tree-renderer")),
+    renderer,
+    "renderer",
+    "__export_renderer_world",
+    "moor_plugin_sdk::renderer"
+);
+world!(feature = "tree-renderer", renderer, "tree-renderer", "__export_renderer_world", "moor_plugin_sdk::renderer");
 world!(feature = "validator", validator, "validator", "__export_validator_world", "moor_plugin_sdk::validator");
 world!(
     all(feature = "notifier", not(feature = "status-notifier")),
@@ -324,6 +347,23 @@ mod renderer_glue {
                 render::Input::Objects(docs) => Input::Objects(crate::from_documents(docs)?),
             };
             T::render(config, input).map(crate::to_documents)
+        }
+    }
+}
+
+#[cfg(feature = "tree-renderer")]
+mod tree_renderer_glue {
+    use crate::TreeRenderer;
+    use crate::renderer::Adapter;
+    use crate::renderer::exports::moor::plugin::rewrite_tree;
+
+    impl<T: TreeRenderer> rewrite_tree::Guest for Adapter<T> {
+        fn rewrite(
+            config: String,
+            tree: rewrite_tree::Tree,
+        ) -> Result<rewrite_tree::Rewritten, Vec<crate::Diagnostic>> {
+            let config = crate::parse_config(&config).map_err(|e| vec![crate::Diagnostic::error(e)])?;
+            T::rewrite(config, tree.root.into(), tree.path)
         }
     }
 }
@@ -410,9 +450,34 @@ mod source_glue {
 }
 
 /// Exports a [`Renderer`] implementation as this component's renderer.
-#[cfg(feature = "renderer")]
+#[cfg(all(feature = "renderer", not(feature = "tree-renderer")))]
 #[macro_export]
 macro_rules! export_renderer {
+    ($plugin:ty) => {
+        // Only components export; a native build (unit tests, clippy) links no exports.
+        #[cfg(target_arch = "wasm32")]
+        type __MoorRenderer = $crate::renderer::Adapter<$plugin>;
+        #[cfg(target_arch = "wasm32")]
+        $crate::renderer::__export_renderer_world!(__MoorRenderer with_types_in $crate::renderer);
+    };
+}
+
+/// With `tree-renderer` on (a workspace build may unify it in), plain renderers still
+/// build natively; a component must use [`export_tree_renderer!`].
+#[cfg(feature = "tree-renderer")]
+#[macro_export]
+macro_rules! export_renderer {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        compile_error!("moor-plugin-sdk's `tree-renderer` feature is on: export with `export_tree_renderer!`");
+    };
+}
+
+/// Exports a [`TreeRenderer`] implementation as this component's renderer, of the
+/// `tree-renderer` world: given the tree, the host asks it to rewrite files of it.
+#[cfg(feature = "tree-renderer")]
+#[macro_export]
+macro_rules! export_tree_renderer {
     ($plugin:ty) => {
         // Only components export; a native build (unit tests, clippy) links no exports.
         #[cfg(target_arch = "wasm32")]

@@ -12,9 +12,9 @@
 //! Any other object passes unchanged.
 //!
 //! First in a chain, it decrypts files instead: those the kustomization files of the
-//! pipeline's directory read through generators and patches ([`sources`]). It returns one
-//! `moor.dev/v1alpha1` `TreeOverlay` document with the decrypted files, and the host gives
-//! the next renderer (`kustomize`) the tree with those files replaced.
+//! pipeline's directory read through generators and patches ([`sources`]). It is of the
+//! `tree-renderer` world: it returns the decrypted files, and the host gives the next
+//! renderer (`kustomize`) the tree with those files replaced.
 //!
 //! A wrong key, a changed value or a changed MAC fails the step, naming the object and its
 //! `file:line`, or the file; no decrypted value is ever in a message.
@@ -28,7 +28,9 @@ pub mod files;
 pub mod sources;
 
 use base64::Engine as _;
-use moor_plugin_sdk::{Diagnostic, Info, Input, Object, Outcome, Renderer, export_renderer};
+use moor_plugin_sdk::{
+    Diagnostic, Info, Input, Object, Outcome, Renderer, Rewritten, RewrittenFile, TreeRenderer, export_tree_renderer,
+};
 use serde::Deserialize;
 
 use files::Format;
@@ -60,14 +62,16 @@ impl Renderer for Sops {
     }
 
     fn render(config: Config, input: Input) -> Outcome<Vec<Object>> {
-        let identities = age::IdentityFile::from_buffer(config.age_key.as_bytes())
-            .ok()
-            .and_then(|file| file.into_identities().ok())
-            .filter(|ids| !ids.is_empty())
-            .ok_or_else(|| vec![Diagnostic::error("`age_key` holds no age identity (`AGE-SECRET-KEY-1…` lines)")])?;
+        let identities = identities(&config)?;
         let mut objects = match input {
             Input::Objects(objects) => objects,
-            Input::Tree { root, path } => return tree_overlay(&root, &path, &identities),
+            // The host rewrites the tree through `rewrite` instead (a `tree-renderer`).
+            Input::Tree { .. } => {
+                return Err(vec![Diagnostic::error(
+                    "given the tree, `sops` decrypts the files a renderer after it reads: this host called \
+                     `render` instead of `rewrite`",
+                )]);
+            }
         };
         let mut errors = Vec::new();
         for object in objects.iter_mut().filter(|o| o.value.get("sops").is_none()) {
@@ -88,29 +92,33 @@ impl Renderer for Sops {
     }
 }
 
-export_renderer!(Sops);
+impl TreeRenderer for Sops {
+    /// The decrypted sources of the kustomization in `root/path`.
+    fn rewrite(config: Config, root: std::path::PathBuf, path: String) -> Outcome<Rewritten> {
+        let identities = identities(&config)?;
+        let decrypted = sources::decrypt_sources(&root, &path, &identities)
+            .map_err(|f| vec![Diagnostic::error(format!("cannot decrypt {}: {}", f.file, f.error)).at(&f.file, 0)])?;
+        let mut revealed = Vec::new();
+        let files = decrypted
+            .into_iter()
+            .map(|d| {
+                revealed.extend(d.plain.revealed);
+                RewrittenFile { path: d.path, contents: d.plain.bytes }
+            })
+            .collect();
+        Ok(Rewritten { files, revealed })
+    }
+}
 
-/// The decrypted sources of the kustomization in `root/path`, as one `TreeOverlay`.
-fn tree_overlay(root: &std::path::Path, path: &str, identities: &Identities) -> Outcome<Vec<Object>> {
-    let decrypted = sources::decrypt_sources(root, path, identities)
-        .map_err(|f| vec![Diagnostic::error(format!("cannot decrypt {}: {}", f.file, f.error)).at(&f.file, 0)])?;
-    let mut revealed = Vec::new();
-    let files: Vec<serde_json::Value> = decrypted
-        .into_iter()
-        .map(|d| {
-            revealed.extend(d.plain.revealed);
-            let contents = base64::engine::general_purpose::STANDARD.encode(&d.plain.bytes);
-            serde_json::json!({"path": d.path, "contents": contents})
-        })
-        .collect();
-    let overlay = serde_json::json!({
-        "apiVersion": "moor.dev/v1alpha1",
-        "kind": "TreeOverlay",
-        "metadata": {"name": "sops"},
-        "files": files,
-        "revealed": revealed,
-    });
-    Ok(vec![Object::new(overlay, "", 0)])
+export_tree_renderer!(Sops);
+
+/// The age identities of the step's `age_key`.
+fn identities(config: &Config) -> Outcome<Identities> {
+    age::IdentityFile::from_buffer(config.age_key.as_bytes())
+        .ok()
+        .and_then(|file| file.into_identities().ok())
+        .filter(|ids| !ids.is_empty())
+        .ok_or_else(|| vec![Diagnostic::error("`age_key` holds no age identity (`AGE-SECRET-KEY-1…` lines)")])
 }
 
 /// Decrypts the `data` values of a Secret that are whole SOPS files, in place.
