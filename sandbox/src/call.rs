@@ -19,12 +19,31 @@ use crate::interrupt::Interrupt;
 
 /// What the plugin calls of one step carry besides their input: the secret values to
 /// redact from what the plugin logs or prints (replaced by `***` before it reaches the
-/// host's log), and the run's interrupt, which stops a call at the next epoch tick. Every
+/// host's log), the run's interrupt, which stops a call at the next epoch tick, and caps
+/// tighter than the plugin's own limits (a tenant's, for a platform plugin it uses). Every
 /// call is given one; each copies it into its store's data.
 #[derive(Debug, Clone, Default)]
 pub struct CallScope {
     pub redact: Vec<String>,
     pub interrupt: Option<Interrupt>,
+    pub cap: Cap,
+}
+
+/// Caps on one call's memory and time: the plugin's limits apply, or these when tighter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cap {
+    pub memory: Option<usize>,
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl Plugin {
+    /// This plugin's limits for a call in `scope`: its own, capped by the scope's.
+    pub(super) fn limits_in(&self, scope: &CallScope) -> crate::Limits {
+        let mut limits = self.limits;
+        limits.memory = scope.cap.memory.map_or(limits.memory, |cap| cap.min(limits.memory));
+        limits.timeout = scope.cap.timeout.map_or(limits.timeout, |cap| cap.min(limits.timeout));
+        limits
+    }
 }
 
 /// Arms a fresh store's deadline: the plugin's time limit, and the run's interrupt, looked
@@ -168,7 +187,7 @@ impl Plugin {
             table: ResourceTable::new(),
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_grant,
-            limiter: MemoryLimiter::new(self.limits.memory),
+            limiter: MemoryLimiter::new(self.limits_in(scope).memory),
             plugin: self.name.clone(),
             scope: scope.clone(),
             log_budget: self.limits.log,
@@ -208,9 +227,10 @@ impl Plugin {
         run: impl FnOnce(&mut Store<S>, I) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let started = Instant::now();
+        let limits = self.limits_in(scope);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s.limiter());
-        arm(&mut store, self.limits.timeout, scope.interrupt.clone());
+        arm(&mut store, limits.timeout, scope.interrupt.clone());
 
         let result = instantiate(&mut store)
             .map_err(|e| (true, e))
@@ -236,10 +256,10 @@ impl Plugin {
         result.map_err(|(instantiating, error)| {
             let plugin = self.name.to_string();
             if store.data_mut().limiter().hit {
-                return CallError::Memory { plugin, limit: self.limits.memory };
+                return CallError::Memory { plugin, limit: limits.memory };
             }
             if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
-                return interrupted(&plugin, self.limits.timeout, scope.interrupt.as_ref());
+                return interrupted(&plugin, limits.timeout, scope.interrupt.as_ref());
             }
             let message = format!("{error:#}");
             if instantiating { CallError::Instantiate { plugin, message } } else { CallError::Trap { plugin, message } }

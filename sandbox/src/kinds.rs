@@ -185,7 +185,7 @@ impl Notifier<'_> {
         scope: &CallScope,
     ) -> Result<Result<(), String>, CallError> {
         let config = config.to_string();
-        let grant = http::Grant { hosts: allow_hosts.to_vec(), timeout: self.plugin.limits.timeout };
+        let grant = http::Grant { hosts: allow_hosts.to_vec(), timeout: self.plugin.limits_in(scope).timeout };
         self.plugin.call_with(self.pre, None, grant, scope, |store, instance| {
             let guest = self.notify.load(&mut *store, instance)?;
             guest.call_notify(store, &config, events)
@@ -208,7 +208,7 @@ impl Notifier<'_> {
     ) -> Result<Result<(), String>, CallError> {
         let Some(start) = self.start else { return Ok(Ok(())) };
         let config = config.to_string();
-        let grant = http::Grant { hosts: allow_hosts.to_vec(), timeout: self.plugin.limits.timeout };
+        let grant = http::Grant { hosts: allow_hosts.to_vec(), timeout: self.plugin.limits_in(scope).timeout };
         self.plugin.call_with(self.pre, None, grant, scope, |store, instance| {
             let guest = start.load(&mut *store, instance)?;
             guest.call_started(store, &config, run)

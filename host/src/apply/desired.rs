@@ -124,10 +124,7 @@ pub fn desire(objects: Vec<Object>, cx: &Context<'_>) -> Result<Wanted, ApplyErr
             },
         };
         place(&mut object, namespaced, pipeline, cx.default_namespace);
-        if let (Some(allowed), Some(ns)) = (&pipeline.namespaces, object.namespace())
-            && !allowed.iter().any(|a| a == ns)
-        {
-            let reason = format!("namespace `{ns}` is outside the pipeline's namespaces ({})", allowed.join(", "));
+        if let Some(reason) = outside(pipeline, &object) {
             return Err(refused(&object, reason));
         }
         let mut dry_run_only = false;
@@ -156,6 +153,22 @@ pub fn desire(objects: Vec<Object>, cx: &Context<'_>) -> Result<Wanted, ApplyErr
         wanted.desired.push(Desired { object, r, resolved, stage_zero, wave, update, policy, hash, dry_run_only });
     }
     Ok(wanted)
+}
+
+/// Why `object`, placed, is somewhere its pipeline may not apply to: a namespace outside
+/// the pipeline's `namespaces` or its tenant's, or a cluster-scoped kind its tenant is not
+/// granted.
+fn outside(pipeline: &PipelineSpec, object: &Object) -> Option<String> {
+    if let (Some(allowed), Some(ns)) = (&pipeline.namespaces, object.namespace())
+        && !allowed.iter().any(|a| a == ns)
+    {
+        return Some(format!("namespace `{ns}` is outside the pipeline's namespaces ({})", allowed.join(", ")));
+    }
+    let tenant = pipeline.tenant.as_ref()?;
+    match object.namespace() {
+        Some(ns) => tenant.refuses_namespace(ns),
+        None => tenant.refuses_cluster_scoped(object.group(), object.kind(), object.name()),
+    }
 }
 
 /// `ignore_kinds`: `Kind` or `group/Kind`.
@@ -284,6 +297,44 @@ mod tests {
         let mut moved = named.clone();
         place(&mut moved, true, &pipeline("target_namespace = \"prod\""), "default");
         assert_eq!(moved.namespace(), Some("prod"));
+    }
+
+    #[test]
+    fn a_tenants_pipeline_applies_only_to_its_namespaces_and_the_cluster_scoped_kinds_it_is_granted() {
+        let platform = "[[source]]\nname = \"s\"\npath = \".\"\n[[tenant]]\nname = \"team-a\"\n\
+                        source = { path = \"a\" }\nnamespaces = [\"team-a-*\"]\nservice_account = \"team-a-ci/ci\"\nplugins = [\"yaml\"]\n\
+                        cluster_kinds = [\"Namespace\"]\n";
+        let mut config =
+            crate::config::Config::parse(std::path::Path::new("/x/moor.toml"), platform.into(), &["yaml"]).unwrap();
+        let team = "[[source]]\nname = \"s\"\npath = \".\"\n[[pipeline]]\nname = \"web\"\nsource = \"s\"\n\
+                    target_namespace = \"team-a-web\"\n";
+        let team = config.parse_tenant(0, std::path::Path::new("/s/a"), "1a", team.into()).unwrap();
+        config.admit(team);
+        let web = config.pipeline("team-a/web").unwrap();
+        let placed = |kind: &str, name: &str, namespace: Option<&str>| {
+            let mut o = Object::new(json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": name}}), "", 0);
+            if let Some(ns) = namespace {
+                o.value["metadata"]["namespace"] = json!(ns);
+            }
+            outside(web, &o)
+        };
+        assert_eq!(placed("ConfigMap", "c", Some("team-a-web")), None);
+        assert!(placed("ConfigMap", "c", Some("kube-system")).unwrap().contains("not one of tenant `team-a`'s"));
+        assert_eq!(placed("Namespace", "team-a-web", None), None);
+        assert!(placed("Namespace", "kube-system", None).is_some());
+        assert!(
+            placed("ClusterRole", "admin", None).unwrap().contains("not granted the cluster-scoped kind `ClusterRole`")
+        );
+        // The platform's own pipelines are held only to their own `namespaces`.
+        let own = pipeline("namespaces = [\"a\"]");
+        let cm =
+            |ns: &str| Object::new(json!({"kind": "ConfigMap", "metadata": {"name": "c", "namespace": ns}}), "", 0);
+        assert_eq!(outside(&own, &cm("a")), None);
+        assert!(outside(&own, &cm("b")).unwrap().contains("outside the pipeline's namespaces"));
+        assert_eq!(
+            outside(&pipeline(""), &Object::new(json!({"kind": "ClusterRole", "metadata": {"name": "x"}}), "", 0)),
+            None
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub async fn diff(
     progress: Progress<'_>,
 ) -> Result<Vec<ObjectDiff>, ApplyError> {
     let client = target.client_for(pipeline)?;
-    let owner = super::prune::Owner { instance: &settings.instance, pipeline: &pipeline.name };
+    let owner = super::prune::Owner { instance: &settings.instance, pipeline: &pipeline.label };
     let desired = super::wanted(target, &client, pipeline, owner, objects).await?.desired;
     let mut out = Vec::new();
     for d in &desired {

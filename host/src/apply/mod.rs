@@ -200,7 +200,7 @@ async fn apply_into(
     run: RunOptions,
     progress: Progress<'_>,
 ) -> Result<(), Failed> {
-    let name = pipeline.name.as_str();
+    let name = pipeline.label.as_str();
     let owner = prune::Owner { instance: &settings.instance, pipeline: name };
     let dry_run = report.dry_run;
     let client = target.client_for(pipeline).map_err(at(Stage::Plan))?;
@@ -301,7 +301,12 @@ async fn wanted(
         pipeline,
         owner,
         resources: &resources,
-        default_namespace: &target.default_namespace,
+        // A tenant's objects that name no namespace go to the tenant's.
+        default_namespace: pipeline
+            .tenant
+            .as_ref()
+            .and_then(|t| t.default_namespace())
+            .unwrap_or(&target.default_namespace),
         opt_in: &opt_in,
     };
     desired::desire(objects, &cx)
@@ -319,7 +324,7 @@ async fn record_union(
     old: &Inventory,
     desired: &[Desired],
 ) -> Result<(), InventoryError> {
-    let pipeline = pipeline_spec.name.as_str();
+    let pipeline = pipeline_spec.label.as_str();
     if desired.iter().all(|d| old.contains(&d.r)) {
         return Ok(());
     }
@@ -372,7 +377,7 @@ async fn record(
     old: &Inventory,
     failed_deletes: &[(ObjKey, String)],
 ) -> Result<(), InventoryError> {
-    let name = pipeline.name.as_str();
+    let name = pipeline.label.as_str();
     let mut next = Inventory {
         deletion_policy: pipeline.deletion_policy,
         revision: revision.into(),

@@ -170,7 +170,9 @@ pub fn delete(
         let target = Target::connect(kubeconfig).await?;
         let store = target.inventories(settings);
         let census = apply::remove::Census::take(&store).await?;
-        let chosen: Vec<&String> = census.ours.keys().filter(|p| only.is_none_or(|o| o == p.as_str())).collect();
+        // Inventories are by label (`team-a.web` for tenant `team-a`'s `web`); `only` is a name.
+        let chosen: Vec<&String> =
+            census.ours.keys().filter(|label| only.is_none_or(|o| o == config.name_of(label))).collect();
         if chosen.is_empty() {
             let which = only.map_or_else(|| "no pipeline".to_owned(), |p| format!("pipeline `{p}`"));
             anyhow::bail!(
@@ -192,7 +194,7 @@ pub fn delete(
         let mut out = std::io::stdout().lock();
         for pipeline in chosen {
             let default = crate::config::PruneGuard::default();
-            let guard = config.pipeline(pipeline).map_or(&default, |p| &p.prune_guard);
+            let guard = config.pipeline(&config.name_of(pipeline)).map_or(&default, |p| &p.prune_guard);
             let why = apply::remove::Why::Deleted { guard, dry_run };
             let removed = match store.load(pipeline).await {
                 Ok(inventory) => apply::remove::remove(&target, &config, pipeline, &inventory, why, &progress).await,

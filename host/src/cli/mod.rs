@@ -28,16 +28,23 @@ fn load(
     let builtin: Vec<&str> = crate::plugins::builtin_names().collect();
     let mut config = crate::config::Config::load(file, &builtin)?;
     let moor = crate::reconcile::Moor::new(cache)?;
-    if config.platform.is_some() {
-        config = cluster::runtime()?.block_on(async {
+    if config.platform.is_some() || !config.tenants.is_empty() {
+        let tenants;
+        (config, tenants) = cluster::runtime()?.block_on(async {
             let client = match kubeconfig {
                 Some(kubeconfig) => kubeconfig.load().await.ok().and_then(|c| kube::Client::try_from(c).ok()),
                 None => None,
             };
-            moor.resolve_config(config, client.as_ref()).await
+            let config = moor.resolve_config(config, client.as_ref()).await?;
+            anyhow::Ok(moor.with_tenants(config, client.as_ref()).await)
         })?;
         if let Some(revision) = &config.revision {
             eprintln!("moor: the config is {} of {revision}", config.file.display());
+        }
+        for (name, state) in &tenants {
+            if let Some(error) = &state.error {
+                eprintln!("moor: tenant `{name}` is held (its pipelines neither run nor are removed): {error}");
+            }
         }
     }
     if let Some(name) = only {

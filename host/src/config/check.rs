@@ -28,8 +28,33 @@ impl Config {
             (0..self.pipelines.len()).map(|i| self.check_pipeline(i, &known_plugin)).collect::<Result<_, _>>()?;
         for (pipeline, (source, dependencies, health)) in self.pipelines.iter_mut().zip(resolved) {
             (pipeline.source_index, pipeline.dependencies, pipeline.health_rules) = (source, dependencies, health);
+            pipeline.label = pipeline.name.clone();
         }
+        self.check_tenant_names()?;
         self.check_cycles()
+    }
+
+    /// Tenants are unique, and nothing of the platform's own takes a name a tenant's
+    /// would: a pipeline labelled `team-a.web`, a source or plugin named `team-a/…`.
+    fn check_tenant_names(&self) -> Result<(), Problem> {
+        unique("tenant", self.tenants.iter().map(|t| &t.name))?;
+        for tenant in &self.tenants {
+            let (label, scoped) = (format!("{}.", tenant.name), format!("{}/", tenant.name));
+            let taken = |what: &str, i: usize, prefix: &str| {
+                let message = format!("names starting with `{prefix}` are tenant `{}`'s", tenant.name);
+                Err((format!("{what}[{i}].name"), message))
+            };
+            if let Some(i) = self.pipelines.iter().position(|p| p.name.starts_with(&label)) {
+                return taken("pipeline", i, &label);
+            }
+            if let Some(i) = self.sources.iter().position(|s| s.name.starts_with(&scoped)) {
+                return taken("source", i, &scoped);
+            }
+            if let Some(i) = self.plugins.iter().position(|p| p.name.starts_with(&scoped)) {
+                return taken("plugin", i, &scoped);
+            }
+        }
+        Ok(())
     }
 
     /// A bootstrap config (`[config]`) has nothing to run itself: the platform config it

@@ -14,11 +14,13 @@ mod plugin;
 mod source;
 mod source_map;
 mod step;
+mod tenant;
 mod units;
 
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use gates::{CustomResourceWait, JobWait, PodWait, WaitFor};
 pub use model::*;
@@ -26,6 +28,7 @@ pub use platform::{ConfigRevision, Platform};
 pub use plugin::*;
 pub use source::*;
 pub use step::*;
+pub use tenant::*;
 pub use units::{ByteSize, Seconds};
 
 /// A configuration error, located in its file.
@@ -71,6 +74,36 @@ pub struct Config {
     pub plugins: Vec<PluginSpec>,
     pub pipelines: Vec<PipelineSpec>,
     pub clusters: Vec<ClusterSpec>,
+    /// The teams whose pipelines come from configs of their own (`[[tenant]]`); admitted
+    /// ones are in `pipelines` as `tenant/name` ([`Config::admit`]).
+    pub tenants: Vec<Arc<Tenant>>,
+    /// The top-level `[[notify]]` steps, kept for the tenants' pipelines they pick.
+    notify: Vec<Step>,
+    /// The tenants whose configs are admitted; the others are held.
+    admitted: Vec<String>,
+}
+
+/// The text of a config file, for errors found after loading about what it says: a step
+/// of a tenant's pipeline points into the tenant's file, not the platform's.
+pub struct ConfigText {
+    pub file: PathBuf,
+    text: String,
+    pub origin: Option<ConfigRevision>,
+}
+
+impl ConfigText {
+    /// An error about what `key` names in this file.
+    fn error_at(&self, key: String, message: String) -> ConfigError {
+        let (line, column) = line_column(&self.text, source_map::locate(&self.text, &key).start);
+        let origin = self.origin.as_ref().map(ConfigRevision::to_string);
+        ConfigError { file: self.file.clone(), line, column, key, message, origin }
+    }
+}
+
+impl fmt::Debug for ConfigText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigText").field("file", &self.file).field("origin", &self.origin).finish_non_exhaustive()
+    }
 }
 
 impl Config {
@@ -103,30 +136,50 @@ impl Config {
         builtin: &[&str],
     ) -> Result<Config, ConfigError> {
         let origin = from.as_ref().map(|(revision, _)| revision.to_string());
-        let raw = deserialize(file, &text).map_err(|e| ConfigError { origin: origin.clone(), ..e })?;
-        let mut settings = raw.moor;
-        if settings.instance.is_empty() {
-            (settings.instance, settings.instance_derived) = match &from {
+        let mut raw: File = deserialize(file, &text).map_err(|e| ConfigError { origin, ..e })?;
+        if raw.moor.instance.is_empty() {
+            (raw.moor.instance, raw.moor.instance_derived) = match &from {
                 Some((_, bootstrap)) => (bootstrap.instance.clone(), bootstrap.instance_derived),
                 None => (derive_instance(file), true),
             };
         }
+        Config::from_file(file, base, from.map(|(revision, _)| revision), raw, text, builtin)
+    }
+
+    /// The config `raw`, deserialized from `text`, derived and checked.
+    fn from_file(
+        file: &Path,
+        base: PathBuf,
+        revision: Option<ConfigRevision>,
+        raw: File,
+        text: String,
+        builtin: &[&str],
+    ) -> Result<Config, ConfigError> {
+        let mut settings = raw.moor;
         settings.file = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
         let mut config = Config {
             file: file.to_owned(),
             base,
             text,
-            revision: from.map(|(revision, _)| revision),
+            revision,
             settings,
             platform: None,
             sources: Vec::new(),
             plugins: Vec::new(),
             pipelines: raw.pipeline,
             clusters: raw.cluster,
+            tenants: Vec::new(),
+            notify: Vec::new(),
+            admitted: Vec::new(),
         };
-        if let Err((key, message)) =
-            config.derive(raw.source, raw.plugin, raw.notify, raw.config, builtin).and_then(|()| config.check(builtin))
-        {
+        let raw = Written {
+            sources: raw.source,
+            plugins: raw.plugin,
+            notify: raw.notify,
+            tenants: raw.tenant,
+            platform: raw.config,
+        };
+        if let Err((key, message)) = config.derive(raw, builtin).and_then(|()| config.check(builtin)) {
             return Err(config.error_at(key, message));
         }
         Ok(config)
@@ -134,16 +187,19 @@ impl Config {
 
     /// What loading derives from the file as written: each source's kind, each plugin's origin, where each step
     /// is written, top-level `[[notify]]` steps in the pipelines they pick, and the gates.
-    fn derive(
-        &mut self,
-        sources: Vec<RawSource>,
-        plugins: Vec<RawPlugin>,
-        notify: Vec<Step>,
-        platform: Option<ConfigRef>,
-        builtin: &[&str],
-    ) -> Result<(), Problem> {
-        self.sources = sources.into_iter().enumerate().map(|(i, s)| s.typed(i)).collect::<Result<_, _>>()?;
+    fn derive(&mut self, raw: Written, builtin: &[&str]) -> Result<(), Problem> {
+        let Written { sources, plugins, notify, tenants, platform } = raw;
+        self.sources = sources
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| s.typed(format!("source[{i}]"), None))
+            .collect::<Result<_, _>>()?;
         self.plugins = plugins.into_iter().enumerate().map(|(i, p)| p.typed(i, builtin)).collect::<Result<_, _>>()?;
+        self.tenants = tenants
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| t.typed(i, self, builtin).map(Arc::new))
+            .collect::<Result<_, _>>()?;
         if let Some(ConfigRef { source, path }) = platform {
             let source = self
                 .sources
@@ -165,10 +221,12 @@ impl Config {
         }
         for (k, mut step) in notify.into_iter().enumerate() {
             step.at = format!("notify[{k}]");
-            let picks = globs(&step.pipelines).map_err(|(n, e)| (format!("{}.pipelines[{n}]", step.at), e))?;
-            for pipeline in self.pipelines.iter_mut().filter(|p| picks.as_ref().is_none_or(|g| g.is_match(&p.name))) {
-                pipeline.notify.push(step.clone());
-            }
+            globs(&step.pipelines).map_err(|(n, e)| (format!("{}.pipelines[{n}]", step.at), e))?;
+            self.notify.push(step);
+        }
+        for i in 0..self.pipelines.len() {
+            let steps = self.notify_for(&self.pipelines[i].name);
+            self.pipelines[i].notify.extend(steps);
         }
         for (i, pipeline) in self.pipelines.iter_mut().enumerate() {
             let ns = pipeline.target_namespace.as_deref().unwrap_or(&self.settings.namespace);
@@ -182,6 +240,12 @@ impl Config {
         Ok(())
     }
 
+    /// The top-level `[[notify]]` steps that pick pipeline `name`.
+    fn notify_for(&self, name: &str) -> Vec<Step> {
+        let picks = |step: &Step| globs(&step.pipelines).ok().flatten().is_none_or(|g| g.is_match(name));
+        self.notify.iter().filter(|step| picks(step)).cloned().collect()
+    }
+
     /// An error about what `key` names (`pipeline[0].render[1].with`), located in this
     /// file through the source map: for an error found after loading (say, a plugin's
     /// schema rejecting a step's `with` table) as for one found while loading.
@@ -190,6 +254,16 @@ impl Config {
         let (line, column) = line_column(&self.text, source_map::locate(&self.text, &key).start);
         let origin = self.revision.as_ref().map(ConfigRevision::to_string);
         ConfigError { file: self.file.clone(), line, column, key, message: message.into(), origin }
+    }
+
+    /// An error about `suffix` (`.with`) of `step`, located where the step is written: in a
+    /// tenant's file for a step of a tenant's pipeline, else in this one.
+    pub fn error_at_step(&self, step: &Step, suffix: &str, message: impl Into<String>) -> ConfigError {
+        let key = format!("{}{suffix}", step.at);
+        match &step.text {
+            Some(text) => text.error_at(key, message.into()),
+            None => self.error_at(key, message),
+        }
     }
 
     /// The source of `pipeline` (one of this config's), as loading resolved it.
@@ -207,6 +281,31 @@ impl Config {
 
     pub fn pipeline(&self, name: &str) -> Option<&PipelineSpec> {
         self.pipelines.iter().find(|p| p.name == name)
+    }
+
+    /// The name of the pipeline whose objects are labelled `label`: the label itself, or
+    /// for a tenant's pipeline (`team-a.web`) its name (`team-a/web`). No platform
+    /// pipeline's name starts with a tenant's and a dot.
+    pub fn name_of(&self, label: &str) -> String {
+        let tenant =
+            self.tenants.iter().find(|t| label.strip_prefix(t.name.as_str()).is_some_and(|rest| rest.starts_with('.')));
+        match tenant {
+            Some(t) => format!("{}/{}", t.name, &label[t.name.len() + 1..]),
+            None => label.to_owned(),
+        }
+    }
+
+    /// Whether `label` is of a pipeline of a tenant whose config is not admitted (it never
+    /// loaded, or no longer does under the platform's rules): its inventory is held, neither
+    /// run nor removed, as if the pipeline were still there.
+    pub fn holds(&self, label: &str) -> bool {
+        let of = |tenant: &str| label.strip_prefix(tenant).is_some_and(|rest| rest.starts_with('.'));
+        self.tenants.iter().any(|t| of(&t.name) && !self.admits(&t.name))
+    }
+
+    /// Whether tenant `name`'s config is admitted.
+    pub fn admits(&self, name: &str) -> bool {
+        self.admitted.iter().any(|a| a == name)
     }
 
     /// Pipelines ordered so that each comes after everything it depends on.
@@ -255,8 +354,17 @@ pub fn relative_path(path: &str) -> Result<(), String> {
 /// A problem found at load: the key path it is about, and what is wrong.
 type Problem = (String, String);
 
+/// What a config file writes that loading turns into typed parts.
+struct Written {
+    sources: Vec<RawSource>,
+    plugins: Vec<RawPlugin>,
+    notify: Vec<Step>,
+    tenants: Vec<RawTenant>,
+    platform: Option<ConfigRef>,
+}
+
 /// The file as written, or its serde error, located by the span toml gives.
-fn deserialize(file: &Path, text: &str) -> Result<File, ConfigError> {
+fn deserialize<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
     let located = |span: Option<Range<usize>>, key: String, message: &str| {
         let (line, column) = span.map(|s| line_column(text, s.start)).unwrap_or((1, 1));
         ConfigError { file: file.to_owned(), line, column, key, message: message.trim().to_owned(), origin: None }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{RawPlugin, RawSource, Seconds, Step, WaitFor};
+use super::{RawPlugin, RawSource, RawTenant, Seconds, Step, WaitFor};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +28,9 @@ pub(super) struct File {
     /// Alert picks its sources; loading adds each to the `notify` of the pipelines it picks.
     #[serde(default)]
     pub notify: Vec<Step>,
+    /// Teams whose pipelines come from configs of their own.
+    #[serde(default)]
+    pub tenant: Vec<RawTenant>,
 }
 
 /// Settings of the whole instance (`[moor]`).
@@ -149,6 +152,13 @@ pub enum DeletionPolicy {
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec {
     pub name: String,
+    /// What its objects and inventory are labelled with: the name, or for a tenant's
+    /// pipeline `team-a/web` the label value `team-a.web`. Set at load.
+    #[serde(skip)]
+    pub label: String,
+    /// The tenant it belongs to, whose rules confine it; `None` for the platform's own.
+    #[serde(skip)]
+    pub tenant: Option<std::sync::Arc<super::Tenant>>,
     /// The source's name; [`super::Config::source_of`] gives the source itself.
     pub source: String,
     /// The index of `source` in `Config::sources`, resolved at load.
@@ -409,6 +419,8 @@ fn default_render() -> Vec<Step> {
         min_severity: None,
         pipelines: Vec::new(),
         at: String::new(),
+        text: None,
+        cap: crate::plugins::Cap::default(),
     }]
 }
 

@@ -69,7 +69,7 @@ impl Config {
 
 /// Whether `path`, with its `.` and `..` taken away as written (no symlinks: a snapshot
 /// has none that leave it), is `root` or under it.
-fn lexically_inside(path: &Path, root: &Path) -> bool {
+pub(super) fn lexically_inside(path: &Path, root: &Path) -> bool {
     use std::path::Component;
     let mut normal = PathBuf::new();
     for component in path.components() {

@@ -44,6 +44,8 @@ impl SourceSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSource {
+    /// Required in `[[source]]`; a tenant's source (`tenant.source`) is named for it.
+    #[serde(default)]
     name: String,
     path: Option<PathBuf>,
     git: Option<GitSpec>,
@@ -56,9 +58,15 @@ pub(super) struct RawSource {
 }
 
 impl RawSource {
-    /// The `i`th source as its kind, checked; else the key path and what is wrong.
-    pub(super) fn typed(self, i: usize) -> Result<SourceSpec, (String, String)> {
-        let key = format!("source[{i}]");
+    /// The source written at `key` as its kind, checked; else the key path and what is
+    /// wrong. `name` names a source written without one (a tenant's).
+    pub(super) fn typed(self, key: String, name: Option<&str>) -> Result<SourceSpec, (String, String)> {
+        let name = match name {
+            Some(name) if self.name.is_empty() => name.to_owned(),
+            Some(_) => return Err((format!("{key}.name"), "this source is named for what it is of".into())),
+            None if self.name.is_empty() => return Err((key, "a source needs a `name`".into())),
+            None => self.name,
+        };
         let kind = match (self.path, self.git, self.helm, self.plugin) {
             (Some(path), None, None, None) => SourceKind::Path(path),
             (None, Some(git), None, None) => {
@@ -75,7 +83,7 @@ impl RawSource {
             }
             _ => return Err((key, "a source needs exactly one of `path`, `git`, `helm` or `plugin`".into())),
         };
-        Ok(SourceSpec { name: self.name, kind, poll_interval: self.poll_interval, limits: self.limits })
+        Ok(SourceSpec { name, kind, poll_interval: self.poll_interval, limits: self.limits })
     }
 }
 

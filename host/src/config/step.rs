@@ -42,6 +42,12 @@ pub struct Step {
     /// step's `pipeline[0].render[0]` is not in the file, so errors point at the pipeline.
     #[serde(skip)]
     pub at: String,
+    /// The file it is written in when that is not the config's own: a tenant's.
+    #[serde(skip)]
+    pub text: Option<std::sync::Arc<super::ConfigText>>,
+    /// Caps on its plugin calls tighter than the plugin's limits: a tenant's, on its steps.
+    #[serde(skip)]
+    pub cap: crate::plugins::Cap,
 }
 
 /// An event reason a notify step takes, as `on` names it.

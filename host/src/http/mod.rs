@@ -10,6 +10,8 @@
 //! | `POST /ui/pipelines/{name}/reconcile` | the page's force-run form (token field) |
 //! | `POST /hooks/{name}` | GitHub-style `X-Hub-Signature-256` HMAC-SHA256 |
 //!
+//! A tenant's pipeline is named `{tenant}/{name}` in each route (`/api/v1/pipelines/team-a/web`).
+//!
 //! The server's limits on slow and large requests and on connections are in [`serve`].
 //! The page may not be framed, and its form refuses requests from other sites.
 
@@ -38,15 +40,33 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/", get(status_page))
         .route("/api/v1/status", get(status_json))
         .route("/api/v1/pipelines/{name}", get(pipeline_json))
+        .route("/api/v1/pipelines/{tenant}/{name}", get(pipeline_json))
         .route("/api/v1/pipelines/{name}/reconcile", post(api_reconcile))
+        .route("/api/v1/pipelines/{tenant}/{name}/reconcile", post(api_reconcile))
         .route("/api/v1/pipelines/{name}/suspend", post(api_suspend))
+        .route("/api/v1/pipelines/{tenant}/{name}/suspend", post(api_suspend))
         .route("/api/v1/pipelines/{name}/resume", post(api_resume))
+        .route("/api/v1/pipelines/{tenant}/{name}/resume", post(api_resume))
         .route("/ui/pipelines/{name}/reconcile", post(ui_reconcile))
+        .route("/ui/pipelines/{tenant}/{name}/reconcile", post(ui_reconcile))
         .route("/hooks/{name}", post(webhook))
+        .route("/hooks/{tenant}/{name}", post(webhook))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(controller)
+}
+
+/// A pipeline's name in a route: `{name}`, or `{tenant}/{name}` for a tenant's.
+struct Named(String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Named {
+    type Rejection = <Path<Vec<(String, String)>> as axum::extract::FromRequestParts<S>>::Rejection;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state).await?;
+        Ok(Named(params.into_iter().map(|(_, value)| value).collect::<Vec<_>>().join("/")))
+    }
 }
 
 /// Serves until `stop` resolves; requests in flight are finished first.
@@ -79,7 +99,7 @@ async fn status_json(State(c): Shared) -> Response {
     axum::Json(c.status()).into_response()
 }
 
-async fn pipeline_json(State(c): Shared, Path(name): Path<String>) -> Response {
+async fn pipeline_json(State(c): Shared, Named(name): Named) -> Response {
     match c.status().pipelines.into_iter().find(|p| p.name == name) {
         Some(p) => axum::Json(p).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no pipeline is named `{name}`")),
@@ -156,18 +176,18 @@ fn refused(e: RequestError) -> Response {
     error(code, e.to_string())
 }
 
-async fn api_reconcile(State(c): Shared, Path(name): Path<String>, headers: HeaderMap) -> Response {
+async fn api_reconcile(State(c): Shared, Named(name): Named, headers: HeaderMap) -> Response {
     if let Err(denied) = authorize(&c, bearer(&headers)).await {
         return denied;
     }
     triggered(&name, c.trigger(&name, Trigger::Manual))
 }
 
-async fn api_suspend(State(c): Shared, Path(name): Path<String>, headers: HeaderMap) -> Response {
+async fn api_suspend(State(c): Shared, Named(name): Named, headers: HeaderMap) -> Response {
     set_suspended(c, name, headers, true).await
 }
 
-async fn api_resume(State(c): Shared, Path(name): Path<String>, headers: HeaderMap) -> Response {
+async fn api_resume(State(c): Shared, Named(name): Named, headers: HeaderMap) -> Response {
     set_suspended(c, name, headers, false).await
 }
 
@@ -189,7 +209,7 @@ struct ForceRun {
 /// The status page's force-run button.
 async fn ui_reconcile(
     State(c): Shared,
-    Path(name): Path<String>,
+    Named(name): Named,
     headers: HeaderMap,
     Form(form): Form<ForceRun>,
 ) -> Response {
@@ -206,7 +226,7 @@ async fn ui_reconcile(
 }
 
 /// `POST /hooks/<pipeline>`: GitHub's format, `X-Hub-Signature-256: sha256=<hex HMAC of the body>`.
-async fn webhook(State(c): Shared, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn webhook(State(c): Shared, Named(name): Named, headers: HeaderMap, body: Bytes) -> Response {
     let Some(reference) = c.webhook_secret(&name) else {
         return error(StatusCode::NOT_FOUND, format!("no pipeline is named `{name}`"));
     };

@@ -77,6 +77,21 @@ pub fn render(status: &Status) -> String {
             esc(e)
         );
     }
+    for t in status.tenants.iter().filter(|t| t.error.is_some()) {
+        let what = if t.held {
+            "is held: none of its pipelines run or are removed".to_owned()
+        } else {
+            format!("keeps running {}", t.revision.as_deref().map(crate::source::short).unwrap_or_default())
+        };
+        let _ = write!(
+            h,
+            "<div class=banner id='tenant-{}'><b>The config of tenant {} was rejected; it {}.</b><pre>{}</pre></div>",
+            esc(&t.name),
+            esc(&t.name),
+            esc(&what),
+            esc(t.error.as_deref().unwrap_or_default())
+        );
+    }
     for p in &status.pipelines {
         pipeline(&mut h, p);
     }

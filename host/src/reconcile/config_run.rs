@@ -126,7 +126,10 @@ impl Moor {
             }
         };
         let notes: Vec<String> = census.others_note(&settings.namespace).into_iter().collect();
-        let configured: std::collections::HashSet<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
+        // A held tenant's pipelines are as good as configured: its config did not load.
+        let held = census.ours.keys().filter(|label| config.holds(label)).map(String::as_str);
+        let configured: std::collections::HashSet<&str> =
+            config.pipelines.iter().map(|p| p.label.as_str()).chain(held).collect();
         let removed =
             apply::remove::remove_gone(target, config, &census, &configured, run.allow_mass_prune, progress).await;
         let results = removed

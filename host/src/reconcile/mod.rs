@@ -13,6 +13,7 @@ mod revealed;
 mod run;
 mod stages;
 mod step;
+mod tenants;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,13 +21,14 @@ use std::sync::Arc;
 
 pub use config_run::ConfigRun;
 pub use findings::{Finding, Level};
-pub use platform::{FETCH_TIMEOUT, PlatformError};
+pub use platform::{FETCH_TIMEOUT, SourcedConfigError};
 pub use run::{Mode, OnStart, RunContext, RunFailure, RunReport};
 use serde::Serialize;
 use stages::{render, validate};
 pub use step::blocking;
 use step::resolve_chain;
 pub(crate) use step::{StepCall, resolve_step};
+pub use tenants::{TenantRead, TenantState, Tenants, admit_tenants, check_tenant};
 
 use crate::apply;
 use crate::config::{Config, ConfigError, PluginOrigin, SourceSpec};
@@ -219,7 +221,8 @@ impl Moor {
             .pipelines
             .iter()
             .flat_map(|p| p.chains().map(|(_, step)| step))
-            .chain(config.sources.iter().filter_map(SourceSpec::plugin));
+            .chain(config.sources.iter().filter_map(SourceSpec::plugin))
+            .chain(config.tenants.iter().filter_map(|t| t.source.plugin()));
         for step in used {
             let name = step.uses.as_str();
             if plugins.contains_key(name) {

@@ -1,16 +1,17 @@
-//! The platform config a bootstrap config points at (`[config]`): the file read from the
-//! newest revision of the bootstrap's source, or why it could not be. A platform config
-//! that does not load is never installed: the caller keeps what runs.
+//! Configs read from sources: the platform config a bootstrap config points at
+//! (`[config]`) and the tenants' configs (`[[tenant]]`), each the file read from the newest
+//! revision of its source, or why it could not be. A config that does not load is never
+//! installed: the caller keeps what runs.
 
 use super::{Moor, Prepared, StageError, blocking};
-use crate::config::{Config, ConfigError, ConfigRevision, Platform};
+use crate::config::{Config, ConfigError, ConfigRevision, Platform, SourceSpec};
 use crate::interrupt::Interrupt;
 use crate::secrets::{SecretError, SecretValues};
 use crate::source::Snapshot;
 
-/// Why the platform config could not be read.
+/// Why a config read from a source (the platform's, a tenant's) could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum PlatformError {
+pub enum SourcedConfigError {
     #[error("cannot read the credentials of source `{source_name}`: {error}")]
     Secrets { source_name: String, error: SecretError },
     #[error(transparent)]
@@ -30,12 +31,23 @@ impl Moor {
         platform: &Platform,
         client: Option<&kube::Client>,
         interrupt: &Interrupt,
-    ) -> Result<Snapshot, PlatformError> {
-        let spec = bootstrap.config.platform_source(platform);
-        let secrets = SecretValues::for_source(client, &bootstrap.config, spec)
+    ) -> Result<Snapshot, SourcedConfigError> {
+        self.config_snapshot(bootstrap, bootstrap.config.platform_source(platform), client, interrupt).await
+    }
+
+    /// The newest snapshot of `spec`, a source of `prepared`'s config (or one it declares,
+    /// such as a tenant's), read with the source's credentials (through `client`).
+    pub(super) async fn config_snapshot(
+        &self,
+        prepared: &Prepared,
+        spec: &SourceSpec,
+        client: Option<&kube::Client>,
+        interrupt: &Interrupt,
+    ) -> Result<Snapshot, SourcedConfigError> {
+        let secrets = SecretValues::for_source(client, &prepared.config, spec)
             .await
-            .map_err(|error| PlatformError::Secrets { source_name: spec.name.clone(), error })?;
-        blocking(|| self.fetch(bootstrap, spec, &secrets, interrupt)).map_err(PlatformError::Fetch)
+            .map_err(|error| SourcedConfigError::Secrets { source_name: spec.name.clone(), error })?;
+        blocking(|| self.fetch(prepared, spec, &secrets, interrupt)).map_err(SourcedConfigError::Fetch)
     }
 
     /// The platform config `bootstrap` points at, in `snapshot` (of its source).
@@ -44,26 +56,19 @@ impl Moor {
         platform: &Platform,
         snapshot: &Snapshot,
         builtin: &[&str],
-    ) -> Result<Config, PlatformError> {
-        let file = snapshot.root.join(&platform.path);
-        let text = std::fs::read_to_string(&file).map_err(|e| PlatformError::Read {
-            origin: ConfigRevision {
-                source: bootstrap.platform_source(platform).name.clone(),
-                revision: snapshot.revision.clone(),
-            },
-            path: platform.path.clone(),
-            message: match e.kind() {
-                std::io::ErrorKind::NotFound => "no such file in the source".into(),
-                _ => format!("cannot read: {e}"),
-            },
-        })?;
+    ) -> Result<Config, SourcedConfigError> {
+        let text = read_file(snapshot, &bootstrap.platform_source(platform).name, &platform.path)?;
         Ok(bootstrap.parse_platform(platform, &snapshot.root, &snapshot.revision, text, builtin)?)
     }
 
     /// `config` itself, or, for a bootstrap config, the platform config it points at, read
     /// now from its source's newest revision: what a one-shot command (`plan`, `apply`, …)
     /// runs. `client` reads the source's credentials.
-    pub async fn resolve_config(&self, config: Config, client: Option<&kube::Client>) -> Result<Config, PlatformError> {
+    pub async fn resolve_config(
+        &self,
+        config: Config,
+        client: Option<&kube::Client>,
+    ) -> Result<Config, SourcedConfigError> {
         let Some(platform) = config.platform.clone() else { return Ok(config) };
         let bootstrap = self.prepare(std::sync::Arc::new(config));
         let interrupt = Interrupt::after(FETCH_TIMEOUT);
@@ -73,5 +78,17 @@ impl Moor {
     }
 }
 
-/// How long reading the platform config's source may take.
+/// The file at `path` of `snapshot`, a snapshot of source `source`.
+pub(super) fn read_file(snapshot: &Snapshot, source: &str, path: &str) -> Result<String, SourcedConfigError> {
+    std::fs::read_to_string(snapshot.root.join(path)).map_err(|e| SourcedConfigError::Read {
+        origin: ConfigRevision { source: source.to_owned(), revision: snapshot.revision.clone() },
+        path: path.to_owned(),
+        message: match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file in the source".into(),
+            _ => format!("cannot read: {e}"),
+        },
+    })
+}
+
+/// How long reading a config's source may take.
 pub const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);

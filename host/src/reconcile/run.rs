@@ -230,7 +230,7 @@ impl Moor {
         // the inventory read once
         let hidden = |failed: apply::Failed| RunFailure::from(failed).hiding(&rendered.revealed);
         let settings = &ctx.prepared.config.settings;
-        let old = match place.inventories(settings).load(&ctx.pipeline.name).await {
+        let old = match place.inventories(settings).load(&ctx.pipeline.label).await {
             Ok(old) => old,
             Err(e) => return RunReport { outcome: Err(hidden(apply::at(Stage::Plan)(e))), ..report },
         };

@@ -92,14 +92,18 @@ pub(crate) fn resolve_step<'p, K: Kind<'p>>(
     let plugin = prepared.plugin(name).map_err(StageError::Load)?;
     let Some(kind) = K::of(plugin) else {
         let message = format!("plugin `{name}` is a {}; `{chain}` takes {}s", plugin.kind(), K::KIND);
-        return Err(config.error_at(format!("{at}.use"), message).into());
+        return Err(config.error_at_step(step, ".use", message).into());
     };
     let crate::secrets::StepConfig { with, secret_values } = secrets
         .step_config(step, &config.settings.namespace)
         .map_err(|source| StageError::Secrets { at: format!("{at}."), source })?;
     if let Err(errors) = plugin.check_config(&with) {
         let message = format!("rejected by plugin `{name}`'s schema: {}", errors.join("; "));
-        return Err(config.error_at(format!("{at}.with"), message).into());
+        return Err(config.error_at_step(step, ".with", message).into());
     }
-    Ok(StepCall { kind, with, scope: plugins::CallScope { redact: secret_values, interrupt: interrupt.cloned() } })
+    Ok(StepCall {
+        kind,
+        with,
+        scope: plugins::CallScope { redact: secret_values, interrupt: interrupt.cloned(), cap: step.cap },
+    })
 }

@@ -109,8 +109,8 @@ impl Controller {
             Err(_) => true,
         };
         if confirmed {
-            let pipeline =
-                object.metadata.labels.as_ref().and_then(|l| l.get(PIPELINE_LABEL)).cloned().unwrap_or_default();
+            let label = object.metadata.labels.as_ref().and_then(|l| l.get(PIPELINE_LABEL));
+            let pipeline = self.config().name_of(label.map_or("", String::as_str));
             tracing::info!(pipeline, kind, name, deleted, "drift: a managed object changed outside moor");
             let _ = self.trigger(&pipeline, Trigger::Drift);
         }
@@ -118,7 +118,8 @@ impl Controller {
 
     /// Whether `object` (deleted or not) differs from what its pipeline last applied.
     fn drifted(&self, resource: &ApiResource, object: &DynamicObject, deleted: bool) -> bool {
-        let Some(pipeline) = object.metadata.labels.as_ref().and_then(|l| l.get(PIPELINE_LABEL)) else { return false };
+        let Some(label) = object.metadata.labels.as_ref().and_then(|l| l.get(PIPELINE_LABEL)) else { return false };
+        let pipeline = &self.config().name_of(label);
         let key = crate::kube_api::key_of(resource, object);
         let running = {
             let st = self.lock();

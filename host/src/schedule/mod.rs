@@ -32,6 +32,7 @@ mod run;
 pub mod shard;
 pub mod slot;
 pub mod status;
+mod tenants;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -45,10 +46,12 @@ use tokio::sync::{Notify, Semaphore};
 use crate::apply::Target;
 use crate::config::{Config, PipelineSpec};
 use crate::metrics::Metrics;
-use crate::reconcile::{Moor, Prepared, blocking};
+use crate::reconcile::{Moor, Prepared, Tenants, admit_tenants, blocking};
+use reload::Reconfigure;
 pub use requests::RequestError;
 use slot::{Blocked, Dependency, Slot};
 pub use slot::{Trigger, Triggered};
+pub use tenants::TenantStatus;
 
 /// How `moor run` was started.
 #[derive(Debug, Clone)]
@@ -126,7 +129,13 @@ struct ConfigFile {
 }
 
 struct State {
+    /// The config that runs: the platform config with its tenants' configs admitted.
     prepared: Arc<Prepared>,
+    /// The platform config as loaded, before the tenants' configs are admitted.
+    platform: Arc<Config>,
+    /// Each tenant's config as last read ([`tenants`]), and when its source is asked next.
+    tenants: Tenants,
+    tenant_polls: HashMap<String, Instant>,
     file: ConfigFile,
     /// By name, in the config's dependency order (each after what it depends on), as
     /// [`Controller::install`] sorts them.
@@ -217,6 +226,11 @@ impl Controller {
         let platform = bootstrap.and_then(|b| reload::PlatformSource::new(&moor, b, config.revision.as_ref()));
         let workers = Arc::new(Semaphore::new(config.settings.workers));
         let events = events::EventSink::start(target.client.clone(), &options.identity);
+        // Until its config is read, each tenant is held: none of its pipelines run or are removed.
+        let loaded = Arc::new(config);
+        let mut tenants = Tenants::new();
+        let tenant_polls = loaded.tenants.iter().map(|t| (t.name.clone(), Instant::now())).collect();
+        let config = admit_tenants(&loaded, &mut tenants);
         let prepared = Arc::new(blocking(|| moor.prepare(Arc::new(config))));
         let metrics = Metrics::new(options.shard.then_some(options.identity.as_str()), &target.requests);
         let controller = Arc::new(Controller {
@@ -226,6 +240,9 @@ impl Controller {
             options: options.clone(),
             state: Mutex::new(State {
                 prepared: prepared.clone(),
+                platform: loaded,
+                tenants,
+                tenant_polls,
                 file: ConfigFile { text, error: None, loaded: SystemTime::now(), platform },
                 pipelines: IndexMap::new(),
                 sources: HashMap::new(),
@@ -256,7 +273,7 @@ impl Controller {
                     .observe(took.as_secs_f64());
             }
         }));
-        controller.install(prepared, Trigger::Startup);
+        controller.install(prepared, Trigger::Startup, Reconfigure::All);
         controller
     }
 

@@ -13,9 +13,10 @@ use crate::config::{Config, ConfigRevision, Platform};
 use crate::reconcile::{Moor, Prepared, blocking};
 
 impl Controller {
-    /// Puts a loaded config in place: new pipelines are due now, every existing one gets
-    /// a run (`trigger`), and pipelines gone from the config are removed from the cluster.
-    pub(super) fn install(self: &Arc<Self>, prepared: Arc<Prepared>, trigger: Trigger) {
+    /// Puts a loaded config in place: new pipelines are due now, the existing ones that
+    /// `reconfigure` names get a run (`trigger`), and pipelines gone from the config are
+    /// removed from the cluster.
+    pub(super) fn install(self: &Arc<Self>, prepared: Arc<Prepared>, trigger: Trigger, reconfigure: Reconfigure) {
         let config = prepared.config.clone();
         let mut st = self.lock();
         let now = Instant::now();
@@ -32,7 +33,9 @@ impl Controller {
                 indexmap::map::Entry::Occupied(known) => {
                     let tracked = known.into_mut();
                     tracked.spec = spec;
-                    tracked.slot.reconfigured(now, trigger);
+                    if reconfigure.covers(pipeline) {
+                        tracked.slot.reconfigured(now, trigger);
+                    }
                     tracked
                 }
                 indexmap::map::Entry::Vacant(new) => new.insert(Tracked::new(spec, now, trigger)),
@@ -81,6 +84,7 @@ impl Controller {
     pub(super) async fn reload_loop(self: Arc<Self>) {
         let builtin: Vec<&str> = crate::plugins::builtin_names().collect();
         loop {
+            self.reload_tenants().await;
             let interval = self.config().settings.reload_interval.0.max(Duration::from_millis(200));
             tokio::time::sleep(interval).await;
             self.reload_file(&builtin);
@@ -106,12 +110,11 @@ impl Controller {
                 tracing::info!(file = %file.display(), "bootstrap config reloaded");
             }
             Ok(config) => {
-                let prepared = blocking(|| self.moor.prepare(Arc::new(config)));
                 let mut st = self.lock();
                 (st.file.text, st.file.platform) = (text, None);
                 drop(st);
                 tracing::info!(file = %file.display(), "config reloaded");
-                self.install(Arc::new(prepared), Trigger::Config);
+                self.install_platform(config, Trigger::Config);
             }
             Err(e) => self.reject(e.to_string(), Some(text)),
         }
@@ -152,10 +155,9 @@ impl Controller {
         }
         match loaded {
             Ok(config) => {
-                let prepared = blocking(|| self.moor.prepare(Arc::new(config)));
                 tracing::info!(revision = %crate::source::short(&snapshot.revision), path = platform.path,
                     "platform config loaded");
-                self.install(Arc::new(prepared), Trigger::Config);
+                self.install_platform(config, Trigger::Config);
             }
             Err(error) => self.reject(error, None),
         }
@@ -201,6 +203,22 @@ impl Controller {
                     error.as_deref().unwrap_or_default()
                 ),
             }
+        }
+    }
+}
+
+/// Which pipelines an installed config runs again: all (the platform config changed), or
+/// only the pipelines of tenants whose configs changed. New pipelines run either way.
+pub(super) enum Reconfigure {
+    All,
+    Tenants(Vec<String>),
+}
+
+impl Reconfigure {
+    fn covers(&self, pipeline: &crate::config::PipelineSpec) -> bool {
+        match self {
+            Reconfigure::All => true,
+            Reconfigure::Tenants(names) => pipeline.tenant.as_ref().is_some_and(|t| names.contains(&t.name)),
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct Status {
     pub started: String,
     /// Sharded (`moor run --shard`): the members this one sees and the pipelines it owns.
     pub shard: Option<super::shard::ShardStatus>,
+    /// The tenants (`[[tenant]]`): which config of each runs, and why a newer one does not.
+    pub tenants: Vec<super::TenantStatus>,
     pub pipelines: Vec<PipelineStatus>,
 }
 
@@ -37,6 +39,8 @@ pub struct Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct PipelineStatus {
     pub name: String,
+    /// The tenant whose config it is in; none for the platform's own.
+    pub tenant: Option<String>,
     pub source: String,
     pub state: State,
     /// Why it is waiting, blocked or stopped.
@@ -131,6 +135,7 @@ impl Controller {
             config_loaded: rfc3339(st.file.loaded),
             started: rfc3339(self.started),
             shard: st.shard_status(),
+            tenants: Controller::tenant_statuses(&st),
             pipelines: config
                 .pipelines
                 .iter()
@@ -169,6 +174,7 @@ fn view(st: &Scheduling, prepared: &Prepared, pipeline: &PipelineSpec, t: &Track
     });
     PipelineStatus {
         name: pipeline.name.clone(),
+        tenant: pipeline.tenant.as_ref().map(|t| t.name.clone()),
         source: pipeline.source.clone(),
         state,
         reason,

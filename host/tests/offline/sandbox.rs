@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use moor::plugins::{CallError, CallScope, RenderContext, RenderInput};
+use moor::plugins::{CallError, CallScope, Cap, RenderContext, RenderInput};
 use moor::reconcile::{Moor, StageError};
 use serde_json::json;
 
@@ -88,6 +88,25 @@ fn a_memory_hog_hits_the_cap() {
         .unwrap_err();
     assert!(matches!(err, CallError::Memory { limit, .. } if limit == 64 << 20), "{err:?}");
     assert_eq!(err.to_string(), "plugin `probe` hit its memory limit of 64 MiB");
+}
+
+#[test]
+fn a_calls_cap_tightens_the_plugins_limits_and_never_loosens_them() {
+    let plugin = probe(quick());
+    let call = |action: &str, cap: Cap| {
+        let scope = CallScope { cap, ..CallScope::default() };
+        plugin.renderer().unwrap().render(&act(action), RenderInput::Objects(vec![]), &RenderContext::default(), &scope)
+    };
+    let tight = Cap { memory: Some(16 << 20), timeout: Some(Duration::from_millis(100)) };
+    let err = call("hog", tight).unwrap_err();
+    assert!(matches!(err, CallError::Memory { limit, .. } if limit == 16 << 20), "{err:?}");
+    let started = Instant::now();
+    let err = call("loop", tight).unwrap_err();
+    assert!(matches!(err, CallError::Timeout { limit, .. } if limit == Duration::from_millis(100)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_millis(450), "{:?}", started.elapsed());
+    let loose = Cap { memory: Some(1 << 30), timeout: Some(Duration::from_secs(60)) };
+    let err = call("hog", loose).unwrap_err();
+    assert!(matches!(err, CallError::Memory { limit, .. } if limit == 64 << 20), "{err:?}");
 }
 
 #[test]

@@ -153,7 +153,7 @@ impl Plugin {
         if let Some((_, path)) = tree {
             wasi.env("PWD", Path::new(SNAPSHOT_MOUNT).join(path).to_string_lossy());
         }
-        let state = KrmState { wasi: wasi.build_p1(), limiter: MemoryLimiter::new(self.limits.memory) };
+        let state = KrmState { wasi: wasi.build_p1(), limiter: MemoryLimiter::new(self.limits_in(scope).memory) };
         let result = self.sandboxed(
             state,
             &stderr,

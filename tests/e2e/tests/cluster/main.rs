@@ -24,3 +24,4 @@ mod renders;
 mod shard;
 mod sops;
 mod substitute;
+mod tenants;
