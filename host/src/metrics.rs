@@ -1,6 +1,6 @@
 //! Prometheus metrics of controller mode, through prometheus-client; served at `/metrics`.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabel as _, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -9,29 +9,51 @@ use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RunLabels {
-    pub pipeline: String,
+    #[prometheus(flatten)]
+    pub pipeline: PipelineLabels,
     /// `success` or `failure`.
     pub result: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionLabels {
-    pub pipeline: String,
+    #[prometheus(flatten)]
+    pub pipeline: PipelineLabels,
     /// created, configured, unchanged, recreated, pruned, ignored.
     pub action: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FileLabels {
-    pub pipeline: String,
+    #[prometheus(flatten)]
+    pub pipeline: PipelineLabels,
     pub file: String,
     /// `success` or `failure` (KA-7).
     pub result: String,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// A pipeline's labels: `pipeline`, and `tenant` for a tenant's (`team-a/web`: tenant
+/// `team-a`); the platform's own pipelines have no `tenant` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
 pub struct PipelineLabels {
     pub pipeline: String,
+    pub tenant: String,
+}
+
+impl PipelineLabels {
+    pub fn of(pipeline: &str) -> PipelineLabels {
+        PipelineLabels { pipeline: pipeline.to_owned(), tenant: crate::config::tenant_of(pipeline).to_owned() }
+    }
+}
+
+impl EncodeLabelSet for PipelineLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        ("pipeline", self.pipeline.as_str()).encode(encoder.encode_label())?;
+        if !self.tenant.is_empty() {
+            ("tenant", self.tenant.as_str()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,14 +63,16 @@ pub struct PluginLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
-    pub pipeline: String,
+    #[prometheus(flatten)]
+    pub pipeline: PipelineLabels,
     /// discovered, applied, unchanged, pruned, ignored, in_sync (FA-9).
     pub state: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TriggerLabels {
-    pub pipeline: String,
+    #[prometheus(flatten)]
+    pub pipeline: PipelineLabels,
     pub trigger: String,
 }
 
@@ -161,5 +185,22 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenants_pipeline_is_labelled_with_its_tenant_and_the_platforms_own_are_not() {
+        let metrics = Metrics::default();
+        for pipeline in ["team-a/web", "ingress"] {
+            let labels = TriggerLabels { pipeline: PipelineLabels::of(pipeline), trigger: "manual".into() };
+            metrics.triggers.get_or_create(&labels).inc();
+        }
+        let text = metrics.encode();
+        assert!(text.contains("moor_triggers_total{pipeline=\"team-a/web\",tenant=\"team-a\",trigger=\"manual\"} 1"), "{text}");
+        assert!(text.contains("moor_triggers_total{pipeline=\"ingress\",trigger=\"manual\"} 1"), "{text}");
     }
 }

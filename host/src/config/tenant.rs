@@ -28,6 +28,12 @@ use crate::plugins::Cap;
 use crate::wait::Dependency;
 use crate::wait::spec::Jobs;
 
+/// The tenant of pipeline `name`: `team-a` for `team-a/web`, `` for the platform's own
+/// (whose names are label values, without a `/`).
+pub fn tenant_of(name: &str) -> &str {
+    name.split_once('/').map_or("", |(tenant, _)| tenant)
+}
+
 /// A `[[tenant]]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `GET /` | status page (server-rendered HTML) |
 //! | `GET /api/v1/status` | the same data as JSON |
+//! | `GET /?tenant=team-a`, `GET /api/v1/status?tenant=team-a` | one tenant's pipelines (`tenant=`: the platform's own) |
 //! | `GET /api/v1/pipelines/{name}` | one pipeline |
 //! | `POST /api/v1/pipelines/{name}/{reconcile,suspend,resume}` | bearer token |
 //! | `POST /ui/pipelines/{name}/reconcile` | the page's force-run form (token field) |
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -85,18 +86,33 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// The page, which no other site may frame (the force-run form would be clickjacked).
-async fn status_page(State(c): Shared) -> Response {
+async fn status_page(State(c): Shared, Query(filter): Query<Filter>) -> Response {
     let headers = [
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "no-referrer"),
     ];
-    (headers, Html(page::render(&c.status()))).into_response()
+    (headers, Html(page::render(&filter.apply(c.status())))).into_response()
 }
 
-async fn status_json(State(c): Shared) -> Response {
-    axum::Json(c.status()).into_response()
+/// `?tenant=team-a`: only that tenant's pipelines; `?tenant=` only the platform's own.
+#[derive(serde::Deserialize)]
+struct Filter {
+    tenant: Option<String>,
+}
+
+impl Filter {
+    fn apply(self, mut status: crate::schedule::status::Status) -> crate::schedule::status::Status {
+        if let Some(tenant) = self.tenant {
+            status.only_tenant(&tenant);
+        }
+        status
+    }
+}
+
+async fn status_json(State(c): Shared, Query(filter): Query<Filter>) -> Response {
+    axum::Json(filter.apply(c.status())).into_response()
 }
 
 async fn pipeline_json(State(c): Shared, Named(name): Named) -> Response {

@@ -92,7 +92,15 @@ pub fn render(status: &Status) -> String {
             esc(t.error.as_deref().unwrap_or_default())
         );
     }
+    // The platform's own pipelines, then each tenant's under its name.
+    let mut tenant = None;
     for p in &status.pipelines {
+        if p.tenant != tenant {
+            tenant.clone_from(&p.tenant);
+            let name = esc(p.tenant.as_deref().unwrap_or_default());
+            let _ =
+                write!(h, "<h2 class=tenant id='tenant-group-{name}'>tenant <a href='/?tenant={name}'>{name}</a></h2>");
+        }
         pipeline(&mut h, p);
     }
     h.push_str("</body></html>");

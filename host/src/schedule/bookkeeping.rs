@@ -19,24 +19,28 @@ impl Finished<'_> {
         let result = if report.ok() { "success" } else { "failure" };
         metrics
             .run_duration
-            .get_or_create(&RunLabels { pipeline: name.into(), result: result.into() })
+            .get_or_create(&RunLabels { pipeline: PipelineLabels::of(name), result: result.into() })
             .observe(self.took.as_secs_f64());
         let file_applies = |file: &str, result: &str, n: usize| {
             metrics
                 .file_applies
-                .get_or_create(&FileLabels { pipeline: name.into(), file: file.into(), result: result.into() })
+                .get_or_create(&FileLabels {
+                    pipeline: PipelineLabels::of(name),
+                    file: file.into(),
+                    result: result.into(),
+                })
                 .inc_by(n as u64);
         };
         let cluster = &report.cluster;
         for action in [Action::Created, Action::Configured, Action::Unchanged, Action::Recreated, Action::Pruned] {
             metrics
                 .objects
-                .get_or_create(&ActionLabels { pipeline: name.into(), action: action.as_str().into() })
+                .get_or_create(&ActionLabels { pipeline: PipelineLabels::of(name), action: action.as_str().into() })
                 .inc_by(cluster.count(action) as u64);
         }
         metrics
             .objects
-            .get_or_create(&ActionLabels { pipeline: name.into(), action: "ignored".into() })
+            .get_or_create(&ActionLabels { pipeline: PipelineLabels::of(name), action: "ignored".into() })
             .inc_by(cluster.count(Action::Skipped) as u64);
         for (file, n) in cluster.files() {
             file_applies(file, "success", n.changed + n.unchanged);
@@ -57,14 +61,11 @@ impl Finished<'_> {
         ] {
             metrics
                 .pipeline_objects
-                .get_or_create(&StateLabels { pipeline: name.into(), state: state.into() })
+                .get_or_create(&StateLabels { pipeline: PipelineLabels::of(name), state: state.into() })
                 .set(n as i64);
         }
         if let Some(waited) = deployed_after {
-            metrics
-                .time_to_deploy
-                .get_or_create(&PipelineLabels { pipeline: name.into() })
-                .observe(waited.as_secs_f64());
+            metrics.time_to_deploy.get_or_create(&PipelineLabels::of(name)).observe(waited.as_secs_f64());
         }
     }
 }

@@ -227,10 +227,7 @@ impl Controller {
             tracked.notifications.admit(outcome.events)
         };
         if dropped > 0 {
-            self.metrics
-                .notifications_dropped
-                .get_or_create(&PipelineLabels { pipeline: name.into() })
-                .inc_by(dropped as u64);
+            self.metrics.notifications_dropped.get_or_create(&PipelineLabels::of(name)).inc_by(dropped as u64);
         }
         if events.is_empty() {
             return;

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::{Controller, Trigger, Triggered};
-use crate::metrics::TriggerLabels;
+use crate::metrics::{PipelineLabels, TriggerLabels};
 
 /// Why a request about a pipeline was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,7 +26,7 @@ impl Controller {
         }
         self.metrics
             .triggers
-            .get_or_create(&TriggerLabels { pipeline: name.into(), trigger: trigger.as_str().into() })
+            .get_or_create(&TriggerLabels { pipeline: PipelineLabels::of(name), trigger: trigger.as_str().into() })
             .inc();
         let result = tracked.slot.trigger(Instant::now(), trigger);
         drop(st);

@@ -116,6 +116,14 @@ pub struct StepStatus {
     pub error: Option<String>,
 }
 
+impl Status {
+    /// Keeps only tenant `tenant`'s pipelines (the platform's own for ``).
+    pub fn only_tenant(&mut self, tenant: &str) {
+        self.pipelines.retain(|p| p.tenant.as_deref().unwrap_or_default() == tenant);
+        self.tenants.retain(|t| t.name == tenant);
+    }
+}
+
 impl Controller {
     /// The status document of the API and the status page, built from the slots.
     pub fn status(&self) -> Status {

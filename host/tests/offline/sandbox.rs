@@ -212,3 +212,65 @@ fn a_secret_given_to_a_step_never_reaches_the_log_or_the_errors() {
         assert!(all.contains(redacted), "{redacted:?} missing:\n{all}");
     }
 }
+
+#[test]
+fn a_tenants_own_plugin_runs_pinned_under_the_tenants_limits_and_sees_nothing_of_the_host() {
+    // The platform lets team-a bring its own plugins, with calls of at most 32 MiB and 1 s.
+    let platform = tree(&[]);
+    let text = "[[source]]\nname = \"s\"\npath = \".\"\n\n[[tenant]]\nname = \"team-a\"\nsource = { path = \"a\" }\n\
+                namespaces = [\"team-a\"]\nservice_account = \"team-a/deployer\"\nown_plugins = true\n\
+                limits = { memory = \"32MiB\", time = \"1s\" }\n";
+    let mut config = config(platform.path(), text).unwrap();
+    // Its repository holds the plugin, pinned by its config, which asks for far more.
+    let probe = std::fs::read(probe_path()).unwrap();
+    let team = tree(&[("app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")]);
+    std::fs::write(team.path().join("probe.wasm"), &probe).unwrap();
+    let team_config = format!(
+        "[[plugin]]\nname = \"probe\"\npath = \"probe.wasm\"\nsha256 = \"{}\"\nmemory = \"512MiB\"\ntimeout = \"60s\"\n\n\
+         [[source]]\nname = \"s\"\npath = \".\"\n\n\
+         [[pipeline]]\nname = \"hog\"\nsource = \"s\"\nrender = [{{ use = \"probe\", with = {{ action = \"hog\" }} }}]\n\n\
+         [[pipeline]]\nname = \"loop\"\nsource = \"s\"\nrender = [{{ use = \"probe\", with = {{ action = \"loop\" }} }}]\n\n\
+         [[pipeline]]\nname = \"snoop\"\nsource = \"s\"\nrender = [{{ use = \"probe\", with = {{ action = \"snoop\" }} }}]\n",
+        sha256_of(&probe_path())
+    );
+    let admitted = config.parse_tenant(0, team.path(), "1a2b", team_config.clone()).unwrap();
+    config.admit(admitted);
+    let moor = Moor::new(cache_dir()).unwrap();
+    let prepared = moor.prepare(std::sync::Arc::new(config.clone()));
+    let run = |name: &str| {
+        render_offline(&moor, &prepared, config.pipeline(name).unwrap(), Default::default(), Default::default())
+    };
+
+    let hog = run("team-a/hog").unwrap_err();
+    assert!(
+        matches!(&*hog.error, StageError::RenderCall(CallError::Memory { limit, .. }) if *limit == 32 << 20),
+        "{hog:?}"
+    );
+    assert!(hog.to_string().contains("plugin `team-a/probe`"), "{hog}");
+    let started = Instant::now();
+    let stuck = run("team-a/loop").unwrap_err();
+    assert!(
+        matches!(&*stuck.error, StageError::RenderCall(CallError::Timeout { limit, .. }) if *limit == Duration::from_secs(1)),
+        "{stuck:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let snoop = run("team-a/snoop").unwrap();
+    let data = &snoop.objects[0].value["data"];
+    assert_eq!(data["env"], "", "{data}");
+    assert!(data["connect"].as_str().is_some_and(|c| c.starts_with("Err")), "{data}");
+
+    // A different binary at the pinned path does not load.
+    std::fs::write(team.path().join("probe.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let mut config = self::config(platform.path(), text).unwrap();
+    config.admit(config.parse_tenant(0, team.path(), "3c4d", team_config).unwrap());
+    let prepared = moor.prepare(std::sync::Arc::new(config.clone()));
+    let e = render_offline(
+        &moor,
+        &prepared,
+        config.pipeline("team-a/snoop").unwrap(),
+        Default::default(),
+        Default::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("sha256"), "{e}");
+}
