@@ -200,7 +200,10 @@ mod tests {
             metrics.triggers.get_or_create(&labels).inc();
         }
         let text = metrics.encode();
-        assert!(text.contains("moor_triggers_total{pipeline=\"team-a/web\",tenant=\"team-a\",trigger=\"manual\"} 1"), "{text}");
+        assert!(
+            text.contains("moor_triggers_total{pipeline=\"team-a/web\",tenant=\"team-a\",trigger=\"manual\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("moor_triggers_total{pipeline=\"ingress\",trigger=\"manual\"} 1"), "{text}");
     }
 }

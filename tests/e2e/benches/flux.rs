@@ -17,6 +17,9 @@
 //!
 //! `cargo bench -p moor-e2e --bench flux` (MOOR_BENCH_PIPELINES sets N, MOOR_BENCH_INTERVAL
 //! the interval in seconds; MOOR_BENCH_ONLY=moor runs Moor alone, as for P7 at 10,000).
+//! MOOR_BENCH_TENANTS=T splits Moor's N pipelines between T tenants (issue #32): the
+//! platform config declares them, each reads its config from a directory of its own and
+//! its N/T pipelines from the same repository, and applies as a service account of its own.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,6 +43,65 @@ const NS: &str = "bench";
 
 fn pipelines() -> usize {
     std::env::var("MOOR_BENCH_PIPELINES").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000)
+}
+
+/// How many tenants Moor's pipelines are split between (MOOR_BENCH_TENANTS; 0: none, one config).
+fn tenants() -> usize {
+    std::env::var("MOOR_BENCH_TENANTS").ok().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// Moor's config for `n` pipelines in `dir`: one file, or with `tenants` a platform config
+/// declaring them and one config per tenant (`tenants/t-NN/moor.toml`), each with its share.
+fn moor_config(dir: &Path, git_url: &str, n: usize, tenants: usize) -> PathBuf {
+    let header = "[moor]\ninstance = \"bench\"\nworkers = 8\n\n".to_owned();
+    let source = format!(
+        "[[source]]\nname = \"apps\"\ngit = {{ url = \"{git_url}\", ref = \"main\" }}\npoll_interval = \"10m\"\n\n"
+    );
+    let pipelines = |range: std::ops::Range<usize>| -> String {
+        range
+            .map(|i| {
+                format!(
+                    "[[pipeline]]\nname = \"app-{i:04}\"\nsource = \"apps\"\npath = \"apps/app-{i:04}\"\ninterval = \"{}s\"\n\n",
+                    interval().as_secs()
+                )
+            })
+            .collect()
+    };
+    let file = dir.join("moor.toml");
+    if tenants == 0 {
+        std::fs::write(&file, format!("{header}{source}{}", pipelines(0..n))).unwrap();
+        return file;
+    }
+    let mut platform = header;
+    let each = n.div_ceil(tenants);
+    for t in 0..tenants {
+        platform.push_str(&format!(
+            "[[tenant]]\nname = \"t-{t:02}\"\nsource = {{ path = \"tenants/t-{t:02}\", poll_interval = \"10m\" }}\n\
+             namespaces = [\"{NS}\"]\nservice_account = \"{NS}/deployer\"\nplugins = [\"yaml\"]\n\n"
+        ));
+        let tenant = dir.join(format!("tenants/t-{t:02}"));
+        std::fs::create_dir_all(&tenant).unwrap();
+        let share = (t * each).min(n)..((t + 1) * each).min(n);
+        std::fs::write(tenant.join("moor.toml"), format!("{source}{}", pipelines(share))).unwrap();
+    }
+    std::fs::write(&file, platform).unwrap();
+    file
+}
+
+/// The tenants' service account: `edit` in the bench's namespace.
+async fn tenant_account(client: &kube::Client) {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let account: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "deployer", "namespace": NS}})).unwrap();
+    let _ = Api::<ServiceAccount>::namespaced(client.clone(), NS).create(&PostParams::default(), &account).await;
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "deployer", "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": NS}],
+    }))
+    .unwrap();
+    let _ = Api::<RoleBinding>::namespaced(client.clone(), NS).create(&PostParams::default(), &binding).await;
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -443,19 +505,12 @@ async fn moor(git_url: &str, n: usize) -> Figures {
     let cp = ControlPlane::start("moor");
     let client = cp.client().await;
     namespace(&client).await;
+    if tenants() > 0 {
+        tenant_account(&client).await;
+    }
     let base = background(&client).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = format!(
-        "[moor]\ninstance = \"bench\"\nworkers = 8\n\n[[source]]\nname = \"apps\"\ngit = {{ url = \"{git_url}\", ref = \"main\" }}\npoll_interval = \"10m\"\n\n"
-    );
-    for i in 0..n {
-        config.push_str(&format!(
-            "[[pipeline]]\nname = \"app-{i:04}\"\nsource = \"apps\"\npath = \"apps/app-{i:04}\"\ninterval = \"{}s\"\n\n",
-            interval().as_secs()
-        ));
-    }
-    let file = dir.path().join("moor.toml");
-    std::fs::write(&file, config).unwrap();
+    let file = moor_config(dir.path(), git_url, n, tenants());
     let port = moor_e2e::free_port();
     let started = Instant::now();
     let child = Command::new(BIN)
@@ -502,7 +557,11 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let moor = moor(&git_url, n).await;
-        moor.print("Moor", n);
+        let side = match tenants() {
+            0 => "Moor".to_owned(),
+            t => format!("Moor ({t} tenants)"),
+        };
+        moor.print(&side, n);
         // P7 and other Moor-only sizes.
         if std::env::var("MOOR_BENCH_ONLY").as_deref() == Ok("moor") {
             return;

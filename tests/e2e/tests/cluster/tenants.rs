@@ -150,13 +150,20 @@ async fn two_teams_deploy_from_their_own_repositories_confined_and_one_broken_te
     };
     let (_, body) = moor.get_text("/api/v1/status?tenant=team-b").await?;
     let only_b: serde_json::Value = serde_json::from_str(&body)?;
-    assert_eq!((names(&only_b, "pipelines", "name"), names(&only_b, "tenants", "name")), (vec!["team-b/api".to_owned()], vec!["team-b".to_owned()]));
+    assert_eq!(
+        (names(&only_b, "pipelines", "name"), names(&only_b, "tenants", "name")),
+        (vec!["team-b/api".to_owned()], vec!["team-b".to_owned()])
+    );
     let (_, body) = moor.get_text("/api/v1/status?tenant=").await?;
     assert_eq!(names(&serde_json::from_str(&body)?, "pipelines", "name"), ["tenants-rbac"]);
     let (_, page) = moor.get_text("/").await?;
     assert!(page.contains("id='tenant-group-team-a'") && page.contains("id='pipeline-team-a/web'"), "{page}");
     let (_, metrics) = moor.get_text("/metrics").await?;
-    assert!(metrics.contains("moor_run_duration_seconds_count{pipeline=\"team-a/web\",tenant=\"team-a\",result=\"success\"}"), "{metrics}");
+    assert!(
+        metrics
+            .contains("moor_run_duration_seconds_count{pipeline=\"team-a/web\",tenant=\"team-a\",result=\"success\"}"),
+        "{metrics}"
+    );
 
     // team-a renders into team-b's namespace: refused at plan, naming the object, its file
     // and the rule; nothing of that run is applied.
