@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::platform::read_file;
 use super::{Moor, Prepared, SourcedConfigError};
@@ -90,23 +91,27 @@ impl Moor {
         if platform.tenants.is_empty() {
             return (platform, tenants);
         }
-        let prepared = self.prepare(std::sync::Arc::new(platform));
+        let prepared = self.prepare(Arc::new(platform));
         let interrupt = Interrupt::after(super::FETCH_TIMEOUT);
         for (i, rules) in prepared.config.tenants.iter().enumerate() {
             let read = self.read_tenant(&prepared, i, client, &interrupt).await.map_err(|e| e.to_string());
             tenants.entry(rules.name.clone()).or_default().read(read, |r| check_tenant(&prepared.config, i, r));
         }
         let config = admit_tenants(&prepared.config, &mut tenants);
-        (config, tenants)
+        (Arc::unwrap_or_clone(config), tenants)
     }
 }
 
 /// `platform` with the good config of each of its tenants admitted, checked against the
 /// platform's rules as they are now; a tenant whose config does not load is held, with
 /// its error in `tenants`. States of tenants the platform no longer has are dropped.
-pub fn admit_tenants(platform: &Config, tenants: &mut Tenants) -> Config {
+/// Without tenants, `platform` itself: a platform of 10,000 pipelines is not held twice.
+pub fn admit_tenants(platform: &Arc<Config>, tenants: &mut Tenants) -> Arc<Config> {
     tenants.retain(|name, _| platform.tenant(name).is_some());
-    let mut config = platform.clone();
+    if platform.tenants.is_empty() {
+        return platform.clone();
+    }
+    let mut config = Config::clone(platform);
     for (i, rules) in platform.tenants.iter().enumerate() {
         let state = tenants.entry(rules.name.clone()).or_default();
         let Some(good) = &state.good else { continue };
@@ -115,7 +120,7 @@ pub fn admit_tenants(platform: &Config, tenants: &mut Tenants) -> Config {
             Err(e) => state.error = Some(e.to_string()),
         }
     }
-    config
+    Arc::new(config)
 }
 
 /// Whether `read` loads as tenant `tenant`'s config of `platform`; else why not.
@@ -166,7 +171,7 @@ mod tests {
 
     #[test]
     fn each_tenant_is_admitted_or_held_on_its_own_and_rechecked_under_new_rules() {
-        let config = platform(PLATFORM);
+        let config = Arc::new(platform(PLATFORM));
         let mut tenants = Tenants::new();
         let a = tenants.entry("a".into()).or_default();
         assert!(a.read(Ok(read("1a", TEAM)), |r| check_tenant(&config, 0, r)));
@@ -182,13 +187,13 @@ mod tests {
         // held too, with the reason.
         let narrowed =
             PLATFORM.replace("namespaces = [\"a\"]", "namespaces = [\"a-*\"]").replace("\"a/ci\"", "\"a-x/ci\"");
-        let narrowed = platform(&narrowed);
+        let narrowed = Arc::new(platform(&narrowed));
         let admitted = admit_tenants(&narrowed, &mut tenants);
         assert_eq!(admitted.pipelines.len(), 1);
         assert!(admitted.holds("a.web"));
         assert!(tenants["a"].error.as_deref().unwrap().contains("target_namespace"), "{tenants:?}");
         // A tenant the platform drops is forgotten, and no longer held.
-        let dropped = platform(PLATFORM.split("[[tenant]]\nname = \"b\"").next().unwrap());
+        let dropped = Arc::new(platform(PLATFORM.split("[[tenant]]\nname = \"b\"").next().unwrap()));
         let admitted = admit_tenants(&dropped, &mut tenants);
         assert_eq!(tenants.keys().collect::<Vec<_>>(), ["a"]);
         assert!(!admitted.holds("b.web"));

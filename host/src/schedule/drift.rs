@@ -119,15 +119,16 @@ impl Controller {
     /// Whether `object` (deleted or not) differs from what its pipeline last applied.
     fn drifted(&self, resource: &ApiResource, object: &DynamicObject, deleted: bool) -> bool {
         let Some(label) = object.metadata.labels.as_ref().and_then(|l| l.get(PIPELINE_LABEL)) else { return false };
-        let pipeline = &self.config().name_of(label);
         let key = crate::kube_api::key_of(resource, object);
-        let running = {
+        let (pipeline, running) = {
             let st = self.lock();
-            match st.pipelines.get(pipeline) {
-                Some(tracked) => tracked.slot.is_running(),
+            let pipeline = st.prepared.config.name_of(label);
+            match st.pipelines.get(&pipeline) {
+                Some(tracked) => (pipeline, tracked.slot.is_running()),
                 None => return false,
             }
         };
+        let pipeline = &pipeline;
         {
             let memory = self.drift.lock();
             match memory.applied.get(pipeline).and_then(|objects| objects.get(&key)) {

@@ -231,7 +231,7 @@ impl Controller {
         let mut tenants = Tenants::new();
         let tenant_polls = loaded.tenants.iter().map(|t| (t.name.clone(), Instant::now())).collect();
         let config = admit_tenants(&loaded, &mut tenants);
-        let prepared = Arc::new(blocking(|| moor.prepare(Arc::new(config))));
+        let prepared = Arc::new(blocking(|| moor.prepare(config)));
         let metrics = Metrics::new(options.shard.then_some(options.identity.as_str()), &target.requests);
         let controller = Arc::new(Controller {
             moor,

@@ -41,7 +41,7 @@ impl Controller {
             admit_tenants(&platform, &mut st.tenants)
         };
         self.report_tenants();
-        let prepared = blocking(|| self.moor.prepare(Arc::new(config)));
+        let prepared = blocking(|| self.moor.prepare(config));
         self.install(Arc::new(prepared), trigger, Reconfigure::All);
     }
 
@@ -90,7 +90,7 @@ impl Controller {
         }
         self.report_tenants();
         let config = admit_tenants(&platform, &mut self.lock().tenants);
-        let prepared = blocking(|| self.moor.prepare(Arc::new(config)));
+        let prepared = blocking(|| self.moor.prepare(config));
         {
             let st = self.lock();
             if !Arc::ptr_eq(&st.platform, &platform) {
