@@ -7,6 +7,7 @@
 //! (`source_map.rs`) locates in the file's text.
 
 mod check;
+mod confine;
 mod gates;
 mod model;
 mod platform;
