@@ -251,17 +251,6 @@ pub struct TenantConfig {
     config: Config,
 }
 
-impl TenantConfig {
-    pub fn revision(&self) -> Option<&ConfigRevision> {
-        self.config.revision.as_ref()
-    }
-
-    /// How many pipelines it has.
-    pub fn pipelines(&self) -> usize {
-        self.config.pipelines.len()
-    }
-}
-
 impl Config {
     /// The tenant named `name`.
     pub fn tenant(&self, name: &str) -> Option<&Arc<Tenant>> {
@@ -434,7 +423,7 @@ depends_on = ["db"]
     fn an_admitted_tenant_pipeline_is_named_labelled_and_confined_for_its_tenant() {
         let mut config = platform();
         let team = tenant_config(TEAM).unwrap();
-        assert_eq!(team.pipelines(), 2);
+        assert_eq!(team.config.pipelines.len(), 2);
         config.admit(team);
         let web = config.pipeline("team-a/web").unwrap();
         assert_eq!(web.label, "team-a.web");
